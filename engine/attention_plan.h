@@ -1,0 +1,47 @@
+/* Self-attention policies: full, tile (Efficient-vDiT k:(T−k) masks) and adaptive
+ * (AdaSpa block-sparse with LSE-cached search). One policy object lives for one
+ * generation; the DiT hands it every self-attention call and it decides how to run it. */
+#ifndef VDIT_ATTENTION_PLAN_H
+#define VDIT_ATTENTION_PLAN_H
+
+#include "backend.h"
+#include "config.h"
+
+G_BEGIN_DECLS
+
+typedef struct vdit_attn_policy vdit_attn_policy;
+
+typedef struct {
+  VditAttention mode;   /* FULL, TILE or ADAPTIVE (DEFAULT resolved by the caller) */
+  int frames;           /* latent frames after temporal patching (T) */
+  int tokens_per_frame; /* grid_h · grid_w */
+  int depth, heads, head_dim;
+  int steps;            /* sampling steps of this generation */
+  float sparsity;       /* adaptive target; < 0 = config's */
+} vdit_attn_policy_params;
+
+vdit_attn_policy *vdit_attn_policy_new (vdit_backend *be, const vdit_config *cfg,
+                                        const vdit_attn_policy_params *params, GError **error);
+void vdit_attn_policy_free (vdit_attn_policy *p);
+
+/* Runs self-attention of `layer` at sampling step `step` (0-based) for pass `pass`
+ * (0 = conditional, 1 = unconditional; adaptive keeps patterns per pass) with the
+ * policy's mask. Shapes as backend attention: q/k/v (n, heads·head_dim) with strides. */
+gboolean vdit_attn_policy_run (vdit_attn_policy *p, int step, int layer, int pass, void *out,
+                               int ldo, const void *q, int ldq, const void *k, int ldk,
+                               const void *v, int ldv, float scale, GError **error);
+
+/* Fraction of (query-block, key-block) pairs kept, averaged over layers and heads, at
+ * the last step run (1.0 for full). */
+double vdit_attn_policy_density (const vdit_attn_policy *p);
+
+/* Tile mask k:(T−k) as a layout with one latent frame per block. Kept blocks:
+ * diagonal, the first k key columns, the first k query rows. The caller frees the
+ * arrays with g_free. */
+void vdit_tile_layout (vdit_block_layout *out, int frames, int tokens_per_frame, int k);
+/* T·k + k(T−k) + (T−k) for 0 < k < T (T² for k ≥ T, T for k = 0). */
+int64_t vdit_tile_kept_count (int frames, int k);
+
+G_END_DECLS
+
+#endif

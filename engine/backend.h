@@ -1,0 +1,144 @@
+/* The backend interface: one table of function pointers plus an opaque context.
+ *
+ * The engine never touches activation memory directly: it allocates buffers through
+ * the backend, moves f32 data in and out with upload/download, and runs the ops below.
+ * Buffers hold the backend's activation type (f32 on the CPU, may be bf16 on a GPU);
+ * `act_size` is its size in bytes, used for offsets (vdit_buf_at).
+ *
+ * Kernels are flat: outputs first, shapes last. Matrices are row-major; `ld*` are row
+ * strides in elements. Ops do not return errors: a backend records its first failure
+ * and reports it from `sync` (as CUDA reports asynchronous errors).
+ *
+ * Every GPU op has a CPU op of the same contract in engine/cpu, which is the reference
+ * the GPU tests compare against.
+ */
+#ifndef VDIT_BACKEND_H
+#define VDIT_BACKEND_H
+
+#include <glib.h>
+#include <stddef.h>
+#include <stdint.h>
+
+G_BEGIN_DECLS
+
+typedef enum {
+  VDIT_ELEM_ACT, /* the backend's activation type */
+  VDIT_ELEM_F32,
+  VDIT_ELEM_I32,
+} VditElem;
+
+typedef enum {
+  VDIT_ACT_NONE,
+  VDIT_ACT_GELU_TANH,
+  VDIT_ACT_SILU,
+} VditActivation;
+
+/* Block-sparse attention layout, host side (CSR over query blocks).
+ * For head h and query block i, the kept key blocks are
+ * cols[row_ptr[h·(n_qblocks+1) + i] .. row_ptr[h·(n_qblocks+1) + i + 1]), ascending.
+ * n_heads == 1 means the same layout for every head. The last query/key block may be
+ * shorter than the block size (ragged). */
+typedef struct {
+  int block_q, block_k;   /* tokens per block */
+  int n_q, n_k;           /* tokens */
+  int n_qblocks, n_kblocks;
+  int n_heads;            /* 1 or the attention's head count */
+  const int32_t *row_ptr; /* (n_heads, n_qblocks + 1) */
+  const int32_t *cols;    /* (row_ptr[last]) */
+} vdit_block_layout;
+
+typedef struct vdit_backend_i vdit_backend_i;
+
+typedef struct {
+  const vdit_backend_i *iface;
+  void *context;
+  size_t act_size; /* bytes per VDIT_ELEM_ACT element */
+} vdit_backend;
+
+struct vdit_backend_i {
+  const char *name; /* "cpu", "cuda" */
+  void (*free) (void *ctx);
+
+  /* memory ----------------------------------------------------------------------- */
+  /* n elements of type elem; NULL with VDIT_ERROR_OUT_OF_MEMORY (numbers in message). */
+  void *(*alloc) (void *ctx, size_t n, VditElem elem, GError **error);
+  void (*release) (void *ctx, void *buf);
+  /* host f32/i32 <-> buffer (converting to/from the activation type for ACT). */
+  gboolean (*upload) (void *ctx, void *dst, const void *src, size_t n, VditElem elem, GError **error);
+  gboolean (*download) (void *ctx, void *dst, const void *src, size_t n, VditElem elem, GError **error);
+  /* waits for queued work; returns the first recorded failure. */
+  gboolean (*sync) (void *ctx, GError **error);
+
+  /* linear algebra ---------------------------------------------------------------- */
+  /* out(m, n) = act(in(m, k) · w(n, k)ᵀ + bias(n)); bias may be NULL. If accumulate,
+   * out += result (then act must be NONE). ldo/ldi are row strides of out and in. */
+  void (*matmul) (void *ctx, void *out, int ldo, const void *in, int ldi, const void *w,
+                  const void *bias, int m, int n, int k, VditActivation act, gboolean accumulate);
+
+  /* normalisation ----------------------------------------------------------------- */
+  /* out = x / sqrt(mean(x²) + eps) · w, per row of d. */
+  void (*rmsnorm) (void *ctx, void *out, const void *x, const void *w, int m, int d, float eps);
+  /* out = LN(x)·(1 + scale) + shift, LN without affine; shift/scale are (d) vectors
+   * shared by all rows. */
+  void (*layernorm_modulate) (void *ctx, void *out, const void *x, const void *shift,
+                              const void *scale, int m, int d, float eps);
+
+  /* elementwise ------------------------------------------------------------------- */
+  /* x(m, d) += gate(d) ⊙ h(m, d); gate NULL = plain add. */
+  void (*add_gated) (void *ctx, void *x, const void *h, const void *gate, int m, int d);
+  /* out(n) = a(n) ⊙ b(n) */
+  void (*mul) (void *ctx, void *out, const void *a, const void *b, size_t n);
+  /* out(n) = a(n) + b(n) */
+  void (*add) (void *ctx, void *out, const void *a, const void *b, size_t n);
+  /* out(n) = act(in(n)); in-place allowed */
+  void (*activate) (void *ctx, void *out, const void *in, size_t n, VditActivation act);
+  /* Rotate-half RoPE in place on x(n, ld) for `heads` heads of head_dim, each head
+   * split into n_chunks chunks rotated independently; cos/sin (n, head_dim/2) f32
+   * buffers give the angle of pair j (chunk j / (chunk/2), pair within chunk). */
+  void (*rope) (void *ctx, void *x, int ld, const float *cos_t, const float *sin_t, int n,
+                int heads, int head_dim, int n_chunks);
+
+  /* attention --------------------------------------------------------------------- */
+  /* out(nq, heads·hd) = softmax(q·kᵀ·scale + bias) · v, per head; q(nq, ·) rows of
+   * stride ldq with head h at columns [h·hd, (h+1)·hd), likewise k, v (nk rows), out.
+   * bias: NULL or an ACT buffer (heads, nq, nk) added to the scores.
+   * layout: NULL = dense, else a layout made by layout_new; skipped blocks cost nothing.
+   * lse: NULL or an F32 buffer (heads, nq) receiving each row's log-sum-exp of the
+   * (scaled, biased, kept) scores. Query rows with no kept key get zeros and lse -inf. */
+  void (*attention) (void *ctx, void *out, int ldo, const void *q, int ldq, const void *k,
+                     int ldk, const void *v, int ldv, int nq, int nk, int heads, int head_dim,
+                     float scale, const void *bias, const void *layout, float *lse);
+  /* Copies a host layout into whatever form the backend's kernel reads. */
+  void *(*layout_new) (void *ctx, const vdit_block_layout *layout, GError **error);
+  void (*layout_free) (void *ctx, void *layout);
+  /* Optional (NULL-checked): AdaSpa block scores. scores(heads, n_qblocks, n_kblocks)
+   * F32 = Σ over the block's rows and columns of exp(q·kᵀ·scale − lse[row]), i.e. the
+   * attention mass of each block under the cached LSE. */
+  void (*block_scores) (void *ctx, float *scores, const void *q, int ldq, const void *k,
+                        int ldk, const float *lse, int nq, int nk, int heads, int head_dim,
+                        float scale, int block_q, int block_k);
+};
+
+static inline void *
+vdit_buf_at (const vdit_backend *be, void *buf, size_t offset)
+{
+  return (char *) buf + offset * be->act_size;
+}
+
+/* Backend constructors. vdit_backend_cuda_new fails with VDIT_ERROR_NO_DEVICE when the
+ * engine was built without CUDA or no GPU is present. */
+gboolean vdit_backend_cpu_init (vdit_backend *be, int threads, GError **error);
+gboolean vdit_backend_cuda_init (vdit_backend *be, int device_id, GError **error);
+
+static inline void
+vdit_backend_free (vdit_backend *be)
+{
+  if (be->iface && be->iface->free)
+    be->iface->free (be->context);
+  be->iface = NULL;
+  be->context = NULL;
+}
+
+G_END_DECLS
+
+#endif /* VDIT_BACKEND_H */

@@ -1,0 +1,83 @@
+/* config.json of a model directory, parsed and validated (docs/model-format.md). */
+#ifndef VDIT_CONFIG_H
+#define VDIT_CONFIG_H
+
+#include "vdit.h"
+
+G_BEGIN_DECLS
+
+typedef enum {
+  VDIT_SAMPLER_FLOW_EULER,
+  VDIT_SAMPLER_DDIM,
+  VDIT_SAMPLER_EULER_ANCESTRAL,
+} VditSamplerType;
+
+typedef enum {
+  VDIT_PRED_FLOW,
+  VDIT_PRED_EPSILON,
+  VDIT_PRED_V,
+} VditPrediction;
+
+typedef enum {
+  VDIT_DECODER_IDENTITY,
+} VditDecoderType;
+
+typedef struct {
+  int vocab_size, d_model, n_layers, n_heads, d_kv, d_ff;
+  int rel_buckets, rel_max_distance, max_tokens;
+  float eps;
+} vdit_text_config;
+
+typedef struct {
+  int hidden, depth, heads, head_dim;
+  int patch[3]; /* t, h, w */
+  int in_channels, ffn_hidden, freq_dim;
+  float rope_theta;
+  float rope_scale[3];
+  float eps;
+} vdit_dit_config;
+
+typedef struct {
+  VditSamplerType type;
+  VditPrediction prediction;
+  int steps;
+  float guidance;
+  float shift;
+  int train_timesteps;
+  float beta_start, beta_end;
+  gboolean scaled_linear; /* beta_schedule */
+} vdit_sampler_config;
+
+typedef struct {
+  VditAttention mode;
+  int tile_k;          /* k of layers without a plan */
+  int *plan;           /* (dit.depth) or NULL */
+  int block;           /* adaptive: tokens per block */
+  float sparsity;      /* adaptive: target fraction of skipped blocks */
+  float warmup;        /* adaptive: fraction of steps run dense first */
+  float *search_steps; /* adaptive: fractions of the steps at which to search */
+  int n_search_steps;
+} vdit_attention_config;
+
+typedef struct {
+  char *name;
+  int frames, height, width;
+  double fps;
+  VditDecoderType decoder;
+  int decoder_channels;
+  vdit_text_config text;
+  vdit_dit_config dit;
+  vdit_sampler_config sampler;
+  vdit_attention_config attention;
+} vdit_config;
+
+/* Parses and validates; errors name the file and the key. */
+vdit_config *vdit_config_load (const char *path, GError **error);
+vdit_config *vdit_config_parse (const char *json, gssize len, const char *origin, GError **error);
+void vdit_config_free (vdit_config *cfg);
+/* Writes the attention plan (one k per layer) back into config.json, keeping the rest. */
+gboolean vdit_config_save_plan (const char *path, const int *plan, int depth, GError **error);
+
+G_END_DECLS
+
+#endif
