@@ -35,6 +35,24 @@ gboolean vdit_attn_policy_run (vdit_attn_policy *p, int step, int layer, int pas
  * the last step run (1.0 for full). */
 double vdit_attn_policy_density (const vdit_attn_policy *p);
 
+/* The host layout adaptive mode runs `layer` of `pass` with now: NULL before that
+ * layer's first search (or in other modes). Owned by the policy. */
+const vdit_block_layout *vdit_attn_policy_get_layout (const vdit_attn_policy *p, int layer,
+                                                      int pass);
+/* Kept key blocks per row of each head (heads entries) in that layout; FALSE if none. */
+gboolean vdit_attn_policy_get_keep (const vdit_attn_policy *p, int layer, int pass, int *keep);
+
+/* Mask search (`vdit search-masks`). A recorder returns full attention, so generation
+ * follows the dense trajectory, and at every call also runs the tile mask of each
+ * k = 0 .. T−1 on the same q, k, v and accumulates its error against the full output. */
+vdit_attn_policy *vdit_attn_policy_new_recorder (vdit_backend *be,
+                                                 const vdit_attn_policy_params *params,
+                                                 GError **error);
+/* errors (depth, frames): for layer l and k global frames, sqrt(Σ‖O_k − O‖² / Σ‖O‖²)
+ * over all of that layer's calls so far (0 where nothing ran). FALSE if p is not a
+ * recorder. */
+gboolean vdit_attn_policy_get_errors (const vdit_attn_policy *p, double *errors);
+
 /* Tile mask k:(T−k) as a layout with one latent frame per block. Kept blocks:
  * diagonal, the first k key columns, the first k query rows. The caller frees the
  * arrays with g_free. */

@@ -1,1 +1,420 @@
-/* placeholder: being written */
+/* Video DiT forward: patch embedding, adaLN-single, blocks of RoPE self-attention,
+ * cross-attention and GELU FFN, final layer. Weights live on the backend; the host only
+ * prepares the patches, the timestep embedding and the RoPE tables. */
+#include "dit.h"
+
+#include "backend_util.h"
+
+#include <math.h>
+
+typedef struct {
+  void *table; /* (6, D) */
+  void *qkv_w, *qkv_b, *o_w, *o_b;
+  void *cq_w, *cq_b, *ckv_w, *ckv_b, *co_w, *co_b;
+  void *ff1_w, *ff1_b, *ff2_w, *ff2_b;
+} dit_block;
+
+struct vdit_dit {
+  vdit_backend *be;
+  const vdit_dit_config *cfg;
+  int text_dim;
+  void *pe_w, *pe_b, *t1_w, *t1_b, *t2_w, *t2_b, *ada_w, *ada_b;
+  void *cap1_w, *cap1_b, *cap2_w, *cap2_b, *final_table, *proj_w, *proj_b;
+  dit_block *blocks;
+};
+
+struct vdit_dit_text {
+  int n;
+  void **kv; /* per block: (n, 2D) cross-attention keys and values */
+};
+
+struct vdit_dit_ws {
+  int n, gt, gh, gw;
+  void *in, *x, *h, *qkv, *att, *ff, *temb, *t1, *e, *se, *mod, *mods, *fin, *out;
+  float *rope_cos, *rope_sin; /* F32 (n, head_dim/2) */
+  float *cos_host, *sin_host;
+};
+
+/* ---- weights ------------------------------------------------------------------- */
+
+static gboolean
+up (vdit_dit *dit, const vdit_weights *w, void **dst, GError **error, const char *fmt, ...)
+  G_GNUC_PRINTF (5, 6);
+
+static gboolean
+up (vdit_dit *dit, const vdit_weights *w, void **dst, GError **error, const char *fmt, ...)
+{
+  va_list ap;
+  va_start (ap, fmt);
+  g_autofree char *name = g_strdup_vprintf (fmt, ap);
+  va_end (ap);
+  return (*dst = vdit_be_upload_weight (dit->be, w, name, error)) != NULL;
+}
+
+static gboolean
+up_fused (vdit_dit *dit, const vdit_weights *w, void **dst, int block, const char *attn,
+          const char *const *parts, int n_parts, const char *suffix, GError **error)
+{
+  char *names[3];
+  for (int i = 0; i < n_parts; i++)
+    names[i] = g_strdup_printf ("transformer_blocks.%d.%s.%s.%s", block, attn, parts[i], suffix);
+  *dst = vdit_be_upload_concat (dit->be, w, (const char *const *) names, n_parts, error);
+  for (int i = 0; i < n_parts; i++)
+    g_free (names[i]);
+  return *dst != NULL;
+}
+
+static gboolean
+dit_block_upload (vdit_dit *dit, const vdit_weights *w, int i, dit_block *b, GError **error)
+{
+  static const char *const qkv[] = { "to_q", "to_k", "to_v" };
+  static const char *const kv[] = { "to_k", "to_v" };
+#define B "transformer_blocks.%d."
+  return up (dit, w, &b->table, error, B "scale_shift_table", i) &&
+         up_fused (dit, w, &b->qkv_w, i, "attn1", qkv, 3, "weight", error) &&
+         up_fused (dit, w, &b->qkv_b, i, "attn1", qkv, 3, "bias", error) &&
+         up (dit, w, &b->o_w, error, B "attn1.to_out.0.weight", i) &&
+         up (dit, w, &b->o_b, error, B "attn1.to_out.0.bias", i) &&
+         up (dit, w, &b->cq_w, error, B "attn2.to_q.weight", i) &&
+         up (dit, w, &b->cq_b, error, B "attn2.to_q.bias", i) &&
+         up_fused (dit, w, &b->ckv_w, i, "attn2", kv, 2, "weight", error) &&
+         up_fused (dit, w, &b->ckv_b, i, "attn2", kv, 2, "bias", error) &&
+         up (dit, w, &b->co_w, error, B "attn2.to_out.0.weight", i) &&
+         up (dit, w, &b->co_b, error, B "attn2.to_out.0.bias", i) &&
+         up (dit, w, &b->ff1_w, error, B "ff.net.0.proj.weight", i) &&
+         up (dit, w, &b->ff1_b, error, B "ff.net.0.proj.bias", i) &&
+         up (dit, w, &b->ff2_w, error, B "ff.net.2.weight", i) &&
+         up (dit, w, &b->ff2_b, error, B "ff.net.2.bias", i);
+#undef B
+}
+
+vdit_dit *
+vdit_dit_new (vdit_backend *be, const vdit_config *cfg, const vdit_weights *w, GError **error)
+{
+  vdit_dit *dit = g_new0 (vdit_dit, 1);
+  dit->be = be;
+  dit->cfg = &cfg->dit;
+  dit->text_dim = cfg->text.d_model;
+  dit->blocks = g_new0 (dit_block, cfg->dit.depth);
+#define TS "adaln_single.emb.timestep_embedder."
+  gboolean ok = up (dit, w, &dit->pe_w, error, "pos_embed.proj.weight") &&
+                up (dit, w, &dit->pe_b, error, "pos_embed.proj.bias") &&
+                up (dit, w, &dit->t1_w, error, TS "linear_1.weight") &&
+                up (dit, w, &dit->t1_b, error, TS "linear_1.bias") &&
+                up (dit, w, &dit->t2_w, error, TS "linear_2.weight") &&
+                up (dit, w, &dit->t2_b, error, TS "linear_2.bias") &&
+                up (dit, w, &dit->ada_w, error, "adaln_single.linear.weight") &&
+                up (dit, w, &dit->ada_b, error, "adaln_single.linear.bias") &&
+                up (dit, w, &dit->cap1_w, error, "caption_projection.linear_1.weight") &&
+                up (dit, w, &dit->cap1_b, error, "caption_projection.linear_1.bias") &&
+                up (dit, w, &dit->cap2_w, error, "caption_projection.linear_2.weight") &&
+                up (dit, w, &dit->cap2_b, error, "caption_projection.linear_2.bias") &&
+                up (dit, w, &dit->final_table, error, "scale_shift_table") &&
+                up (dit, w, &dit->proj_w, error, "proj_out.weight") &&
+                up (dit, w, &dit->proj_b, error, "proj_out.bias");
+#undef TS
+  for (int i = 0; ok && i < cfg->dit.depth; i++)
+    ok = dit_block_upload (dit, w, i, &dit->blocks[i], error);
+  if (!ok) {
+    vdit_dit_free (dit);
+    return NULL;
+  }
+  return dit;
+}
+
+void
+vdit_dit_free (vdit_dit *dit)
+{
+  if (dit == NULL)
+    return;
+  vdit_backend *be = dit->be;
+  for (int i = 0; dit->blocks && i < dit->cfg->depth; i++) {
+    dit_block *b = &dit->blocks[i];
+    void **bufs[] = { &b->table, &b->qkv_w, &b->qkv_b, &b->o_w, &b->o_b, &b->cq_w, &b->cq_b,
+                      &b->ckv_w, &b->ckv_b, &b->co_w, &b->co_b, &b->ff1_w, &b->ff1_b,
+                      &b->ff2_w, &b->ff2_b };
+    for (guint j = 0; j < G_N_ELEMENTS (bufs); j++)
+      vdit_be_clear (be, bufs[j]);
+  }
+  void **top[] = { &dit->pe_w, &dit->pe_b, &dit->t1_w, &dit->t1_b, &dit->t2_w, &dit->t2_b,
+                   &dit->ada_w, &dit->ada_b, &dit->cap1_w, &dit->cap1_b, &dit->cap2_w,
+                   &dit->cap2_b, &dit->final_table, &dit->proj_w, &dit->proj_b };
+  for (guint j = 0; j < G_N_ELEMENTS (top); j++)
+    vdit_be_clear (be, top[j]);
+  g_free (dit->blocks);
+  g_free (dit);
+}
+
+/* ---- text conditioning ------------------------------------------------------------ */
+
+vdit_dit_text *
+vdit_dit_text_new (vdit_dit *dit, const void *text, int n, GError **error)
+{
+  vdit_backend *be = dit->be;
+  const vdit_backend_i *f = be->iface;
+  const int d = dit->cfg->hidden;
+  vdit_dit_text *t = g_new0 (vdit_dit_text, 1);
+  t->n = n;
+  t->kv = g_new0 (void *, dit->cfg->depth);
+  void *hid = vdit_be_alloc (be, (size_t) n * d, error);
+  void *cap = hid ? vdit_be_alloc (be, (size_t) n * d, error) : NULL;
+  gboolean ok = cap != NULL;
+  if (ok) {
+    /* caption projection: Linear, GELU-tanh, Linear */
+    f->matmul (be->context, hid, d, text, dit->text_dim, dit->cap1_w, dit->cap1_b, n, d,
+               dit->text_dim, VDIT_ACT_GELU_TANH, FALSE);
+    f->matmul (be->context, cap, d, hid, d, dit->cap2_w, dit->cap2_b, n, d, d, VDIT_ACT_NONE, FALSE);
+  }
+  for (int i = 0; ok && i < dit->cfg->depth; i++) {
+    ok = (t->kv[i] = vdit_be_alloc (be, (size_t) n * 2 * d, error)) != NULL;
+    if (ok)
+      f->matmul (be->context, t->kv[i], 2 * d, cap, d, dit->blocks[i].ckv_w,
+                 dit->blocks[i].ckv_b, n, 2 * d, d, VDIT_ACT_NONE, FALSE);
+  }
+  ok = ok && f->sync (be->context, error);
+  vdit_be_clear (be, &hid);
+  vdit_be_clear (be, &cap);
+  if (!ok) {
+    vdit_dit_text_free (dit, t);
+    return NULL;
+  }
+  return t;
+}
+
+void
+vdit_dit_text_free (vdit_dit *dit, vdit_dit_text *t)
+{
+  if (t == NULL)
+    return;
+  for (int i = 0; i < dit->cfg->depth; i++)
+    vdit_be_clear (dit->be, &t->kv[i]);
+  g_free (t->kv);
+  g_free (t);
+}
+
+/* ---- workspace ------------------------------------------------------------------- */
+
+/* cos/sin of the rotate-half angles: pair (chunk, j) of token (t, y, x). */
+static void
+dit_rope_tables (const vdit_dit_config *cfg, int gt, int gh, int gw, float *cos_t, float *sin_t)
+{
+  const int chunk = cfg->head_dim / 3, half = chunk / 2, pairs = cfg->head_dim / 2;
+  size_t n = 0;
+  for (int t = 0; t < gt; t++)
+    for (int y = 0; y < gh; y++)
+      for (int x = 0; x < gw; x++, n++) {
+        const int pos[3] = { t, y, x };
+        for (int axis = 0; axis < 3; axis++) {
+          float p = (float) pos[axis] / cfg->rope_scale[axis];
+          for (int j = 0; j < half; j++) {
+            float inv = (float) (1.0 / pow (cfg->rope_theta, (2.0 * j) / chunk));
+            float angle = p * inv;
+            cos_t[n * pairs + axis * half + j] = cosf (angle);
+            sin_t[n * pairs + axis * half + j] = sinf (angle);
+          }
+        }
+      }
+}
+
+vdit_dit_ws *
+vdit_dit_ws_new (vdit_dit *dit, int gt, int gh, int gw, GError **error)
+{
+  vdit_backend *be = dit->be;
+  const vdit_dit_config *cfg = dit->cfg;
+  const size_t n = (size_t) gt * gh * gw, d = cfg->hidden;
+  const size_t patch = (size_t) cfg->patch[0] * cfg->patch[1] * cfg->patch[2] * cfg->in_channels;
+  const size_t pairs = cfg->head_dim / 2;
+  vdit_dit_ws *ws = g_new0 (vdit_dit_ws, 1);
+  ws->n = n;
+  ws->gt = gt;
+  ws->gh = gh;
+  ws->gw = gw;
+  struct { void **buf; size_t n; } acts[] = {
+    { &ws->in, n * patch }, { &ws->x, n * d }, { &ws->h, n * d }, { &ws->qkv, n * 3 * d },
+    { &ws->att, n * d }, { &ws->ff, n * cfg->ffn_hidden }, { &ws->temb, cfg->freq_dim },
+    { &ws->t1, d }, { &ws->e, d }, { &ws->se, d }, { &ws->mod, 6 * d },
+    { &ws->mods, 6 * d }, { &ws->fin, 2 * d }, { &ws->out, n * patch },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (acts); i++)
+    if (!(*acts[i].buf = vdit_be_alloc (be, acts[i].n, error)))
+      goto fail;
+  ws->cos_host = g_new (float, n * pairs);
+  ws->sin_host = g_new (float, n * pairs);
+  dit_rope_tables (cfg, gt, gh, gw, ws->cos_host, ws->sin_host);
+  if (!(ws->rope_cos = be->iface->alloc (be->context, n * pairs, VDIT_ELEM_F32, error)) ||
+      !(ws->rope_sin = be->iface->alloc (be->context, n * pairs, VDIT_ELEM_F32, error)) ||
+      !be->iface->upload (be->context, ws->rope_cos, ws->cos_host, n * pairs, VDIT_ELEM_F32, error) ||
+      !be->iface->upload (be->context, ws->rope_sin, ws->sin_host, n * pairs, VDIT_ELEM_F32, error))
+    goto fail;
+  return ws;
+fail:
+  vdit_dit_ws_free (dit, ws);
+  return NULL;
+}
+
+void
+vdit_dit_ws_free (vdit_dit *dit, vdit_dit_ws *ws)
+{
+  if (ws == NULL)
+    return;
+  void **bufs[] = { &ws->in, &ws->x, &ws->h, &ws->qkv, &ws->att, &ws->ff, &ws->temb, &ws->t1,
+                    &ws->e, &ws->se, &ws->mod, &ws->mods, &ws->fin, &ws->out,
+                    (void **) &ws->rope_cos, (void **) &ws->rope_sin };
+  for (guint i = 0; i < G_N_ELEMENTS (bufs); i++)
+    vdit_be_clear (dit->be, bufs[i]);
+  g_free (ws->cos_host);
+  g_free (ws->sin_host);
+  g_free (ws);
+}
+
+int
+vdit_dit_ws_tokens (const vdit_dit_ws *ws)
+{
+  return ws->n;
+}
+
+/* ---- forward ----------------------------------------------------------------------- */
+
+static void
+dit_timestep_embedding (float *emb, int freq_dim, float timestep)
+{
+  const int half = freq_dim / 2;
+  for (int i = 0; i < half; i++) {
+    float f = expf (-logf (10000.0f) * (float) i / (float) half);
+    float a = timestep * f;
+    emb[i] = cosf (a);
+    emb[half + i] = sinf (a);
+  }
+}
+
+/* Self-attention, cross-attention and FFN of one block, updating ws->x. */
+static gboolean
+dit_block_forward (vdit_dit *dit, vdit_dit_ws *ws, const dit_block *b, int layer,
+                   const vdit_dit_text *text, vdit_attn_policy *policy, int step, int pass,
+                   GError **error)
+{
+  vdit_backend *be = dit->be;
+  const vdit_backend_i *f = be->iface;
+  void *c = be->context;
+  const vdit_dit_config *cfg = dit->cfg;
+  const int n = ws->n, d = cfg->hidden, ffn = cfg->ffn_hidden, heads = cfg->heads, hd = cfg->head_dim;
+  const float scale = 1.0f / sqrtf ((float) hd);
+  void *shift_msa = vdit_buf_at (be, ws->mods, 0), *scale_msa = vdit_buf_at (be, ws->mods, d);
+  void *gate_msa = vdit_buf_at (be, ws->mods, 2 * d), *shift_mlp = vdit_buf_at (be, ws->mods, 3 * d);
+  void *scale_mlp = vdit_buf_at (be, ws->mods, 4 * d), *gate_mlp = vdit_buf_at (be, ws->mods, 5 * d);
+  void *q = ws->qkv, *k = vdit_buf_at (be, ws->qkv, d), *v = vdit_buf_at (be, ws->qkv, 2 * d);
+
+  f->add (c, ws->mods, b->table, ws->mod, 6 * (size_t) d);
+
+  /* self-attention with 3D RoPE */
+  f->layernorm_modulate (c, ws->h, ws->x, shift_msa, scale_msa, n, d, cfg->eps);
+  f->matmul (c, ws->qkv, 3 * d, ws->h, d, b->qkv_w, b->qkv_b, n, 3 * d, d, VDIT_ACT_NONE, FALSE);
+  f->rope (c, q, 3 * d, ws->rope_cos, ws->rope_sin, n, heads, hd, 3);
+  f->rope (c, k, 3 * d, ws->rope_cos, ws->rope_sin, n, heads, hd, 3);
+  if (policy) {
+    if (!vdit_attn_policy_run (policy, step, layer, pass, ws->att, d, q, 3 * d, k, 3 * d, v,
+                               3 * d, scale, error))
+      return FALSE;
+  } else {
+    f->attention (c, ws->att, d, q, 3 * d, k, 3 * d, v, 3 * d, n, n, heads, hd, scale, NULL,
+                  NULL, NULL);
+  }
+  f->matmul (c, ws->h, d, ws->att, d, b->o_w, b->o_b, n, d, d, VDIT_ACT_NONE, FALSE);
+  f->add_gated (c, ws->x, ws->h, gate_msa, n, d);
+
+  /* cross-attention to the caption: no norm, no gate */
+  void *kv = text->kv[layer];
+  f->matmul (c, q, d, ws->x, d, b->cq_w, b->cq_b, n, d, d, VDIT_ACT_NONE, FALSE);
+  f->attention (c, ws->att, d, q, d, kv, 2 * d, vdit_buf_at (be, kv, d), 2 * d, n, text->n,
+                heads, hd, scale, NULL, NULL, NULL);
+  f->matmul (c, ws->x, d, ws->att, d, b->co_w, b->co_b, n, d, d, VDIT_ACT_NONE, TRUE);
+
+  /* feed-forward */
+  f->layernorm_modulate (c, ws->h, ws->x, shift_mlp, scale_mlp, n, d, cfg->eps);
+  f->matmul (c, ws->ff, ffn, ws->h, d, b->ff1_w, b->ff1_b, n, ffn, d, VDIT_ACT_GELU_TANH, FALSE);
+  f->matmul (c, ws->h, d, ws->ff, ffn, b->ff2_w, b->ff2_b, n, d, ffn, VDIT_ACT_NONE, FALSE);
+  f->add_gated (c, ws->x, ws->h, gate_mlp, n, d);
+  return TRUE;
+}
+
+gboolean
+vdit_dit_forward (vdit_dit *dit, vdit_dit_ws *ws, const float *patches, float timestep,
+                  const vdit_dit_text *text, vdit_attn_policy *policy, int step, int pass,
+                  float *out, const gint *cancel, GError **error)
+{
+  vdit_backend *be = dit->be;
+  const vdit_backend_i *f = be->iface;
+  void *c = be->context;
+  const vdit_dit_config *cfg = dit->cfg;
+  const int n = ws->n, d = cfg->hidden;
+  const int patch = cfg->patch[0] * cfg->patch[1] * cfg->patch[2] * cfg->in_channels;
+  g_autofree float *emb = g_new (float, cfg->freq_dim);
+
+  /* patch embedding and adaLN-single */
+  dit_timestep_embedding (emb, cfg->freq_dim, timestep);
+  if (!f->upload (c, ws->in, patches, (size_t) n * patch, VDIT_ELEM_ACT, error) ||
+      !f->upload (c, ws->temb, emb, cfg->freq_dim, VDIT_ELEM_ACT, error))
+    return FALSE;
+  f->matmul (c, ws->x, d, ws->in, patch, dit->pe_w, dit->pe_b, n, d, patch, VDIT_ACT_NONE, FALSE);
+  f->matmul (c, ws->t1, d, ws->temb, cfg->freq_dim, dit->t1_w, dit->t1_b, 1, d, cfg->freq_dim,
+             VDIT_ACT_SILU, FALSE);
+  f->matmul (c, ws->e, d, ws->t1, d, dit->t2_w, dit->t2_b, 1, d, d, VDIT_ACT_NONE, FALSE);
+  f->activate (c, ws->se, ws->e, d, VDIT_ACT_SILU);
+  f->matmul (c, ws->mod, 6 * d, ws->se, d, dit->ada_w, dit->ada_b, 1, 6 * d, d, VDIT_ACT_NONE, FALSE);
+
+  for (int i = 0; i < cfg->depth; i++) {
+    if (!dit_block_forward (dit, ws, &dit->blocks[i], i, text, policy, step, pass, error))
+      return FALSE;
+    if (cancel && g_atomic_int_get (cancel)) {
+      f->sync (c, NULL);
+      g_set_error (error, VDIT_ERROR, VDIT_ERROR_CANCELLED, "generation cancelled");
+      return FALSE;
+    }
+  }
+
+  /* final layer: shift, scale = table + embedded timestep */
+  void *shift = ws->fin, *scale = vdit_buf_at (be, ws->fin, d);
+  f->add (c, shift, dit->final_table, ws->e, d);
+  f->add (c, scale, vdit_buf_at (be, dit->final_table, d), ws->e, d);
+  f->layernorm_modulate (c, ws->h, ws->x, shift, scale, n, d, cfg->eps);
+  f->matmul (c, ws->out, patch, ws->h, d, dit->proj_w, dit->proj_b, n, patch, d, VDIT_ACT_NONE, FALSE);
+  return f->download (c, out, ws->out, (size_t) n * patch, VDIT_ELEM_ACT, error) &&
+         f->sync (c, error);
+}
+
+/* ---- patch layout ---------------------------------------------------------------- */
+
+/* Moves every value between a latent (T, H, W, C) and tokens. A token's values are
+ * ordered (c, dt, dy, dx) on the way in (the conv weight's order) and (dt, dy, dx, c) on
+ * the way out (the unpatchify order of Open-Sora-Plan). */
+static void
+patch_map (float *latent, float *tokens, int T, int H, int W, int C, const int patch[3],
+           gboolean to_tokens)
+{
+  const int pt = patch[0], ph = patch[1], pw = patch[2];
+  const int gh = H / ph, gw = W / pw, per = pt * ph * pw * C;
+  size_t li = 0;
+  for (int t = 0; t < T; t++)
+    for (int y = 0; y < H; y++)
+      for (int x = 0; x < W; x++)
+        for (int ch = 0; ch < C; ch++, li++) {
+          const size_t token = ((size_t) (t / pt) * gh + y / ph) * gw + x / pw;
+          const int dt = t % pt, dy = y % ph, dx = x % pw;
+          if (to_tokens)
+            tokens[token * per + ((ch * pt + dt) * ph + dy) * pw + dx] = latent[li];
+          else
+            latent[li] = tokens[token * per + ((dt * ph + dy) * pw + dx) * C + ch];
+        }
+}
+
+void
+vdit_patchify (float *patches, const float *latent, int T, int H, int W, int C, const int patch[3])
+{
+  patch_map ((float *) latent, patches, T, H, W, C, patch, TRUE);
+}
+
+void
+vdit_unpatchify (float *latent, const float *tokens, int T, int H, int W, int C, const int patch[3])
+{
+  patch_map (latent, (float *) tokens, T, H, W, C, patch, FALSE);
+}

@@ -1,1 +1,444 @@
-/* placeholder: being written */
+/* vdit_ctx and vdit_generate: prompt → tokens → text embeddings → noise → N DiT steps
+ * with guidance → decoded frames, each handed out as soon as it exists. */
+#include "attention_plan.h"
+#include "ctx.h"
+#include "backend.h"
+#include "decoder.h"
+#include "dit.h"
+#include "model.h"
+#include "philox.h"
+#include "sampler.h"
+#include "text_encoder.h"
+#include "vdit_bench.h"
+
+#include <math.h>
+#include <string.h>
+
+struct vdit_ctx {
+  vdit_model *model;
+  vdit_backend be;
+  vdit_text_encoder *te;
+  vdit_dit *dit;
+  gint cancelled; /* atomic */
+  vdit_ctx_params params;
+};
+
+#define EOS_ID 1
+
+static gboolean
+ctx_init_backend (vdit_ctx *ctx, GError **error)
+{
+  const vdit_ctx_params *p = &ctx->params;
+  if (p->gpus < 1) {
+    g_set_error (error, VDIT_ERROR, VDIT_ERROR_INVALID_ARGUMENT, "gpus = %d must be at least 1", p->gpus);
+    return FALSE;
+  }
+  int n_gpus = 0;
+  gboolean have_cuda = vdit_cuda_available (&n_gpus);
+  if (p->device == VDIT_DEVICE_CPU || (p->device == VDIT_DEVICE_AUTO && !have_cuda)) {
+    if (p->gpus > 1 && p->device == VDIT_DEVICE_AUTO) {
+      g_set_error (error, VDIT_ERROR, VDIT_ERROR_NO_DEVICE,
+                   "gpus = %d requested but no CUDA device is available", p->gpus);
+      return FALSE;
+    }
+    return vdit_backend_cpu_init (&ctx->be, p->threads, error);
+  }
+  if (!have_cuda) {
+    g_set_error (error, VDIT_ERROR, VDIT_ERROR_NO_DEVICE,
+                 "device=cuda requested but no CUDA device is available (use device=cpu or auto)");
+    return FALSE;
+  }
+  int first = p->device_id < 0 ? 0 : p->device_id;
+  if (first + p->gpus > n_gpus) {
+    g_set_error (error, VDIT_ERROR, VDIT_ERROR_NO_DEVICE,
+                 "%d GPU(s) from device %d requested but only %d present", p->gpus, first, n_gpus);
+    return FALSE;
+  }
+  if (p->gpus > 1) {
+    g_set_error (error, VDIT_ERROR, VDIT_ERROR_NO_DEVICE,
+                 "gpus = %d: sequence parallelism is not available in this build", p->gpus);
+    return FALSE;
+  }
+  return vdit_backend_cuda_init (&ctx->be, first, error);
+}
+
+vdit_ctx *
+vdit_ctx_new (vdit_model *model, const vdit_ctx_params *params, GError **error)
+{
+  g_return_val_if_fail (model != NULL, NULL);
+  vdit_ctx *ctx = g_new0 (vdit_ctx, 1);
+  ctx->model = model;
+  if (params)
+    ctx->params = *params;
+  else
+    vdit_ctx_params_init (&ctx->params);
+  if (!ctx_init_backend (ctx, error))
+    goto fail;
+  uint64_t need = vdit_model_memory_estimate (model, model->info.frames, ctx->be.act_size);
+  g_debug ("%s backend, about %.1f MiB for the default clip", ctx->be.iface->name, need / 1048576.0);
+  if (!(ctx->te = vdit_text_encoder_new (&ctx->be, &model->config->text, model->weights, error)) ||
+      !(ctx->dit = vdit_dit_new (&ctx->be, model->config, model->weights, error)))
+    goto fail;
+  return ctx;
+fail:
+  vdit_ctx_free (ctx);
+  return NULL;
+}
+
+void
+vdit_ctx_free (vdit_ctx *ctx)
+{
+  if (ctx == NULL)
+    return;
+  vdit_text_encoder_free (ctx->te);
+  vdit_dit_free (ctx->dit);
+  vdit_backend_free (&ctx->be);
+  g_free (ctx);
+}
+
+const char *
+vdit_ctx_get_device_name (const vdit_ctx *ctx)
+{
+  return ctx->be.iface ? ctx->be.iface->name : "none";
+}
+
+void
+vdit_cancel (vdit_ctx *ctx)
+{
+  g_atomic_int_set (&ctx->cancelled, 1);
+}
+
+void
+vdit_reset_cancel (vdit_ctx *ctx)
+{
+  g_atomic_int_set (&ctx->cancelled, 0);
+}
+
+static gboolean
+check_cancel (vdit_ctx *ctx, GError **error)
+{
+  if (g_atomic_int_get (&ctx->cancelled)) {
+    g_set_error (error, VDIT_ERROR, VDIT_ERROR_CANCELLED, "generation cancelled");
+    return FALSE;
+  }
+  return TRUE;
+}
+
+/* ---- text ---------------------------------------------------------------------- */
+
+/* Prompt ids + EOS, truncated to max_tokens. Without a tokenizer (random-weight
+ * models) bytes stand in for pieces. */
+gboolean
+vdit_ctx_tokenize (vdit_ctx *ctx, const char *text, int32_t **ids, int *n, GError **error)
+{
+  const vdit_text_config *tc = &ctx->model->config->text;
+  int32_t *raw = NULL;
+  int n_raw = 0;
+  if (ctx->model->tokenizer) {
+    if (!vdit_tokenizer_encode (ctx->model->tokenizer, text, &raw, &n_raw, error))
+      return FALSE;
+  } else {
+    n_raw = strlen (text);
+    raw = g_new (int32_t, MAX (n_raw, 1));
+    for (int i = 0; i < n_raw; i++)
+      raw[i] = 3 + ((uint8_t) text[i]) % (tc->vocab_size - 3);
+  }
+  int keep = MIN (n_raw, tc->max_tokens - 1);
+  *ids = g_new (int32_t, keep + 1);
+  memcpy (*ids, raw, keep * sizeof (int32_t));
+  (*ids)[keep] = EOS_ID;
+  *n = keep + 1;
+  g_free (raw);
+  return TRUE;
+}
+
+/* Text embeddings and their projected cross-attention K/V for one prompt. */
+static vdit_dit_text *
+encode_prompt (vdit_ctx *ctx, const char *text, GError **error)
+{
+  vdit_backend *be = &ctx->be;
+  g_autofree int32_t *ids = NULL;
+  int n = 0;
+  if (!vdit_ctx_tokenize (ctx, text, &ids, &n, error))
+    return NULL;
+  void *emb = be->iface->alloc (be->context, (size_t) n * ctx->model->config->text.d_model,
+                                VDIT_ELEM_ACT, error);
+  if (emb == NULL)
+    return NULL;
+  vdit_dit_text *t = NULL;
+  if (vdit_text_encoder_run (ctx->te, ids, n, emb, error))
+    t = vdit_dit_text_new (ctx->dit, emb, n, error);
+  be->iface->release (be->context, emb);
+  return t;
+}
+
+/* ---- generation ---------------------------------------------------------------- */
+
+typedef struct {
+  int frames, steps;
+  float guidance;
+  VditAttention attention;
+  float sparsity;
+} resolved_params;
+
+static gboolean
+resolve_params (vdit_ctx *ctx, const vdit_gen_params *p, resolved_params *r, GError **error)
+{
+  const vdit_model *m = ctx->model;
+  if (p->prompt == NULL || *p->prompt == '\0' || !g_utf8_validate (p->prompt, -1, NULL)) {
+    g_set_error (error, VDIT_ERROR, VDIT_ERROR_INVALID_ARGUMENT,
+                 p->prompt && *p->prompt ? "prompt is not valid UTF-8" : "prompt is empty");
+    return FALSE;
+  }
+  if (p->negative_prompt && !g_utf8_validate (p->negative_prompt, -1, NULL)) {
+    g_set_error (error, VDIT_ERROR, VDIT_ERROR_INVALID_ARGUMENT, "negative prompt is not valid UTF-8");
+    return FALSE;
+  }
+  r->frames = p->frames > 0 ? p->frames : m->info.frames;
+  r->steps = p->steps > 0 ? p->steps : m->info.steps;
+  r->guidance = p->guidance >= 0 ? p->guidance : m->info.guidance;
+  r->attention = p->attention == VDIT_ATTENTION_DEFAULT ? m->config->attention.mode : p->attention;
+  r->sparsity = p->sparsity;
+  if (p->frames < 0) {
+    g_set_error (error, VDIT_ERROR, VDIT_ERROR_INVALID_ARGUMENT, "frames = %d must be positive", p->frames);
+    return FALSE;
+  }
+  if (!vdit_model_check_frames (m, r->frames, error))
+    return FALSE;
+  if (p->steps < 0 || r->steps > 10000) {
+    g_set_error (error, VDIT_ERROR, VDIT_ERROR_INVALID_ARGUMENT, "steps = %d is out of range (1..10000)",
+                 p->steps);
+    return FALSE;
+  }
+  if (!isfinite (r->guidance) || r->guidance > 100.0f) {
+    g_set_error (error, VDIT_ERROR, VDIT_ERROR_INVALID_ARGUMENT, "guidance = %g is out of range (0..100)",
+                 r->guidance);
+    return FALSE;
+  }
+  if (r->attention < VDIT_ATTENTION_FULL || r->attention > VDIT_ATTENTION_ADAPTIVE) {
+    g_set_error (error, VDIT_ERROR, VDIT_ERROR_INVALID_ARGUMENT, "attention mode %d is unknown", r->attention);
+    return FALSE;
+  }
+  if (!(r->sparsity < 1.0f) || (r->sparsity >= 0 && !isfinite (r->sparsity))) {
+    g_set_error (error, VDIT_ERROR, VDIT_ERROR_INVALID_ARGUMENT, "sparsity = %g must be below 1",
+                 r->sparsity);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+typedef struct {
+  vdit_ctx *ctx;
+  const vdit_gen_params *p;
+  resolved_params r;
+  int T, gt, gh, gw;
+  size_t n_latent, n_tokens_values;
+  float *latent, *scaled, *patches, *out_cond, *out_uncond, *noise;
+  vdit_dit_text *text[2];
+  vdit_dit_ws *ws;
+  vdit_sampler *sampler;
+  vdit_attn_policy *policy;
+} gen_state;
+
+static void
+gen_state_clear (gen_state *g)
+{
+  vdit_dit *dit = g->ctx->dit;
+  vdit_dit_text_free (dit, g->text[0]);
+  vdit_dit_text_free (dit, g->text[1]);
+  vdit_dit_ws_free (dit, g->ws);
+  vdit_sampler_free (g->sampler);
+  if (g->policy)
+    vdit_attn_policy_free (g->policy);
+  g_free (g->latent);
+  g_free (g->scaled);
+  g_free (g->patches);
+  g_free (g->out_cond);
+  g_free (g->out_uncond);
+  g_free (g->noise);
+}
+
+static void
+report (const gen_state *g, VditStage stage, int step, int steps)
+{
+  if (g->p->progress)
+    g->p->progress (g->p->user_data, stage, step, steps);
+}
+
+static gboolean
+gen_prepare (gen_state *g, GError **error)
+{
+  vdit_ctx *ctx = g->ctx;
+  const vdit_config *cfg = ctx->model->config;
+  const int *patch = cfg->dit.patch;
+  g->T = vdit_model_latent_frames (ctx->model, g->r.frames);
+  g->gt = g->T / patch[0];
+  g->gh = cfg->height / patch[1];
+  g->gw = cfg->width / patch[2];
+  g->n_latent = (size_t) g->T * cfg->height * cfg->width * cfg->dit.in_channels;
+  g->latent = g_try_new (float, g->n_latent);
+  g->scaled = g_try_new (float, g->n_latent);
+  g->patches = g_try_new (float, g->n_latent);
+  g->out_cond = g_try_new (float, g->n_latent);
+  g->out_uncond = g_try_new (float, g->n_latent);
+  g->noise = g_try_new (float, g->n_latent);
+  if (!g->latent || !g->scaled || !g->patches || !g->out_cond || !g->out_uncond || !g->noise) {
+    g_set_error (error, VDIT_ERROR, VDIT_ERROR_OUT_OF_MEMORY,
+                 "out of host memory for a latent of %zu values", g->n_latent);
+    return FALSE;
+  }
+  if (!(g->sampler = vdit_sampler_new (&cfg->sampler, g->r.steps, error)))
+    return FALSE;
+
+  report (g, VDIT_STAGE_ENCODE_TEXT, 0, 2);
+  if (!(g->text[0] = encode_prompt (ctx, g->p->prompt, error)) || !check_cancel (ctx, error))
+    return FALSE;
+  if (g->r.guidance > 1.0f) {
+    const char *neg = g->p->negative_prompt ? g->p->negative_prompt : "";
+    if (!(g->text[1] = encode_prompt (ctx, neg, error)))
+      return FALSE;
+  }
+  report (g, VDIT_STAGE_ENCODE_TEXT, 2, 2);
+
+  if (!(g->ws = vdit_dit_ws_new (ctx->dit, g->gt, g->gh, g->gw, error)))
+    return FALSE;
+  if (g->r.attention != VDIT_ATTENTION_FULL) {
+    vdit_attn_policy_params pp = {
+      .mode = g->r.attention,
+      .frames = g->gt,
+      .tokens_per_frame = g->gh * g->gw,
+      .depth = cfg->dit.depth,
+      .heads = cfg->dit.heads,
+      .head_dim = cfg->dit.head_dim,
+      .steps = g->r.steps,
+      .sparsity = g->r.sparsity,
+    };
+    if (!(g->policy = vdit_attn_policy_new (&ctx->be, cfg, &pp, error)))
+      return FALSE;
+  }
+  vdit_philox_normal (g->latent, g->n_latent, g->p->seed, 0, 0);
+  const float s0 = vdit_sampler_init_sigma (g->sampler);
+  for (size_t i = 0; i < g->n_latent; i++)
+    g->latent[i] *= s0;
+  return TRUE;
+}
+
+/* One model evaluation of the latent at step k: out_cond, guided if needed. */
+static gboolean
+gen_model_eval (gen_state *g, int k, GError **error)
+{
+  vdit_ctx *ctx = g->ctx;
+  const vdit_config *cfg = ctx->model->config;
+  const float in_scale = vdit_sampler_input_scale (g->sampler, k);
+  const float tau = vdit_sampler_timestep (g->sampler, k);
+  for (size_t i = 0; i < g->n_latent; i++)
+    g->scaled[i] = g->latent[i] * in_scale;
+  vdit_patchify (g->patches, g->scaled, g->T, cfg->height, cfg->width, cfg->dit.in_channels,
+                 cfg->dit.patch);
+  if (!vdit_dit_forward (ctx->dit, g->ws, g->patches, tau, g->text[0], g->policy, k, 0,
+                         g->scaled, &ctx->cancelled, error))
+    return FALSE;
+  vdit_unpatchify (g->out_cond, g->scaled, g->T, cfg->height, cfg->width, cfg->dit.in_channels,
+                   cfg->dit.patch);
+  if (g->text[1] == NULL)
+    return TRUE;
+  if (!vdit_dit_forward (ctx->dit, g->ws, g->patches, tau, g->text[1], g->policy, k, 1,
+                         g->scaled, &ctx->cancelled, error))
+    return FALSE;
+  vdit_unpatchify (g->out_uncond, g->scaled, g->T, cfg->height, cfg->width,
+                   cfg->dit.in_channels, cfg->dit.patch);
+  const float w = g->r.guidance;
+  for (size_t i = 0; i < g->n_latent; i++)
+    g->out_cond[i] = g->out_uncond[i] + w * (g->out_cond[i] - g->out_uncond[i]);
+  return TRUE;
+}
+
+static gboolean
+gen_decode (gen_state *g, GError **error)
+{
+  const vdit_config *cfg = g->ctx->model->config;
+  const int stride = cfg->width * 3;
+  g_autofree uint8_t *rgb = g_new (uint8_t, (size_t) stride * cfg->height);
+  for (int f = 0; f < g->r.frames; f++) {
+    if (!check_cancel (g->ctx, error))
+      return FALSE;
+    vdit_decode_frame (cfg, g->latent, f, rgb);
+    if (g->p->on_frame &&
+        !g->p->on_frame (g->p->user_data, f, g->r.frames, rgb, cfg->width, cfg->height, stride)) {
+      g_set_error (error, VDIT_ERROR, VDIT_ERROR_CANCELLED, "generation stopped by the frame callback");
+      return FALSE;
+    }
+    report (g, VDIT_STAGE_DECODE, f + 1, g->r.frames);
+  }
+  return TRUE;
+}
+
+gboolean
+vdit_generate (vdit_ctx *ctx, const vdit_gen_params *p, GError **error)
+{
+  return vdit_generate_latent (ctx, p, NULL, error);
+}
+
+gboolean
+vdit_generate_latent (vdit_ctx *ctx, const vdit_gen_params *p, float *latent_out, GError **error)
+{
+  g_return_val_if_fail (ctx != NULL && p != NULL, FALSE);
+  gen_state g = { .ctx = ctx, .p = p };
+  gboolean ok = FALSE;
+  if (!resolve_params (ctx, p, &g.r, error) || !check_cancel (ctx, error) ||
+      !gen_prepare (&g, error))
+    goto out;
+  for (int k = 0; k < g.r.steps; k++) {
+    if (!gen_model_eval (&g, k, error))
+      goto out;
+    const float *noise = NULL;
+    if (vdit_sampler_needs_noise (g.sampler, k)) {
+      vdit_philox_normal (g.noise, g.n_latent, p->seed, 1 + k, 0);
+      noise = g.noise;
+    }
+    vdit_sampler_step (g.sampler, k, g.latent, g.out_cond, noise, g.n_latent);
+    report (&g, VDIT_STAGE_DENOISE, k + 1, g.r.steps);
+  }
+  if (latent_out)
+    memcpy (latent_out, g.latent, g.n_latent * sizeof (float));
+  ok = gen_decode (&g, error);
+out:
+  gen_state_clear (&g);
+  return ok;
+}
+
+/* ---- benchmark --------------------------------------------------------------------- */
+
+gboolean
+vdit_bench_dit_step (vdit_ctx *ctx, int frames, VditAttention attention, int repeat, int warmup,
+                     double *ms_per_step, double *ms_min, GError **error)
+{
+  vdit_gen_params p;
+  vdit_gen_params_init (&p);
+  p.prompt = "a benchmark prompt";
+  p.frames = frames;
+  p.attention = attention;
+  p.guidance = 0.0f; /* one pass per step: the figure is per DiT forward */
+  p.steps = MAX (repeat + warmup, 1);
+  gen_state g = { .ctx = ctx, .p = &p };
+  gboolean ok = FALSE;
+  double total = 0.0, best = G_MAXDOUBLE;
+  if (!resolve_params (ctx, &p, &g.r, error) || !gen_prepare (&g, error))
+    goto out;
+  for (int k = 0; k < warmup + repeat; k++) {
+    gint64 t0 = g_get_monotonic_time ();
+    if (!gen_model_eval (&g, k, error))
+      goto out;
+    double ms = (g_get_monotonic_time () - t0) / 1000.0;
+    if (k >= warmup) {
+      total += ms;
+      best = MIN (best, ms);
+    }
+  }
+  *ms_per_step = repeat > 0 ? total / repeat : 0.0;
+  *ms_min = repeat > 0 ? best : 0.0;
+  ok = TRUE;
+out:
+  gen_state_clear (&g);
+  return ok;
+}

@@ -33,10 +33,14 @@ void vdit_safetensors_close (vdit_safetensors *st);
 int vdit_safetensors_count (const vdit_safetensors *st);
 const vdit_tensor_view *vdit_safetensors_get (const vdit_safetensors *st, int i);
 const vdit_tensor_view *vdit_safetensors_find (const vdit_safetensors *st, const char *name);
+/* A string of the header's __metadata__ (non-string values are skipped), or NULL. */
+const char *vdit_safetensors_metadata (const vdit_safetensors *st, const char *key);
+/* The path the file was opened with (owned by st). */
+const char *vdit_safetensors_path (const vdit_safetensors *st);
 
 size_t vdit_dtype_size (VditDtype dtype);
 const char *vdit_dtype_name (VditDtype dtype);
-/* dst(n) f32 = convert(src(n) of dtype). */
+/* dst(n) f32 = convert(src(n) of dtype); src need not be aligned (little-endian data). */
 void vdit_convert_to_f32 (float *dst, const void *src, VditDtype dtype, size_t n);
 float vdit_bf16_to_f32 (uint16_t h);
 float vdit_f16_to_f32 (uint16_t h);

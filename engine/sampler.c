@@ -1,1 +1,169 @@
-/* placeholder: being written */
+/* Flow matching (Euler), DDIM (η = 0) and Euler-ancestral, with epsilon / v / flow
+ * predictions. Schedules are computed in double, updates per element in float. */
+#include "sampler.h"
+
+#include <math.h>
+
+struct vdit_sampler {
+  VditSamplerType type;
+  VditPrediction prediction;
+  int steps;
+  double *t;         /* flow: t_0..t_S */
+  int *timesteps;    /* DDPM family: τ_0..τ_{S-1} */
+  double *alpha_bar; /* DDPM family: ᾱ at τ_k, and ᾱ_prev (1 after the last step) */
+  double *sigma;     /* Euler-ancestral: σ_0..σ_S (σ_S = 0) */
+};
+
+static void
+ddpm_schedule (vdit_sampler *s, const vdit_sampler_config *cfg)
+{
+  const int n = cfg->train_timesteps;
+  g_autofree double *acp = g_new (double, n);
+  double prod = 1.0;
+  for (int i = 0; i < n; i++) {
+    double frac = n > 1 ? (double) i / (n - 1) : 0.0;
+    double beta;
+    if (cfg->scaled_linear) {
+      double r = sqrt (cfg->beta_start) + frac * (sqrt (cfg->beta_end) - sqrt (cfg->beta_start));
+      beta = r * r;
+    } else {
+      beta = cfg->beta_start + frac * (cfg->beta_end - cfg->beta_start);
+    }
+    prod *= 1.0 - beta;
+    acp[i] = prod;
+  }
+  s->timesteps = g_new (int, s->steps);
+  s->alpha_bar = g_new (double, s->steps + 1);
+  s->sigma = g_new (double, s->steps + 1);
+  for (int k = 0; k < s->steps; k++) {
+    /* numpy: linspace(0, n-1, steps).round()[::-1] */
+    int j = s->steps - 1 - k;
+    double v = s->steps > 1 ? (double) j * (n - 1) / (s->steps - 1) : 0.0;
+    s->timesteps[k] = (int) nearbyint (v);
+    s->alpha_bar[k] = acp[s->timesteps[k]];
+    s->sigma[k] = sqrt ((1.0 - s->alpha_bar[k]) / s->alpha_bar[k]);
+  }
+  s->alpha_bar[s->steps] = 1.0;
+  s->sigma[s->steps] = 0.0;
+}
+
+vdit_sampler *
+vdit_sampler_new (const vdit_sampler_config *cfg, int steps, GError **error)
+{
+  if (steps < 1 || steps > 10000) {
+    g_set_error (error, VDIT_ERROR, VDIT_ERROR_INVALID_ARGUMENT,
+                 "steps = %d is out of range (1..10000)", steps);
+    return NULL;
+  }
+  vdit_sampler *s = g_new0 (vdit_sampler, 1);
+  s->type = cfg->type;
+  s->prediction = cfg->prediction;
+  s->steps = steps;
+  if (cfg->type == VDIT_SAMPLER_FLOW_EULER) {
+    s->t = g_new (double, steps + 1);
+    for (int k = 0; k <= steps; k++) {
+      double t = 1.0 - (double) k / steps;
+      s->t[k] = cfg->shift * t / (1.0 + (cfg->shift - 1.0) * t);
+    }
+  } else {
+    ddpm_schedule (s, cfg);
+  }
+  return s;
+}
+
+void
+vdit_sampler_free (vdit_sampler *s)
+{
+  if (s == NULL)
+    return;
+  g_free (s->t);
+  g_free (s->timesteps);
+  g_free (s->alpha_bar);
+  g_free (s->sigma);
+  g_free (s);
+}
+
+float
+vdit_sampler_init_sigma (const vdit_sampler *s)
+{
+  return s->type == VDIT_SAMPLER_EULER_ANCESTRAL ? (float) s->sigma[0] : 1.0f;
+}
+
+float
+vdit_sampler_timestep (const vdit_sampler *s, int k)
+{
+  if (s->type == VDIT_SAMPLER_FLOW_EULER)
+    return (float) (1000.0 * s->t[k]);
+  return (float) s->timesteps[k];
+}
+
+float
+vdit_sampler_input_scale (const vdit_sampler *s, int k)
+{
+  if (s->type == VDIT_SAMPLER_EULER_ANCESTRAL)
+    return (float) (1.0 / sqrt (s->sigma[k] * s->sigma[k] + 1.0));
+  return 1.0f;
+}
+
+gboolean
+vdit_sampler_needs_noise (const vdit_sampler *s, int k)
+{
+  return s->type == VDIT_SAMPLER_EULER_ANCESTRAL && s->sigma[k + 1] > 0.0;
+}
+
+static void
+step_ddim (const vdit_sampler *s, int k, float *x, const float *m, size_t n)
+{
+  const double ab = s->alpha_bar[k], ab_prev = s->alpha_bar[k + 1];
+  const float sa = (float) sqrt (ab), sb = (float) sqrt (1.0 - ab);
+  const float pa = (float) sqrt (ab_prev), pb = (float) sqrt (1.0 - ab_prev);
+  for (size_t i = 0; i < n; i++) {
+    float x0, eps;
+    if (s->prediction == VDIT_PRED_V) {
+      x0 = sa * x[i] - sb * m[i];
+      eps = sa * m[i] + sb * x[i];
+    } else {
+      eps = m[i];
+      x0 = (x[i] - sb * eps) / sa;
+    }
+    x[i] = pa * x0 + pb * eps;
+  }
+}
+
+static void
+step_euler_ancestral (const vdit_sampler *s, int k, float *x, const float *m,
+                      const float *noise, size_t n)
+{
+  const double sg = s->sigma[k], next = s->sigma[k + 1];
+  const double up = sqrt (next * next * (sg * sg - next * next) / (sg * sg));
+  const double down = sqrt (next * next - up * up);
+  const float dt = (float) (down - sg), fs = (float) sg, fup = (float) up;
+  const float vscale = (float) (-sg / sqrt (sg * sg + 1.0)), xscale = (float) (1.0 / (sg * sg + 1.0));
+  for (size_t i = 0; i < n; i++) {
+    float x0 = s->prediction == VDIT_PRED_V ? m[i] * vscale + x[i] * xscale : x[i] - fs * m[i];
+    float deriv = (x[i] - x0) / fs;
+    x[i] = x[i] + deriv * dt;
+    if (noise)
+      x[i] += noise[i] * fup;
+  }
+}
+
+void
+vdit_sampler_step (const vdit_sampler *s, int k, float *x, const float *m, const float *noise,
+                   size_t n)
+{
+  switch (s->type) {
+    case VDIT_SAMPLER_FLOW_EULER: {
+      const float dt = (float) (s->t[k + 1] - s->t[k]);
+      for (size_t i = 0; i < n; i++)
+        x[i] += dt * m[i];
+      break;
+    }
+    case VDIT_SAMPLER_DDIM:
+      step_ddim (s, k, x, m, n);
+      break;
+    case VDIT_SAMPLER_EULER_ANCESTRAL:
+      step_euler_ancestral (s, k, x, m, noise, n);
+      break;
+  }
+}

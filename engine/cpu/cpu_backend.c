@@ -1,1 +1,92 @@
-/* placeholder: being written */
+/* The CPU backend: f32 activations in host memory, OpenBLAS and OpenMP. It is the
+ * reference every other backend is tested against. */
+#include "backend.h"
+#include "cpu_attention.h"
+#include "cpu_ops.h"
+#include "vdit.h"
+
+#include <cblas.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Declared by OpenBLAS's cblas.h on Debian; repeated here for other builds. */
+void openblas_set_num_threads (int num_threads);
+
+typedef struct {
+  int threads;
+} cpu_context;
+
+static void
+cpu_free (void *ctx)
+{
+  g_free (ctx);
+}
+
+static void *
+cpu_alloc (void *ctx, size_t n, VditElem elem, GError **error)
+{
+  void *p = NULL;
+  size_t bytes = MAX (n, 1) * 4; /* f32 and i32 alike */
+  if (n > SIZE_MAX / 4 || posix_memalign (&p, 64, bytes) != 0) {
+    g_set_error (error, VDIT_ERROR, VDIT_ERROR_OUT_OF_MEMORY,
+                 "out of host memory allocating %.1f MiB", bytes / 1048576.0);
+    return NULL;
+  }
+  return p;
+}
+
+static void
+cpu_release (void *ctx, void *buf)
+{
+  free (buf);
+}
+
+static gboolean
+cpu_copy (void *ctx, void *dst, const void *src, size_t n, VditElem elem, GError **error)
+{
+  if (n)
+    memcpy (dst, src, n * 4);
+  return TRUE;
+}
+
+static gboolean
+cpu_sync (void *ctx, GError **error)
+{
+  return TRUE;
+}
+
+static const vdit_backend_i cpu_backend_i = {
+  /* .name = */ "cpu",
+  /* .free = */ cpu_free,
+  /* .alloc = */ cpu_alloc,
+  /* .release = */ cpu_release,
+  /* .upload = */ cpu_copy,
+  /* .download = */ cpu_copy,
+  /* .sync = */ cpu_sync,
+  /* .matmul = */ cpu_matmul,
+  /* .rmsnorm = */ cpu_rmsnorm,
+  /* .layernorm_modulate = */ cpu_layernorm_modulate,
+  /* .add_gated = */ cpu_add_gated,
+  /* .mul = */ cpu_mul,
+  /* .add = */ cpu_add,
+  /* .activate = */ cpu_activate,
+  /* .rope = */ cpu_rope,
+  /* .attention = */ cpu_attention,
+  /* .layout_new = */ cpu_layout_new,
+  /* .layout_free = */ cpu_layout_free,
+  /* .block_scores = */ cpu_block_scores,
+};
+
+gboolean
+vdit_backend_cpu_init (vdit_backend *be, int threads, GError **error)
+{
+  cpu_context *c = g_new0 (cpu_context, 1);
+  c->threads = threads > 0 ? threads : (int) g_get_num_processors ();
+  omp_set_num_threads (c->threads);
+  openblas_set_num_threads (c->threads);
+  be->iface = &cpu_backend_i;
+  be->context = c;
+  be->act_size = sizeof (float);
+  return TRUE;
+}

@@ -1,1 +1,167 @@
-/* placeholder: being written */
+/* CPU reference kernels: OpenBLAS for GEMMs, plain loops (OpenMP over rows) for the
+ * rest. Row loops use static scheduling and no cross-thread reductions, so results do
+ * not depend on the thread count's timing: the same inputs give the same bits. */
+#include "cpu_ops.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+float
+cpu_gelu_tanh (float x)
+{
+  const float k = 0.7978845608028654f; /* sqrt(2/pi) */
+  return 0.5f * x * (1.0f + tanhf (k * (x + 0.044715f * x * x * x)));
+}
+
+float
+cpu_silu (float x)
+{
+  return x / (1.0f + expf (-x));
+}
+
+static inline float
+apply_activation (float x, VditActivation act)
+{
+  switch (act) {
+    case VDIT_ACT_GELU_TANH:
+      return cpu_gelu_tanh (x);
+    case VDIT_ACT_SILU:
+      return cpu_silu (x);
+    case VDIT_ACT_NONE:
+    default:
+      return x;
+  }
+}
+
+void
+cpu_matmul (void *ctx, void *out_, int ldo, const void *in_, int ldi, const void *w_,
+            const void *bias_, int m, int n, int k, VditActivation act, gboolean accumulate)
+{
+  float *out = out_;
+  const float *in = in_, *w = w_, *bias = bias_;
+  if (m <= 0 || n <= 0)
+    return;
+  /* out = in · wᵀ (+ out when accumulating) */
+  cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, in, ldi, w, k,
+               accumulate ? 1.0f : 0.0f, out, ldo);
+  if (bias == NULL && act == VDIT_ACT_NONE)
+    return;
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < m; i++) {
+    float *row = out + (size_t) i * ldo;
+    for (int j = 0; j < n; j++)
+      row[j] = apply_activation (row[j] + (bias ? bias[j] : 0.0f), act);
+  }
+}
+
+void
+cpu_rmsnorm (void *ctx, void *out_, const void *x_, const void *w_, int m, int d, float eps)
+{
+  float *out = out_;
+  const float *x = x_, *w = w_;
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < m; i++) {
+    const float *xi = x + (size_t) i * d;
+    float *oi = out + (size_t) i * d;
+    double ss = 0.0;
+    for (int j = 0; j < d; j++)
+      ss += (double) xi[j] * xi[j];
+    float r = 1.0f / sqrtf ((float) (ss / d) + eps);
+    for (int j = 0; j < d; j++)
+      oi[j] = xi[j] * r * w[j];
+  }
+}
+
+void
+cpu_layernorm_modulate (void *ctx, void *out_, const void *x_, const void *shift_,
+                        const void *scale_, int m, int d, float eps)
+{
+  float *out = out_;
+  const float *x = x_, *shift = shift_, *scale = scale_;
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < m; i++) {
+    const float *xi = x + (size_t) i * d;
+    float *oi = out + (size_t) i * d;
+    double sum = 0.0;
+    for (int j = 0; j < d; j++)
+      sum += xi[j];
+    float mean = (float) (sum / d);
+    double var = 0.0;
+    for (int j = 0; j < d; j++) {
+      float c = xi[j] - mean;
+      var += (double) c * c;
+    }
+    float r = 1.0f / sqrtf ((float) (var / d) + eps);
+    for (int j = 0; j < d; j++)
+      oi[j] = (xi[j] - mean) * r * (1.0f + scale[j]) + shift[j];
+  }
+}
+
+void
+cpu_add_gated (void *ctx, void *x_, const void *h_, const void *gate_, int m, int d)
+{
+  float *x = x_;
+  const float *h = h_, *gate = gate_;
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < m; i++) {
+    float *xi = x + (size_t) i * d;
+    const float *hi = h + (size_t) i * d;
+    for (int j = 0; j < d; j++)
+      xi[j] += (gate ? gate[j] : 1.0f) * hi[j];
+  }
+}
+
+void
+cpu_mul (void *ctx, void *out_, const void *a_, const void *b_, size_t n)
+{
+  float *out = out_;
+  const float *a = a_, *b = b_;
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; i++)
+    out[i] = a[i] * b[i];
+}
+
+void
+cpu_add (void *ctx, void *out_, const void *a_, const void *b_, size_t n)
+{
+  float *out = out_;
+  const float *a = a_, *b = b_;
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; i++)
+    out[i] = a[i] + b[i];
+}
+
+void
+cpu_activate (void *ctx, void *out_, const void *in_, size_t n, VditActivation act)
+{
+  float *out = out_;
+  const float *in = in_;
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; i++)
+    out[i] = apply_activation (in[i], act);
+}
+
+void
+cpu_rope (void *ctx, void *x_, int ld, const float *cos_t, const float *sin_t, int n,
+          int heads, int head_dim, int n_chunks)
+{
+  float *x = x_;
+  const int chunk = head_dim / n_chunks, half = chunk / 2, pairs = head_dim / 2;
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < n; i++) {
+    const float *c = cos_t + (size_t) i * pairs, *s = sin_t + (size_t) i * pairs;
+    for (int h = 0; h < heads; h++) {
+      float *xh = x + (size_t) i * ld + (size_t) h * head_dim;
+      for (int ch = 0; ch < n_chunks; ch++) {
+        float *a = xh + ch * chunk, *b = a + half;
+        for (int j = 0; j < half; j++) {
+          float cj = c[ch * half + j], sj = s[ch * half + j];
+          float aj = a[j], bj = b[j];
+          a[j] = aj * cj - bj * sj;
+          b[j] = bj * cj + aj * sj;
+        }
+      }
+    }
+  }
+}

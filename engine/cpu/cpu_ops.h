@@ -1,0 +1,23 @@
+/* CPU reference kernels (f32). Same contracts as the slots of engine/backend.h. */
+#ifndef VDIT_CPU_OPS_H
+#define VDIT_CPU_OPS_H
+
+#include "backend.h"
+
+void cpu_matmul (void *ctx, void *out, int ldo, const void *in, int ldi, const void *w,
+                 const void *bias, int m, int n, int k, VditActivation act, gboolean accumulate);
+void cpu_rmsnorm (void *ctx, void *out, const void *x, const void *w, int m, int d, float eps);
+void cpu_layernorm_modulate (void *ctx, void *out, const void *x, const void *shift,
+                             const void *scale, int m, int d, float eps);
+void cpu_add_gated (void *ctx, void *x, const void *h, const void *gate, int m, int d);
+void cpu_mul (void *ctx, void *out, const void *a, const void *b, size_t n);
+void cpu_add (void *ctx, void *out, const void *a, const void *b, size_t n);
+void cpu_activate (void *ctx, void *out, const void *in, size_t n, VditActivation act);
+void cpu_rope (void *ctx, void *x, int ld, const float *cos_t, const float *sin_t, int n,
+               int heads, int head_dim, int n_chunks);
+
+/* Scalar forms shared with other CPU code. */
+float cpu_gelu_tanh (float x);
+float cpu_silu (float x);
+
+#endif

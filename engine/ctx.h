@@ -1,0 +1,19 @@
+/* Internal entry points of a context, for the engine's own tests and tools. */
+#ifndef VDIT_CTX_H
+#define VDIT_CTX_H
+
+#include "vdit.h"
+
+G_BEGIN_DECLS
+
+/* Prompt → token ids with EOS, as the text encoder sees them. Caller frees *ids. */
+gboolean vdit_ctx_tokenize (vdit_ctx *ctx, const char *text, int32_t **ids, int *n,
+                            GError **error);
+/* vdit_generate that also copies the final latent (T, H, W, C) into latent_out when it
+ * is not NULL (it must hold frames·height·width·channels floats). */
+gboolean vdit_generate_latent (vdit_ctx *ctx, const vdit_gen_params *params, float *latent_out,
+                               GError **error);
+
+G_END_DECLS
+
+#endif

@@ -1,0 +1,44 @@
+/* The video DiT forward pass (docs/model-format.md, "Block", "3D RoPE", "Final layer"). */
+#ifndef VDIT_DIT_H
+#define VDIT_DIT_H
+
+#include "attention_plan.h"
+#include "backend.h"
+#include "config.h"
+#include "weights.h"
+
+G_BEGIN_DECLS
+
+typedef struct vdit_dit vdit_dit;
+typedef struct vdit_dit_text vdit_dit_text; /* per-prompt caption and cross-attn K/V */
+typedef struct vdit_dit_ws vdit_dit_ws;     /* activations for one token grid */
+
+vdit_dit *vdit_dit_new (vdit_backend *be, const vdit_config *cfg, const vdit_weights *w,
+                        GError **error);
+void vdit_dit_free (vdit_dit *dit);
+
+/* text: ACT buffer (n_text, text_encoder.d_model) from the text encoder. */
+vdit_dit_text *vdit_dit_text_new (vdit_dit *dit, const void *text, int n_text, GError **error);
+void vdit_dit_text_free (vdit_dit *dit, vdit_dit_text *t);
+
+/* Workspace for a patch grid of gt × gh × gw tokens (t outermost). */
+vdit_dit_ws *vdit_dit_ws_new (vdit_dit *dit, int gt, int gh, int gw, GError **error);
+void vdit_dit_ws_free (vdit_dit *dit, vdit_dit_ws *ws);
+int vdit_dit_ws_tokens (const vdit_dit_ws *ws);
+
+/* One forward: patches (tokens, C·P) host f32 in, out (tokens, P·C) host f32.
+ * policy NULL = dense self-attention. Stops with VDIT_ERROR_CANCELLED when *cancel
+ * becomes non-zero (checked after every block). */
+gboolean vdit_dit_forward (vdit_dit *dit, vdit_dit_ws *ws, const float *patches, float timestep,
+                           const vdit_dit_text *text, vdit_attn_policy *policy, int step,
+                           int pass, float *out, const gint *cancel, GError **error);
+
+/* Host layout conversions between a latent (T, H, W, C) and tokens. */
+void vdit_patchify (float *patches, const float *latent, int T, int H, int W, int C,
+                    const int patch[3]);
+void vdit_unpatchify (float *latent, const float *tokens, int T, int H, int W, int C,
+                      const int patch[3]);
+
+G_END_DECLS
+
+#endif

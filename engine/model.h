@@ -1,0 +1,30 @@
+/* Internal view of a loaded model, for the engine and the project's own tools. */
+#ifndef VDIT_MODEL_H
+#define VDIT_MODEL_H
+
+#include "config.h"
+#include "tokenizer.h"
+#include "vdit.h"
+#include "weights.h"
+
+G_BEGIN_DECLS
+
+struct vdit_model {
+  vdit_config *config;
+  vdit_weights *weights;
+  vdit_tokenizer *tokenizer; /* NULL for random-weight models: prompts become byte ids */
+  char *path;                /* directory, or the config file for random models */
+  vdit_model_info info;
+};
+
+const vdit_config *vdit_model_get_config (const vdit_model *model);
+const vdit_weights *vdit_model_get_weights (const vdit_model *model);
+/* Latent frames T for a video frame count (identity decoder: T = frames). */
+int vdit_model_latent_frames (const vdit_model *model, int frames);
+/* Bytes of weights + activations a generation of `frames` needs on a backend with
+ * act_size-byte activations (used for up-front out-of-memory errors and `vdit inspect`). */
+uint64_t vdit_model_memory_estimate (const vdit_model *model, int frames, size_t act_size);
+
+G_END_DECLS
+
+#endif

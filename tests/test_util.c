@@ -1,0 +1,64 @@
+#include "test_util.h"
+
+#include <math.h>
+
+char *
+test_source_path (const char *relative)
+{
+  const char *root = g_getenv ("VDIT_SOURCE_ROOT");
+  return g_build_filename (root ? root : ".", relative, NULL);
+}
+
+double
+test_nmse (const float *ref, const float *got, size_t n)
+{
+  double num = 0.0, den = 0.0;
+  for (size_t i = 0; i < n; i++) {
+    double d = (double) ref[i] - got[i];
+    num += d * d;
+    den += (double) ref[i] * ref[i];
+  }
+  return den > 0.0 ? num / den : num;
+}
+
+double
+test_max_abs_diff (const float *a, const float *b, size_t n)
+{
+  double m = 0.0;
+  for (size_t i = 0; i < n; i++)
+    m = fmax (m, fabs ((double) a[i] - b[i]));
+  return m;
+}
+
+float *
+test_golden_f32 (const vdit_safetensors *st, const char *name, size_t *n)
+{
+  const vdit_tensor_view *t = vdit_safetensors_find (st, name);
+  if (t == NULL)
+    g_error ("golden tensor %s is missing", name);
+  float *dst = g_new (float, MAX (t->n_elements, 1));
+  vdit_convert_to_f32 (dst, t->data, t->dtype, t->n_elements);
+  if (n)
+    *n = t->n_elements;
+  return dst;
+}
+
+void
+test_assert_close (const char *what, const float *ref, const float *got, size_t n, double atol,
+                   double rtol)
+{
+  size_t worst = 0;
+  double worst_excess = -1.0;
+  for (size_t i = 0; i < n; i++) {
+    if (!isfinite (got[i]))
+      g_error ("%s: element %zu is %f", what, i, got[i]);
+    double excess = fabs ((double) ref[i] - got[i]) - (atol + rtol * fabs ((double) ref[i]));
+    if (excess > worst_excess) {
+      worst_excess = excess;
+      worst = i;
+    }
+  }
+  if (worst_excess > 0.0)
+    g_error ("%s: element %zu is %.8g, expected %.8g (nmse %.3g)", what, worst, got[worst],
+             ref[worst], test_nmse (ref, got, n));
+}
