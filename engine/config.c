@@ -117,6 +117,8 @@ get_float (const section *s, const char *key, gboolean required, double def, dou
   double v;
   if (!get_double (s, key, required, def, &v, error))
     return FALSE;
+  if (v < lo && hi >= G_MAXFLOAT)
+    return bad_num (s, key, v, error, "must be at least %g", lo);
   if (v < lo || v > hi)
     return bad_num (s, key, v, error, "must be in [%g, %g]", lo, hi);
   *out = (float) v;
@@ -164,8 +166,8 @@ get_choice (const section *s, const char *key, const char *def, const char *cons
       return TRUE;
     }
   }
-  char *list = g_strjoinv (", ", (char **) names);
-  char *why = g_strdup_printf ("must be one of %s", list);
+  char *list = g_strjoinv ("\", \"", (char **) names);
+  char *why = g_strdup_printf (n_names == 1 ? "must be \"%s\"" : "must be one of \"%s\"", list);
   gboolean ok = n ? bad_node (s, key, n, why, error) : fail_text (s, key, v, why, error);
   g_free (why);
   g_free (list);
@@ -312,7 +314,7 @@ parse_dit (JsonObject *root, const char *origin, vdit_dit_config *d, GError **er
     return bad_num (&s, "head_dim", d->head_dim, error,
                     "must be divisible by 6 (3D RoPE splits it into three even chunks)");
   if ((int64_t) d->heads * d->head_dim != d->hidden)
-    return bad_num (&s, "hidden", d->hidden, error, "must equal dit.heads · dit.head_dim = %d · %d",
+    return bad_num (&s, "hidden", d->hidden, error, "must equal dit.heads * dit.head_dim = %d * %d",
                     d->heads, d->head_dim);
   if (d->freq_dim % 2 != 0)
     return bad_num (&s, "freq_dim", d->freq_dim, error, "must be even");
@@ -340,7 +342,8 @@ parse_video (JsonObject *root, const char *origin, vdit_config *cfg, GError **er
       !get_positive (&s, "fps", FALSE, 24.0, &cfg->fps, error))
     return FALSE;
   if (cfg->height % p[1] != 0)
-    return bad_num (&s, "height", cfg->height, error, "must be divisible by dit.patch[1] = %d", p[1]);
+    return bad_num (&s, "height", cfg->height, error, "must be divisible by dit.patch[1] = %d",
+                    p[1]);
   if (cfg->width % p[2] != 0)
     return bad_num (&s, "width", cfg->width, error, "must be divisible by dit.patch[2] = %d", p[2]);
   return TRUE;
@@ -364,7 +367,7 @@ parse_decoder (JsonObject *root, const char *origin, vdit_config *cfg, GError **
   if (cfg->frames % cfg->dit.patch[0] != 0) {
     section v = { origin, "video", NULL };
     return bad_num (&v, "frames", cfg->frames, error,
-                    "must be divisible by dit.patch[0] = %d (latent frames of the identity decoder)",
+                    "must be divisible by dit.patch[0] = %d (identity decoder: latent frames)",
                     cfg->dit.patch[0]);
   }
   if (cfg->dit.in_channels != cfg->decoder_channels) {
@@ -426,7 +429,7 @@ parse_sampler (JsonObject *root, const char *origin, vdit_sampler_config *c, GEr
   static const char *const scheds[] = { "linear", "scaled_linear", NULL };
   section s;
   int type, pred, sched;
-  double shift;
+  double shift, b0, b1;
   if (!get_section (root, origin, "sampler", TRUE, &s, error) ||
       !get_choice (&s, "type", NULL, types, 3, &type, error))
     return FALSE;
@@ -438,19 +441,21 @@ parse_sampler (JsonObject *root, const char *origin, vdit_sampler_config *c, GEr
       !get_float (&s, "guidance", FALSE, 4.5, 0, G_MAXFLOAT, &c->guidance, error) ||
       !get_positive (&s, "shift", FALSE, 1.0, &shift, error) ||
       !get_int (&s, "train_timesteps", FALSE, 1000, 1, &c->train_timesteps, error) ||
-      !get_float (&s, "beta_start", FALSE, 0.0001, 0, 1, &c->beta_start, error) ||
-      !get_float (&s, "beta_end", FALSE, 0.02, 0, 1, &c->beta_end, error))
+      !get_double (&s, "beta_start", FALSE, 0.0001, &b0, error) ||
+      !get_double (&s, "beta_end", FALSE, 0.02, &b1, error))
     return FALSE;
   c->prediction = (VditPrediction) pred;
   c->scaled_linear = sched == 1;
   c->shift = (float) shift;
+  c->beta_start = (float) b0;
+  c->beta_end = (float) b1;
   if (!check_prediction (&s, c, error))
     return FALSE;
-  if (c->beta_start <= 0 || c->beta_start >= 1)
-    return bad_num (&s, "beta_start", c->beta_start, error, "must be in (0, 1)");
-  if (c->beta_end < c->beta_start || c->beta_end >= 1)
-    return bad_num (&s, "beta_end", c->beta_end, error,
-                    "must be at least sampler.beta_start = %g and below 1", c->beta_start);
+  if (b0 <= 0 || b0 >= 1)
+    return bad_num (&s, "beta_start", b0, error, "must be in (0, 1)");
+  if (b1 < b0 || b1 >= 1)
+    return bad_num (&s, "beta_end", b1, error,
+                    "must be at least sampler.beta_start = %g and below 1", b0);
   if (type != VDIT_SAMPLER_FLOW_EULER && c->steps > c->train_timesteps)
     return bad_num (&s, "steps", c->steps, error,
                     "must not exceed sampler.train_timesteps = %d", c->train_timesteps);
@@ -509,16 +514,18 @@ parse_attention (JsonObject *root, const char *origin, vdit_config *cfg, GError 
   vdit_attention_config *a = &cfg->attention;
   section s;
   int mode;
+  double sparsity;
   if (!get_section (root, origin, "attention", FALSE, &s, error) ||
       !get_choice (&s, "mode", "full", modes, 3, &mode, error) ||
       !get_int (&s, "tile_k", FALSE, 1, 0, &a->tile_k, error) ||
       !get_int (&s, "block", FALSE, 64, 1, &a->block, error) ||
-      !get_float (&s, "sparsity", FALSE, 0.8, 0, 1, &a->sparsity, error) ||
+      !get_double (&s, "sparsity", FALSE, 0.8, &sparsity, error) ||
       !get_float (&s, "warmup", FALSE, 0.2, 0, 1, &a->warmup, error))
     return FALSE;
   a->mode = (VditAttention) mode;
-  if (a->sparsity >= 1.0f)
-    return bad_num (&s, "sparsity", a->sparsity, error, "must be below 1 (some blocks are kept)");
+  a->sparsity = (float) sparsity;
+  if (sparsity < 0 || sparsity >= 1)
+    return bad_num (&s, "sparsity", sparsity, error, "must be in [0, 1) (some blocks are kept)");
   return parse_plan (&s, cfg->dit.depth, a, error) && parse_search_steps (&s, a, error);
 }
 

@@ -1,6 +1,7 @@
 /* Writing an attention plan back into config.json. The file is re-serialised by a small
  * pretty-printer so that numbers keep a short form (json-glib's generator prints 0.2 as
- * 0.20000000000000001) and small objects stay on one line. */
+ * 0.20000000000000001): objects one member per line, arrays of numbers on one line, the
+ * layout of the committed configs, so a saved plan changes only its own line. */
 #include "config.h"
 
 #include <json-glib/json-glib.h>
@@ -35,21 +36,6 @@ write_string (GString *out, const char *s)
   json_node_unref (n);
 }
 
-/* Containers holding only scalars (or arrays of scalars) go on one line. */
-static gboolean
-is_flat (JsonNode *node)
-{
-  if (JSON_NODE_HOLDS_VALUE (node) || JSON_NODE_HOLDS_NULL (node))
-    return TRUE;
-  if (JSON_NODE_HOLDS_OBJECT (node))
-    return FALSE;
-  JsonArray *a = json_node_get_array (node);
-  for (guint i = 0; i < json_array_get_length (a); i++)
-    if (!JSON_NODE_HOLDS_VALUE (json_array_get_element (a, i)))
-      return FALSE;
-  return TRUE;
-}
-
 static void
 write_newline (GString *out, int indent, gboolean oneline)
 {
@@ -63,11 +49,12 @@ write_newline (GString *out, int indent, gboolean oneline)
 }
 
 static void
-write_members (GString *out, JsonObject *obj, GList *keys, int indent, gboolean oneline)
+write_object (GString *out, JsonObject *obj, int indent)
 {
+  GList *keys = json_object_get_members (obj);
   g_string_append_c (out, '{');
   for (GList *l = keys; l != NULL; l = l->next) {
-    write_newline (out, indent + 2, oneline);
+    write_newline (out, indent + 2, FALSE);
     write_string (out, l->data);
     g_string_append (out, ": ");
     write_node (out, json_object_get_member (obj, l->data), indent + 2);
@@ -75,25 +62,8 @@ write_members (GString *out, JsonObject *obj, GList *keys, int indent, gboolean 
       g_string_append_c (out, ',');
   }
   if (keys != NULL)
-    write_newline (out, indent, oneline);
+    write_newline (out, indent, FALSE);
   g_string_append_c (out, '}');
-}
-
-static void
-write_object (GString *out, JsonObject *obj, int indent)
-{
-  GList *keys = json_object_get_members (obj);
-  gboolean flat = indent > 0;
-  for (GList *l = keys; l != NULL; l = l->next)
-    flat = flat && is_flat (json_object_get_member (obj, l->data));
-  GString *line = g_string_new (NULL);
-  if (flat)
-    write_members (line, obj, keys, indent, TRUE);
-  if (flat && line->len + indent <= 96)
-    g_string_append_len (out, line->str, line->len);
-  else
-    write_members (out, obj, keys, indent, FALSE);
-  g_string_free (line, TRUE);
   g_list_free (keys);
 }
 

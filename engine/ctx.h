@@ -2,6 +2,7 @@
 #ifndef VDIT_CTX_H
 #define VDIT_CTX_H
 
+#include "attention_plan.h"
 #include "vdit.h"
 
 G_BEGIN_DECLS
@@ -13,6 +14,13 @@ gboolean vdit_ctx_tokenize (vdit_ctx *ctx, const char *text, int32_t **ids, int 
  * is not NULL (it must hold frames·height·width·channels floats). */
 gboolean vdit_generate_latent (vdit_ctx *ctx, const vdit_gen_params *params, float *latent_out,
                                GError **error);
+
+/* The same with the caller's self-attention policy (NULL = as params->attention says);
+ * the policy is not freed and must match the generation's frames, steps and model. */
+gboolean vdit_generate_with_policy (vdit_ctx *ctx, const vdit_gen_params *params,
+                                    vdit_attn_policy *policy, float *latent_out, GError **error);
+/* The backend the context runs on (to make policies for it). */
+vdit_backend *vdit_ctx_get_backend (vdit_ctx *ctx);
 
 G_END_DECLS
 

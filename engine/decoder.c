@@ -6,7 +6,7 @@
 static inline uint8_t
 to_u8 (float v)
 {
-  float p = rintf ((v + 1.0f) * 127.5f);
+  float p = roundf ((v + 1.0f) * 127.5f);
   return (uint8_t) (p < 0.0f ? 0.0f : p > 255.0f ? 255.0f : p);
 }
 

@@ -205,12 +205,11 @@ dit_rope_tables (const vdit_dit_config *cfg, int gt, int gh, int gw, float *cos_
       for (int x = 0; x < gw; x++, n++) {
         const int pos[3] = { t, y, x };
         for (int axis = 0; axis < 3; axis++) {
-          float p = (float) pos[axis] / cfg->rope_scale[axis];
+          double p = pos[axis] / (double) cfg->rope_scale[axis];
           for (int j = 0; j < half; j++) {
-            float inv = (float) (1.0 / pow (cfg->rope_theta, (2.0 * j) / chunk));
-            float angle = p * inv;
-            cos_t[n * pairs + axis * half + j] = cosf (angle);
-            sin_t[n * pairs + axis * half + j] = sinf (angle);
+            double angle = p * pow (cfg->rope_theta, -2.0 * j / chunk);
+            cos_t[n * pairs + axis * half + j] = (float) cos (angle);
+            sin_t[n * pairs + axis * half + j] = (float) sin (angle);
           }
         }
       }
@@ -279,11 +278,11 @@ static void
 dit_timestep_embedding (float *emb, int freq_dim, float timestep)
 {
   const int half = freq_dim / 2;
+  /* in double, rounded once: the same numbers on every backend and in PyTorch */
   for (int i = 0; i < half; i++) {
-    float f = expf (-logf (10000.0f) * (float) i / (float) half);
-    float a = timestep * f;
-    emb[i] = cosf (a);
-    emb[half + i] = sinf (a);
+    double a = (double) timestep * exp (-log (10000.0) * i / half);
+    emb[i] = (float) cos (a);
+    emb[half + i] = (float) sin (a);
   }
 }
 

@@ -196,7 +196,7 @@ resolve_params (vdit_ctx *ctx, const vdit_gen_params *p, resolved_params *r, GEr
   }
   r->frames = p->frames > 0 ? p->frames : m->info.frames;
   r->steps = p->steps > 0 ? p->steps : m->info.steps;
-  r->guidance = p->guidance >= 0 ? p->guidance : m->info.guidance;
+  r->guidance = p->guidance >= 0 || isnan (p->guidance) ? p->guidance : m->info.guidance;
   r->attention = p->attention == VDIT_ATTENTION_DEFAULT ? m->config->attention.mode : p->attention;
   r->sparsity = p->sparsity;
   if (p->frames < 0) {
@@ -238,6 +238,7 @@ typedef struct {
   vdit_dit_ws *ws;
   vdit_sampler *sampler;
   vdit_attn_policy *policy;
+  vdit_attn_policy *external; /* the caller's policy (mask search), not freed here */
 } gen_state;
 
 static void
@@ -248,7 +249,7 @@ gen_state_clear (gen_state *g)
   vdit_dit_text_free (dit, g->text[1]);
   vdit_dit_ws_free (dit, g->ws);
   vdit_sampler_free (g->sampler);
-  if (g->policy)
+  if (g->policy && g->policy != g->external)
     vdit_attn_policy_free (g->policy);
   g_free (g->latent);
   g_free (g->scaled);
@@ -302,7 +303,9 @@ gen_prepare (gen_state *g, GError **error)
 
   if (!(g->ws = vdit_dit_ws_new (ctx->dit, g->gt, g->gh, g->gw, error)))
     return FALSE;
-  if (g->r.attention != VDIT_ATTENTION_FULL) {
+  if (g->external) {
+    g->policy = g->external;
+  } else if (g->r.attention != VDIT_ATTENTION_FULL) {
     vdit_attn_policy_params pp = {
       .mode = g->r.attention,
       .frames = g->gt,
@@ -382,8 +385,21 @@ vdit_generate (vdit_ctx *ctx, const vdit_gen_params *p, GError **error)
 gboolean
 vdit_generate_latent (vdit_ctx *ctx, const vdit_gen_params *p, float *latent_out, GError **error)
 {
+  return vdit_generate_with_policy (ctx, p, NULL, latent_out, error);
+}
+
+vdit_backend *
+vdit_ctx_get_backend (vdit_ctx *ctx)
+{
+  return &ctx->be;
+}
+
+gboolean
+vdit_generate_with_policy (vdit_ctx *ctx, const vdit_gen_params *p, vdit_attn_policy *policy,
+                           float *latent_out, GError **error)
+{
   g_return_val_if_fail (ctx != NULL && p != NULL, FALSE);
-  gen_state g = { .ctx = ctx, .p = p };
+  gen_state g = { .ctx = ctx, .p = p, .external = policy };
   gboolean ok = FALSE;
   if (!resolve_params (ctx, p, &g.r, error) || !check_cancel (ctx, error) ||
       !gen_prepare (&g, error))

@@ -116,7 +116,7 @@ parse_offsets (JsonObject *o, const vdit_safetensors *st, vdit_tensor_view *t, r
   if (a == NULL || json_array_get_length (a) != 2 || !array_u64 (a, 0, &r->begin) ||
       !array_u64 (a, 1, &r->end) || r->end < r->begin)
     return fail (error, st->path, "tensor '%s': data_offsets must be [begin, end] with "
-                 "0 ≤ begin ≤ end", t->name);
+                 "0 <= begin <= end", t->name);
   if (r->end > st->data_size)
     return fail (error, st->path, "tensor '%s': data_offsets [%" G_GUINT64_FORMAT ", %"
                  G_GUINT64_FORMAT "] past the end of the data (%" G_GUINT64_FORMAT " bytes)",

@@ -36,9 +36,11 @@ ddpm_schedule (vdit_sampler *s, const vdit_sampler_config *cfg)
   s->alpha_bar = g_new (double, s->steps + 1);
   s->sigma = g_new (double, s->steps + 1);
   for (int k = 0; k < s->steps; k++) {
-    /* numpy: linspace(0, n-1, steps).round()[::-1] */
+    /* numpy: linspace(0, n-1, steps).round()[::-1], with numpy's step·j arithmetic */
     int j = s->steps - 1 - k;
-    double v = s->steps > 1 ? (double) j * (n - 1) / (s->steps - 1) : 0.0;
+    double v = s->steps > 1 ? j * ((double) (n - 1) / (s->steps - 1)) : 0.0;
+    if (j == s->steps - 1 && s->steps > 1)
+      v = n - 1;
     s->timesteps[k] = (int) nearbyint (v);
     s->alpha_bar[k] = acp[s->timesteps[k]];
     s->sigma[k] = sqrt ((1.0 - s->alpha_bar[k]) / s->alpha_bar[k]);

@@ -170,10 +170,11 @@ list_files (const char *dir, GError **error)
   GError *derr = NULL;
   GDir *d = g_dir_open (dir, 0, &derr);
   if (d == NULL) {
-    gboolean noent = g_error_matches (derr, G_FILE_ERROR, G_FILE_ERROR_NOENT);
-    g_set_error (error, VDIT_ERROR, noent ? VDIT_ERROR_MISSING : VDIT_ERROR_FORMAT,
-                 "%s: cannot read the model directory: %s", dir, derr->message);
-    g_error_free (derr);
+    if (g_error_matches (derr, G_FILE_ERROR, G_FILE_ERROR_NOENT))
+      g_set_error (error, VDIT_ERROR, VDIT_ERROR_MISSING, "%s: no such directory", dir);
+    else
+      g_propagate_prefixed_error (error, g_steal_pointer (&derr), "%s: ", dir);
+    g_clear_error (&derr);
     return NULL;
   }
   GPtrArray *names = g_ptr_array_new_with_free_func (g_free);
@@ -365,7 +366,8 @@ vdit_weights_new_random (const vdit_config *cfg, uint64_t seed, GError **error)
   vdit_weights *w = weights_new (cfg);
   int64_t total;
   make_views (w, &total);
-  w->values = total <= G_MAXSIZE / sizeof (float) ? g_try_new (float, (gsize) total) : NULL;
+  if ((guint64) total <= G_MAXSIZE / sizeof (float))
+    w->values = g_try_new (float, (gsize) total);
   if (w->values == NULL) {
     g_set_error (error, VDIT_ERROR, VDIT_ERROR_OUT_OF_MEMORY,
                  "random weights for %s: cannot allocate %" G_GINT64_FORMAT " parameters "

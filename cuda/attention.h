@@ -1,0 +1,65 @@
+/* Flash attention forward (dense and block-sparse) and AdaSpa block scores on bf16
+ * activations: C launch interface for cuda/attention.cu and cuda/block_scores.cu. */
+#ifndef VDIT_CUDA_ATTENTION_H
+#define VDIT_CUDA_ATTENTION_H
+
+#include <cuda_runtime_api.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Kernel tile: 64 query rows (4 warps × 16) by 64 keys. */
+#define VDIT_CUDA_ATTN_TILE_Q 64
+#define VDIT_CUDA_ATTN_TILE_K 64
+/* Largest head dim the kernels take (head dims are padded up to 16, 32, 64, 96, 128). */
+#define VDIT_CUDA_ATTN_MAX_HEAD_DIM 128
+/* Set in a `cols` entry: the kernel tile is only partly kept (it straddles a layout block
+ * boundary, or holds the ragged end of the keys): mask element by element. */
+#define VDIT_CUDA_ATTN_PARTIAL ((int32_t) 0x40000000)
+
+/* A block layout mapped onto kernel tiles (made by vdit_cuda_layout_new). Pointers are
+ * device memory; the ints describe the original layout, whose blocks may have any size
+ * (a latent frame of 3,600 tokens in tile mode, 64 in adaptive mode). */
+typedef struct {
+  int n_heads;             /* 1 = shared by every head */
+  int nq, nk;              /* tokens */
+  int n_qtiles, n_ktiles;  /* kernel tiles */
+  int block_q, block_k, n_qblocks, n_kblocks;
+  const int32_t *row_ptr;  /* (n_heads, n_qtiles + 1) into cols */
+  const int32_t *cols;     /* key tile | VDIT_CUDA_ATTN_PARTIAL, ascending per row */
+  const int32_t *order;    /* (n_heads, n_qtiles): query tiles, most key tiles first */
+  const uint32_t *bitmap;  /* (n_heads, n_qblocks, n_kblocks) kept bits, row-major */
+  int64_t kept_tiles;      /* kernel tiles listed over the layout's heads (times the
+                              attention's heads when n_heads == 1) */
+  int64_t partial_tiles;   /* of those, the masked ones */
+} vdit_cuda_attn_layout;
+
+typedef struct {
+  void *out;               /* bf16 (nq, ldo): head h at columns [h·hd, (h+1)·hd) */
+  const void *q, *k, *v;   /* bf16, rows of ldq / ldk / ldv */
+  const void *bias;        /* NULL or bf16 (heads, nq, nk), added to the scaled scores */
+  float *lse;              /* NULL or (heads, nq) */
+  int ldo, ldq, ldk, ldv;
+  int nq, nk, heads, head_dim;
+  float scale;
+  const vdit_cuda_attn_layout *layout; /* NULL = dense */
+} vdit_cuda_attn_args;
+
+/* Queues the attention on `stream`; returns the launch error (cudaErrorInvalidValue for
+ * a head dim over VDIT_CUDA_ATTN_MAX_HEAD_DIM or a layout of other sizes). */
+cudaError_t vdit_cuda_attention_launch (const vdit_cuda_attn_args *a, cudaStream_t stream);
+
+/* scores(heads, ceil(nq/block_q), ceil(nk/block_k)) = Σ over each block of
+ * exp(q·kᵀ·scale − lse[row]); rows with lse = −inf add nothing. */
+cudaError_t vdit_cuda_block_scores_launch (float *scores, const void *q, int ldq,
+                                           const void *k, int ldk, const float *lse, int nq,
+                                           int nk, int heads, int head_dim, float scale,
+                                           int block_q, int block_k, cudaStream_t stream);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,406 @@
+/* The CUDA backend: context, memory, transfers, errors and the backend table.
+ * Activations are bf16 (act_size 2) with f32 arithmetic inside every kernel; LSE and
+ * RoPE tables are f32. Everything is queued on one stream per context; `sync` waits for
+ * it and reports the first failure recorded since the last sync. */
+#include <string.h>
+
+#include "attention.h"
+#include "cuda_ctx.h"
+#include "ops.h"
+#include "vdit.h"
+
+#define LT_WORKSPACE_BYTES ((size_t) 32 << 20)
+#define STAGING_ELEMS ((size_t) 8 << 20) /* f32 elements per upload/download chunk */
+
+/* errors ------------------------------------------------------------------------------ */
+
+void
+vdit_cuda_record (vdit_cuda_ctx *c, const char *file, int line, const char *call,
+                  const char *what)
+{
+  g_warning ("CUDA: %s:%d: %s failed: %s", file, line, call, what);
+  g_mutex_lock (&c->error_lock);
+  if (c->first_error == NULL)
+    c->first_error = g_error_new (VDIT_ERROR, VDIT_ERROR_BACKEND,
+                                  "CUDA device %d: %s failed: %s (%s:%d)", c->device, call,
+                                  what, file, line);
+  g_mutex_unlock (&c->error_lock);
+}
+
+gboolean
+vdit_cuda_enter (vdit_cuda_ctx *c)
+{
+  int cur = -1;
+  if (cudaGetDevice (&cur) == cudaSuccess && cur == c->device)
+    return TRUE;
+  return VDIT_CUDA_CHECK (c, cudaSetDevice (c->device));
+}
+
+/* Moves the first recorded failure into error (and clears it). */
+static gboolean
+take_error (vdit_cuda_ctx *c, GError **error)
+{
+  g_mutex_lock (&c->error_lock);
+  GError *e = c->first_error;
+  c->first_error = NULL;
+  g_mutex_unlock (&c->error_lock);
+  if (e == NULL)
+    return TRUE;
+  g_propagate_error (error, e);
+  return FALSE;
+}
+
+static gboolean
+cuda_sync (void *ctx, GError **error)
+{
+  vdit_cuda_ctx *c = ctx;
+  if (vdit_cuda_enter (c))
+    VDIT_CUDA_CHECK (c, cudaStreamSynchronize (c->stream));
+  return take_error (c, error);
+}
+
+/* memory ------------------------------------------------------------------------------ */
+
+static size_t
+elem_size (vdit_cuda_ctx *c, VditElem elem)
+{
+  return elem == VDIT_ELEM_ACT ? 2 : 4;
+}
+
+static void *
+cuda_alloc (void *ctx, size_t n, VditElem elem, GError **error)
+{
+  vdit_cuda_ctx *c = ctx;
+  const size_t bytes = MAX (n, 1) * elem_size (c, elem);
+  void *p = NULL;
+  if (!vdit_cuda_enter (c))
+    return take_error (c, error), NULL;
+  cudaError_t err = cudaMallocAsync (&p, bytes, c->stream);
+  if (err == cudaErrorMemoryAllocation) {
+    /* the pool may hold freed blocks: give them back and try once more */
+    cudaGetLastError ();
+    cudaStreamSynchronize (c->stream);
+    cudaMemPool_t pool;
+    if (cudaDeviceGetDefaultMemPool (&pool, c->device) == cudaSuccess)
+      cudaMemPoolTrimTo (pool, 0);
+    err = cudaMallocAsync (&p, bytes, c->stream);
+  }
+  if (err != cudaSuccess) {
+    size_t free_b = 0, total_b = 0;
+    cudaGetLastError ();
+    cudaMemGetInfo (&free_b, &total_b);
+    g_set_error (error, VDIT_ERROR, VDIT_ERROR_OUT_OF_MEMORY,
+                 "cannot allocate %zu bytes (%.1f MiB) on CUDA device %d: %.1f MiB free of "
+                 "%.1f MiB (%s)",
+                 bytes, bytes / 1048576.0, c->device, free_b / 1048576.0, total_b / 1048576.0,
+                 cudaGetErrorString (err));
+    return NULL;
+  }
+  return p;
+}
+
+static void
+cuda_release (void *ctx, void *buf)
+{
+  vdit_cuda_ctx *c = ctx;
+  if (buf && vdit_cuda_enter (c))
+    VDIT_CUDA_CHECK (c, cudaFreeAsync (buf, c->stream));
+}
+
+/* Host <-> device. ACT goes through the f32 staging buffer and a conversion kernel,
+ * in chunks; both directions return once the host memory may be reused. */
+static gboolean
+cuda_upload (void *ctx, void *dst, const void *src, size_t n, VditElem elem, GError **error)
+{
+  vdit_cuda_ctx *c = ctx;
+  if (n == 0)
+    return TRUE;
+  if (!vdit_cuda_enter (c))
+    return take_error (c, error);
+  if (elem != VDIT_ELEM_ACT) {
+    VDIT_CUDA_CHECK (c, cudaMemcpyAsync (dst, src, n * 4, cudaMemcpyHostToDevice, c->stream));
+  } else {
+    g_mutex_lock (&c->io_lock);
+    for (size_t off = 0; off < n; off += c->staging_n) {
+      const size_t len = MIN (c->staging_n, n - off);
+      if (!VDIT_CUDA_CHECK (c, cudaMemcpyAsync (c->staging, (const float *) src + off, len * 4,
+                                                cudaMemcpyHostToDevice, c->stream)) ||
+          !VDIT_CUDA_CHECK (c, vdit_cuda_f32_to_bf16 ((uint16_t *) dst + off, c->staging, len,
+                                                      c->stream)))
+        break;
+    }
+    g_mutex_unlock (&c->io_lock);
+  }
+  /* pageable copies may return before the DMA ends; the caller may free src next */
+  VDIT_CUDA_CHECK (c, cudaStreamSynchronize (c->stream));
+  return take_error (c, error);
+}
+
+static gboolean
+cuda_download (void *ctx, void *dst, const void *src, size_t n, VditElem elem, GError **error)
+{
+  vdit_cuda_ctx *c = ctx;
+  if (n == 0)
+    return TRUE;
+  if (!vdit_cuda_enter (c))
+    return take_error (c, error);
+  if (elem != VDIT_ELEM_ACT) {
+    VDIT_CUDA_CHECK (c, cudaMemcpyAsync (dst, src, n * 4, cudaMemcpyDeviceToHost, c->stream));
+    VDIT_CUDA_CHECK (c, cudaStreamSynchronize (c->stream));
+  } else {
+    g_mutex_lock (&c->io_lock);
+    for (size_t off = 0; off < n; off += c->staging_n) {
+      const size_t len = MIN (c->staging_n, n - off);
+      if (!VDIT_CUDA_CHECK (c, vdit_cuda_bf16_to_f32 (c->staging, (const uint16_t *) src + off,
+                                                      len, c->stream)) ||
+          !VDIT_CUDA_CHECK (c, cudaMemcpyAsync ((float *) dst + off, c->staging, len * 4,
+                                                cudaMemcpyDeviceToHost, c->stream)) ||
+          !VDIT_CUDA_CHECK (c, cudaStreamSynchronize (c->stream)))
+        break;
+    }
+    g_mutex_unlock (&c->io_lock);
+  }
+  return take_error (c, error);
+}
+
+/* ops --------------------------------------------------------------------------------- */
+
+#define ENTER(c)                                                                            \
+  vdit_cuda_ctx *c = ctx;                                                                   \
+  if (!vdit_cuda_enter (c))                                                                 \
+  return
+
+static void
+cuda_rmsnorm (void *ctx, void *out, const void *x, const void *w, int m, int d, float eps)
+{
+  ENTER (c);
+  VDIT_CUDA_CHECK (c, vdit_cuda_rmsnorm (out, x, w, m, d, eps, c->stream));
+}
+
+static void
+cuda_layernorm_modulate (void *ctx, void *out, const void *x, const void *shift,
+                         const void *scale, int m, int d, float eps)
+{
+  ENTER (c);
+  VDIT_CUDA_CHECK (c, vdit_cuda_layernorm_modulate (out, x, shift, scale, m, d, eps, c->stream));
+}
+
+static void
+cuda_add_gated (void *ctx, void *x, const void *h, const void *gate, int m, int d)
+{
+  ENTER (c);
+  VDIT_CUDA_CHECK (c, vdit_cuda_add_gated (x, h, gate, m, d, c->stream));
+}
+
+static void
+cuda_mul (void *ctx, void *out, const void *a, const void *b, size_t n)
+{
+  ENTER (c);
+  VDIT_CUDA_CHECK (c, vdit_cuda_mul (out, a, b, n, c->stream));
+}
+
+static void
+cuda_add (void *ctx, void *out, const void *a, const void *b, size_t n)
+{
+  ENTER (c);
+  VDIT_CUDA_CHECK (c, vdit_cuda_add (out, a, b, n, c->stream));
+}
+
+static void
+cuda_activate (void *ctx, void *out, const void *in, size_t n, VditActivation act)
+{
+  ENTER (c);
+  VDIT_CUDA_CHECK (c, vdit_cuda_activate (out, in, n, (int) act, c->stream));
+}
+
+static void
+cuda_rope (void *ctx, void *x, int ld, const float *cos_t, const float *sin_t, int n, int heads,
+           int head_dim, int n_chunks)
+{
+  ENTER (c);
+  VDIT_CUDA_CHECK (c, vdit_cuda_rope (x, ld, cos_t, sin_t, n, heads, head_dim, n_chunks,
+                                      c->stream));
+}
+
+void
+vdit_cuda_attention (void *ctx, void *out, int ldo, const void *q, int ldq, const void *k,
+                     int ldk, const void *v, int ldv, int nq, int nk, int heads, int head_dim,
+                     float scale, const void *bias, const void *layout, float *lse)
+{
+  ENTER (c);
+  const vdit_cuda_attn_args a = {
+    .out = out, .q = q, .k = k, .v = v, .bias = bias, .lse = lse,
+    .ldo = ldo, .ldq = ldq, .ldk = ldk, .ldv = ldv,
+    .nq = nq, .nk = nk, .heads = heads, .head_dim = head_dim, .scale = scale,
+    .layout = layout,
+  };
+  VDIT_CUDA_CHECK (c, vdit_cuda_attention_launch (&a, c->stream));
+}
+
+void
+vdit_cuda_block_scores (void *ctx, float *scores, const void *q, int ldq, const void *k,
+                        int ldk, const float *lse, int nq, int nk, int heads, int head_dim,
+                        float scale, int block_q, int block_k)
+{
+  ENTER (c);
+  VDIT_CUDA_CHECK (c, vdit_cuda_block_scores_launch (scores, q, ldq, k, ldk, lse, nq, nk, heads,
+                                                     head_dim, scale, block_q, block_k,
+                                                     c->stream));
+}
+
+/* context ----------------------------------------------------------------------------- */
+
+static void
+cuda_free (void *ctx)
+{
+  vdit_cuda_ctx *c = ctx;
+  if (c == NULL)
+    return;
+  if (cudaSetDevice (c->device) == cudaSuccess && c->stream)
+    cudaStreamSynchronize (c->stream);
+  if (c->blas)
+    cublasDestroy (c->blas);
+  if (c->lt)
+    cublasLtDestroy (c->lt);
+  if (c->lt_workspace)
+    cudaFree (c->lt_workspace);
+  if (c->staging)
+    cudaFree (c->staging);
+  if (c->stream)
+    cudaStreamDestroy (c->stream);
+  cudaGetLastError ();
+  if (c->first_error) {
+    g_warning ("CUDA backend freed with an unreported error: %s", c->first_error->message);
+    g_error_free (c->first_error);
+  }
+  g_mutex_clear (&c->error_lock);
+  g_mutex_clear (&c->io_lock);
+  g_mutex_clear (&c->lt_lock);
+  g_hash_table_unref (c->lt_algos);
+  g_free (c);
+}
+
+static const vdit_backend_i cuda_iface = {
+  /* .name = */ "cuda",
+  /* .free = */ cuda_free,
+  /* .alloc = */ cuda_alloc,
+  /* .release = */ cuda_release,
+  /* .upload = */ cuda_upload,
+  /* .download = */ cuda_download,
+  /* .sync = */ cuda_sync,
+  /* .matmul = */ vdit_cuda_matmul,
+  /* .rmsnorm = */ cuda_rmsnorm,
+  /* .layernorm_modulate = */ cuda_layernorm_modulate,
+  /* .add_gated = */ cuda_add_gated,
+  /* .mul = */ cuda_mul,
+  /* .add = */ cuda_add,
+  /* .activate = */ cuda_activate,
+  /* .rope = */ cuda_rope,
+  /* .attention = */ vdit_cuda_attention,
+  /* .layout_new = */ vdit_cuda_layout_new,
+  /* .layout_free = */ vdit_cuda_layout_free,
+  /* .block_scores = */ vdit_cuda_block_scores,
+};
+
+typedef struct {
+  int n_devices;
+  gboolean usable; /* device 0 is sm_80 or newer */
+} probe_result;
+
+static gpointer
+probe (gpointer data)
+{
+  static probe_result r;
+  int n = 0;
+  /* without a driver this fails (insufficient driver / no device): not an error here */
+  cudaError_t err = cudaGetDeviceCount (&n);
+  if (err != cudaSuccess) {
+    g_debug ("no CUDA device: %s", cudaGetErrorString (err));
+    cudaGetLastError ();
+    n = 0;
+  }
+  r.n_devices = n;
+  if (n > 0) {
+    int major = 0;
+    cudaDeviceGetAttribute (&major, cudaDevAttrComputeCapabilityMajor, 0);
+    r.usable = major >= 8;
+  }
+  return &r;
+}
+
+gboolean
+vdit_cuda_available (int *n_devices)
+{
+  static GOnce once = G_ONCE_INIT;
+  const probe_result *r = g_once (&once, probe, NULL);
+  if (n_devices)
+    *n_devices = r->n_devices;
+  return r->usable;
+}
+
+gboolean
+vdit_backend_cuda_init (vdit_backend *be, int device_id, GError **error)
+{
+  int n = 0;
+  gboolean usable = vdit_cuda_available (&n);
+  if (device_id < 0)
+    device_id = 0;
+  if (n == 0) {
+    g_set_error (error, VDIT_ERROR, VDIT_ERROR_NO_DEVICE,
+                 "no CUDA device present (is the NVIDIA driver installed?)");
+    return FALSE;
+  }
+  if (device_id >= n) {
+    g_set_error (error, VDIT_ERROR, VDIT_ERROR_NO_DEVICE,
+                 "CUDA device %d requested, but only %d present", device_id, n);
+    return FALSE;
+  }
+  struct cudaDeviceProp prop;
+  if (cudaGetDeviceProperties (&prop, device_id) != cudaSuccess || prop.major < 8) {
+    cudaGetLastError ();
+    g_set_error (error, VDIT_ERROR, VDIT_ERROR_NO_DEVICE,
+                 "CUDA device %d (%s, compute capability %d.%d) is not supported: vdit needs "
+                 "8.0 (Ampere) or newer",
+                 device_id, prop.name, prop.major, prop.minor);
+    return FALSE;
+  }
+  (void) usable;
+
+  vdit_cuda_ctx *c = g_new0 (vdit_cuda_ctx, 1);
+  g_mutex_init (&c->error_lock);
+  g_mutex_init (&c->io_lock);
+  g_mutex_init (&c->lt_lock);
+  c->lt_algos = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  c->device = device_id;
+  c->n_sm = prop.multiProcessorCount;
+  c->lt_workspace_size = LT_WORKSPACE_BYTES;
+  c->staging_n = STAGING_ELEMS;
+  gboolean ok = VDIT_CUDA_CHECK (c, cudaSetDevice (device_id)) &&
+                VDIT_CUDA_CHECK (c, cudaStreamCreateWithFlags (&c->stream,
+                                                               cudaStreamNonBlocking)) &&
+                VDIT_CUBLAS_CHECK (c, cublasLtCreate (&c->lt)) &&
+                VDIT_CUBLAS_CHECK (c, cublasCreate (&c->blas)) &&
+                VDIT_CUBLAS_CHECK (c, cublasSetStream (c->blas, c->stream)) &&
+                VDIT_CUDA_CHECK (c, cudaMalloc (&c->lt_workspace, c->lt_workspace_size)) &&
+                VDIT_CUDA_CHECK (c, cudaMalloc ((void **) &c->staging,
+                                                c->staging_n * sizeof (float)));
+  if (ok) {
+    /* keep freed blocks in the pool: the engine allocates per generation */
+    cudaMemPool_t pool;
+    uint64_t keep = UINT64_MAX;
+    ok = VDIT_CUDA_CHECK (c, cudaDeviceGetDefaultMemPool (&pool, device_id)) &&
+         VDIT_CUDA_CHECK (c, cudaMemPoolSetAttribute (pool, cudaMemPoolAttrReleaseThreshold,
+                                                      &keep));
+  }
+  if (!ok) {
+    take_error (c, error);
+    cuda_free (c);
+    return FALSE;
+  }
+  g_debug ("CUDA backend on device %d: %s, %d SMs, compute capability %d.%d", device_id,
+           prop.name, prop.multiProcessorCount, prop.major, prop.minor);
+  be->iface = &cuda_iface;
+  be->context = c;
+  be->act_size = 2;
+  return TRUE;
+}

@@ -1,0 +1,85 @@
+/* The CUDA backend's context and its error model, shared by the host-side C files.
+ *
+ * Ops return nothing (engine/backend.h): every CUDA, cuBLAS and launch failure is logged
+ * with file, line and the failing call, and the first one is kept; `sync` reports it.
+ * After a failure later ops still run (CUDA reports most errors asynchronously anyway);
+ * nothing in here exits. */
+#ifndef VDIT_CUDA_CTX_H
+#define VDIT_CUDA_CTX_H
+
+#include <cublasLt.h>
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+#include <glib.h>
+
+#include "backend.h"
+
+G_BEGIN_DECLS
+
+typedef struct {
+  int device;
+  int n_sm;
+  cudaStream_t stream;
+  cublasLtHandle_t lt;
+  cublasHandle_t blas;
+  void *lt_workspace; /* cuBLASLt scratch */
+  size_t lt_workspace_size;
+  GHashTable *lt_algos; /* matmul shape -> cuBLASLt algorithm (or none: use cuBLAS) */
+  GMutex lt_lock;
+  float *staging;     /* device f32 scratch for upload/download conversion */
+  size_t staging_n;   /* elements */
+  GMutex io_lock;     /* staging is shared by upload and download */
+  GMutex error_lock;
+  GError *first_error; /* first recorded failure, reported (and cleared) by sync */
+} vdit_cuda_ctx;
+
+/* Records a failure (the first one is kept) and logs it. Thread-safe. */
+void vdit_cuda_record (vdit_cuda_ctx *c, const char *file, int line, const char *call,
+                       const char *what);
+/* Makes c's device current in the calling thread (ops may come from any thread). */
+gboolean vdit_cuda_enter (vdit_cuda_ctx *c);
+
+/* Evaluates a cudaError_t expression; on failure records "file:line: call: error". */
+#define VDIT_CUDA_CHECK(c, call)                                                            \
+  vdit_cuda_check_impl ((c), (call), __FILE__, __LINE__, #call)
+/* The same for cublasStatus_t expressions (cuBLAS and cuBLASLt). */
+#define VDIT_CUBLAS_CHECK(c, call)                                                          \
+  vdit_cublas_check_impl ((c), (call), __FILE__, __LINE__, #call)
+
+static inline gboolean
+vdit_cuda_check_impl (vdit_cuda_ctx *c, cudaError_t err, const char *file, int line,
+                      const char *call)
+{
+  if (G_LIKELY (err == cudaSuccess))
+    return TRUE;
+  vdit_cuda_record (c, file, line, call, cudaGetErrorString (err));
+  return FALSE;
+}
+
+static inline gboolean
+vdit_cublas_check_impl (vdit_cuda_ctx *c, cublasStatus_t st, const char *file, int line,
+                        const char *call)
+{
+  if (G_LIKELY (st == CUBLAS_STATUS_SUCCESS))
+    return TRUE;
+  vdit_cuda_record (c, file, line, call, cublasGetStatusString (st));
+  return FALSE;
+}
+
+/* Backend slots implemented outside backend_cuda.c. */
+void vdit_cuda_matmul (void *ctx, void *out, int ldo, const void *in, int ldi, const void *w,
+                       const void *bias, int m, int n, int k, VditActivation act,
+                       gboolean accumulate);
+void *vdit_cuda_layout_new (void *ctx, const vdit_block_layout *layout, GError **error);
+void vdit_cuda_layout_free (void *ctx, void *layout);
+void vdit_cuda_attention (void *ctx, void *out, int ldo, const void *q, int ldq, const void *k,
+                          int ldk, const void *v, int ldv, int nq, int nk, int heads,
+                          int head_dim, float scale, const void *bias, const void *layout,
+                          float *lse);
+void vdit_cuda_block_scores (void *ctx, float *scores, const void *q, int ldq, const void *k,
+                             int ldk, const float *lse, int nq, int nk, int heads,
+                             int head_dim, float scale, int block_q, int block_k);
+
+G_END_DECLS
+
+#endif

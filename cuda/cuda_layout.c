@@ -1,0 +1,200 @@
+/* layout_new / layout_free: a host block layout (CSR of kept key blocks per query block,
+ * blocks of any size) mapped onto the attention kernel's 64 × 64 tiles.
+ *
+ * A kernel tile is computed when any layout block it overlaps is kept; it runs unmasked
+ * when every overlapped block is kept and it holds 64 real keys, else it is flagged
+ * partial and masked per element from the layout's block bitmap. Query tiles are listed
+ * heaviest first so long rows (tile-mode reference frames) start early. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "attention.h"
+#include "cuda_ctx.h"
+#include "vdit.h"
+
+#define TQ VDIT_CUDA_ATTN_TILE_Q
+#define TK VDIT_CUDA_ATTN_TILE_K
+
+typedef struct {
+  vdit_cuda_attn_layout dev; /* device pointers; what the kernel reads */
+  void *mem;                 /* one allocation behind all of them */
+} cuda_layout;
+
+static gboolean
+check_layout (const vdit_block_layout *l, GError **error)
+{
+  const char *why = NULL;
+  if (l->block_q <= 0 || l->block_k <= 0 || l->n_q < 0 || l->n_k < 0 || l->n_heads < 1)
+    why = "block sizes, token counts or head count out of range";
+  else if (l->n_qblocks != (l->n_q + l->block_q - 1) / l->block_q ||
+           l->n_kblocks != (l->n_k + l->block_k - 1) / l->block_k)
+    why = "block counts do not match tokens / block size";
+  else if (l->row_ptr == NULL)
+    why = "missing row_ptr";
+  for (int h = 0; why == NULL && h < l->n_heads; h++) {
+    const int32_t *rp = l->row_ptr + (size_t) h * (l->n_qblocks + 1);
+    for (int i = 0; why == NULL && i < l->n_qblocks; i++) {
+      if (rp[i + 1] < rp[i] || rp[i] < 0 || (rp[i + 1] > rp[i] && l->cols == NULL))
+        why = "row_ptr decreases or cols missing";
+      for (int32_t j = rp[i]; why == NULL && j < rp[i + 1]; j++)
+        if (l->cols[j] < 0 || l->cols[j] >= l->n_kblocks || (j > rp[i] && l->cols[j] <= l->cols[j - 1]))
+          why = "cols out of range or not ascending";
+    }
+  }
+  if (why)
+    g_set_error (error, VDIT_ERROR, VDIT_ERROR_INVALID_ARGUMENT, "invalid block layout: %s", why);
+  return why == NULL;
+}
+
+typedef struct {
+  int tile, count;
+} tile_work;
+
+static int
+heavier_first (const void *a, const void *b)
+{
+  const tile_work *x = a, *y = b;
+  if (x->count != y->count)
+    return y->count - x->count;
+  return x->tile - y->tile;
+}
+
+static int
+cmp_int (const void *a, const void *b)
+{
+  const int x = *(const int *) a, y = *(const int *) b;
+  return (x > y) - (x < y);
+}
+
+void *
+vdit_cuda_layout_new (void *ctx, const vdit_block_layout *l, GError **error)
+{
+  vdit_cuda_ctx *c = ctx;
+  if (!check_layout (l, error))
+    return NULL;
+  const int H = l->n_heads, nqb = l->n_qblocks, nkb = l->n_kblocks;
+  const int nqt = (l->n_q + TQ - 1) / TQ, nkt = (l->n_k + TK - 1) / TK;
+  const size_t n_bits = (size_t) H * nqb * nkb, n_words = (n_bits + 31) / 32;
+
+  uint32_t *bitmap = g_new0 (uint32_t, MAX (n_words, 1));
+  int32_t *row_ptr = g_new (int32_t, (size_t) H * (nqt + 1));
+  int32_t *order = g_new (int32_t, MAX ((size_t) H * nqt, 1));
+  GArray *cols = g_array_new (FALSE, FALSE, sizeof (int32_t));
+  int *cnt = g_new0 (int, MAX (nkb, 1));       /* per key block: span rows keeping it */
+  int *touched = g_new (int, MAX (nkb, 1));    /* key blocks with cnt > 0 */
+  int *cand = g_new (int, MAX (nkt, 1));       /* candidate key tiles */
+  guint8 *seen = g_new0 (guint8, MAX (nkt, 1));
+  tile_work *work = g_new (tile_work, MAX (nqt, 1));
+  int64_t partial_tiles = 0;
+
+  for (int h = 0; h < H; h++) {
+    const int32_t *rp = l->row_ptr + (size_t) h * (nqb + 1);
+    for (int qb = 0; qb < nqb; qb++)
+      for (int32_t j = rp[qb]; j < rp[qb + 1]; j++) {
+        const size_t bit = ((size_t) h * nqb + qb) * nkb + l->cols[j];
+        bitmap[bit >> 5] |= 1u << (bit & 31);
+      }
+    for (int qt = 0; qt < nqt; qt++) {
+      row_ptr[(size_t) h * (nqt + 1) + qt] = cols->len;
+      const int r0 = qt * TQ, r1 = MIN (l->n_q, r0 + TQ);
+      const int qb0 = r0 / l->block_q, qb1 = (r1 - 1) / l->block_q, span = qb1 - qb0 + 1;
+      int n_touched = 0, n_cand = 0;
+      for (int qb = qb0; qb <= qb1; qb++)
+        for (int32_t j = rp[qb]; j < rp[qb + 1]; j++)
+          if (cnt[l->cols[j]]++ == 0)
+            touched[n_touched++] = l->cols[j];
+      for (int i = 0; i < n_touched; i++) {
+        const int kb = touched[i];
+        const int t0 = kb * l->block_k / TK;
+        const int t1 = (MIN ((int64_t) (kb + 1) * l->block_k, l->n_k) - 1) / TK;
+        for (int kt = t0; kt <= t1; kt++)
+          if (!seen[kt]) {
+            seen[kt] = 1;
+            cand[n_cand++] = kt;
+          }
+      }
+      qsort (cand, n_cand, sizeof (int), cmp_int);
+      for (int i = 0; i < n_cand; i++) {
+        const int kt = cand[i], c0 = kt * TK, c1 = MIN (l->n_k, c0 + TK);
+        gboolean all = c1 - c0 == TK;
+        for (int kb = c0 / l->block_k; all && kb <= (c1 - 1) / l->block_k; kb++)
+          all = cnt[kb] == span;
+        const int32_t v = kt | (all ? 0 : VDIT_CUDA_ATTN_PARTIAL);
+        g_array_append_val (cols, v);
+        partial_tiles += !all;
+        seen[kt] = 0;
+      }
+      for (int i = 0; i < n_touched; i++)
+        cnt[touched[i]] = 0;
+      work[qt] = (tile_work) { qt, (int) cols->len - row_ptr[(size_t) h * (nqt + 1) + qt] };
+    }
+    row_ptr[(size_t) h * (nqt + 1) + nqt] = cols->len;
+    qsort (work, nqt, sizeof (tile_work), heavier_first);
+    for (int qt = 0; qt < nqt; qt++)
+      order[(size_t) h * nqt + qt] = work[qt].tile;
+  }
+
+  /* one device allocation: row_ptr | order | cols | bitmap (4-byte elements) */
+  const size_t n_rp = (size_t) H * (nqt + 1), n_ord = (size_t) H * nqt, n_cols = cols->len;
+  const size_t total = (n_rp + n_ord + n_cols + n_words) * 4;
+  cuda_layout *cl = g_new0 (cuda_layout, 1);
+  gboolean ok = vdit_cuda_enter (c);
+  if (ok && cudaMallocAsync (&cl->mem, MAX (total, 4), c->stream) != cudaSuccess) {
+    cudaGetLastError ();
+    g_set_error (error, VDIT_ERROR, VDIT_ERROR_OUT_OF_MEMORY,
+                 "cannot allocate %zu bytes for an attention layout on CUDA device %d", total,
+                 c->device);
+    g_free (cl);
+    cl = NULL;
+    ok = FALSE;
+  }
+  if (ok) {
+    int32_t *d = cl->mem;
+    ok = VDIT_CUDA_CHECK (c, cudaMemcpyAsync (d, row_ptr, n_rp * 4, cudaMemcpyHostToDevice, c->stream)) &&
+         VDIT_CUDA_CHECK (c, cudaMemcpyAsync (d + n_rp, order, n_ord * 4, cudaMemcpyHostToDevice, c->stream)) &&
+         VDIT_CUDA_CHECK (c, cudaMemcpyAsync (d + n_rp + n_ord, cols->data, n_cols * 4, cudaMemcpyHostToDevice, c->stream)) &&
+         VDIT_CUDA_CHECK (c, cudaMemcpyAsync (d + n_rp + n_ord + n_cols, bitmap, n_words * 4, cudaMemcpyHostToDevice, c->stream)) &&
+         VDIT_CUDA_CHECK (c, cudaStreamSynchronize (c->stream)); /* host arrays go next */
+    cl->dev = (vdit_cuda_attn_layout) {
+      .n_heads = H, .nq = l->n_q, .nk = l->n_k, .n_qtiles = nqt, .n_ktiles = nkt,
+      .block_q = l->block_q, .block_k = l->block_k, .n_qblocks = nqb, .n_kblocks = nkb,
+      .row_ptr = d, .order = d + n_rp, .cols = d + n_rp + n_ord,
+      .bitmap = (const uint32_t *) (d + n_rp + n_ord + n_cols),
+      .kept_tiles = (int64_t) n_cols, .partial_tiles = partial_tiles,
+    };
+    if (!ok) {
+      cudaFreeAsync (cl->mem, c->stream);
+      g_free (cl);
+      cl = NULL;
+      g_set_error (error, VDIT_ERROR, VDIT_ERROR_BACKEND,
+                   "cannot upload an attention layout to CUDA device %d", c->device);
+    }
+  } else if (cl) {
+    g_free (cl);
+    cl = NULL;
+    g_set_error (error, VDIT_ERROR, VDIT_ERROR_BACKEND, "CUDA device %d unusable", c->device);
+  }
+
+  g_free (bitmap);
+  g_free (row_ptr);
+  g_free (order);
+  g_array_free (cols, TRUE);
+  g_free (cnt);
+  g_free (touched);
+  g_free (cand);
+  g_free (seen);
+  g_free (work);
+  return cl; /* &cl->dev == cl: the attention slot reads it as vdit_cuda_attn_layout */
+}
+
+void
+vdit_cuda_layout_free (void *ctx, void *layout)
+{
+  vdit_cuda_ctx *c = ctx;
+  cuda_layout *cl = layout;
+  if (cl == NULL)
+    return;
+  if (vdit_cuda_enter (c))
+    VDIT_CUDA_CHECK (c, cudaFreeAsync (cl->mem, c->stream));
+  g_free (cl);
+}

@@ -1,0 +1,1436 @@
+/* vditsrc: a GStreamer source that turns a text prompt into video frames
+ * computed by the vdit engine.
+ *
+ * This library is free software; you can redistribute it and/or modify it under
+ * the terms of the GNU Lesser General Public License as published by the Free
+ * Software Foundation; either version 2.1 of the License, or (at your option) any
+ * later version.
+ */
+
+/**
+ * SECTION:element-vditsrc
+ * @title: vditsrc
+ *
+ * vditsrc generates a short video from a text prompt with a video diffusion
+ * transformer and pushes the frames downstream as raw video, each frame as soon
+ * as the engine has decoded it. It produces exactly #GstVditSrc:frames buffers,
+ * timestamped from 0 at #GstVditSrc:framerate, then EOS.
+ *
+ * The model is loaded when the element goes from READY to PAUSED, and
+ * generation starts right away on a thread of its own. Progress is posted on the
+ * bus as element messages named `vdit-progress` with the fields `stage`
+ * (`encode-text`, `denoise` or `decode`), `step`, `steps`, `frame` (frames done)
+ * and `frames`; the model load and the whole generation are also announced with
+ * GST_MESSAGE_PROGRESS messages (codes `load-model` and `generate`).
+ *
+ * Generation parameters are read when the element starts: a change made while
+ * PAUSED or PLAYING applies the next time it goes through READY, so a frame is
+ * never computed from mixed settings.
+ *
+ * ## Example launch lines
+ * |[
+ * gst-launch-1.0 vditsrc prompt="a red circle moving left" ! videoconvert ! autovideosink
+ * ]| Generates the model's default number of frames and shows them.
+ * |[
+ * gst-launch-1.0 -e vditsrc prompt="a blue square moving up" frames=8 seed=7 ! \
+ *     videoconvert ! vp8enc ! webmmux ! filesink location=out.webm
+ * ]| Encodes 8 generated frames to a WebM file.
+ * |[
+ * gst-launch-1.0 vditsrc model=/path/to/model device=cuda attention=adaptive \
+ *     sparsity=0.8 ! video/x-raw,format=I420 ! fakesink
+ * ]| Runs a bigger model on the GPU with adaptive sparse attention.
+ */
+
+#include "gstvditsrc.h"
+
+#include <gio/gio.h>
+#include <gst/video/video.h>
+#include <string.h>
+
+#include "vdit.h"
+
+GST_DEBUG_CATEGORY_STATIC (gst_vdit_src_debug);
+#define GST_CAT_DEFAULT gst_vdit_src_debug
+
+#define DEFAULT_PROMPT            "a red circle moving left"
+#define DEFAULT_NEGATIVE_PROMPT   NULL
+#define DEFAULT_FRAMES            0
+#define DEFAULT_STEPS             0
+#define DEFAULT_GUIDANCE          -1.0f
+#define DEFAULT_SEED              0
+#define DEFAULT_GPUS              1
+#define DEFAULT_DEVICE            VDIT_DEVICE_AUTO
+#define DEFAULT_CUDA_DEVICE_ID    -1
+#define DEFAULT_ATTENTION         VDIT_ATTENTION_DEFAULT
+#define DEFAULT_SPARSITY          -1.0f
+#define DEFAULT_FPS_N             0
+#define DEFAULT_FPS_D             1
+#define DEFAULT_IS_LIVE           FALSE
+#define DEFAULT_DEVICE_USED       NULL
+
+/* Frames decoded ahead of downstream; bounds memory when downstream is slow. */
+#define MAX_QUEUED_FRAMES         4
+
+enum
+{
+  PROP_0,
+  PROP_PROMPT,
+  PROP_NEGATIVE_PROMPT,
+  PROP_MODEL,
+  PROP_FRAMES,
+  PROP_STEPS,
+  PROP_GUIDANCE,
+  PROP_SEED,
+  PROP_GPUS,
+  PROP_DEVICE,
+  PROP_CUDA_DEVICE_ID,
+  PROP_ATTENTION,
+  PROP_SPARSITY,
+  PROP_FRAMERATE,
+  PROP_IS_LIVE,
+  PROP_DEVICE_USED,
+};
+
+#define VDIT_SRC_CAPS GST_VIDEO_CAPS_MAKE ("{ RGB, BGR, RGBA, BGRA, ARGB, " \
+    "ABGR, RGBx, BGRx, xRGB, xBGR, I420, YV12, NV12, NV21, Y42B, Y444, " \
+    "YUY2, UYVY, GRAY8 }")
+
+static GstStaticPadTemplate gst_vdit_src_template =
+GST_STATIC_PAD_TEMPLATE ("src",
+    GST_PAD_SRC,
+    GST_PAD_ALWAYS,
+    GST_STATIC_CAPS (VDIT_SRC_CAPS));
+
+struct _GstVditSrc
+{
+  GstPushSrc parent;
+
+  /* properties, under the object lock */
+  gchar *prompt;
+  gchar *negative_prompt;
+  gchar *model;
+  gint frames;
+  gint steps;
+  gfloat guidance;
+  guint64 seed;
+  gint gpus;
+  VditDevice device;
+  gint cuda_device_id;
+  VditAttention attention;
+  gfloat sparsity;
+  gint fps_n, fps_d;
+  gchar *device_used;
+
+  /* engine state, from start() to stop(); read-only while the thread runs */
+  vdit_model *vmodel;
+  vdit_ctx *ctx;
+  vdit_gen_params gen;
+  GstVideoInfo rgb_info;        /* frames as the engine hands them over */
+  gint width, height;           /* 0 until a model is loaded */
+  gint n_frames;
+  gint model_fps_n, model_fps_d;
+
+  /* generation thread and its frame queue, under the object lock + cond */
+  GThread *thread;
+  GCond cond;
+  GQueue queue;                 /* RGB GstBuffers not yet handed to fill() */
+  gboolean flushing;            /* unlock(): fill() returns at once */
+  gboolean stopping;            /* stop(): the generation must give up */
+  gboolean finished;            /* vdit_generate() has returned */
+  GError *error;                /* why it failed, if it did */
+  gint frames_done;
+  gint64 gen_start_us;
+  GstClockTime time_per_frame;
+
+  /* generation thread only: the last progress report */
+  VditStage stage;
+  gint stage_step, stage_steps;
+
+  /* streaming thread; info and convert also under the object lock */
+  GstVideoInfo info;
+  GstVideoConverter *convert;
+  gint n_out;
+  GstClockTime next_pts;
+};
+
+#define gst_vdit_src_parent_class parent_class
+G_DEFINE_TYPE (GstVditSrc, gst_vdit_src, GST_TYPE_PUSH_SRC);
+GST_ELEMENT_REGISTER_DEFINE (vditsrc, "vditsrc", GST_RANK_NONE,
+    GST_TYPE_VDIT_SRC);
+
+static void gst_vdit_src_finalize (GObject * object);
+static void gst_vdit_src_set_property (GObject * object, guint prop_id,
+    const GValue * value, GParamSpec * pspec);
+static void gst_vdit_src_get_property (GObject * object, guint prop_id,
+    GValue * value, GParamSpec * pspec);
+
+static GstCaps *gst_vdit_src_get_caps (GstBaseSrc * bsrc, GstCaps * filter);
+static GstCaps *gst_vdit_src_fixate (GstBaseSrc * bsrc, GstCaps * caps);
+static gboolean gst_vdit_src_set_caps (GstBaseSrc * bsrc, GstCaps * caps);
+static gboolean gst_vdit_src_decide_allocation (GstBaseSrc * bsrc,
+    GstQuery * query);
+static gboolean gst_vdit_src_is_seekable (GstBaseSrc * bsrc);
+static gboolean gst_vdit_src_query (GstBaseSrc * bsrc, GstQuery * query);
+static void gst_vdit_src_get_times (GstBaseSrc * bsrc, GstBuffer * buffer,
+    GstClockTime * start, GstClockTime * end);
+static gboolean gst_vdit_src_start (GstBaseSrc * bsrc);
+static gboolean gst_vdit_src_stop (GstBaseSrc * bsrc);
+static gboolean gst_vdit_src_unlock (GstBaseSrc * bsrc);
+static gboolean gst_vdit_src_unlock_stop (GstBaseSrc * bsrc);
+static GstFlowReturn gst_vdit_src_fill (GstPushSrc * psrc, GstBuffer * buffer);
+
+/* The shipped model, looked for where it is installed and in the source tree. */
+static gchar *default_model;
+
+GType
+gst_vdit_src_device_get_type (void)
+{
+  static gsize type = 0;
+  static const GEnumValue values[] = {
+    {VDIT_DEVICE_AUTO, "CUDA when a GPU is present, else the CPU", "auto"},
+    {VDIT_DEVICE_CPU, "CPU reference backend", "cpu"},
+    {VDIT_DEVICE_CUDA, "CUDA GPU backend", "cuda"},
+    {0, NULL, NULL}
+  };
+
+  if (g_once_init_enter (&type)) {
+    GType t = g_enum_register_static ("GstVditSrcDevice", values);
+    g_once_init_leave (&type, t);
+  }
+  return type;
+}
+
+GType
+gst_vdit_src_attention_get_type (void)
+{
+  static gsize type = 0;
+  static const GEnumValue values[] = {
+    {VDIT_ATTENTION_DEFAULT, "What the model's config.json says", "default"},
+    {VDIT_ATTENTION_FULL, "Dense attention", "full"},
+    {VDIT_ATTENTION_TILE, "Tile-sparse k:(T-k) frame masks", "tile"},
+    {VDIT_ATTENTION_ADAPTIVE, "Adaptive block-sparse attention", "adaptive"},
+    {0, NULL, NULL}
+  };
+
+  if (g_once_init_enter (&type)) {
+    GType t = g_enum_register_static ("GstVditSrcAttention", values);
+    g_once_init_leave (&type, t);
+  }
+  return type;
+}
+
+/* Directories that hold models, most specific first: $VDIT_MODEL_PATH, the
+ * installed data directory, then the source tree for uninstalled use. */
+static gchar **
+gst_vdit_src_model_dirs (void)
+{
+  GPtrArray *dirs = g_ptr_array_new ();
+  const gchar *env = g_getenv ("VDIT_MODEL_PATH");
+
+  if (env != NULL && *env != '\0') {
+    gchar **parts = g_strsplit (env, G_SEARCHPATH_SEPARATOR_S, -1);
+
+    for (gchar ** p = parts; *p != NULL; p++) {
+      if (**p != '\0')
+        g_ptr_array_add (dirs, g_strdup (*p));
+    }
+    g_strfreev (parts);
+  }
+  g_ptr_array_add (dirs, g_strdup (VDIT_MODELS_DIR));
+#ifdef VDIT_UNINSTALLED_MODELS_DIR
+  g_ptr_array_add (dirs, g_strdup (VDIT_UNINSTALLED_MODELS_DIR));
+#endif
+  g_ptr_array_add (dirs, NULL);
+  return (gchar **) g_ptr_array_free (dirs, FALSE);
+}
+
+static gboolean
+gst_vdit_src_is_model_dir (const gchar * dir)
+{
+  gchar *config = g_build_filename (dir, "config.json", NULL);
+  gboolean found = g_file_test (config, G_FILE_TEST_IS_REGULAR);
+
+  g_free (config);
+  return found;
+}
+
+/* A directory path is used as given; a bare name ("tiny") is looked up in the
+ * model directories; NULL finds the default model ("default", else "tiny"). */
+static gchar *
+gst_vdit_src_find_model (const gchar * name)
+{
+  static const gchar *const defaults[] = { "default", "tiny", NULL };
+  const gchar *const single[] = { name, NULL };
+  const gchar *const *names = name != NULL ? single : defaults;
+  gchar **dirs;
+  gchar *found = NULL;
+
+  if (name != NULL && (strchr (name, G_DIR_SEPARATOR) != NULL ||
+          g_file_test (name, G_FILE_TEST_IS_DIR)))
+    return g_strdup (name);
+
+  dirs = gst_vdit_src_model_dirs ();
+  for (gchar ** d = dirs; *d != NULL && found == NULL; d++) {
+    /* an entry of VDIT_MODEL_PATH may be a model directory itself */
+    if (name == NULL && gst_vdit_src_is_model_dir (*d)) {
+      found = g_strdup (*d);
+      break;
+    }
+    for (guint i = 0; names[i] != NULL && found == NULL; i++) {
+      gchar *path = g_build_filename (*d, names[i], NULL);
+
+      if (gst_vdit_src_is_model_dir (path))
+        found = path;
+      else
+        g_free (path);
+    }
+  }
+  g_strfreev (dirs);
+  return found;
+}
+
+static void
+gst_vdit_src_class_init (GstVditSrcClass * klass)
+{
+  GObjectClass *gobject_class = G_OBJECT_CLASS (klass);
+  GstElementClass *element_class = GST_ELEMENT_CLASS (klass);
+  GstBaseSrcClass *basesrc_class = GST_BASE_SRC_CLASS (klass);
+  GstPushSrcClass *pushsrc_class = GST_PUSH_SRC_CLASS (klass);
+  const GParamFlags rw = G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+      GST_PARAM_MUTABLE_READY;
+
+  GST_DEBUG_CATEGORY_INIT (gst_vdit_src_debug, "vditsrc", 0,
+      "Video diffusion source");
+
+  default_model = gst_vdit_src_find_model (NULL);
+
+  gobject_class->set_property = gst_vdit_src_set_property;
+  gobject_class->get_property = gst_vdit_src_get_property;
+  gobject_class->finalize = gst_vdit_src_finalize;
+
+  g_object_class_install_property (gobject_class, PROP_PROMPT,
+      g_param_spec_string ("prompt", "Prompt",
+          "Text describing the video to generate", DEFAULT_PROMPT, rw));
+  g_object_class_install_property (gobject_class, PROP_NEGATIVE_PROMPT,
+      g_param_spec_string ("negative-prompt", "Negative prompt",
+          "Text describing what to steer away from (empty = unconditional)",
+          DEFAULT_NEGATIVE_PROMPT, rw));
+  g_object_class_install_property (gobject_class, PROP_MODEL,
+      g_param_spec_string ("model", "Model",
+          "Model directory, or the name of an installed model",
+          default_model, rw));
+  g_object_class_install_property (gobject_class, PROP_FRAMES,
+      g_param_spec_int ("frames", "Frames",
+          "Number of frames to generate (0 = the model's default)",
+          0, G_MAXINT, DEFAULT_FRAMES, rw));
+  g_object_class_install_property (gobject_class, PROP_STEPS,
+      g_param_spec_int ("steps", "Steps",
+          "Sampling steps (0 = the model's default)",
+          0, 10000, DEFAULT_STEPS, rw));
+  g_object_class_install_property (gobject_class, PROP_GUIDANCE,
+      g_param_spec_float ("guidance", "Guidance",
+          "Classifier-free guidance scale (-1 = the model's default)",
+          -1.0f, 100.0f, DEFAULT_GUIDANCE, rw));
+  g_object_class_install_property (gobject_class, PROP_SEED,
+      g_param_spec_uint64 ("seed", "Seed",
+          "Seed of the initial noise; the same seed gives the same video",
+          0, G_MAXUINT64, DEFAULT_SEED, rw));
+  g_object_class_install_property (gobject_class, PROP_GPUS,
+      g_param_spec_int ("gpus", "GPUs",
+          "Number of GPUs to split each step over (sequence parallelism)",
+          1, 64, DEFAULT_GPUS, rw));
+  g_object_class_install_property (gobject_class, PROP_DEVICE,
+      g_param_spec_enum ("device", "Device",
+          "Where to run the model", GST_TYPE_VDIT_SRC_DEVICE, DEFAULT_DEVICE,
+          rw));
+  g_object_class_install_property (gobject_class, PROP_CUDA_DEVICE_ID,
+      g_param_spec_int ("cuda-device-id", "CUDA device ID",
+          "First CUDA device to use (-1 = auto)",
+          -1, G_MAXINT, DEFAULT_CUDA_DEVICE_ID, rw));
+  g_object_class_install_property (gobject_class, PROP_ATTENTION,
+      g_param_spec_enum ("attention", "Attention",
+          "Self-attention policy of the transformer",
+          GST_TYPE_VDIT_SRC_ATTENTION, DEFAULT_ATTENTION, rw));
+  g_object_class_install_property (gobject_class, PROP_SPARSITY,
+      g_param_spec_float ("sparsity", "Sparsity",
+          "Target fraction of attention blocks skipped with attention=adaptive "
+          "(-1 = the model's default)", -1.0f, 0.99f, DEFAULT_SPARSITY, rw));
+  g_object_class_install_property (gobject_class, PROP_FRAMERATE,
+      gst_param_spec_fraction ("framerate", "Frame rate",
+          "Frame rate of the output (0/1 = the model's default)",
+          0, 1, G_MAXINT, 1, DEFAULT_FPS_N, DEFAULT_FPS_D, rw));
+  g_object_class_install_property (gobject_class, PROP_IS_LIVE,
+      g_param_spec_boolean ("is-live", "Is live",
+          "Whether to act as a live source", DEFAULT_IS_LIVE, rw));
+  g_object_class_install_property (gobject_class, PROP_DEVICE_USED,
+      g_param_spec_string ("device-used", "Device used",
+          "Backend the running model uses (cpu or cuda), known once started",
+          DEFAULT_DEVICE_USED, G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
+
+  gst_element_class_set_static_metadata (element_class,
+      "Video diffusion source", "Source/Video",
+      "Generates video from a text prompt with a diffusion transformer",
+      "The vdit developers");
+  gst_element_class_add_static_pad_template (element_class,
+      &gst_vdit_src_template);
+
+  basesrc_class->get_caps = GST_DEBUG_FUNCPTR (gst_vdit_src_get_caps);
+  basesrc_class->fixate = GST_DEBUG_FUNCPTR (gst_vdit_src_fixate);
+  basesrc_class->set_caps = GST_DEBUG_FUNCPTR (gst_vdit_src_set_caps);
+  basesrc_class->decide_allocation =
+      GST_DEBUG_FUNCPTR (gst_vdit_src_decide_allocation);
+  basesrc_class->is_seekable = GST_DEBUG_FUNCPTR (gst_vdit_src_is_seekable);
+  basesrc_class->query = GST_DEBUG_FUNCPTR (gst_vdit_src_query);
+  basesrc_class->get_times = GST_DEBUG_FUNCPTR (gst_vdit_src_get_times);
+  basesrc_class->start = GST_DEBUG_FUNCPTR (gst_vdit_src_start);
+  basesrc_class->stop = GST_DEBUG_FUNCPTR (gst_vdit_src_stop);
+  basesrc_class->unlock = GST_DEBUG_FUNCPTR (gst_vdit_src_unlock);
+  basesrc_class->unlock_stop = GST_DEBUG_FUNCPTR (gst_vdit_src_unlock_stop);
+
+  pushsrc_class->fill = GST_DEBUG_FUNCPTR (gst_vdit_src_fill);
+
+  gst_type_mark_as_plugin_api (GST_TYPE_VDIT_SRC_DEVICE, 0);
+  gst_type_mark_as_plugin_api (GST_TYPE_VDIT_SRC_ATTENTION, 0);
+}
+
+static void
+gst_vdit_src_init (GstVditSrc * self)
+{
+  self->prompt = g_strdup (DEFAULT_PROMPT);
+  self->negative_prompt = g_strdup (DEFAULT_NEGATIVE_PROMPT);
+  self->model = g_strdup (default_model);
+  self->frames = DEFAULT_FRAMES;
+  self->steps = DEFAULT_STEPS;
+  self->guidance = DEFAULT_GUIDANCE;
+  self->seed = DEFAULT_SEED;
+  self->gpus = DEFAULT_GPUS;
+  self->device = DEFAULT_DEVICE;
+  self->cuda_device_id = DEFAULT_CUDA_DEVICE_ID;
+  self->attention = DEFAULT_ATTENTION;
+  self->sparsity = DEFAULT_SPARSITY;
+  self->fps_n = DEFAULT_FPS_N;
+  self->fps_d = DEFAULT_FPS_D;
+  self->device_used = g_strdup (DEFAULT_DEVICE_USED);
+
+  g_cond_init (&self->cond);
+  g_queue_init (&self->queue);
+  gst_video_info_init (&self->info);
+  gst_video_info_init (&self->rgb_info);
+  self->model_fps_d = 1;
+  self->time_per_frame = GST_CLOCK_TIME_NONE;
+
+  /* generation is slower than real time: a non-live source stamping from 0 */
+  gst_base_src_set_format (GST_BASE_SRC (self), GST_FORMAT_TIME);
+  gst_base_src_set_live (GST_BASE_SRC (self), DEFAULT_IS_LIVE);
+}
+
+static void
+gst_vdit_src_finalize (GObject * object)
+{
+  GstVditSrc *self = GST_VDIT_SRC (object);
+
+  g_free (self->prompt);
+  g_free (self->negative_prompt);
+  g_free (self->model);
+  g_free (self->device_used);
+  g_cond_clear (&self->cond);
+
+  G_OBJECT_CLASS (parent_class)->finalize (object);
+}
+
+static void
+gst_vdit_src_set_property (GObject * object, guint prop_id,
+    const GValue * value, GParamSpec * pspec)
+{
+  GstVditSrc *self = GST_VDIT_SRC (object);
+
+  if (prop_id == PROP_IS_LIVE) {
+    gst_base_src_set_live (GST_BASE_SRC (self), g_value_get_boolean (value));
+    return;
+  }
+
+  GST_OBJECT_LOCK (self);
+  switch (prop_id) {
+    case PROP_PROMPT:
+      g_free (self->prompt);
+      self->prompt = g_value_dup_string (value);
+      break;
+    case PROP_NEGATIVE_PROMPT:
+      g_free (self->negative_prompt);
+      self->negative_prompt = g_value_dup_string (value);
+      break;
+    case PROP_MODEL:
+      g_free (self->model);
+      self->model = g_value_dup_string (value);
+      break;
+    case PROP_FRAMES:
+      self->frames = g_value_get_int (value);
+      break;
+    case PROP_STEPS:
+      self->steps = g_value_get_int (value);
+      break;
+    case PROP_GUIDANCE:
+      self->guidance = g_value_get_float (value);
+      break;
+    case PROP_SEED:
+      self->seed = g_value_get_uint64 (value);
+      break;
+    case PROP_GPUS:
+      self->gpus = g_value_get_int (value);
+      break;
+    case PROP_DEVICE:
+      self->device = g_value_get_enum (value);
+      break;
+    case PROP_CUDA_DEVICE_ID:
+      self->cuda_device_id = g_value_get_int (value);
+      break;
+    case PROP_ATTENTION:
+      self->attention = g_value_get_enum (value);
+      break;
+    case PROP_SPARSITY:
+      self->sparsity = g_value_get_float (value);
+      break;
+    case PROP_FRAMERATE:
+      self->fps_n = gst_value_get_fraction_numerator (value);
+      self->fps_d = gst_value_get_fraction_denominator (value);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+      break;
+  }
+  GST_OBJECT_UNLOCK (self);
+}
+
+static void
+gst_vdit_src_get_property (GObject * object, guint prop_id, GValue * value,
+    GParamSpec * pspec)
+{
+  GstVditSrc *self = GST_VDIT_SRC (object);
+
+  if (prop_id == PROP_IS_LIVE) {
+    g_value_set_boolean (value, gst_base_src_is_live (GST_BASE_SRC (self)));
+    return;
+  }
+
+  GST_OBJECT_LOCK (self);
+  switch (prop_id) {
+    case PROP_PROMPT:
+      g_value_set_string (value, self->prompt);
+      break;
+    case PROP_NEGATIVE_PROMPT:
+      g_value_set_string (value, self->negative_prompt);
+      break;
+    case PROP_MODEL:
+      g_value_set_string (value, self->model);
+      break;
+    case PROP_FRAMES:
+      g_value_set_int (value, self->frames);
+      break;
+    case PROP_STEPS:
+      g_value_set_int (value, self->steps);
+      break;
+    case PROP_GUIDANCE:
+      g_value_set_float (value, self->guidance);
+      break;
+    case PROP_SEED:
+      g_value_set_uint64 (value, self->seed);
+      break;
+    case PROP_GPUS:
+      g_value_set_int (value, self->gpus);
+      break;
+    case PROP_DEVICE:
+      g_value_set_enum (value, self->device);
+      break;
+    case PROP_CUDA_DEVICE_ID:
+      g_value_set_int (value, self->cuda_device_id);
+      break;
+    case PROP_ATTENTION:
+      g_value_set_enum (value, self->attention);
+      break;
+    case PROP_SPARSITY:
+      g_value_set_float (value, self->sparsity);
+      break;
+    case PROP_FRAMERATE:
+      gst_value_set_fraction (value, self->fps_n, self->fps_d);
+      break;
+    case PROP_DEVICE_USED:
+      g_value_set_string (value, self->device_used);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+      break;
+  }
+  GST_OBJECT_UNLOCK (self);
+}
+
+/* Turns an engine GError into an element error in the domain a user can act on. */
+static void
+gst_vdit_src_post_error (GstVditSrc * self, const gchar * what,
+    const GError * err)
+{
+  gchar *debug = g_strdup_printf ("%s error %d", g_quark_to_string
+      (err->domain), err->code);
+
+  if (err->domain == G_IO_ERROR && err->code == G_IO_ERROR_NOT_FOUND) {
+    GST_ELEMENT_ERROR (self, RESOURCE, NOT_FOUND, ("%s: %s", what,
+            err->message), ("%s", debug));
+  } else if (err->domain != VDIT_ERROR) {
+    GST_ELEMENT_ERROR (self, RESOURCE, READ, ("%s: %s", what, err->message),
+        ("%s", debug));
+  } else {
+    switch ((VditError) err->code) {
+      case VDIT_ERROR_MISSING:
+        GST_ELEMENT_ERROR (self, RESOURCE, NOT_FOUND, ("%s: %s", what,
+                err->message), ("%s", debug));
+        break;
+      case VDIT_ERROR_INVALID_ARGUMENT:
+      case VDIT_ERROR_NO_DEVICE:
+        GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS, ("%s: %s", what,
+                err->message), ("%s", debug));
+        break;
+      case VDIT_ERROR_OUT_OF_MEMORY:
+        GST_ELEMENT_ERROR (self, RESOURCE, NO_SPACE_LEFT, ("%s: %s", what,
+                err->message), ("%s", debug));
+        break;
+      case VDIT_ERROR_FORMAT:
+      case VDIT_ERROR_CONFIG:
+      case VDIT_ERROR_SHAPE:
+      case VDIT_ERROR_BACKEND:
+      case VDIT_ERROR_CANCELLED:
+      default:
+        GST_ELEMENT_ERROR (self, RESOURCE, FAILED, ("%s: %s", what,
+                err->message), ("%s", debug));
+        break;
+    }
+  }
+  g_free (debug);
+}
+
+static void
+gst_vdit_src_post_progress (GstVditSrc * self, GstProgressType type,
+    const gchar * code, const gchar * text)
+{
+  gst_element_post_message (GST_ELEMENT (self),
+      gst_message_new_progress (GST_OBJECT (self), type, code, text));
+}
+
+static const gchar *
+gst_vdit_src_stage_name (VditStage stage)
+{
+  switch (stage) {
+    case VDIT_STAGE_ENCODE_TEXT:
+      return "encode-text";
+    case VDIT_STAGE_DENOISE:
+      return "denoise";
+    case VDIT_STAGE_DECODE:
+      return "decode";
+  }
+  return "unknown";
+}
+
+/* Element message for progress bars; posted from the generation thread. */
+static void
+gst_vdit_src_post_step (GstVditSrc * self)
+{
+  GstStructure *s;
+  gint frame;
+
+  GST_OBJECT_LOCK (self);
+  frame = self->frames_done;
+  GST_OBJECT_UNLOCK (self);
+
+  s = gst_structure_new ("vdit-progress",
+      "stage", G_TYPE_STRING, gst_vdit_src_stage_name (self->stage),
+      "step", G_TYPE_INT, self->stage_step,
+      "steps", G_TYPE_INT, self->stage_steps,
+      "frame", G_TYPE_INT, frame, "frames", G_TYPE_INT, self->n_frames, NULL);
+  gst_element_post_message (GST_ELEMENT (self),
+      gst_message_new_element (GST_OBJECT (self), s));
+}
+
+static void
+gst_vdit_src_on_progress (void *user_data, VditStage stage, int step,
+    int steps)
+{
+  GstVditSrc *self = GST_VDIT_SRC (user_data);
+
+  self->stage = stage;
+  self->stage_step = step;
+  self->stage_steps = steps;
+  gst_vdit_src_post_step (self);
+}
+
+/* Copies the engine's frame (valid only during the call) into the queue,
+ * waiting while the queue is full; returns FALSE to end the generation. */
+static gboolean
+gst_vdit_src_on_frame (void *user_data, int index, int n_frames,
+    const uint8_t * rgb, int width, int height, int stride)
+{
+  GstVditSrc *self = GST_VDIT_SRC (user_data);
+  GstBuffer *buf;
+  GstMapInfo map;
+  gsize row = (gsize) width * 3;
+
+  if (G_UNLIKELY (width != self->width || height != self->height))
+    goto wrong_size;
+
+  buf = gst_buffer_new_allocate (NULL, GST_VIDEO_INFO_SIZE (&self->rgb_info),
+      NULL);
+  gst_buffer_map (buf, &map, GST_MAP_WRITE);
+  for (gint y = 0; y < height; y++) {
+    memcpy (map.data + y * GST_VIDEO_INFO_PLANE_STRIDE (&self->rgb_info, 0),
+        rgb + (gsize) y * stride, row);
+  }
+  gst_buffer_unmap (buf, &map);
+
+  GST_OBJECT_LOCK (self);
+  while (g_queue_get_length (&self->queue) >= MAX_QUEUED_FRAMES &&
+      !self->stopping)
+    g_cond_wait (&self->cond, GST_OBJECT_GET_LOCK (self));
+  if (G_UNLIKELY (self->stopping)) {
+    GST_OBJECT_UNLOCK (self);
+    gst_buffer_unref (buf);
+    return FALSE;
+  }
+  g_queue_push_tail (&self->queue, buf);
+  self->frames_done++;
+  self->time_per_frame = (g_get_monotonic_time () - self->gen_start_us) *
+      GST_USECOND / self->frames_done;
+  g_cond_broadcast (&self->cond);
+  GST_OBJECT_UNLOCK (self);
+
+  GST_LOG_OBJECT (self, "frame %d/%d ready", index + 1, n_frames);
+  gst_vdit_src_post_step (self);
+  return TRUE;
+
+wrong_size:
+  {
+    GST_OBJECT_LOCK (self);
+    if (self->error == NULL)
+      g_set_error (&self->error, GST_STREAM_ERROR, GST_STREAM_ERROR_FORMAT,
+          "The engine produced %dx%d frames, the model says %dx%d",
+          width, height, self->width, self->height);
+    GST_OBJECT_UNLOCK (self);
+    return FALSE;
+  }
+}
+
+static void
+gst_vdit_src_on_log (void *user_data, GLogLevelFlags level,
+    const char *message)
+{
+  GstVditSrc *self = GST_VDIT_SRC (user_data);
+
+  if (level & (G_LOG_LEVEL_ERROR | G_LOG_LEVEL_CRITICAL))
+    GST_ERROR_OBJECT (self, "%s", message);
+  else if (level & G_LOG_LEVEL_WARNING)
+    GST_WARNING_OBJECT (self, "%s", message);
+  else if (level & (G_LOG_LEVEL_MESSAGE | G_LOG_LEVEL_INFO))
+    GST_INFO_OBJECT (self, "%s", message);
+  else
+    GST_DEBUG_OBJECT (self, "%s", message);
+}
+
+static gpointer
+gst_vdit_src_generate (gpointer data)
+{
+  GstVditSrc *self = GST_VDIT_SRC (data);
+  GError *err = NULL;
+  gboolean ok, stopped;
+
+  gst_vdit_src_post_progress (self, GST_PROGRESS_TYPE_START, "generate",
+      "Generating video");
+  ok = vdit_generate (self->ctx, &self->gen, &err);
+
+  GST_OBJECT_LOCK (self);
+  self->finished = TRUE;
+  stopped = self->stopping;
+  if (!ok && self->error == NULL)
+    self->error = g_steal_pointer (&err);
+  g_cond_broadcast (&self->cond);
+  GST_OBJECT_UNLOCK (self);
+
+  if (ok) {
+    GST_DEBUG_OBJECT (self, "generation done");
+    gst_vdit_src_post_progress (self, GST_PROGRESS_TYPE_COMPLETE, "generate",
+        "Video generated");
+  } else if (stopped) {
+    GST_DEBUG_OBJECT (self, "generation cancelled");
+    gst_vdit_src_post_progress (self, GST_PROGRESS_TYPE_CANCELED, "generate",
+        "Generation cancelled");
+  } else {
+    GST_WARNING_OBJECT (self, "generation failed");
+    gst_vdit_src_post_progress (self, GST_PROGRESS_TYPE_ERROR, "generate",
+        "Generation failed");
+  }
+  g_clear_error (&err);
+  return NULL;
+}
+
+static GstCaps *
+gst_vdit_src_get_caps (GstBaseSrc * bsrc, GstCaps * filter)
+{
+  GstVditSrc *self = GST_VDIT_SRC (bsrc);
+  GstCaps *caps = gst_pad_get_pad_template_caps (GST_BASE_SRC_PAD (bsrc));
+
+  /* with a model loaded the size is the model's; any rate but 0/1 is fine,
+   * the frames are the same whatever their timestamps */
+  GST_OBJECT_LOCK (self);
+  if (self->width > 0) {
+    caps = gst_caps_make_writable (caps);
+    gst_caps_set_simple (caps, "width", G_TYPE_INT, self->width,
+        "height", G_TYPE_INT, self->height,
+        "pixel-aspect-ratio", GST_TYPE_FRACTION, 1, 1, NULL);
+    if (self->fps_n > 0)
+      gst_caps_set_simple (caps, "framerate", GST_TYPE_FRACTION, self->fps_n,
+          self->fps_d, NULL);
+    else
+      gst_caps_set_simple (caps, "framerate", GST_TYPE_FRACTION_RANGE,
+          1, G_MAXINT, G_MAXINT, 1, NULL);
+  }
+  GST_OBJECT_UNLOCK (self);
+
+  if (filter != NULL) {
+    GstCaps *tmp = gst_caps_intersect_full (filter, caps,
+        GST_CAPS_INTERSECT_FIRST);
+
+    gst_caps_unref (caps);
+    caps = tmp;
+  }
+  GST_LOG_OBJECT (self, "caps %" GST_PTR_FORMAT, caps);
+  return caps;
+}
+
+static GstCaps *
+gst_vdit_src_fixate (GstBaseSrc * bsrc, GstCaps * caps)
+{
+  GstVditSrc *self = GST_VDIT_SRC (bsrc);
+  GstStructure *s;
+  gint width, height, fps_n, fps_d;
+
+  GST_OBJECT_LOCK (self);
+  width = self->width > 0 ? self->width : 320;
+  height = self->height > 0 ? self->height : 240;
+  fps_n = self->model_fps_n > 0 ? self->model_fps_n : 30;
+  fps_d = self->model_fps_n > 0 ? self->model_fps_d : 1;
+  GST_OBJECT_UNLOCK (self);
+
+  caps = gst_caps_make_writable (caps);
+  s = gst_caps_get_structure (caps, 0);
+
+  gst_structure_fixate_field_nearest_int (s, "width", width);
+  gst_structure_fixate_field_nearest_int (s, "height", height);
+  if (gst_structure_has_field (s, "framerate"))
+    gst_structure_fixate_field_nearest_fraction (s, "framerate", fps_n, fps_d);
+  else
+    gst_structure_set (s, "framerate", GST_TYPE_FRACTION, fps_n, fps_d, NULL);
+  if (gst_structure_has_field (s, "pixel-aspect-ratio"))
+    gst_structure_fixate_field_nearest_fraction (s, "pixel-aspect-ratio", 1, 1);
+  else
+    gst_structure_set (s, "pixel-aspect-ratio", GST_TYPE_FRACTION, 1, 1, NULL);
+  if (gst_structure_has_field (s, "colorimetry"))
+    gst_structure_fixate_field_string (s, "colorimetry", "bt601");
+  if (gst_structure_has_field (s, "chroma-site"))
+    gst_structure_fixate_field_string (s, "chroma-site", "mpeg2");
+  if (gst_structure_has_field (s, "interlace-mode"))
+    gst_structure_fixate_field_string (s, "interlace-mode", "progressive");
+  else
+    gst_structure_set (s, "interlace-mode", G_TYPE_STRING, "progressive", NULL);
+
+  return GST_BASE_SRC_CLASS (parent_class)->fixate (bsrc, caps);
+}
+
+static gboolean
+gst_vdit_src_set_caps (GstBaseSrc * bsrc, GstCaps * caps)
+{
+  GstVditSrc *self = GST_VDIT_SRC (bsrc);
+  GstVideoConverter *convert;
+  GstVideoInfo info, in_info;
+
+  if (!gst_video_info_from_caps (&info, caps))
+    goto invalid_caps;
+
+  GST_OBJECT_LOCK (self);
+  if (G_UNLIKELY (self->width == 0 || info.width != self->width ||
+          info.height != self->height || info.fps_n <= 0))
+    goto wrong_size;
+
+  /* the converter wants the same timing on both sides */
+  in_info = self->rgb_info;
+  GST_VIDEO_INFO_FPS_N (&in_info) = GST_VIDEO_INFO_FPS_N (&info);
+  GST_VIDEO_INFO_FPS_D (&in_info) = GST_VIDEO_INFO_FPS_D (&info);
+  GST_VIDEO_INFO_PAR_N (&in_info) = GST_VIDEO_INFO_PAR_N (&info);
+  GST_VIDEO_INFO_PAR_D (&in_info) = GST_VIDEO_INFO_PAR_D (&info);
+  GST_VIDEO_INFO_INTERLACE_MODE (&in_info) =
+      GST_VIDEO_INFO_INTERLACE_MODE (&info);
+
+  /* no dithering: the same frames give the same bytes */
+  convert = gst_video_converter_new (&in_info, &info,
+      gst_structure_new ("GstVideoConverter",
+          GST_VIDEO_CONVERTER_OPT_DITHER_METHOD, GST_TYPE_VIDEO_DITHER_METHOD,
+          GST_VIDEO_DITHER_NONE, GST_VIDEO_CONVERTER_OPT_THREADS, G_TYPE_UINT,
+          1, NULL));
+  if (convert == NULL)
+    goto no_converter;
+
+  if (self->convert != NULL)
+    gst_video_converter_free (self->convert);
+  self->convert = convert;
+  self->info = info;
+  GST_OBJECT_UNLOCK (self);
+
+  GST_DEBUG_OBJECT (self, "negotiated %s %dx%d at %d/%d fps",
+      gst_video_format_to_string (GST_VIDEO_INFO_FORMAT (&info)), info.width,
+      info.height, info.fps_n, info.fps_d);
+  return TRUE;
+
+invalid_caps:
+  {
+    GST_ERROR_OBJECT (self, "invalid caps %" GST_PTR_FORMAT, caps);
+    return FALSE;
+  }
+wrong_size:
+  {
+    GST_OBJECT_UNLOCK (self);
+    GST_ERROR_OBJECT (self, "caps %" GST_PTR_FORMAT " do not match the model",
+        caps);
+    return FALSE;
+  }
+no_converter:
+  {
+    GST_OBJECT_UNLOCK (self);
+    GST_ERROR_OBJECT (self, "cannot convert RGB to %" GST_PTR_FORMAT, caps);
+    return FALSE;
+  }
+}
+
+static gboolean
+gst_vdit_src_decide_allocation (GstBaseSrc * bsrc, GstQuery * query)
+{
+  GstVditSrc *self = GST_VDIT_SRC (bsrc);
+  GstBufferPool *pool = NULL;
+  GstStructure *config;
+  GstCaps *caps = NULL;
+  guint size, min = 0, max = 0;
+  gboolean update = FALSE;
+
+  GST_OBJECT_LOCK (self);
+  size = GST_VIDEO_INFO_SIZE (&self->info);
+  GST_OBJECT_UNLOCK (self);
+
+  if (gst_query_get_n_allocation_pools (query) > 0) {
+    gst_query_parse_nth_allocation_pool (query, 0, &pool, &size, &min, &max);
+    GST_OBJECT_LOCK (self);
+    size = MAX (size, GST_VIDEO_INFO_SIZE (&self->info));
+    GST_OBJECT_UNLOCK (self);
+    update = TRUE;
+  }
+  if (pool == NULL)
+    pool = gst_video_buffer_pool_new ();
+
+  config = gst_buffer_pool_get_config (pool);
+  gst_query_parse_allocation (query, &caps, NULL);
+  if (caps != NULL)
+    gst_buffer_pool_config_set_params (config, caps, size, min, max);
+  if (gst_query_find_allocation_meta (query, GST_VIDEO_META_API_TYPE, NULL)) {
+    gst_buffer_pool_config_add_option (config,
+        GST_BUFFER_POOL_OPTION_VIDEO_META);
+    if (gst_buffer_pool_has_option (pool,
+            GST_BUFFER_POOL_OPTION_VIDEO_ALIGNMENT))
+      gst_buffer_pool_config_add_option (config,
+          GST_BUFFER_POOL_OPTION_VIDEO_ALIGNMENT);
+  }
+  if (!gst_buffer_pool_set_config (pool, config))
+    GST_WARNING_OBJECT (self, "pool did not take our configuration");
+
+  if (update)
+    gst_query_set_nth_allocation_pool (query, 0, pool, size, min, max);
+  else
+    gst_query_add_allocation_pool (query, pool, size, min, max);
+  gst_object_unref (pool);
+
+  return GST_BASE_SRC_CLASS (parent_class)->decide_allocation (bsrc, query);
+}
+
+/* Frame k cannot be computed without the whole generation: not seekable. */
+static gboolean
+gst_vdit_src_is_seekable (GstBaseSrc * bsrc)
+{
+  return FALSE;
+}
+
+static gboolean
+gst_vdit_src_query (GstBaseSrc * bsrc, GstQuery * query)
+{
+  GstVditSrc *self = GST_VDIT_SRC (bsrc);
+  gboolean res = FALSE;
+
+  switch (GST_QUERY_TYPE (query)) {
+    case GST_QUERY_DURATION:{
+      GstFormat format;
+      gint fps_n, fps_d;
+
+      gst_query_parse_duration (query, &format, NULL);
+      GST_OBJECT_LOCK (self);
+      fps_n = self->info.fps_n > 0 ? self->info.fps_n : self->fps_n > 0 ?
+          self->fps_n : self->model_fps_n;
+      fps_d = self->info.fps_n > 0 ? self->info.fps_d : self->fps_n > 0 ?
+          self->fps_d : self->model_fps_d;
+      if (self->n_frames > 0 && format == GST_FORMAT_TIME && fps_n > 0) {
+        gst_query_set_duration (query, GST_FORMAT_TIME,
+            gst_util_uint64_scale_int_round (self->n_frames * GST_SECOND,
+                fps_d, fps_n));
+        res = TRUE;
+      } else if (self->n_frames > 0 && format == GST_FORMAT_DEFAULT) {
+        gst_query_set_duration (query, GST_FORMAT_DEFAULT, self->n_frames);
+        res = TRUE;
+      }
+      GST_OBJECT_UNLOCK (self);
+      if (!res)
+        res = GST_BASE_SRC_CLASS (parent_class)->query (bsrc, query);
+      break;
+    }
+    case GST_QUERY_CONVERT:{
+      GstFormat src_fmt, dest_fmt;
+      gint64 src_val, dest_val;
+
+      gst_query_parse_convert (query, &src_fmt, &src_val, &dest_fmt, &dest_val);
+      GST_OBJECT_LOCK (self);
+      res = GST_VIDEO_INFO_FORMAT (&self->info) != GST_VIDEO_FORMAT_UNKNOWN &&
+          gst_video_info_convert (&self->info, src_fmt, src_val, dest_fmt,
+          &dest_val);
+      GST_OBJECT_UNLOCK (self);
+      if (res)
+        gst_query_set_convert (query, src_fmt, src_val, dest_fmt, dest_val);
+      break;
+    }
+    case GST_QUERY_LATENCY:{
+      GstClockTime latency = GST_CLOCK_TIME_NONE;
+
+      /* live: a frame is ready one measured generation time per frame late */
+      GST_OBJECT_LOCK (self);
+      if (self->info.fps_n > 0) {
+        latency = gst_util_uint64_scale (GST_SECOND, self->info.fps_d,
+            self->info.fps_n);
+        if (GST_CLOCK_TIME_IS_VALID (self->time_per_frame))
+          latency = MAX (latency, self->time_per_frame);
+      }
+      GST_OBJECT_UNLOCK (self);
+      if (GST_CLOCK_TIME_IS_VALID (latency)) {
+        gst_query_set_latency (query, gst_base_src_is_live (bsrc), latency,
+            GST_CLOCK_TIME_NONE);
+        GST_DEBUG_OBJECT (self, "latency %" GST_TIME_FORMAT,
+            GST_TIME_ARGS (latency));
+        res = TRUE;
+      }
+      break;
+    }
+    default:
+      res = GST_BASE_SRC_CLASS (parent_class)->query (bsrc, query);
+      break;
+  }
+  return res;
+}
+
+static void
+gst_vdit_src_get_times (GstBaseSrc * bsrc, GstBuffer * buffer,
+    GstClockTime * start, GstClockTime * end)
+{
+  /* only a live source waits for the clock */
+  if (gst_base_src_is_live (bsrc) && GST_BUFFER_PTS_IS_VALID (buffer)) {
+    *start = GST_BUFFER_PTS (buffer);
+    if (GST_BUFFER_DURATION_IS_VALID (buffer))
+      *end = *start + GST_BUFFER_DURATION (buffer);
+  } else {
+    *start = GST_CLOCK_TIME_NONE;
+    *end = GST_CLOCK_TIME_NONE;
+  }
+}
+
+/* Undoes start(): ends the generation thread and frees the engine. Safe to
+ * call on a partly started element. */
+static void
+gst_vdit_src_reset (GstVditSrc * self)
+{
+  GST_OBJECT_LOCK (self);
+  self->stopping = TRUE;
+  g_cond_broadcast (&self->cond);
+  GST_OBJECT_UNLOCK (self);
+
+  if (self->ctx != NULL)
+    vdit_cancel (self->ctx);
+  if (self->thread != NULL) {
+    g_thread_join (self->thread);
+    self->thread = NULL;
+  }
+
+  GST_OBJECT_LOCK (self);
+  g_queue_clear_full (&self->queue, (GDestroyNotify) gst_buffer_unref);
+  g_clear_error (&self->error);
+  self->flushing = FALSE;
+  self->stopping = FALSE;
+  self->finished = FALSE;
+  self->frames_done = 0;
+  self->time_per_frame = GST_CLOCK_TIME_NONE;
+  self->width = self->height = 0;
+  self->n_frames = 0;
+  self->model_fps_n = 0;
+  self->model_fps_d = 1;
+  self->n_out = 0;
+  self->next_pts = 0;
+  gst_video_info_init (&self->info);
+  gst_video_info_init (&self->rgb_info);
+  if (self->convert != NULL) {
+    gst_video_converter_free (self->convert);
+    self->convert = NULL;
+  }
+  GST_OBJECT_UNLOCK (self);
+
+  g_clear_pointer (&self->ctx, vdit_ctx_free);
+  g_clear_pointer (&self->vmodel, vdit_model_free);
+  g_free ((gchar *) self->gen.prompt);
+  g_free ((gchar *) self->gen.negative_prompt);
+  vdit_gen_params_init (&self->gen);
+}
+
+static gboolean
+gst_vdit_src_start (GstBaseSrc * bsrc)
+{
+  GstVditSrc *self = GST_VDIT_SRC (bsrc);
+  const vdit_model_info *minfo;
+  vdit_ctx_params cparams;
+  GError *err = NULL;
+  gchar *prompt, *negative, *name, *path = NULL, *text;
+  gint frames, fps_n, fps_d, n_gpus = 0;
+  gboolean have_cuda;
+
+  GST_OBJECT_LOCK (self);
+  prompt = g_strdup (self->prompt);
+  negative = g_strdup (self->negative_prompt);
+  name = g_strdup (self->model);
+  frames = self->frames;
+  vdit_ctx_params_init (&cparams);
+  cparams.device = self->device;
+  cparams.device_id = self->cuda_device_id;
+  cparams.gpus = self->gpus;
+  cparams.log = gst_vdit_src_on_log;
+  cparams.log_user_data = self;
+  vdit_gen_params_init (&self->gen);
+  self->gen.steps = self->steps;
+  self->gen.guidance = self->guidance;
+  self->gen.seed = self->seed;
+  self->gen.attention = self->attention;
+  self->gen.sparsity = self->sparsity;
+  GST_OBJECT_UNLOCK (self);
+
+  if (prompt == NULL || *g_strstrip (prompt) == '\0')
+    goto no_prompt;
+  if (name == NULL || *name == '\0')
+    goto no_model;
+  path = gst_vdit_src_find_model (name);
+  if (path == NULL || !g_file_test (path, G_FILE_TEST_IS_DIR))
+    goto model_not_found;
+
+  /* refuse an impossible device before loading anything */
+  have_cuda = vdit_cuda_available (&n_gpus);
+  if (cparams.device == VDIT_DEVICE_CUDA && !have_cuda)
+    goto no_gpu;
+  if (cparams.gpus > 1 && (cparams.device == VDIT_DEVICE_CPU || !have_cuda))
+    goto gpus_need_cuda;
+  if (cparams.device != VDIT_DEVICE_CPU && have_cuda &&
+      MAX (cparams.device_id, 0) + cparams.gpus > n_gpus)
+    goto too_many_gpus;
+
+  text = g_strdup_printf ("Loading model %s", path);
+  gst_vdit_src_post_progress (self, GST_PROGRESS_TYPE_START, "load-model",
+      text);
+  g_free (text);
+  self->vmodel = vdit_model_load (path, &err);
+  if (self->vmodel == NULL)
+    goto load_failed;
+  minfo = vdit_model_get_info (self->vmodel);
+  if (frames == 0)
+    frames = minfo->frames;
+  if (!vdit_model_check_frames (self->vmodel, frames, &err))
+    goto bad_frames;
+
+  self->ctx = vdit_ctx_new (self->vmodel, &cparams, &err);
+  if (self->ctx == NULL)
+    goto ctx_failed;
+
+  text = g_strdup_printf ("Loaded model %s (%" G_GINT64_FORMAT
+      " parameters, %dx%d) on %s", minfo->name, (gint64) minfo->n_params,
+      minfo->width, minfo->height, vdit_ctx_get_device_name (self->ctx));
+  gst_vdit_src_post_progress (self, GST_PROGRESS_TYPE_COMPLETE, "load-model",
+      text);
+  GST_INFO_OBJECT (self, "%s", text);
+  g_free (text);
+
+  gst_util_double_to_fraction (minfo->fps > 0 ? minfo->fps : 8.0, &fps_n,
+      &fps_d);
+  self->gen.prompt = g_steal_pointer (&prompt);
+  self->gen.negative_prompt = g_steal_pointer (&negative);
+  self->gen.frames = frames;
+  self->gen.progress = gst_vdit_src_on_progress;
+  self->gen.on_frame = gst_vdit_src_on_frame;
+  self->gen.user_data = self;
+  self->stage = VDIT_STAGE_ENCODE_TEXT;
+  self->stage_step = self->stage_steps = 0;
+
+  GST_OBJECT_LOCK (self);
+  self->width = minfo->width;
+  self->height = minfo->height;
+  self->model_fps_n = fps_n;
+  self->model_fps_d = fps_d;
+  self->n_frames = frames;
+  gst_video_info_set_format (&self->rgb_info, GST_VIDEO_FORMAT_RGB,
+      minfo->width, minfo->height);
+  g_free (self->device_used);
+  self->device_used = g_strdup (vdit_ctx_get_device_name (self->ctx));
+  self->gen_start_us = g_get_monotonic_time ();
+  GST_OBJECT_UNLOCK (self);
+  g_object_notify (G_OBJECT (self), "device-used");
+
+  /* generation starts now, so the first frame is ready as early as possible */
+  self->thread = g_thread_try_new ("vditsrc", gst_vdit_src_generate, self,
+      &err);
+  if (self->thread == NULL)
+    goto no_thread;
+
+  g_free (name);
+  g_free (path);
+  return TRUE;
+
+no_prompt:
+  {
+    GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS, ("The prompt is empty."),
+        ("Set the prompt property to a description of the video."));
+    goto failed;
+  }
+no_model:
+  {
+    GST_ELEMENT_ERROR (self, RESOURCE, NOT_FOUND, ("No model was found."),
+        ("Set the model property, or VDIT_MODEL_PATH to a directory of "
+            "models."));
+    goto failed;
+  }
+model_not_found:
+  {
+    GST_ELEMENT_ERROR (self, RESOURCE, NOT_FOUND,
+        ("Model \"%s\" does not exist.", name),
+        ("Neither a directory nor a model name found in " VDIT_MODELS_DIR
+            " or VDIT_MODEL_PATH."));
+    goto failed;
+  }
+no_gpu:
+  {
+    GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
+        ("device=cuda was asked for but no CUDA GPU is available."),
+        ("Use device=cpu or device=auto, or check the driver and that the "
+            "engine was built with CUDA."));
+    goto failed;
+  }
+gpus_need_cuda:
+  {
+    GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
+        ("gpus=%d needs CUDA GPUs, none is in use.", cparams.gpus),
+        ("Set gpus=1 to run on the CPU."));
+    goto failed;
+  }
+too_many_gpus:
+  {
+    GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
+        ("gpus=%d from cuda-device-id=%d asks for more than the %d GPUs "
+            "available.", cparams.gpus, cparams.device_id, n_gpus), (NULL));
+    goto failed;
+  }
+load_failed:
+  {
+    gst_vdit_src_post_progress (self, GST_PROGRESS_TYPE_ERROR, "load-model",
+        "Model failed to load");
+    gst_vdit_src_post_error (self, "Could not load the model", err);
+    goto failed;
+  }
+bad_frames:
+  {
+    gst_vdit_src_post_progress (self, GST_PROGRESS_TYPE_ERROR, "load-model",
+        "Invalid frame count");
+    GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
+        ("Invalid number of frames: %s", err->message), (NULL));
+    goto failed;
+  }
+ctx_failed:
+  {
+    gst_vdit_src_post_progress (self, GST_PROGRESS_TYPE_ERROR, "load-model",
+        "No backend for the model");
+    gst_vdit_src_post_error (self, "Could not set up the device", err);
+    goto failed;
+  }
+no_thread:
+  {
+    GST_ELEMENT_ERROR (self, RESOURCE, FAILED,
+        ("Could not start the generation thread: %s", err->message), (NULL));
+    goto failed;
+  }
+failed:
+  {
+    g_clear_error (&err);
+    g_free (prompt);
+    g_free (negative);
+    g_free (name);
+    g_free (path);
+    gst_vdit_src_reset (self);
+    return FALSE;
+  }
+}
+
+static gboolean
+gst_vdit_src_stop (GstBaseSrc * bsrc)
+{
+  GstVditSrc *self = GST_VDIT_SRC (bsrc);
+
+  GST_DEBUG_OBJECT (self, "stopping");
+  gst_vdit_src_reset (self);
+  return TRUE;
+}
+
+/* Wakes fill(); the generation goes on, stop() is what ends it. */
+static gboolean
+gst_vdit_src_unlock (GstBaseSrc * bsrc)
+{
+  GstVditSrc *self = GST_VDIT_SRC (bsrc);
+
+  GST_DEBUG_OBJECT (self, "unlock");
+  GST_OBJECT_LOCK (self);
+  self->flushing = TRUE;
+  g_cond_broadcast (&self->cond);
+  GST_OBJECT_UNLOCK (self);
+  return TRUE;
+}
+
+static gboolean
+gst_vdit_src_unlock_stop (GstBaseSrc * bsrc)
+{
+  GstVditSrc *self = GST_VDIT_SRC (bsrc);
+
+  GST_DEBUG_OBJECT (self, "unlock stop");
+  GST_OBJECT_LOCK (self);
+  self->flushing = FALSE;
+  GST_OBJECT_UNLOCK (self);
+  return TRUE;
+}
+
+static GstFlowReturn
+gst_vdit_src_fill (GstPushSrc * psrc, GstBuffer * buffer)
+{
+  GstVditSrc *self = GST_VDIT_SRC (psrc);
+  GstVideoFrame in_frame, out_frame;
+  GstClockTime pts, next;
+  GstBuffer *rgb;
+  GError *err;
+
+  GST_OBJECT_LOCK (self);
+  if (G_UNLIKELY (self->convert == NULL))
+    goto not_negotiated;
+  if (self->n_out >= self->n_frames)
+    goto eos;
+  while (g_queue_is_empty (&self->queue) && !self->finished &&
+      !self->flushing)
+    g_cond_wait (&self->cond, GST_OBJECT_GET_LOCK (self));
+  if (self->flushing)
+    goto flushing;
+  rgb = g_queue_pop_head (&self->queue);
+  if (rgb == NULL)
+    goto finished;
+  g_cond_broadcast (&self->cond);
+  GST_OBJECT_UNLOCK (self);
+
+  /* info and convert change only in this thread (set_caps) or after it
+   * stopped (stop), so the conversion runs without the lock */
+  if (!gst_video_frame_map (&in_frame, &self->rgb_info, rgb, GST_MAP_READ))
+    goto map_failed;
+  if (!gst_video_frame_map (&out_frame, &self->info, buffer, GST_MAP_WRITE)) {
+    gst_video_frame_unmap (&in_frame);
+    goto map_failed;
+  }
+  gst_video_converter_frame (self->convert, &in_frame, &out_frame);
+  gst_video_frame_unmap (&out_frame);
+  gst_video_frame_unmap (&in_frame);
+  gst_buffer_unref (rgb);
+
+  pts = gst_util_uint64_scale (self->n_out, self->info.fps_d * GST_SECOND,
+      self->info.fps_n);
+  next = gst_util_uint64_scale (self->n_out + 1, self->info.fps_d * GST_SECOND,
+      self->info.fps_n);
+  GST_BUFFER_DURATION (buffer) = next - pts;
+  GST_BUFFER_OFFSET (buffer) = self->n_out;
+  GST_BUFFER_OFFSET_END (buffer) = self->n_out + 1;
+  self->n_out++;
+
+  if (gst_base_src_is_live (GST_BASE_SRC (self))) {
+    GstClock *clock = gst_element_get_clock (GST_ELEMENT (self));
+
+    /* live: stamped when ready, never earlier than the previous frame's end,
+     * so a burst of frames still plays at the frame rate */
+    if (clock != NULL) {
+      GstClockTime now = gst_clock_get_time (clock) -
+          gst_element_get_base_time (GST_ELEMENT (self));
+
+      pts = GST_BUFFER_OFFSET (buffer) == 0 ? now : MAX (now, self->next_pts);
+      gst_object_unref (clock);
+    }
+    self->next_pts = pts + GST_BUFFER_DURATION (buffer);
+  }
+  GST_BUFFER_PTS (buffer) = pts;
+  GST_BUFFER_DTS (buffer) = GST_CLOCK_TIME_NONE;
+
+  GST_LOG_OBJECT (self, "frame %" G_GUINT64_FORMAT " pts %" GST_TIME_FORMAT,
+      GST_BUFFER_OFFSET (buffer), GST_TIME_ARGS (pts));
+  return GST_FLOW_OK;
+
+not_negotiated:
+  {
+    GST_OBJECT_UNLOCK (self);
+    return GST_FLOW_NOT_NEGOTIATED;
+  }
+eos:
+  {
+    GST_OBJECT_UNLOCK (self);
+    GST_DEBUG_OBJECT (self, "all %d frames pushed", self->n_frames);
+    return GST_FLOW_EOS;
+  }
+flushing:
+  {
+    GST_OBJECT_UNLOCK (self);
+    GST_DEBUG_OBJECT (self, "flushing");
+    return GST_FLOW_FLUSHING;
+  }
+map_failed:
+  {
+    gst_buffer_unref (rgb);
+    GST_ELEMENT_ERROR (self, RESOURCE, WRITE, ("Could not map a video frame."),
+        (NULL));
+    return GST_FLOW_ERROR;
+  }
+finished:
+  {
+    err = self->error != NULL ? g_error_copy (self->error) : NULL;
+    GST_OBJECT_UNLOCK (self);
+    if (err == NULL) {
+      /* the engine ended early without an error: end the stream honestly */
+      GST_WARNING_OBJECT (self, "engine gave %d of %d frames", self->n_out,
+          self->n_frames);
+      return GST_FLOW_EOS;
+    }
+    if (g_error_matches (err, VDIT_ERROR, VDIT_ERROR_CANCELLED)) {
+      g_error_free (err);
+      return GST_FLOW_FLUSHING;
+    }
+    if (err->domain == GST_STREAM_ERROR)
+      GST_ELEMENT_ERROR (self, STREAM, FORMAT, ("%s", err->message), (NULL));
+    else
+      gst_vdit_src_post_error (self, "Generation failed", err);
+    g_error_free (err);
+    return GST_FLOW_ERROR;
+  }
+}

@@ -1,0 +1,418 @@
+#!/usr/bin/env python3
+"""Tests of the `vdit` command line, run by meson: test_cli.py VDIT CASE.
+
+Each case runs the real program on models/tiny (or its config with random weights)
+and checks outputs, exit statuses and messages. Exit 0 pass, 1 fail, 77 skip."""
+
+import json
+import os
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zlib
+
+VDIT = sys.argv[1] if len(sys.argv) > 1 else "vdit"
+ROOT = os.environ.get("VDIT_SOURCE_ROOT",
+                      os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+TINY = os.path.join(ROOT, "models", "tiny")
+PROMPT = "a red ball bouncing"
+# Few steps, one thread (the tiny model gains nothing from more, and a busy machine
+# makes spinning threads slow) keep each case to a few seconds on 2 cores.
+FAST = ["--steps", "2", "--threads", "1", "--device", "cpu"]
+
+
+class Failure(Exception):
+    pass
+
+
+class Skip(Exception):
+    pass
+
+
+def check(cond, message):
+    if not cond:
+        raise Failure(message)
+
+
+def run(*args, timeout=120):
+    proc = subprocess.run([VDIT, *args], capture_output=True, text=True, timeout=timeout)
+    if proc.returncode < 0:
+        raise Failure(f"vdit {' '.join(args)} died of signal {-proc.returncode}:\n{proc.stderr}")
+    return proc
+
+
+def run_ok(*args):
+    proc = run(*args)
+    check(proc.returncode == 0,
+          f"vdit {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}")
+    return proc
+
+
+def tiny_config():
+    with open(os.path.join(TINY, "config.json")) as f:
+        return json.load(f)
+
+
+def generate(out, *extra, seed="1", frames=None):
+    args = ["generate", "--model", TINY, "--prompt", PROMPT, "--seed", seed, "--out", out,
+            *FAST, *extra]
+    if frames is not None:
+        args += ["--frames", str(frames)]
+    return run_ok(*args)
+
+
+def read_y4m(path):
+    """Returns (header fields, list of frame byte strings); checks the structure."""
+    with open(path, "rb") as f:
+        data = f.read()
+    end = data.index(b"\n")
+    header = data[:end].split(b" ")
+    check(header[0] == b"YUV4MPEG2", f"{path}: not a y4m stream: {header[0]!r}")
+    fields = {h[:1].decode(): h[1:].decode() for h in header[1:]}
+    w, h = int(fields["W"]), int(fields["H"])
+    plane = {"444": 3, "420jpeg": 1.5, "420": 1.5}[fields.get("C", "420")]
+    size = int(w * h * plane)
+    frames, pos = [], end + 1
+    while pos < len(data):
+        check(data[pos:pos + 6] == b"FRAME\n", f"{path}: bad frame marker at byte {pos}")
+        pos += 6
+        check(pos + size <= len(data), f"{path}: truncated frame {len(frames)}")
+        frames.append(data[pos:pos + size])
+        pos += size
+    return fields, frames
+
+
+def png_size(path):
+    with open(path, "rb") as f:
+        head = f.read(24)
+    check(head[:8] == b"\x89PNG\r\n\x1a\n", f"{path}: not a PNG file")
+    check(head[12:16] == b"IHDR", f"{path}: no IHDR chunk")
+    return struct.unpack(">II", head[16:24])
+
+
+def png_pixels(path):
+    """Decodes an 8-bit RGB, non-interlaced PNG (what vdit writes) to rows of bytes."""
+    with open(path, "rb") as f:
+        data = f.read()
+    pos, idat, width, height = 8, b"", 0, 0
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + length]
+        if kind == b"IHDR":
+            width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", body)
+            check((depth, colour, interlace) == (8, 2, 0), f"{path}: not 8-bit RGB")
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + length
+    raw, stride, rows, prev = zlib.decompress(idat), width * 3, [], bytearray(width * 3)
+    for y in range(height):
+        start = y * (stride + 1)
+        kind, line = raw[start], bytearray(raw[start + 1:start + 1 + stride])
+        for i in range(stride):
+            a = line[i - 3] if i >= 3 else 0
+            b, c = prev[i], prev[i - 3] if i >= 3 else 0
+            if kind == 1:
+                line[i] = (line[i] + a) & 255
+            elif kind == 2:
+                line[i] = (line[i] + b) & 255
+            elif kind == 3:
+                line[i] = (line[i] + (a + b) // 2) & 255
+            elif kind == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                pred = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
+                line[i] = (line[i] + pred) & 255
+        rows.append(bytes(line))
+        prev = line
+    return width, height, rows
+
+
+def frame_counts():
+    """Two valid frame counts for the tiny model (its temporal patch divides them)."""
+    pt = tiny_config()["dit"]["patch"][0]
+    return pt, 2 * pt
+
+
+# ---- cases ---------------------------------------------------------------------------
+
+def case_help():
+    proc = run_ok("--help")
+    for word in ("generate", "inspect", "bench step", "bench attention", "search-masks"):
+        check(word in proc.stdout, f"--help does not list {word!r}:\n{proc.stdout}")
+    proc = run_ok("--version")
+    check(proc.stdout.startswith("vdit "), f"--version printed {proc.stdout!r}")
+    for sub in (["generate"], ["inspect"], ["bench", "step"]):
+        proc = run_ok(*sub, "--help")
+        check("Usage" in proc.stdout, f"vdit {' '.join(sub)} --help:\n{proc.stdout}")
+    proc = run()
+    check(proc.returncode == 2 and "Usage" in proc.stderr, "no command: expected usage, exit 2")
+    proc = run("frobnicate")
+    check(proc.returncode == 2 and "vdit: unknown command 'frobnicate'" in proc.stderr,
+          f"unknown command: exit {proc.returncode}, {proc.stderr!r}")
+    proc = run("bench")
+    check(proc.returncode == 2 and "vdit:" in proc.stderr, "bench alone: expected exit 2")
+
+
+def case_generate_y4m():
+    cfg = tiny_config()
+    for frames in frame_counts():
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "clip.y4m")
+            generate(out, frames=frames)
+            fields, data = read_y4m(out)
+            check(len(data) == frames, f"asked for {frames} frames, the y4m has {len(data)}")
+            check(int(fields["W"]) == cfg["video"]["width"] and
+                  int(fields["H"]) == cfg["video"]["height"], f"y4m size {fields}")
+            check(fields.get("C") == "444", f"expected C444, header has {fields}")
+            check(fields["F"] == f"{int(cfg['video']['fps'])}:1", f"frame rate {fields['F']}")
+
+
+def case_generate_png():
+    cfg = tiny_config()
+    size = (cfg["video"]["width"], cfg["video"]["height"])
+    for frames in frame_counts():
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "frames") + "/"
+            generate(out, frames=frames)
+            names = sorted(os.listdir(out))
+            want = [f"frame-{i:04d}.png" for i in range(frames)]
+            check(names == want, f"asked for {frames} PNG frames, got {names}")
+            for name in names:
+                got = png_size(os.path.join(out, name))
+                check(got == size, f"{name}: {got[0]}x{got[1]}, expected {size[0]}x{size[1]}")
+    # An existing folder without the trailing slash is a folder too.
+    with tempfile.TemporaryDirectory() as tmp:
+        generate(tmp, frames=frame_counts()[0])
+        check(len(os.listdir(tmp)) == frame_counts()[0], f"existing folder: {os.listdir(tmp)}")
+
+
+def case_determinism():
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = [os.path.join(tmp, n) for n in ("a.y4m", "b.y4m", "c.y4m")]
+        frames = frame_counts()[0]
+        generate(paths[0], seed="7", frames=frames)
+        generate(paths[1], seed="7", frames=frames)
+        generate(paths[2], seed="8", frames=frames)
+        blobs = [open(p, "rb").read() for p in paths]
+        check(blobs[0] == blobs[1], "same seed twice gave different bytes")
+        check(blobs[0] != blobs[2], "different seeds gave identical bytes")
+        # "--out -" streams the same bytes to stdout.
+        proc = subprocess.run([VDIT, "generate", "--model", TINY, "--prompt", PROMPT, "--seed",
+                               "7", "--frames", str(frames), "--out", "-", *FAST],
+                              capture_output=True, timeout=120)
+        check(proc.returncode == 0 and proc.stdout == blobs[0],
+              f"--out - differs from the file (exit {proc.returncode})")
+        # PNG frames hold the same pixels, so they repeat byte for byte too.
+        a, b = os.path.join(tmp, "pa/"), os.path.join(tmp, "pb/")
+        generate(a, seed="7", frames=frames)
+        generate(b, seed="7", frames=frames)
+        for name in os.listdir(a):
+            check(open(a + name, "rb").read() == open(b + name, "rb").read(),
+                  f"{name} differs between two runs with one seed")
+
+
+def case_formats_agree():
+    """The y4m and the PNG frames of one seed show the same picture: the y4m converted
+    back to RGB (BT.601, limited range) is within rounding of the PNG pixels."""
+    with tempfile.TemporaryDirectory() as tmp:
+        frames = frame_counts()[0]
+        y4m, png = os.path.join(tmp, "clip.y4m"), os.path.join(tmp, "png") + "/"
+        generate(y4m, seed="3", frames=frames)
+        generate(png, seed="3", frames=frames)
+        fields, data = read_y4m(y4m)
+        w, h = int(fields["W"]), int(fields["H"])
+        worst = 0
+        for index, frame in enumerate(data):
+            pw, ph, rows = png_pixels(os.path.join(png, f"frame-{index:04d}.png"))
+            check((pw, ph) == (w, h), f"PNG {pw}x{ph} vs y4m {w}x{h}")
+            for y in range(h):
+                for x in range(w):
+                    i = y * w + x
+                    luma = (frame[i] - 16) * 255 / 219
+                    cb = (frame[w * h + i] - 128) * 255 / 224
+                    cr = (frame[2 * w * h + i] - 128) * 255 / 224
+                    rgb = (luma + 1.402 * cr, luma - 0.344136 * cb - 0.714136 * cr,
+                           luma + 1.772 * cb)
+                    for k in range(3):
+                        worst = max(worst, abs(min(255, max(0, rgb[k])) - rows[y][3 * x + k]))
+        check(worst <= 4, f"y4m and PNG pixels differ by up to {worst}")
+
+
+def expect_error(args, status, words, out=None):
+    proc = run(*args)
+    label = "vdit " + " ".join(args)
+    check(proc.returncode == status,
+          f"{label}: exit {proc.returncode}, expected {status}\n{proc.stderr}")
+    check(proc.stderr.startswith("vdit: "), f"{label}: message should start 'vdit: ':\n"
+          f"{proc.stderr}")
+    for w in words:
+        check(w.lower() in proc.stderr.lower(), f"{label}: message lacks {w!r}:\n{proc.stderr}")
+    if out is not None:
+        check(not os.path.exists(out), f"{label}: left {out} behind after failing")
+
+
+def case_errors():
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "clip.y4m")
+        base = ["generate", "--model", TINY, "--out", out, *FAST]
+        missing = os.path.join(tmp, "no-such-model")
+        expect_error(["generate", "--model", missing, "--prompt", PROMPT, "--out", out],
+                     1, ["no-such-model"], out)
+        expect_error([*base, "--prompt", ""], 2, ["empty"], out)
+        expect_error([*base, "--prompt", "   "], 2, ["empty"], out)
+        expect_error(base, 2, ["--prompt"], out)
+        expect_error(["generate", "--prompt", PROMPT, "--out", out], 2, ["--model"], out)
+        expect_error(["generate", "--model", TINY, "--prompt", PROMPT], 2, ["--out"])
+        pt = tiny_config()["dit"]["patch"][0]
+        if pt > 1:
+            expect_error([*base, "--prompt", PROMPT, "--frames", str(pt + 1)], 1,
+                         [str(pt + 1)], out)
+        expect_error([*base, "--prompt", PROMPT, "--frames", "abc"], 2, ["abc", "--frames"],
+                     out)
+        expect_error([*base, "--prompt", PROMPT, "--frames", "0"], 2, ["--frames"], out)
+        expect_error([*base, "--prompt", PROMPT, "--steps", "-1"], 2, ["--steps"], out)
+        expect_error([*base, "--prompt", PROMPT, "--guidance", "lots"], 2, ["lots"], out)
+        expect_error([*base, "--prompt", PROMPT, "--seed", "-3"], 2, ["seed"], out)
+        expect_error([*base, "--prompt", PROMPT, "--seed", "1x"], 2, ["seed"], out)
+        expect_error([*base, "--prompt", PROMPT, "--attention", "sparse"], 2, ["sparse"], out)
+        expect_error([*base, "--prompt", PROMPT, "--device", "tpu"], 2, ["tpu"], out)
+        expect_error([*base, "--prompt", PROMPT, "--sparsity", "1.5"], 2, ["--sparsity"], out)
+        expect_error([*base, "--prompt", PROMPT, "--bogus"], 2, ["--bogus"], out)
+        expect_error([*base, "--prompt", PROMPT, "stray"], 2, ["stray"], out)
+        mp4 = os.path.join(tmp, "clip.mp4")
+        expect_error(["generate", "--model", TINY, "--prompt", PROMPT, "--out", mp4, *FAST], 1,
+                     ["clip.mp4"], mp4)
+        nodir = os.path.join(tmp, "missing", "clip.y4m")
+        expect_error(["generate", "--model", TINY, "--prompt", PROMPT, "--out", nodir, *FAST],
+                     1, ["missing"], nodir)
+        check(os.listdir(tmp) == [], f"errors left files behind: {os.listdir(tmp)}")
+
+
+def case_inspect():
+    cfg = tiny_config()
+    proc = run_ok("inspect", TINY)
+    for word in ("parameters", "dtypes", "memory", "patch", "sampler", "attention",
+                 cfg["name"]):
+        check(word in proc.stdout, f"inspect output lacks {word!r}:\n{proc.stdout}")
+    info = json.loads(run_ok("inspect", "--json", TINY).stdout)
+    check(info["dit"]["patch"] == cfg["dit"]["patch"], f"patch {info['dit']['patch']}")
+    check(info["dit"]["hidden"] == cfg["dit"]["hidden"], "hidden width")
+    check(info["params"]["total"] > 0 and
+          info["params"]["total"] == info["params"]["text_encoder"] + info["params"]["dit"],
+          f"params {info['params']}")
+    check(info["memory_bytes"]["f32"] > 0, f"memory {info['memory_bytes']}")
+    check(info["dtypes"], "empty dtype summary")
+    d, v = cfg["dit"], cfg["video"]
+    per_frame = (v["height"] // d["patch"][1]) * (v["width"] // d["patch"][2])
+    check(info["tokens_per_frame"] == per_frame, f"tokens per frame {info['tokens_per_frame']}")
+    expect_error(["inspect", os.path.join(TINY, "no-such-dir")], 1, ["no-such-dir"])
+    expect_error(["inspect"], 2, ["model directory"])
+
+
+def case_bench_step():
+    config = os.path.join(TINY, "config.json")
+    proc = run_ok("bench", "step", "--config", config, "--random-weights", "--device", "cpu",
+                  "--threads", "1", "--repeat", "2", "--warmup", "1")
+    lines = proc.stdout.strip().splitlines()
+    check(len(lines) == 1, f"expected one JSON line, got:\n{proc.stdout}")
+    rec = json.loads(lines[0])
+    for key in ("bench", "backend", "tokens", "frames", "ms", "ms_min", "repeat"):
+        check(key in rec, f"bench step JSON lacks {key!r}: {rec}")
+    check(rec["bench"] == "step" and rec["backend"] == "cpu", f"{rec}")
+    check(rec["repeat"] == 2 and rec["tokens"] > 0, f"{rec}")
+    check(0 < rec["ms_min"] <= rec["ms"], f"times {rec['ms_min']} / {rec['ms']}")
+    expect_error(["bench", "step", "--config", config], 2, ["--random-weights"])
+    expect_error(["bench", "step"], 2, ["--model"])
+    proc = run_ok("bench", "step", "--model", TINY, "--device", "cpu", "--threads", "1",
+                  "--repeat", "1", "--warmup", "0")
+    check(json.loads(proc.stdout)["bench"] == "step", proc.stdout)
+
+
+def case_interrupt():
+    """Ctrl-C stops a long generation cleanly: exit 130, a message, no crash."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "clip.y4m")
+        proc = subprocess.Popen([VDIT, "generate", "--model", TINY, "--prompt", PROMPT,
+                                 "--out", out, "--steps", "10000", "--threads", "2",
+                                 "--device", "cpu"],
+                                stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+        # Whatever happens, the child does not outlive the test.
+        watchdog = threading.Timer(60, proc.kill)
+        watchdog.start()
+        try:
+            # Wait until denoising has begun, then interrupt.
+            for line in proc.stderr:
+                if "denoising step" in line:
+                    break
+            time.sleep(0.2)
+            start = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            rest = proc.stderr.read()
+            status = proc.wait()
+            check(status == 130, f"exit {status} after SIGINT, expected 130:\n{rest[-2000:]}")
+            check("interrupted" in rest, f"no 'interrupted' message:\n{rest[-2000:]}")
+            check(time.monotonic() - start < 10, "took more than 10 s to stop")
+        finally:
+            watchdog.cancel()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        if os.path.exists(out):
+            read_y4m(out)  # whatever was written is whole frames
+
+
+def case_valgrind():
+    """No invalid memory access and no definite leak in the command's own paths."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        raise Skip("valgrind is not installed")
+    memcheck = [valgrind, "-q", "--error-exitcode=9", "--leak-check=full",
+                "--errors-for-leak-kinds=definite", "--show-leak-kinds=definite"]
+    with tempfile.TemporaryDirectory() as tmp:
+        frames = str(frame_counts()[0])
+        runs = [
+            ["generate", "--model", TINY, "--prompt", PROMPT, "--frames", frames,
+             "--out", os.path.join(tmp, "clip.y4m"), *FAST, "-q"],
+            ["generate", "--model", TINY, "--prompt", PROMPT, "--frames", frames,
+             "--out", os.path.join(tmp, "png") + "/", *FAST, "-q"],
+            ["inspect", "--json", TINY],
+            ["generate", "--model", TINY, "--prompt", PROMPT, "--frames", "abc", "--out",
+             os.path.join(tmp, "x.y4m")],
+            ["generate", "--model", os.path.join(tmp, "none"), "--prompt", PROMPT,
+             "--out", os.path.join(tmp, "x.y4m")],
+        ]
+        for args in runs:
+            proc = subprocess.run([*memcheck, VDIT, *args], capture_output=True, text=True,
+                                  timeout=300)
+            check(proc.returncode != 9, f"valgrind vdit {' '.join(args)}:\n{proc.stderr}")
+
+
+CASES = {name[5:]: fn for name, fn in globals().items() if name.startswith("case_")}
+
+
+def main():
+    if len(sys.argv) != 3 or sys.argv[2] not in CASES:
+        print(f"usage: {sys.argv[0]} VDIT {{{','.join(CASES)}}}", file=sys.stderr)
+        return 2
+    if not os.path.isfile(os.path.join(TINY, "config.json")):
+        print(f"FAIL: the tiny model is missing: {TINY}", file=sys.stderr)
+        return 1
+    try:
+        CASES[sys.argv[2]]()
+    except Failure as e:
+        print(f"FAIL: {e}", file=sys.stderr)
+        return 1
+    except Skip as e:
+        print(f"skip: {e}")
+        return 77
+    print(f"ok: {sys.argv[2]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

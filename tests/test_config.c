@@ -1,0 +1,334 @@
+/* config.json: a good config, defaults, writing the plan back, and one case per rule of
+ * docs/model-format.md whose error must name the file, the key and the bad value. */
+#include "config.h"
+#include "st_writer.h"
+
+#include <math.h>
+
+static char *tmpdir;
+
+static const char good_json[] =
+  "{\n"
+  "  \"format\": \"vdit\",\n"
+  "  \"version\": 1,\n"
+  "  \"name\": \"tiny\",\n"
+  "  \"video\": { \"frames\": 4, \"height\": 16, \"width\": 16, \"fps\": 8 },\n"
+  "  \"decoder\": { \"type\": \"identity\", \"channels\": 3 },\n"
+  "  \"text_encoder\": {\n"
+  "    \"vocab_size\": 128, \"d_model\": 32, \"n_layers\": 2, \"n_heads\": 4, \"d_kv\": 8,\n"
+  "    \"d_ff\": 64, \"rel_buckets\": 32, \"rel_max_distance\": 128, \"max_tokens\": 32,\n"
+  "    \"eps\": 1e-6\n"
+  "  },\n"
+  "  \"dit\": {\n"
+  "    \"hidden\": 48, \"depth\": 2, \"heads\": 4, \"head_dim\": 12,\n"
+  "    \"patch\": [1, 4, 4], \"in_channels\": 3, \"ffn_hidden\": 192, \"freq_dim\": 64,\n"
+  "    \"rope_theta\": 10000.0, \"rope_scale\": [1.0, 1.0, 1.0], \"eps\": 1e-6\n"
+  "  },\n"
+  "  \"sampler\": {\n"
+  "    \"type\": \"flow_euler\", \"prediction\": \"flow\", \"steps\": 8, \"guidance\": 4.0,\n"
+  "    \"shift\": 1.0, \"train_timesteps\": 1000, \"beta_start\": 0.0001, \"beta_end\": 0.02,\n"
+  "    \"beta_schedule\": \"linear\"\n"
+  "  },\n"
+  "  \"attention\": { \"mode\": \"full\", \"tile_k\": 1, \"plan\": [1, 1], \"block\": 64,\n"
+  "                 \"sparsity\": 0.8, \"warmup\": 0.2, \"search_steps\": [0.2, 0.6] }\n"
+  "}\n";
+
+/* good_json with `from` replaced by `to` (from must occur), written to a new file. */
+static char *
+write_variant (const char *file, const char *from, const char *to)
+{
+  const char *at = from ? strstr (good_json, from) : NULL;
+  g_assert_true (from == NULL || at != NULL);
+  GString *s = g_string_new_len (good_json, at ? at - good_json : -1);
+  if (at != NULL) {
+    g_string_append (s, to);
+    g_string_append (s, at + strlen (from));
+  }
+  char *path = g_build_filename (tmpdir, file, NULL);
+  g_assert_true (g_file_set_contents (path, s->str, (gssize) s->len, NULL));
+  g_string_free (s, TRUE);
+  return path;
+}
+
+static void
+test_good (void)
+{
+  char *path = write_variant ("good.json", NULL, NULL);
+  GError *err = NULL;
+  vdit_config *c = vdit_config_load (path, &err);
+  g_assert_no_error (err);
+  g_assert_cmpstr (c->name, ==, "tiny");
+  g_assert_cmpint (c->frames, ==, 4);
+  g_assert_cmpint (c->height, ==, 16);
+  g_assert_cmpfloat (c->fps, ==, 8.0);
+  g_assert_cmpint (c->decoder, ==, VDIT_DECODER_IDENTITY);
+  g_assert_cmpint (c->text.vocab_size, ==, 128);
+  g_assert_cmpint (c->text.rel_max_distance, ==, 128);
+  g_assert_cmpfloat (c->text.eps, ==, 1e-6f);
+  g_assert_cmpint (c->dit.hidden, ==, 48);
+  g_assert_cmpint (c->dit.patch[0], ==, 1);
+  g_assert_cmpint (c->dit.patch[2], ==, 4);
+  g_assert_cmpfloat (c->dit.rope_theta, ==, 10000.0f);
+  g_assert_cmpint (c->sampler.type, ==, VDIT_SAMPLER_FLOW_EULER);
+  g_assert_cmpint (c->sampler.prediction, ==, VDIT_PRED_FLOW);
+  g_assert_cmpint (c->sampler.steps, ==, 8);
+  g_assert_cmpfloat (c->sampler.guidance, ==, 4.0f);
+  g_assert_false (c->sampler.scaled_linear);
+  g_assert_cmpint (c->attention.mode, ==, VDIT_ATTENTION_FULL);
+  g_assert_nonnull (c->attention.plan);
+  g_assert_cmpint (c->attention.plan[1], ==, 1);
+  g_assert_cmpint (c->attention.n_search_steps, ==, 2);
+  g_assert_cmpfloat (c->attention.search_steps[1], ==, 0.6f);
+  vdit_config_free (c);
+  g_free (path);
+}
+
+static void
+test_defaults (void)
+{
+  const char *json =
+    "{\"format\": \"vdit\", \"version\": 1,"
+    " \"video\": {\"frames\": 2, \"height\": 8, \"width\": 8},"
+    " \"decoder\": {\"type\": \"identity\"},"
+    " \"text_encoder\": {\"vocab_size\": 16, \"d_model\": 8, \"n_layers\": 1, \"n_heads\": 2,"
+    "   \"d_kv\": 4, \"d_ff\": 16, \"rel_buckets\": 8, \"rel_max_distance\": 16,"
+    "   \"max_tokens\": 8},"
+    " \"dit\": {\"hidden\": 12, \"depth\": 3, \"heads\": 2, \"head_dim\": 6, \"patch\": [1, 2, 2],"
+    "   \"in_channels\": 3, \"ffn_hidden\": 24, \"freq_dim\": 8},"
+    " \"sampler\": {\"type\": \"ddim\"}}";
+  GError *err = NULL;
+  vdit_config *c = vdit_config_parse (json, -1, "models/small/config.json", &err);
+  g_assert_no_error (err);
+  g_assert_cmpstr (c->name, ==, "small");
+  g_assert_cmpint (c->decoder_channels, ==, 3);
+  g_assert_cmpfloat (c->dit.rope_scale[2], ==, 1.0f);
+  g_assert_cmpfloat (c->dit.rope_theta, ==, 10000.0f);
+  g_assert_cmpfloat (c->dit.eps, ==, 1e-6f);
+  g_assert_cmpint (c->sampler.prediction, ==, VDIT_PRED_EPSILON);
+  g_assert_cmpfloat (c->sampler.shift, ==, 1.0f);
+  g_assert_cmpint (c->sampler.train_timesteps, ==, 1000);
+  g_assert_cmpint (c->attention.mode, ==, VDIT_ATTENTION_FULL);
+  g_assert_null (c->attention.plan);
+  g_assert_cmpint (c->attention.tile_k, ==, 1);
+  g_assert_cmpint (c->attention.block, ==, 64);
+  g_assert_cmpfloat (c->attention.sparsity, ==, 0.8f);
+  g_assert_cmpfloat (c->attention.warmup, ==, 0.2f);
+  g_assert_cmpint (c->attention.n_search_steps, ==, 2);
+  g_assert_cmpfloat (c->attention.search_steps[0], ==, 0.2f);
+  vdit_config_free (c);
+}
+
+static void
+test_save_plan (void)
+{
+  char *path = write_variant ("plan.json", "\"mode\": \"full\"", "\"mode\": \"tile\"");
+  const int plan[2] = { 0, 3 };
+  GError *err = NULL;
+  g_assert_true (vdit_config_save_plan (path, plan, 2, &err));
+  g_assert_no_error (err);
+  vdit_config *c = vdit_config_load (path, &err);
+  g_assert_no_error (err);
+  g_assert_cmpint (c->attention.plan[0], ==, 0);
+  g_assert_cmpint (c->attention.plan[1], ==, 3);
+  g_assert_cmpint (c->attention.mode, ==, VDIT_ATTENTION_TILE);
+  g_assert_cmpfloat (c->attention.sparsity, ==, 0.8f);
+  g_assert_cmpfloat (c->dit.eps, ==, 1e-6f);
+  g_assert_cmpfloat (c->sampler.beta_start, ==, 0.0001f);
+  g_assert_cmpfloat (c->sampler.guidance, ==, 4.0f);
+  g_assert_cmpstr (c->name, ==, "tiny");
+  vdit_config_free (c);
+  /* numbers keep their short form and doubles stay doubles */
+  char *text;
+  g_assert_true (g_file_get_contents (path, &text, NULL, NULL));
+  if (g_test_verbose ())
+    g_test_message ("%s", text);
+  g_assert_nonnull (strstr (text, "\"plan\": [0, 3]"));
+  g_assert_nonnull (strstr (text, "\"sparsity\": 0.8"));
+  g_assert_nonnull (strstr (text, "\"guidance\": 4.0"));
+  g_assert_nonnull (strstr (text, "\"eps\": 1e-06"));
+  g_assert_true (g_str_has_prefix (text, "{\n  \"format\": \"vdit\""));
+  g_free (text);
+  g_free (path);
+}
+
+static void
+test_save_plan_no_attention (void)
+{
+  const char *att = strstr (good_json, ",\n  \"attention\"");
+  char *json = g_strdup_printf ("%.*s\n}\n", (int) (att - good_json), good_json);
+  char *path = g_build_filename (tmpdir, "noatt.json", NULL);
+  g_assert_true (g_file_set_contents (path, json, -1, NULL));
+  const int plan[2] = { 2, 1 };
+  g_assert_true (vdit_config_save_plan (path, plan, 2, NULL));
+  vdit_config *c = vdit_config_load (path, NULL);
+  g_assert_nonnull (c);
+  g_assert_cmpint (c->attention.plan[0], ==, 2);
+  g_assert_cmpint (c->attention.mode, ==, VDIT_ATTENTION_FULL);
+  vdit_config_free (c);
+  g_free (path);
+  g_free (json);
+}
+
+static void
+test_save_plan_wrong_depth (void)
+{
+  char *path = write_variant ("plan3.json", NULL, NULL);
+  const int plan[3] = { 1, 1, 1 };
+  GError *err = NULL;
+  g_assert_false (vdit_config_save_plan (path, plan, 3, &err));
+  test_check_error (err, VDIT_ERROR, VDIT_ERROR_CONFIG, path, "3 entries", "dit.depth = 2",
+                    NULL);
+  g_error_free (err);
+  g_free (path);
+}
+
+static void
+test_missing_file (void)
+{
+  char *path = g_build_filename (tmpdir, "absent.json", NULL);
+  GError *err = NULL;
+  g_assert_null (vdit_config_load (path, &err));
+  test_check_error (err, VDIT_ERROR, VDIT_ERROR_MISSING, path, NULL);
+  g_error_free (err);
+  g_free (path);
+}
+
+static void
+test_not_json (void)
+{
+  GError *err = NULL;
+  g_assert_null (vdit_config_parse ("{\"format\": ", -1, "broken/config.json", &err));
+  test_check_error (err, VDIT_ERROR, VDIT_ERROR_FORMAT, "broken/config.json", "not valid JSON",
+                    NULL);
+  g_clear_error (&err);
+  g_assert_null (vdit_config_parse ("[1, 2]", -1, "broken/config.json", &err));
+  test_check_error (err, VDIT_ERROR, VDIT_ERROR_FORMAT, "broken/config.json",
+                    "not a JSON object", NULL);
+  g_error_free (err);
+}
+
+/* One bad value: `from` in the good config becomes `to`; the message must hold `key`
+ * and `value`. */
+typedef struct {
+  const char *test, *from, *to, *key, *value;
+} bad_case;
+
+static const bad_case bad_cases[] = {
+  { "format", "\"format\": \"vdit\"", "\"format\": \"vdit2\"", "format", "\"vdit2\"" },
+  { "version", "\"version\": 1", "\"version\": 2", "version", "2" },
+  { "frames-zero", "\"frames\": 4", "\"frames\": 0", "video.frames", "0" },
+  { "frames-patch", "\"patch\": [1, 4, 4]", "\"patch\": [3, 4, 4]", "video.frames", "4" },
+  { "height-patch", "\"height\": 16", "\"height\": 18", "video.height", "18" },
+  { "width-patch", "\"width\": 16", "\"width\": 10", "video.width", "10" },
+  { "fps", "\"fps\": 8", "\"fps\": 0", "video.fps", "0" },
+  { "decoder-type", "\"identity\"", "\"vae\"", "decoder.type", "\"vae\"" },
+  { "decoder-channels", "\"channels\": 3", "\"channels\": 4", "decoder.channels", "4" },
+  { "in-channels", "\"in_channels\": 3", "\"in_channels\": 4", "dit.in_channels", "4" },
+  { "vocab-size", "\"vocab_size\": 128", "\"vocab_size\": 1", "text_encoder.vocab_size", "1" },
+  { "n-heads", "\"n_heads\": 4", "\"n_heads\": 0", "text_encoder.n_heads", "0" },
+  { "d-kv", "\"d_kv\": 8", "\"d_kv\": -8", "text_encoder.d_kv", "-8" },
+  { "rel-buckets", "\"rel_buckets\": 32", "\"rel_buckets\": 2", "text_encoder.rel_buckets", "2" },
+  { "rel-max-distance", "\"rel_max_distance\": 128", "\"rel_max_distance\": 8",
+    "text_encoder.rel_max_distance", "8" },
+  { "max-tokens", "\"max_tokens\": 32", "\"max_tokens\": 0", "text_encoder.max_tokens", "0" },
+  { "text-eps", "\"eps\": 1e-6\n  },\n  \"dit\"", "\"eps\": -1\n  },\n  \"dit\"",
+    "text_encoder.eps", "-1" },
+  { "head-dim", "\"head_dim\": 12", "\"head_dim\": 10", "dit.head_dim", "10" },
+  { "hidden", "\"hidden\": 48", "\"hidden\": 60", "dit.hidden", "60" },
+  { "depth", "\"depth\": 2", "\"depth\": 0", "dit.depth", "0" },
+  { "patch-length", "\"patch\": [1, 4, 4]", "\"patch\": [1, 4]", "dit.patch", "[1,4]" },
+  { "patch-entry", "\"patch\": [1, 4, 4]", "\"patch\": [1, 0, 4]", "dit.patch[1]", "0" },
+  { "freq-dim", "\"freq_dim\": 64", "\"freq_dim\": 63", "dit.freq_dim", "63" },
+  { "rope-theta", "\"rope_theta\": 10000.0", "\"rope_theta\": 0", "dit.rope_theta", "0" },
+  { "rope-scale", "\"rope_scale\": [1.0, 1.0, 1.0]", "\"rope_scale\": [1.0, -2.0, 1.0]",
+    "dit.rope_scale[1]", "-2" },
+  { "dit-eps", "\"eps\": 1e-6\n  },\n  \"sampler\"", "\"eps\": 0\n  },\n  \"sampler\"",
+    "dit.eps", "0" },
+  { "not-integer", "\"ffn_hidden\": 192", "\"ffn_hidden\": 19.5", "dit.ffn_hidden", "19.5" },
+  { "not-number", "\"ffn_hidden\": 192", "\"ffn_hidden\": \"big\"", "dit.ffn_hidden", "\"big\"" },
+  { "missing-key", "\"hidden\": 48, ", "", "dit.hidden", "missing" },
+  { "sampler-type", "\"flow_euler\"", "\"dpm\"", "sampler.type", "\"dpm\"" },
+  { "flow-prediction", "\"prediction\": \"flow\"", "\"prediction\": \"epsilon\"",
+    "sampler.prediction", "\"epsilon\"" },
+  { "ddim-prediction", "\"type\": \"flow_euler\"", "\"type\": \"ddim\"", "sampler.prediction",
+    "\"flow\"" },
+  { "beta-schedule", "\"linear\"", "\"cosine\"", "sampler.beta_schedule", "\"cosine\"" },
+  { "steps", "\"steps\": 8", "\"steps\": 0", "sampler.steps", "0" },
+  { "guidance", "\"guidance\": 4.0", "\"guidance\": -1", "sampler.guidance", "-1" },
+  { "shift", "\"shift\": 1.0", "\"shift\": 0", "sampler.shift", "0" },
+  { "beta-start", "\"beta_start\": 0.0001", "\"beta_start\": 0", "sampler.beta_start", "0" },
+  { "beta-end", "\"beta_end\": 0.02", "\"beta_end\": 0.00001", "sampler.beta_end", "1e-05" },
+  { "train-timesteps", "\"train_timesteps\": 1000", "\"train_timesteps\": 0",
+    "sampler.train_timesteps", "0" },
+  { "attention-mode", "\"mode\": \"full\"", "\"mode\": \"sparse\"", "attention.mode",
+    "\"sparse\"" },
+  { "plan-length", "\"plan\": [1, 1]", "\"plan\": [1, 1, 1]", "attention.plan", "[1,1,1]" },
+  { "plan-entry", "\"plan\": [1, 1]", "\"plan\": [1, -1]", "attention.plan[1]", "-1" },
+  { "tile-k", "\"tile_k\": 1", "\"tile_k\": -1", "attention.tile_k", "-1" },
+  { "block", "\"block\": 64", "\"block\": 0", "attention.block", "0" },
+  { "sparsity", "\"sparsity\": 0.8", "\"sparsity\": 1.5", "attention.sparsity", "1.5" },
+  { "sparsity-one", "\"sparsity\": 0.8", "\"sparsity\": 1", "attention.sparsity", "1" },
+  { "warmup", "\"warmup\": 0.2", "\"warmup\": 2", "attention.warmup", "2" },
+  { "search-steps", "\"search_steps\": [0.2, 0.6]", "\"search_steps\": [0.2, 1.5]",
+    "attention.search_steps[1]", "1.5" },
+  { "search-steps-empty", "\"search_steps\": [0.2, 0.6]", "\"search_steps\": []",
+    "attention.search_steps", "[]" },
+  { "section-type", "\"decoder\": { \"type\": \"identity\", \"channels\": 3 }",
+    "\"decoder\": 3", "decoder", "3" },
+};
+
+static void
+test_bad (gconstpointer data)
+{
+  const bad_case *bc = data;
+  char *file = g_strdup_printf ("%s.json", bc->test);
+  char *path = write_variant (file, bc->from, bc->to);
+  GError *err = NULL;
+  vdit_config *c = vdit_config_load (path, &err);
+  g_assert_null (c);
+  char *key = g_strdup_printf (" %s ", bc->key);
+  test_check_error (err, VDIT_ERROR, VDIT_ERROR_CONFIG, path, key, bc->value, NULL);
+  g_error_free (err);
+  g_free (key);
+  g_free (path);
+  g_free (file);
+}
+
+static void
+test_ddim_steps (void)
+{
+  char *path = write_variant ("ddim-steps.json",
+                              "\"type\": \"flow_euler\", \"prediction\": \"flow\", \"steps\": 8",
+                              "\"type\": \"ddim\", \"prediction\": \"v\", \"steps\": 2000");
+  GError *err = NULL;
+  g_assert_null (vdit_config_load (path, &err));
+  test_check_error (err, VDIT_ERROR, VDIT_ERROR_CONFIG, path, "sampler.steps", "2000",
+                    "train_timesteps", NULL);
+  g_error_free (err);
+  g_free (path);
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  tmpdir = g_dir_make_tmp ("vdit-config-XXXXXX", NULL);
+  g_assert_nonnull (tmpdir);
+  g_test_add_func ("/config/good", test_good);
+  g_test_add_func ("/config/defaults", test_defaults);
+  g_test_add_func ("/config/save-plan", test_save_plan);
+  g_test_add_func ("/config/save-plan-no-attention", test_save_plan_no_attention);
+  g_test_add_func ("/config/bad/save-plan-depth", test_save_plan_wrong_depth);
+  g_test_add_func ("/config/bad/missing-file", test_missing_file);
+  g_test_add_func ("/config/bad/not-json", test_not_json);
+  g_test_add_func ("/config/bad/ddim-steps", test_ddim_steps);
+  for (guint i = 0; i < G_N_ELEMENTS (bad_cases); i++) {
+    char *name = g_strdup_printf ("/config/bad/%s", bad_cases[i].test);
+    g_test_add_data_func (name, &bad_cases[i], test_bad);
+    g_free (name);
+  }
+  int rc = g_test_run ();
+  test_rmdir (tmpdir);
+  g_free (tmpdir);
+  return rc;
+}

@@ -1,0 +1,145 @@
+/* `vdit bench step`: milliseconds per DiT step, as JSON lines. */
+#include <math.h>
+
+#include "cli.h"
+#include "commands.h"
+#include "json_writer.h"
+#include "model.h"
+#include "vdit_bench.h"
+
+static void
+print_result (const char *model, const char *backend, VditAttention attention, int64_t tokens,
+              int frames, double ms, double ms_min, int repeat)
+{
+  vdit_json j;
+  vdit_json_init (&j);
+  vdit_json_begin_object (&j, NULL);
+  vdit_json_string (&j, "bench", "step");
+  vdit_json_string (&j, "model", model);
+  vdit_json_string (&j, "backend", backend);
+  vdit_json_string (&j, "attention", vdit_attention_name (attention));
+  vdit_json_int (&j, "tokens", tokens);
+  vdit_json_int (&j, "frames", frames);
+  /* Microseconds are the most a wall clock here resolves. */
+  vdit_json_double (&j, "ms", round (ms * 1000) / 1000);
+  vdit_json_double (&j, "ms_min", round (ms_min * 1000) / 1000);
+  vdit_json_int (&j, "repeat", repeat);
+  vdit_json_end_object (&j);
+  vdit_json_print_line (&j);
+}
+
+int
+vdit_cmd_bench_step (int argc, char **argv)
+{
+  const char *cmd = "vdit bench step";
+  char *model_dir = NULL, *config = NULL, *device_name = NULL, *attention_name = NULL;
+  char *seed_text = NULL;
+  gboolean random_weights = FALSE;
+  int frames = 0, repeat = 5, warmup = 1, threads = 0, gpus = 1;
+  GOptionEntry entries[] = {
+    { "model", 'm', 0, G_OPTION_ARG_FILENAME, &model_dir, "Model directory", "DIR" },
+    { "config", 'c', 0, G_OPTION_ARG_FILENAME, &config,
+      "A config.json to build the model from (with --random-weights)", "FILE" },
+    { "random-weights", 0, 0, G_OPTION_ARG_NONE, &random_weights,
+      "Seeded random weights instead of a weight file", NULL },
+    { "seed", 0, 0, G_OPTION_ARG_STRING, &seed_text, "Seed of the random weights", "X" },
+    { "frames", 'f', 0, G_OPTION_ARG_INT, &frames, "Video frames (default: the model's)",
+      "N" },
+    { "device", 'd', 0, G_OPTION_ARG_STRING, &device_name, "auto, cpu or cuda (default auto)",
+      "DEV" },
+    { "gpus", 0, 0, G_OPTION_ARG_INT, &gpus, "GPUs for sequence parallelism (default 1)", "N" },
+    { "threads", 't', 0, G_OPTION_ARG_INT, &threads, "CPU threads (default: all cores)", "N" },
+    { "attention", 'a', 0, G_OPTION_ARG_STRING, &attention_name,
+      "full, tile or adaptive (default: the model's)", "MODE" },
+    { "repeat", 'r', 0, G_OPTION_ARG_INT, &repeat, "Timed runs (default 5)", "R" },
+    { "warmup", 'w', 0, G_OPTION_ARG_INT, &warmup, "Untimed runs first (default 1)", "W" },
+    { NULL }
+  };
+  int status = VDIT_EXIT_OK;
+  GError *error = NULL;
+  vdit_model *model = NULL;
+  vdit_ctx *ctx = NULL;
+  GOptionContext *octx = g_option_context_new ("- time one DiT step");
+  g_option_context_add_main_entries (octx, entries, NULL);
+  g_option_context_set_description (octx,
+      "Prints one JSON line:\n"
+      "  {\"bench\":\"step\",\"model\":..,\"backend\":..,\"attention\":..,\"tokens\":..,"
+      "\"frames\":..,\"ms\":..,\"ms_min\":..,\"repeat\":..}\n"
+      "ms is the mean over the timed runs, ms_min the fastest.\n");
+  if (!vdit_cli_parse (octx, cmd, &argc, &argv, &status))
+    goto out;
+
+  VditDevice device;
+  VditAttention attention;
+  uint64_t seed;
+  if (argc > 1) {
+    status = vdit_cli_usage (cmd, "unexpected argument '%s'", argv[1]);
+    goto out;
+  }
+  if ((model_dir == NULL) == (config == NULL)) {
+    status = vdit_cli_usage (cmd, "give either --model DIR or --config FILE --random-weights");
+    goto out;
+  }
+  if (config != NULL && !random_weights) {
+    status = vdit_cli_usage (cmd, "--config needs --random-weights");
+    goto out;
+  }
+  if (frames < 0 || repeat < 1 || warmup < 0 || gpus < 1 || threads < 0) {
+    status = vdit_cli_usage (cmd, "--frames, --repeat and --gpus must be at least 1; "
+                                  "--warmup and --threads not negative");
+    goto out;
+  }
+  if (!vdit_cli_parse_seed (seed_text, &seed, &error) ||
+      !vdit_cli_parse_device (device_name, &device, &error) ||
+      !vdit_cli_parse_attention (attention_name, &attention, &error)) {
+    status = vdit_cli_usage (cmd, "%s", error->message);
+    g_clear_error (&error);
+    goto out;
+  }
+
+  model = config != NULL ? vdit_model_new_random (config, seed, &error)
+                         : vdit_model_load (model_dir, &error);
+  if (model == NULL)
+    goto fail;
+  const vdit_model_info *info = vdit_model_get_info (model);
+  const vdit_config *cfg = vdit_model_get_config (model);
+  if (frames == 0)
+    frames = info->frames;
+  if (!vdit_model_check_frames (model, frames, &error))
+    goto fail;
+
+  vdit_ctx_params cp;
+  vdit_ctx_params_init (&cp);
+  cp.device = device;
+  cp.gpus = gpus;
+  cp.threads = threads;
+  ctx = vdit_ctx_new (model, &cp, &error);
+  if (ctx == NULL)
+    goto fail;
+
+  VditAttention used = attention == VDIT_ATTENTION_DEFAULT ? cfg->attention.mode : attention;
+  double ms = 0, ms_min = 0;
+  if (!vdit_bench_dit_step (ctx, frames, used, repeat, warmup, &ms, &ms_min, &error))
+    goto fail;
+  /* Identity decoder: the latent has the video's size. */
+  int64_t tokens = (int64_t) (vdit_model_latent_frames (model, frames) / cfg->dit.patch[0]) *
+                   (cfg->height / cfg->dit.patch[1]) * (cfg->width / cfg->dit.patch[2]);
+  print_result (info->name, vdit_ctx_get_device_name (ctx), used, tokens, frames, ms, ms_min,
+                repeat);
+  goto out;
+
+fail:
+  status = vdit_cli_fail (error);
+out:
+  if (ctx != NULL)
+    vdit_ctx_free (ctx);
+  if (model != NULL)
+    vdit_model_free (model);
+  g_option_context_free (octx);
+  g_free (model_dir);
+  g_free (config);
+  g_free (device_name);
+  g_free (attention_name);
+  g_free (seed_text);
+  return status;
+}
