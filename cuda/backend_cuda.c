@@ -365,6 +365,8 @@ vdit_backend_cuda_init (vdit_backend *be, int device_id, GError **error)
     return FALSE;
   }
   (void) usable;
+  if (!vdit_cublas_load (error))
+    return FALSE;
 
   vdit_cuda_ctx *c = g_new0 (vdit_cuda_ctx, 1);
   g_mutex_init (&c->error_lock);

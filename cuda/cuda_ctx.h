@@ -7,10 +7,10 @@
 #ifndef VDIT_CUDA_CTX_H
 #define VDIT_CUDA_CTX_H
 
-#include <cublasLt.h>
-#include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 #include <glib.h>
+
+#include "cublas_dl.h"
 
 #include "backend.h"
 

@@ -269,8 +269,8 @@ adaptive_search (vdit_attn_policy *p, attn_slot *s, const void *q, int ldq, cons
   slot_clear_layout (p, s);
   if (s->keep == NULL)
     s->keep = g_new (int, p->heads);
-  s->pattern_density = vdit_adaptive_select (&s->host, s->keep, p->scores_host, p->heads, p->n, p->n,
-                                     p->block, p->block, p->sparsity);
+  s->pattern_density = vdit_adaptive_select (&s->host, s->keep, p->scores_host, p->heads,
+                                             p->n, p->n, p->block, p->block, p->sparsity);
   s->density = s->pattern_density;
   s->layout = be->iface->layout_new (be->context, &s->host, error);
   return s->layout != NULL;

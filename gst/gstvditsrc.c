@@ -20,8 +20,8 @@
  * generation starts right away on a thread of its own. Progress is posted on the
  * bus as element messages named `vdit-progress` with the fields `stage`
  * (`encode-text`, `denoise` or `decode`), `step`, `steps`, `frame` (frames done)
- * and `frames`; the model load and the whole generation are also announced with
- * GST_MESSAGE_PROGRESS messages (codes `load-model` and `generate`).
+ * and `frames`; the model load is announced with GST_MESSAGE_PROGRESS messages
+ * (code `load-model`).
  *
  * Generation parameters are read when the element starts: a change made while
  * PAUSED or PLAYING applies the next time it goes through READY, so a frame is
@@ -738,8 +738,6 @@ gst_vdit_src_generate (gpointer data)
   GError *err = NULL;
   gboolean ok, stopped;
 
-  gst_vdit_src_post_progress (self, GST_PROGRESS_TYPE_START, "generate",
-      "Generating video");
   ok = vdit_generate (self->ctx, &self->gen, &err);
 
   GST_OBJECT_LOCK (self);
@@ -750,19 +748,14 @@ gst_vdit_src_generate (gpointer data)
   g_cond_broadcast (&self->cond);
   GST_OBJECT_UNLOCK (self);
 
-  if (ok) {
+  /* no GST_MESSAGE_PROGRESS here: gst-launch would wait for it to complete
+   * before PLAYING, and the generation needs PLAYING to drain its queue */
+  if (ok)
     GST_DEBUG_OBJECT (self, "generation done");
-    gst_vdit_src_post_progress (self, GST_PROGRESS_TYPE_COMPLETE, "generate",
-        "Video generated");
-  } else if (stopped) {
+  else if (stopped)
     GST_DEBUG_OBJECT (self, "generation cancelled");
-    gst_vdit_src_post_progress (self, GST_PROGRESS_TYPE_CANCELED, "generate",
-        "Generation cancelled");
-  } else {
+  else
     GST_WARNING_OBJECT (self, "generation failed");
-    gst_vdit_src_post_progress (self, GST_PROGRESS_TYPE_ERROR, "generate",
-        "Generation failed");
-  }
   g_clear_error (&err);
   return NULL;
 }

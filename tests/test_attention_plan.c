@@ -2,6 +2,10 @@
 #include "adaptive_select.h"
 #include "attention_plan.h"
 #include "backend.h"
+#include "ctx.h"
+#include "mask_search.h"
+#include "model.h"
+#include "test_util.h"
 #include "vdit.h"
 
 #include <math.h>
@@ -624,6 +628,94 @@ test_recorder (void)
 }
 
 static void
+test_plan_from_errors (void)
+{
+  const double errors[3 * 4] = { 0.5, 0.09, 0.01, 0.0,  /* k = 1 is under 0.1 */
+                                 0.05, 0.02, 0.01, 0.0, /* k = 0 already */
+                                 0.9, 0.8, 0.3, 0.0 };  /* only the dense k = T − 1 */
+  int plan[3];
+  vdit_plan_from_errors (plan, errors, 3, 4, 0.1);
+  g_assert_cmpint (plan[0], ==, 1);
+  g_assert_cmpint (plan[1], ==, 0);
+  g_assert_cmpint (plan[2], ==, 3);
+  vdit_plan_from_errors (plan, errors, 3, 4, 0.0);
+  g_assert_cmpint (plan[0], ==, 3);
+}
+
+/* The search on the shipped tiny model: the recorder leaves the generation exactly as
+ * full attention makes it, and the plan follows the recorded errors. */
+static void
+test_mask_search_tiny (void)
+{
+  g_autofree char *dir = test_source_path ("models/tiny");
+  GError *error = NULL;
+  vdit_model *model = vdit_model_load (dir, &error);
+  g_assert_no_error (error);
+  vdit_ctx_params cp;
+  vdit_ctx_params_init (&cp);
+  cp.device = VDIT_DEVICE_CPU;
+  vdit_ctx *ctx = vdit_ctx_new (model, &cp, &error);
+  g_assert_no_error (error);
+  const vdit_config *cfg = vdit_model_get_config (model);
+  const int frames = vdit_model_get_info (model)->frames, steps = 2;
+  const int T = vdit_model_latent_frames (model, frames) / cfg->dit.patch[0];
+
+  vdit_gen_params gp;
+  vdit_gen_params_init (&gp);
+  gp.prompt = "a red ball";
+  gp.steps = steps;
+  gp.attention = VDIT_ATTENTION_FULL;
+  const size_t n_latent = (size_t) T * cfg->dit.patch[0] * cfg->height * cfg->width
+                          * cfg->dit.in_channels;
+  float *plain = g_new (float, n_latent), *recorded = g_new (float, n_latent);
+  g_assert_true (vdit_generate_latent (ctx, &gp, plain, &error));
+  const vdit_attn_policy_params pp = {
+    .mode = VDIT_ATTENTION_FULL, .frames = T,
+    .tokens_per_frame = (cfg->height / cfg->dit.patch[1]) * (cfg->width / cfg->dit.patch[2]),
+    .depth = cfg->dit.depth, .heads = cfg->dit.heads, .head_dim = cfg->dit.head_dim,
+    .steps = steps, .sparsity = -1,
+  };
+  vdit_attn_policy *rec = vdit_attn_policy_new_recorder (vdit_ctx_get_backend (ctx), &pp, &error);
+  g_assert_no_error (error);
+  g_assert_true (vdit_generate_with_policy (ctx, &gp, rec, recorded, &error));
+  g_assert_no_error (error);
+  g_assert_cmpmem (plain, n_latent * sizeof (float), recorded, n_latent * sizeof (float));
+  vdit_attn_policy_free (rec);
+
+  const char *prompts[] = { "a red ball", "a blue square" };
+  vdit_mask_search_params sp;
+  vdit_mask_search_params_init (&sp);
+  sp.steps = steps;
+  sp.threshold = 0.3;
+  vdit_mask_search_result r;
+  g_assert_true (vdit_mask_search (ctx, model, prompts, 2, &sp, NULL, NULL, &r, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (r.frames, ==, T);
+  g_assert_cmpint (r.depth, ==, cfg->dit.depth);
+  int plan[64];
+  vdit_plan_from_errors (plan, r.errors, r.depth, r.frames, 0.3);
+  for (int l = 0; l < r.depth; l++) {
+    g_test_message ("layer %d: k %d, density %.4f, error at k = 0: %.4f", l, r.plan[l],
+                    r.density[l], r.errors[(size_t) l * T]);
+    g_assert_cmpint (r.plan[l], ==, plan[l]);
+    g_assert_cmpfloat (r.errors[(size_t) l * T + T - 1], ==, 0.0);
+    g_assert_cmpfloat (r.errors[(size_t) l * T], >, 0.0);
+    g_assert_cmpfloat (r.density[l], ==,
+                       (double) vdit_tile_kept_count (T, r.plan[l]) / ((double) T * T));
+  }
+  vdit_mask_search_result_clear (&r);
+
+  sp.threshold = -1.0;
+  g_assert_false (vdit_mask_search (ctx, model, prompts, 2, &sp, NULL, NULL, &r, &error));
+  g_assert_error (error, VDIT_ERROR, VDIT_ERROR_INVALID_ARGUMENT);
+  g_clear_error (&error);
+  g_free (plain);
+  g_free (recorded);
+  vdit_ctx_free (ctx);
+  vdit_model_free (model);
+}
+
+static void
 test_bad_params (void)
 {
   fixture f;
@@ -676,6 +768,8 @@ main (int argc, char **argv)
   g_test_add_func ("/attention-plan/adaptive-warmup", test_adaptive_warmup);
   g_test_add_func ("/attention-plan/head-adaptive", test_head_adaptive);
   g_test_add_func ("/attention-plan/recorder", test_recorder);
+  g_test_add_func ("/attention-plan/plan-from-errors", test_plan_from_errors);
+  g_test_add_func ("/attention-plan/mask-search-tiny", test_mask_search_tiny);
   g_test_add_func ("/attention-plan/bad-params", test_bad_params);
   return g_test_run ();
 }

@@ -97,8 +97,7 @@ vdit_cmd_bench_step (int argc, char **argv)
     goto out;
   }
 
-  model = config != NULL ? vdit_model_new_random (config, seed, &error)
-                         : vdit_model_load (model_dir, &error);
+  model = vdit_cli_load_model (model_dir, config, seed, &error);
   if (model == NULL)
     goto fail;
   const vdit_model_info *info = vdit_model_get_info (model);

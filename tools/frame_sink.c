@@ -12,7 +12,6 @@
 
 struct vdit_frame_sink {
   char *path;
-  char *description;
   gboolean folder;
   gboolean created_folder;
   vdit_y4m_writer *y4m;
@@ -33,19 +32,39 @@ has_suffix_nocase (const char *s, const char *suffix)
   return n >= m && g_ascii_strcasecmp (s + n - m, suffix) == 0;
 }
 
-vdit_frame_sink *
-vdit_frame_sink_open (const char *out, int width, int height, double fps, GError **error)
+static gboolean
+is_y4m_path (const char *out)
+{
+  return g_str_equal (out, "-") || has_suffix_nocase (out, ".y4m");
+}
+
+gboolean
+vdit_frame_sink_check (const char *out, GError **error)
 {
   if (out == NULL || out[0] == '\0') {
     g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT, "no output given (--out)");
-    return NULL;
+    return FALSE;
   }
+  if (!is_folder_path (out) && !is_y4m_path (out)) {
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                 "cannot tell the output format of '%s': name a .y4m file, '-' for y4m on "
+                 "standard output, or a folder ending in '/' for PNG frames", out);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+vdit_frame_sink *
+vdit_frame_sink_open (const char *out, int width, int height, double fps, GError **error)
+{
+  if (!vdit_frame_sink_check (out, error))
+    return NULL;
   vdit_frame_sink *sink = g_new0 (vdit_frame_sink, 1);
   sink->width = width;
   sink->height = height;
+  sink->path = g_strdup (out);
   if (is_folder_path (out)) {
     sink->folder = TRUE;
-    sink->path = g_strdup (out);
     sink->created_folder = !g_file_test (out, G_FILE_TEST_EXISTS);
     if (g_mkdir_with_parents (out, 0777) != 0) {
       int saved = errno;
@@ -53,18 +72,10 @@ vdit_frame_sink_open (const char *out, int width, int height, double fps, GError
                    "cannot create folder '%s': %s", out, g_strerror (saved));
       goto fail;
     }
-    sink->description = g_strdup_printf ("%s (PNG frames)", out);
-  } else if (g_str_equal (out, "-") || has_suffix_nocase (out, ".y4m")) {
-    sink->path = g_strdup (out);
+  } else {
     sink->y4m = vdit_y4m_writer_open (out, width, height, fps, error);
     if (sink->y4m == NULL)
       goto fail;
-    sink->description = g_strdup (g_str_equal (out, "-") ? "standard output" : out);
-  } else {
-    g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
-                 "cannot tell the output format of '%s': name a .y4m file, '-' for y4m on "
-                 "standard output, or a folder ending in '/' for PNG frames", out);
-    goto fail;
   }
   return sink;
 
@@ -105,12 +116,6 @@ vdit_frame_sink_count (const vdit_frame_sink *sink)
   return sink->count;
 }
 
-const char *
-vdit_frame_sink_describe (const vdit_frame_sink *sink)
-{
-  return sink->description;
-}
-
 gboolean
 vdit_frame_sink_close (vdit_frame_sink *sink, gboolean ok, GError **error)
 {
@@ -125,7 +130,6 @@ vdit_frame_sink_close (vdit_frame_sink *sink, gboolean ok, GError **error)
       g_rmdir (sink->path);
   }
   g_free (sink->path);
-  g_free (sink->description);
   g_free (sink);
   return closed;
 }

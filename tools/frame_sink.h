@@ -15,12 +15,12 @@ typedef struct vdit_frame_sink vdit_frame_sink;
  * path fails before any work is done. */
 vdit_frame_sink *vdit_frame_sink_open (const char *out, int width, int height, double fps,
                                        GError **error);
+/* Whether out names a format, without touching the file system beyond a stat. */
+gboolean vdit_frame_sink_check (const char *out, GError **error);
 /* Frames must arrive in order, 0 first. */
 gboolean vdit_frame_sink_write (vdit_frame_sink *sink, int index, const uint8_t *rgb,
                                 int width, int height, int stride, GError **error);
 int vdit_frame_sink_count (const vdit_frame_sink *sink);
-/* A short description for messages: "clip.y4m" or "frames/ (PNG)". */
-const char *vdit_frame_sink_describe (const vdit_frame_sink *sink);
 /* Closes. With ok FALSE and no frame written, removes what open created. Frees sink. */
 gboolean vdit_frame_sink_close (vdit_frame_sink *sink, gboolean ok, GError **error);
 

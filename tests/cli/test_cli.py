@@ -285,7 +285,7 @@ def case_errors():
         expect_error([*base, "--prompt", PROMPT, "--bogus"], 2, ["--bogus"], out)
         expect_error([*base, "--prompt", PROMPT, "stray"], 2, ["stray"], out)
         mp4 = os.path.join(tmp, "clip.mp4")
-        expect_error(["generate", "--model", TINY, "--prompt", PROMPT, "--out", mp4, *FAST], 1,
+        expect_error(["generate", "--model", TINY, "--prompt", PROMPT, "--out", mp4, *FAST], 2,
                      ["clip.mp4"], mp4)
         nodir = os.path.join(tmp, "missing", "clip.y4m")
         expect_error(["generate", "--model", TINY, "--prompt", PROMPT, "--out", nodir, *FAST],
@@ -375,14 +375,13 @@ def case_valgrind():
                 "--errors-for-leak-kinds=definite", "--show-leak-kinds=definite"]
     with tempfile.TemporaryDirectory() as tmp:
         frames = str(frame_counts()[0])
+        # One step is enough to cover the command's paths; each run costs seconds.
+        quick = ["--steps", "1", "--threads", "1", "--device", "cpu", "-q"]
         runs = [
             ["generate", "--model", TINY, "--prompt", PROMPT, "--frames", frames,
-             "--out", os.path.join(tmp, "clip.y4m"), *FAST, "-q"],
+             "--out", os.path.join(tmp, "clip.y4m"), *quick],
             ["generate", "--model", TINY, "--prompt", PROMPT, "--frames", frames,
-             "--out", os.path.join(tmp, "png") + "/", *FAST, "-q"],
-            ["inspect", "--json", TINY],
-            ["generate", "--model", TINY, "--prompt", PROMPT, "--frames", "abc", "--out",
-             os.path.join(tmp, "x.y4m")],
+             "--out", os.path.join(tmp, "png") + "/", *quick],
             ["generate", "--model", os.path.join(tmp, "none"), "--prompt", PROMPT,
              "--out", os.path.join(tmp, "x.y4m")],
         ]

@@ -152,7 +152,9 @@ class Attention(nn.Module):
         B, N, _ = x.shape
         return x.view(B, N, self.heads, self.head_dim).transpose(1, 2)
 
-    def forward(self, x, context=None, rope=None, key_mask=None):
+    def forward(self, x, context=None, rope=None, key_mask=None, attn_mask=None):
+        """key_mask [B, Nk] bool (True = real token); attn_mask [Nq, Nk] or [B, Nq, Nk]
+        bool (True = kept), e.g. a tile mask (tile_mask.py)."""
         context = x if context is None else context
         q, k, v = self._split(self.to_q(x)), self._split(self.to_k(context)), \
             self._split(self.to_v(context))
@@ -161,6 +163,9 @@ class Attention(nn.Module):
         scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.head_dim)
         if key_mask is not None:
             scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))
+        if attn_mask is not None:
+            m = attn_mask if attn_mask.dim() == 2 else attn_mask[:, None]
+            scores = scores.masked_fill(~m, float("-inf"))
         out = torch.matmul(torch.softmax(scores, dim=-1), v)
         B, _, N, _ = out.shape
         out = out.transpose(1, 2).reshape(B, N, self.heads * self.head_dim)
@@ -200,13 +205,13 @@ class DiTBlock(nn.Module):
         self.attn2 = Attention(D, cfg.heads, cfg.head_dim)
         self.ff = FeedForward(D, cfg.ffn_hidden)
 
-    def forward(self, x, m, caption, rope, caption_mask=None):
-        """x [B, N, D]; m [B, 6D]; caption [B, L, D]."""
+    def forward(self, x, m, caption, rope, caption_mask=None, self_mask=None):
+        """x [B, N, D]; m [B, 6D]; caption [B, L, D]; self_mask: see Attention."""
         s = self.scale_shift_table[None] + m.reshape(m.shape[0], 6, -1)
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = \
             (s[:, i:i + 1] for i in range(6))
         h = layer_norm(x, self.eps) * (1 + scale_msa) + shift_msa
-        x = x + gate_msa * self.attn1(h, rope=rope)
+        x = x + gate_msa * self.attn1(h, rope=rope, attn_mask=self_mask)
         x = x + self.attn2(x, context=caption, key_mask=caption_mask)
         h = layer_norm(x, self.eps) * (1 + scale_mlp) + shift_mlp
         return x + gate_mlp * self.ff(h)
@@ -240,18 +245,23 @@ class DiT(nn.Module):
             self._rope_cache[grid] = rope_tables(grid, c.head_dim, c.rope_theta, c.rope_scale)
         return self._rope_cache[grid]
 
-    def forward(self, x, timesteps, text, text_mask=None):
+    def forward(self, x, timesteps, text, text_mask=None, self_masks=None, hidden=None):
+        """self_masks: None or one self-attention mask (or None) per block; hidden: None or
+        a list that receives every block's output [B, N, D] (layer-wise distillation)."""
         if x.dim() == 4:  # unbatched [T, H, W, C]
             t = torch.as_tensor(timesteps, dtype=torch.float32).reshape(1)
             m = None if text_mask is None else text_mask[None]
-            return self.forward(x[None], t, text[None], m)[0]
+            return self.forward(x[None], t, text[None], m, self_masks, hidden)[0]
         grid = self.grid(x.shape)
         rope = self.rope(grid)
         h = self.pos_embed(x)
         m, e = self.adaln_single(timesteps.to(torch.float32))
         caption = self.caption_projection(text)
-        for block in self.transformer_blocks:
-            h = block(h, m, caption, rope, text_mask)
+        for i, block in enumerate(self.transformer_blocks):
+            h = block(h, m, caption, rope, text_mask,
+                      None if self_masks is None else self_masks[i])
+            if hidden is not None:
+                hidden.append(h)
         ss = self.scale_shift_table[None] + e[:, None]
         shift, scale = ss[:, 0:1], ss[:, 1:2]
         out = self.proj_out(layer_norm(h, self.cfg.eps) * (1 + scale) + shift)

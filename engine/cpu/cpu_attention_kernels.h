@@ -1,0 +1,306 @@
+/* The inner kernels of cpu_attention.c, written once for vectors of VW float lanes
+ * (GCC/Clang vector extensions) and included once per instruction set: cpu_attention.c
+ * defines VW and KNAME (name suffix) before each inclusion. Not a public header.
+ *
+ * Register blocks are 4 query rows × 2 vectors; every sum runs in a fixed order, so a
+ * given build on a given machine gives bit-identical results every run. */
+
+typedef float KNAME (vf) __attribute__ ((vector_size (4 * VW)));
+typedef int32_t KNAME (vi) __attribute__ ((vector_size (4 * VW)));
+#define vf KNAME (vf)
+#define vi KNAME (vi)
+#define INLINE static inline __attribute__ ((always_inline))
+
+INLINE vf
+KNAME (vload) (const float *p)
+{
+  vf v;
+  memcpy (&v, p, sizeof v);
+  return v;
+}
+
+INLINE void
+KNAME (vstore) (float *p, vf v)
+{
+  memcpy (p, &v, sizeof v);
+}
+
+INLINE vf
+KNAME (vsplat) (float x)
+{
+  return (vf) { 0 } + x;
+}
+
+/* mask ? a : b, lane by lane (mask lanes all ones or all zeros) */
+INLINE vf
+KNAME (vselect) (vi mask, vf a, vf b)
+{
+  return (vf) (((vi) a & mask) | ((vi) b & ~mask));
+}
+
+INLINE float
+KNAME (vsum) (vf v)
+{
+  float s = 0.0f;
+  for (int c = 0; c < VW; c++)
+    s += v[c];
+  return s;
+}
+
+/* exp(x) lane by lane (Cephes' expf: Cody–Waite reduction, degree-6 polynomial; under
+ * 2 ulp). Lanes below -87.3, -inf included, give exactly 0. */
+INLINE vf
+KNAME (vexp) (vf x)
+{
+  const vf magic = KNAME (vsplat) (12582912.0f); /* 1.5·2²³: adding it rounds to an integer */
+  const vi dead = x < KNAME (vsplat) (-87.3f);
+  x = KNAME (vselect) (x > KNAME (vsplat) (88.3f), KNAME (vsplat) (88.3f), x);
+  x = KNAME (vselect) (dead, KNAME (vsplat) (0.0f), x);
+  const vf t = x * 1.44269504088896341f + magic;
+  const vf n = t - magic;
+  const vf r = x - n * 0.693359375f - n * -2.12194440e-4f;
+  vf p = KNAME (vsplat) (1.9875691500e-4f);
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3333519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const vi bits = ((vi) t - (vi) magic + 127) << 23;
+  const vf y = p * (vf) bits;
+  return (vf) ((vi) y & ~dead);
+}
+
+/* kt(d, j) = k(j, d) for j < nc, 0 beyond. */
+INLINE void
+KNAME (load_key_tile) (float *kt, const float *k, int ldk, int nc, int head_dim)
+{
+  if (nc < TK)
+    memset (kt, 0, sizeof (float) * (size_t) head_dim * TK);
+  for (int j = 0; j < nc; j++) {
+    const float *kj = k + (size_t) j * ldk;
+    for (int d = 0; d < head_dim; d++)
+      kt[(size_t) d * TK + j] = kj[d];
+  }
+}
+
+/* s(i, j) = q(i)·k(j)·scale for nr rows and all TK columns of the (zero-padded) key
+ * tile; columns ≥ nc are then set to -inf. */
+INLINE void
+KNAME (tile_scores) (float *s, const float *q, int ldq, int nr, const float *kt, int nc,
+                     int head_dim, float scale)
+{
+  int i = 0;
+  for (; i + 4 <= nr; i += 4) {
+    const float *q0 = q + (size_t) i * ldq, *q1 = q0 + ldq, *q2 = q1 + ldq, *q3 = q2 + ldq;
+    for (int j = 0; j < TK; j += 2 * VW) {
+      vf a0 = { 0 }, b0 = { 0 }, a1 = { 0 }, b1 = { 0 };
+      vf a2 = { 0 }, b2 = { 0 }, a3 = { 0 }, b3 = { 0 };
+      for (int d = 0; d < head_dim; d++) {
+        const float *kd = kt + (size_t) d * TK + j;
+        const vf k0 = KNAME (vload) (kd), k1 = KNAME (vload) (kd + VW);
+        a0 += q0[d] * k0, b0 += q0[d] * k1;
+        a1 += q1[d] * k0, b1 += q1[d] * k1;
+        a2 += q2[d] * k0, b2 += q2[d] * k1;
+        a3 += q3[d] * k0, b3 += q3[d] * k1;
+      }
+      float *si = s + (size_t) i * TK + j;
+      KNAME (vstore) (si, a0 * scale), KNAME (vstore) (si + VW, b0 * scale);
+      KNAME (vstore) (si + TK, a1 * scale), KNAME (vstore) (si + TK + VW, b1 * scale);
+      KNAME (vstore) (si + 2 * TK, a2 * scale), KNAME (vstore) (si + 2 * TK + VW, b2 * scale);
+      KNAME (vstore) (si + 3 * TK, a3 * scale), KNAME (vstore) (si + 3 * TK + VW, b3 * scale);
+    }
+  }
+  for (; i < nr; i++) {
+    const float *qi = q + (size_t) i * ldq;
+    for (int j = 0; j < TK; j += 2 * VW) {
+      vf a = { 0 }, b = { 0 };
+      for (int d = 0; d < head_dim; d++) {
+        a += qi[d] * KNAME (vload) (kt + (size_t) d * TK + j);
+        b += qi[d] * KNAME (vload) (kt + (size_t) d * TK + j + VW);
+      }
+      KNAME (vstore) (s + (size_t) i * TK + j, a * scale);
+      KNAME (vstore) (s + (size_t) i * TK + j + VW, b * scale);
+    }
+  }
+  for (i = 0; nc < TK && i < nr; i++)
+    for (int j = nc; j < TK; j++)
+      s[(size_t) i * TK + j] = -INFINITY;
+}
+
+/* acc(i, :) += Σ_j p(i, j)·v(j, :) over nc keys, in channel chunks of 2 vectors, then 1
+ * vector, then single channels. */
+INLINE void
+KNAME (tile_pv) (float *acc, const float *p, int nr, const float *v, int ldv, int nc,
+                 int head_dim)
+{
+  int i = 0;
+  for (; i + 4 <= nr; i += 4) {
+    float *c0 = acc + (size_t) i * head_dim, *c1 = c0 + head_dim, *c2 = c1 + head_dim;
+    float *c3 = c2 + head_dim;
+    const float *p0 = p + (size_t) i * TK, *p1 = p0 + TK, *p2 = p1 + TK, *p3 = p2 + TK;
+    int d = 0;
+    for (; d + 2 * VW <= head_dim; d += 2 * VW) {
+      vf a0 = KNAME (vload) (c0 + d), b0 = KNAME (vload) (c0 + d + VW);
+      vf a1 = KNAME (vload) (c1 + d), b1 = KNAME (vload) (c1 + d + VW);
+      vf a2 = KNAME (vload) (c2 + d), b2 = KNAME (vload) (c2 + d + VW);
+      vf a3 = KNAME (vload) (c3 + d), b3 = KNAME (vload) (c3 + d + VW);
+      for (int j = 0; j < nc; j++) {
+        const float *vj = v + (size_t) j * ldv + d;
+        const vf x = KNAME (vload) (vj), y = KNAME (vload) (vj + VW);
+        a0 += p0[j] * x, b0 += p0[j] * y;
+        a1 += p1[j] * x, b1 += p1[j] * y;
+        a2 += p2[j] * x, b2 += p2[j] * y;
+        a3 += p3[j] * x, b3 += p3[j] * y;
+      }
+      KNAME (vstore) (c0 + d, a0), KNAME (vstore) (c0 + d + VW, b0);
+      KNAME (vstore) (c1 + d, a1), KNAME (vstore) (c1 + d + VW, b1);
+      KNAME (vstore) (c2 + d, a2), KNAME (vstore) (c2 + d + VW, b2);
+      KNAME (vstore) (c3 + d, a3), KNAME (vstore) (c3 + d + VW, b3);
+    }
+    for (; d + VW <= head_dim; d += VW) {
+      vf a0 = KNAME (vload) (c0 + d), a1 = KNAME (vload) (c1 + d);
+      vf a2 = KNAME (vload) (c2 + d), a3 = KNAME (vload) (c3 + d);
+      for (int j = 0; j < nc; j++) {
+        const vf x = KNAME (vload) (v + (size_t) j * ldv + d);
+        a0 += p0[j] * x, a1 += p1[j] * x, a2 += p2[j] * x, a3 += p3[j] * x;
+      }
+      KNAME (vstore) (c0 + d, a0), KNAME (vstore) (c1 + d, a1);
+      KNAME (vstore) (c2 + d, a2), KNAME (vstore) (c3 + d, a3);
+    }
+    for (; d < head_dim; d++)
+      for (int j = 0; j < nc; j++) {
+        const float x = v[(size_t) j * ldv + d];
+        c0[d] += p0[j] * x, c1[d] += p1[j] * x, c2[d] += p2[j] * x, c3[d] += p3[j] * x;
+      }
+  }
+  for (; i < nr; i++) {
+    float *ci = acc + (size_t) i * head_dim;
+    const float *pi = p + (size_t) i * TK;
+    int d = 0;
+    for (; d + VW <= head_dim; d += VW) {
+      vf a = KNAME (vload) (ci + d);
+      for (int j = 0; j < nc; j++)
+        a += pi[j] * KNAME (vload) (v + (size_t) j * ldv + d);
+      KNAME (vstore) (ci + d, a);
+    }
+    for (; d < head_dim; d++)
+      for (int j = 0; j < nc; j++)
+        ci[d] += pi[j] * v[(size_t) j * ldv + d];
+  }
+}
+
+/* One row of the online softmax: new running max, rescale of what was accumulated,
+ * p = exp(s − max) in place (0 for masked keys; all 0 while the row has no finite
+ * score). */
+INLINE void
+KNAME (softmax_row) (float *si, float *m, float *l, float *acc, int head_dim)
+{
+  vf vmx = KNAME (vsplat) (-INFINITY);
+  for (int j = 0; j < TK; j += VW) {
+    const vf x = KNAME (vload) (si + j);
+    vmx = KNAME (vselect) (x > vmx, x, vmx);
+  }
+  float mx = *m;
+  for (int c = 0; c < VW; c++)
+    mx = vmx[c] > mx ? vmx[c] : mx;
+  if (mx == -INFINITY) {
+    memset (si, 0, sizeof (float) * TK);
+    return;
+  }
+  vf sum = { 0 };
+  for (int j = 0; j < TK; j += VW) {
+    const vf e = KNAME (vexp) (KNAME (vload) (si + j) - mx);
+    KNAME (vstore) (si + j, e);
+    sum += e;
+  }
+  const float alpha = *m == -INFINITY ? 0.0f : expf (*m - mx);
+  if (alpha != 1.0f)
+    for (int d = 0; d < head_dim; d++)
+      acc[d] *= alpha;
+  *l = *l * alpha + KNAME (vsum) (sum);
+  *m = mx;
+}
+
+/* Rows [r0, r0 + nr) of one head against the key spans [spans[2i], spans[2i+1]).
+ * q/k/v/out point at the head's first column; bias at the head's (nq, nk) plane. */
+static void
+KNAME (attend_rows) (attn_scratch *sc, float *out, int ldo, const float *q, int ldq,
+                     const float *k, int ldk, const float *v, int ldv, int r0, int nr, int nk,
+                     int head_dim, float scale, const float *bias, const int *spans,
+                     int n_spans, float *lse)
+{
+  for (int i = 0; i < nr; i++) {
+    sc->m[i] = -INFINITY;
+    sc->l[i] = 0.0f;
+  }
+  memset (sc->acc, 0, sizeof (float) * (size_t) nr * head_dim);
+
+  for (int sp = 0; sp < n_spans; sp++) {
+    for (int k0 = spans[2 * sp]; k0 < spans[2 * sp + 1]; k0 += TK) {
+      const int nc = MIN (TK, spans[2 * sp + 1] - k0);
+      KNAME (load_key_tile) (sc->kt, k + (size_t) k0 * ldk, ldk, nc, head_dim);
+      KNAME (tile_scores) (sc->s, q + (size_t) r0 * ldq, ldq, nr, sc->kt, nc, head_dim, scale);
+      for (int i = 0; i < nr; i++) {
+        float *si = sc->s + (size_t) i * TK;
+        if (bias) {
+          const float *bi = bias + (size_t) (r0 + i) * nk + k0;
+          for (int j = 0; j < nc; j++)
+            si[j] += bi[j];
+        }
+        KNAME (softmax_row) (si, &sc->m[i], &sc->l[i], sc->acc + (size_t) i * head_dim,
+                             head_dim);
+      }
+      KNAME (tile_pv) (sc->acc, sc->s, nr, v + (size_t) k0 * ldv, ldv, nc, head_dim);
+    }
+  }
+
+  for (int i = 0; i < nr; i++) {
+    float *oi = out + (size_t) (r0 + i) * ldo;
+    const float *ai = sc->acc + (size_t) i * head_dim;
+    if (sc->l[i] > 0.0f) {
+      const float inv = 1.0f / sc->l[i];
+      for (int d = 0; d < head_dim; d++)
+        oi[d] = ai[d] * inv;
+      if (lse)
+        lse[r0 + i] = sc->m[i] + logf (sc->l[i]);
+    } else {
+      memset (oi, 0, sizeof (float) * head_dim);
+      if (lse)
+        lse[r0 + i] = -INFINITY;
+    }
+  }
+}
+
+/* One query block's row of block scores: Σ exp(s − lse(row)) per key block, in double.
+ * Masked columns are -inf; rows with lse = -inf hold no mass. */
+static void
+KNAME (score_row) (double *row, float *kt, float *s, const float *q, int ldq, const float *k,
+                   int ldk, const float *lse, int r_begin, int r_end, int nk, int head_dim,
+                   float scale, int block_k, int nkb)
+{
+  memset (row, 0, sizeof (double) * nkb);
+  for (int r0 = r_begin; r0 < r_end; r0 += TQ) {
+    const int nr = MIN (TQ, r_end - r0);
+    for (int kb = 0; kb < nkb; kb++) {
+      const int c_end = MIN ((kb + 1) * block_k, nk);
+      for (int k0 = kb * block_k; k0 < c_end; k0 += TK) {
+        const int nc = MIN (TK, c_end - k0);
+        KNAME (load_key_tile) (kt, k + (size_t) k0 * ldk, ldk, nc, head_dim);
+        KNAME (tile_scores) (s, q + (size_t) r0 * ldq, ldq, nr, kt, nc, head_dim, scale);
+        for (int i = 0; i < nr; i++) {
+          if (lse[r0 + i] == -INFINITY)
+            continue;
+          vf sum = { 0 };
+          for (int j = 0; j < TK; j += VW)
+            sum += KNAME (vexp) (KNAME (vload) (s + (size_t) i * TK + j) - lse[r0 + i]);
+          row[kb] += KNAME (vsum) (sum);
+        }
+      }
+    }
+  }
+}
+
+#undef vf
+#undef vi
+#undef INLINE

@@ -1,0 +1,573 @@
+/* gst-check tests of the vditsrc element with the shipped tiny model.
+ *
+ * The model is $VDIT_TEST_MODEL, else $VDIT_SOURCE_ROOT/models/tiny. */
+#include <gio/gio.h>
+#include <glib/gstdio.h>
+#include <gst/check/gstcheck.h>
+#include <gst/check/gstharness.h>
+#include <gst/video/video.h>
+#include <string.h>
+
+#include "vdit.h"
+
+#define PROMPT "a red circle moving left"
+
+static gchar *model_dir;
+
+static void
+setup_model (void)
+{
+  const gchar *env = g_getenv ("VDIT_TEST_MODEL");
+  const gchar *root = g_getenv ("VDIT_SOURCE_ROOT");
+
+  if (env != NULL)
+    model_dir = g_strdup (env);
+  else
+    model_dir = g_build_filename (root != NULL ? root : ".", "models", "tiny",
+        NULL);
+  fail_unless (g_file_test (model_dir, G_FILE_TEST_IS_DIR),
+      "model %s is missing", model_dir);
+}
+
+static void
+teardown_model (void)
+{
+  g_clear_pointer (&model_dir, g_free);
+}
+
+/* A harness around vditsrc with the test model and `props` applied. */
+static GstHarness *
+harness_new (const gchar * props, const gchar * sink_caps)
+{
+  gchar *launch = g_strdup_printf ("vditsrc model=\"%s\" %s", model_dir,
+      props);
+  GstHarness *h = gst_harness_new_parse (launch);
+
+  g_free (launch);
+  if (sink_caps != NULL)
+    gst_harness_set_sink_caps_str (h, sink_caps);
+  return h;
+}
+
+/* Pulls every frame up to EOS, checking timestamps; returns their checksums. */
+static GPtrArray *
+pull_all (GstHarness * h, gint expected)
+{
+  GPtrArray *sums = g_ptr_array_new_with_free_func (g_free);
+  GstClockTime last_end = 0;
+  GstBuffer *buf = NULL;
+
+  while (gst_harness_pull_until_eos (h, &buf) && buf != NULL) {
+    GstMapInfo map;
+
+    fail_unless (GST_BUFFER_PTS_IS_VALID (buf));
+    fail_unless (GST_BUFFER_DURATION_IS_VALID (buf));
+    fail_unless_equals_uint64 (GST_BUFFER_PTS (buf), last_end);
+    fail_unless_equals_uint64 (GST_BUFFER_OFFSET (buf), sums->len);
+    last_end = GST_BUFFER_PTS (buf) + GST_BUFFER_DURATION (buf);
+
+    fail_unless (gst_buffer_map (buf, &map, GST_MAP_READ));
+    g_ptr_array_add (sums, g_compute_checksum_for_data (G_CHECKSUM_SHA1,
+            map.data, map.size));
+    gst_buffer_unmap (buf, &map);
+    gst_buffer_unref (buf);
+    buf = NULL;
+  }
+  fail_unless (buf == NULL, "stream ended without EOS");
+  if (expected >= 0)
+    fail_unless_equals_int (sums->len, expected);
+  return sums;
+}
+
+/* The harness wraps a parsed element in a bin: this is vditsrc itself. */
+static GstElement *
+harness_src (GstHarness * h)
+{
+  GstElement *src = gst_harness_find_element (h, "vditsrc");
+
+  fail_unless (src != NULL);
+  gst_object_unref (src);       /* the harness keeps it alive */
+  return src;
+}
+
+static GPtrArray *
+generate (const gchar * props)
+{
+  GstHarness *h = harness_new (props, "video/x-raw,format=RGB");
+  GPtrArray *sums;
+
+  gst_harness_play (h);
+  sums = pull_all (h, -1);
+  gst_harness_teardown (h);
+  return sums;
+}
+
+static gboolean
+sums_equal (GPtrArray * a, GPtrArray * b)
+{
+  if (a->len != b->len)
+    return FALSE;
+  for (guint i = 0; i < a->len; i++) {
+    if (strcmp (g_ptr_array_index (a, i), g_ptr_array_index (b, i)) != 0)
+      return FALSE;
+  }
+  return TRUE;
+}
+
+GST_START_TEST (test_properties)
+{
+  static const gchar *const names[] = { "prompt", "negative-prompt", "model",
+    "frames", "steps", "guidance", "seed", "gpus", "device", "cuda-device-id",
+    "attention", "sparsity", "framerate", "is-live", "device-used", NULL
+  };
+  GstElement *src = gst_element_factory_make ("vditsrc", NULL);
+  gchar *model = NULL, *device_used = NULL;
+
+  fail_unless (src != NULL);
+  for (guint i = 0; names[i] != NULL; i++) {
+    fail_unless (g_object_class_find_property (G_OBJECT_GET_CLASS (src),
+            names[i]) != NULL, "no property %s", names[i]);
+  }
+
+  /* the default model is found (VDIT_MODEL_PATH in the test environment) */
+  g_object_get (src, "model", &model, "device-used", &device_used, NULL);
+  fail_unless (model != NULL);
+  fail_unless (g_file_test (model, G_FILE_TEST_IS_DIR), "%s", model);
+  fail_unless (device_used == NULL);
+
+  gst_object_unref (src);
+  g_free (model);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_frames_then_eos)
+{
+  static const gchar *const formats[] = { "RGB", "RGBA", "BGRx", "I420" };
+
+  for (guint i = 0; i < G_N_ELEMENTS (formats); i++) {
+    gchar *caps_str = g_strdup_printf ("video/x-raw,format=%s", formats[i]);
+    GstHarness *h = harness_new ("frames=8 seed=3 prompt=\"" PROMPT "\"",
+        caps_str);
+    GPtrArray *sums;
+    GstCaps *caps;
+    GstVideoInfo info;
+    gint64 duration;
+    gchar *device_used = NULL;
+
+    gst_harness_play (h);
+    sums = pull_all (h, 8);
+
+    caps = gst_pad_get_current_caps (h->sinkpad);
+    fail_unless (caps != NULL);
+    fail_unless (gst_video_info_from_caps (&info, caps));
+    fail_unless_equals_string (gst_video_format_to_string
+        (GST_VIDEO_INFO_FORMAT (&info)), formats[i]);
+    fail_unless (info.fps_n > 0);
+    fail_unless (gst_element_query_duration (h->element, GST_FORMAT_TIME,
+            &duration));
+    fail_unless_equals_uint64 (duration,
+        gst_util_uint64_scale_int_round (8 * GST_SECOND, info.fps_d,
+            info.fps_n));
+
+    g_object_get (harness_src (h), "device-used", &device_used, NULL);
+    fail_unless (device_used != NULL);
+    fail_unless (g_str_equal (device_used, "cpu")
+        || g_str_equal (device_used, "cuda"));
+
+    g_free (device_used);
+    gst_caps_unref (caps);
+    g_ptr_array_unref (sums);
+    gst_harness_teardown (h);
+    g_free (caps_str);
+  }
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_framerate_property)
+{
+  GstHarness *h = harness_new ("frames=2 framerate=25/1", NULL);
+  GstBuffer *buf;
+
+  gst_harness_play (h);
+  buf = gst_harness_pull (h);
+  fail_unless_equals_uint64 (GST_BUFFER_PTS (buf), 0);
+  fail_unless_equals_uint64 (GST_BUFFER_DURATION (buf), GST_SECOND / 25);
+  gst_buffer_unref (buf);
+  buf = gst_harness_pull (h);
+  fail_unless_equals_uint64 (GST_BUFFER_PTS (buf), GST_SECOND / 25);
+  gst_buffer_unref (buf);
+  gst_harness_teardown (h);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_same_seed_same_frames)
+{
+  GPtrArray *a = generate ("frames=4 seed=42 prompt=\"" PROMPT "\"");
+  GPtrArray *b = generate ("frames=4 seed=42 prompt=\"" PROMPT "\"");
+
+  fail_unless_equals_int (a->len, 4);
+  fail_unless (sums_equal (a, b), "same seed, different frames");
+  g_ptr_array_unref (a);
+  g_ptr_array_unref (b);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_different_prompts_differ)
+{
+  GPtrArray *a = generate ("frames=4 seed=42 prompt=\"a red circle moving "
+      "left\"");
+  GPtrArray *b = generate ("frames=4 seed=42 prompt=\"a blue square moving "
+      "up\"");
+
+  fail_unless_equals_int (a->len, 4);
+  fail_if (sums_equal (a, b), "different prompts, same frames");
+  g_ptr_array_unref (a);
+  g_ptr_array_unref (b);
+}
+
+GST_END_TEST;
+
+/* A change while generating applies to the next run, never to this one. */
+GST_START_TEST (test_change_while_playing)
+{
+  GPtrArray *ref = generate ("frames=4 seed=5 prompt=\"" PROMPT "\"");
+  GstHarness *h = harness_new ("frames=4 seed=5 prompt=\"" PROMPT "\"",
+      "video/x-raw,format=RGB");
+  GPtrArray *sums;
+
+  gst_harness_play (h);
+  g_object_set (harness_src (h), "prompt", "a green triangle", "seed",
+      (guint64) 9, "frames", 2, NULL);
+  sums = pull_all (h, 4);
+  fail_unless (sums_equal (ref, sums));
+  g_ptr_array_unref (sums);
+  g_ptr_array_unref (ref);
+  gst_harness_teardown (h);
+}
+
+GST_END_TEST;
+
+/* Runs `launch` to the first error or EOS; checks the error's domain and
+ * code (-1: any code in the domain). */
+static void
+expect_error (const gchar * launch, GQuark domain, gint code)
+{
+  GError *parse_error = NULL;
+  GstElement *pipeline = gst_parse_launch (launch, &parse_error);
+  GstBus *bus;
+  GstMessage *msg;
+  GError *err = NULL;
+  gchar *debug = NULL;
+
+  fail_unless (pipeline != NULL, "%s", parse_error ? parse_error->message : "");
+  bus = gst_element_get_bus (pipeline);
+  gst_element_set_state (pipeline, GST_STATE_PLAYING);
+  msg = gst_bus_timed_pop_filtered (bus, 60 * GST_SECOND,
+      GST_MESSAGE_ERROR | GST_MESSAGE_EOS);
+  fail_unless (msg != NULL, "no error or EOS from %s", launch);
+  fail_unless_equals_string (GST_MESSAGE_TYPE_NAME (msg), "error");
+  gst_message_parse_error (msg, &err, &debug);
+  GST_INFO ("%s: %s (%s)", launch, err->message, debug);
+  fail_unless (g_str_equal (GST_OBJECT_NAME (GST_MESSAGE_SRC (msg)), "src"),
+      "error from %s", GST_OBJECT_NAME (GST_MESSAGE_SRC (msg)));
+  fail_unless (err->domain == domain, "%s: domain %s", err->message,
+      g_quark_to_string (err->domain));
+  if (code >= 0)
+    fail_unless_equals_int (err->code, code);
+  fail_unless (err->message != NULL && *err->message != '\0');
+
+  g_error_free (err);
+  g_free (debug);
+  gst_message_unref (msg);
+  fail_unless_equals_int (gst_element_set_state (pipeline, GST_STATE_NULL),
+      GST_STATE_CHANGE_SUCCESS);
+  gst_object_unref (bus);
+  gst_object_unref (pipeline);
+}
+
+static void
+expect_src_error (const gchar * props, GQuark domain, gint code)
+{
+  gchar *launch = g_strdup_printf ("vditsrc name=src %s ! fakesink", props);
+
+  expect_error (launch, domain, code);
+  g_free (launch);
+}
+
+GST_START_TEST (test_error_missing_model)
+{
+  expect_src_error ("model=/nonexistent/vdit/model", GST_RESOURCE_ERROR,
+      GST_RESOURCE_ERROR_NOT_FOUND);
+  expect_src_error ("model=no-such-model-name", GST_RESOURCE_ERROR,
+      GST_RESOURCE_ERROR_NOT_FOUND);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_error_malformed_model)
+{
+  gchar *dir = g_dir_make_tmp ("vditsrc-XXXXXX", NULL);
+  gchar *config = g_build_filename (dir, "config.json", NULL);
+  gchar *props;
+
+  fail_unless (dir != NULL);
+  fail_unless (g_file_set_contents (config, "{ \"format\": \"vdit\", ", -1,
+          NULL));
+  props = g_strdup_printf ("model=\"%s\"", dir);
+  expect_src_error (props, GST_RESOURCE_ERROR, -1);
+
+  /* a config without weights next to it */
+  fail_unless (g_file_set_contents (config, "{ \"format\": \"vdit\" }", -1,
+          NULL));
+  expect_src_error (props, GST_RESOURCE_ERROR, -1);
+
+  g_unlink (config);
+  g_rmdir (dir);
+  g_free (props);
+  g_free (config);
+  g_free (dir);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_error_bad_values)
+{
+  vdit_model *model = vdit_model_load (model_dir, NULL);
+  const vdit_model_info *info;
+  gchar *props;
+
+  fail_unless (model != NULL);
+  info = vdit_model_get_info (model);
+
+  /* one frame past a valid count is invalid whenever counts are constrained */
+  if (info->frame_multiple > 1) {
+    props = g_strdup_printf ("model=\"%s\" frames=%d", model_dir,
+        info->frame_offset + info->frame_multiple + 1);
+    expect_src_error (props, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS);
+    g_free (props);
+  }
+
+  props = g_strdup_printf ("model=\"%s\" prompt=\"\"", model_dir);
+  expect_src_error (props, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS);
+  g_free (props);
+
+  props = g_strdup_printf ("model=\"%s\" prompt=\"   \"", model_dir);
+  expect_src_error (props, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS);
+  g_free (props);
+
+  /* more GPUs than any test machine has */
+  props = g_strdup_printf ("model=\"%s\" gpus=64", model_dir);
+  expect_src_error (props, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS);
+  g_free (props);
+
+  vdit_model_free (model);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_error_cuda_without_gpu)
+{
+  gchar *props;
+
+  if (vdit_cuda_available (NULL)) {
+    GST_INFO ("a GPU is present: nothing to test");
+    return;
+  }
+  props = g_strdup_printf ("model=\"%s\" device=cuda", model_dir);
+  expect_src_error (props, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS);
+  g_free (props);
+}
+
+GST_END_TEST;
+
+static GstPadProbeReturn
+count_buffer (GstPad * pad, GstPadProbeInfo * info, gpointer user_data)
+{
+  GstClockTime *last = user_data;
+  GstBuffer *buf = GST_PAD_PROBE_INFO_BUFFER (info);
+
+  fail_unless (GST_BUFFER_PTS_IS_VALID (buf));
+  fail_unless (!GST_CLOCK_TIME_IS_VALID (*last) || GST_BUFFER_PTS (buf) > *last);
+  *last = GST_BUFFER_PTS (buf);
+  return GST_PAD_PROBE_OK;
+}
+
+/* A live source still gives every frame, with increasing timestamps. */
+GST_START_TEST (test_live)
+{
+  gchar *launch = g_strdup_printf ("vditsrc name=src model=\"%s\" frames=4 "
+      "is-live=true ! fakesink name=sink sync=true", model_dir);
+  GstElement *pipeline = gst_parse_launch (launch, NULL);
+  GstElement *sink = gst_bin_get_by_name (GST_BIN (pipeline), "sink");
+  GstPad *pad = gst_element_get_static_pad (sink, "sink");
+  GstClockTime last = GST_CLOCK_TIME_NONE;
+  GstBus *bus = gst_element_get_bus (pipeline);
+  GstMessage *msg;
+
+  gst_pad_add_probe (pad, GST_PAD_PROBE_TYPE_BUFFER, count_buffer, &last,
+      NULL);
+  gst_element_set_state (pipeline, GST_STATE_PLAYING);
+  msg = gst_bus_timed_pop_filtered (bus, 60 * GST_SECOND,
+      GST_MESSAGE_ERROR | GST_MESSAGE_EOS);
+  fail_unless (msg != NULL);
+  fail_unless_equals_string (GST_MESSAGE_TYPE_NAME (msg), "eos");
+  gst_message_unref (msg);
+  fail_unless (GST_CLOCK_TIME_IS_VALID (last));
+
+  gst_element_set_state (pipeline, GST_STATE_NULL);
+  gst_object_unref (bus);
+  gst_object_unref (pad);
+  gst_object_unref (sink);
+  gst_object_unref (pipeline);
+  g_free (launch);
+}
+
+GST_END_TEST;
+
+/* Progress messages reach the bus and count frames up to the total. */
+GST_START_TEST (test_progress_messages)
+{
+  gchar *launch = g_strdup_printf ("vditsrc model=\"%s\" frames=4 ! fakesink",
+      model_dir);
+  GstElement *pipeline = gst_parse_launch (launch, NULL);
+  GstBus *bus = gst_element_get_bus (pipeline);
+  gboolean loaded = FALSE, saw_denoise = FALSE;
+  gint last_frame = 0;
+
+  gst_element_set_state (pipeline, GST_STATE_PLAYING);
+  for (;;) {
+    GstMessage *msg = gst_bus_timed_pop (bus, 60 * GST_SECOND);
+    const GstStructure *s;
+
+    fail_unless (msg != NULL);
+    if (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_EOS) {
+      gst_message_unref (msg);
+      break;
+    }
+    fail_if (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_ERROR);
+    if (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_PROGRESS) {
+      GstProgressType type;
+      gchar *code = NULL, *text = NULL;
+
+      gst_message_parse_progress (msg, &type, &code, &text);
+      fail_unless_equals_string (code, "load-model");
+      if (type == GST_PROGRESS_TYPE_COMPLETE)
+        loaded = TRUE;
+      g_free (code);
+      g_free (text);
+    }
+    s = gst_message_get_structure (msg);
+    if (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_ELEMENT &&
+        gst_structure_has_name (s, "vdit-progress")) {
+      gint frame = -1, frames = -1, step = -1, steps = -1;
+      const gchar *stage = gst_structure_get_string (s, "stage");
+
+      fail_unless (stage != NULL);
+      fail_unless (gst_structure_get (s, "frame", G_TYPE_INT, &frame,
+              "frames", G_TYPE_INT, &frames, "step", G_TYPE_INT, &step,
+              "steps", G_TYPE_INT, &steps, NULL));
+      fail_unless_equals_int (frames, 4);
+      fail_unless (frame >= last_frame && frame <= frames);
+      fail_unless (step >= 0 && step <= steps);
+      if (g_str_equal (stage, "denoise"))
+        saw_denoise = TRUE;
+      last_frame = frame;
+    }
+    gst_message_unref (msg);
+  }
+  fail_unless (loaded);
+  fail_unless (saw_denoise);
+  fail_unless_equals_int (last_frame, 4);
+
+  gst_element_set_state (pipeline, GST_STATE_NULL);
+  gst_object_unref (bus);
+  gst_object_unref (pipeline);
+  g_free (launch);
+}
+
+GST_END_TEST;
+
+static GstBusSyncReply
+note_step (GstBus * bus, GstMessage * msg, gpointer user_data)
+{
+  gint *steps_seen = user_data;
+
+  if (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_ELEMENT &&
+      gst_message_has_name (msg, "vdit-progress"))
+    g_atomic_int_inc (steps_seen);
+  return GST_BUS_PASS;
+}
+
+/* Stopping in the middle of a generation, again and again: no deadlock, no
+ * thread left behind, every state change completes. */
+GST_START_TEST (test_start_stop_cycles)
+{
+  gchar *launch = g_strdup_printf ("vditsrc name=src model=\"%s\" ! "
+      "fakesink sync=false", model_dir);
+  GstElement *pipeline = gst_parse_launch (launch, NULL);
+  GstElement *src = gst_bin_get_by_name (GST_BIN (pipeline), "src");
+  GstBus *bus = gst_element_get_bus (pipeline);
+  gint steps_seen = 0;
+
+  gst_bus_set_sync_handler (bus, note_step, &steps_seen, NULL);
+  for (gint i = 0; i < 50; i++) {
+    GstStateChangeReturn ret;
+    gint64 deadline = g_get_monotonic_time () + 10 * G_TIME_SPAN_SECOND;
+
+    /* mostly long denoising; every third run short, to stop while pushing */
+    g_object_set (src, "steps", i % 3 == 2 ? 1 : 50, NULL);
+    g_atomic_int_set (&steps_seen, 0);
+    ret = gst_element_set_state (pipeline, GST_STATE_PLAYING);
+    fail_if (ret == GST_STATE_CHANGE_FAILURE, "cycle %d", i);
+
+    /* stop at varied points: at once, or after a few progress reports */
+    while (g_atomic_int_get (&steps_seen) < i % 5 &&
+        g_get_monotonic_time () < deadline)
+      g_usleep (200);
+    if (i % 3 == 1)
+      g_usleep (1000 * (i % 7));
+
+    ret = gst_element_set_state (pipeline, i % 4 == 3 ? GST_STATE_READY :
+        GST_STATE_NULL);
+    fail_unless_equals_int (ret, GST_STATE_CHANGE_SUCCESS);
+    ret = gst_element_set_state (pipeline, GST_STATE_NULL);
+    fail_unless_equals_int (ret, GST_STATE_CHANGE_SUCCESS);
+  }
+  gst_bus_set_sync_handler (bus, NULL, NULL, NULL);
+  gst_object_unref (bus);
+  gst_object_unref (src);
+  gst_object_unref (pipeline);
+  g_free (launch);
+}
+
+GST_END_TEST;
+
+static Suite *
+vditsrc_suite (void)
+{
+  Suite *s = suite_create ("vditsrc");
+  TCase *tc = tcase_create ("general");
+
+  tcase_add_checked_fixture (tc, setup_model, teardown_model);
+  tcase_add_test (tc, test_properties);
+  tcase_add_test (tc, test_frames_then_eos);
+  tcase_add_test (tc, test_framerate_property);
+  tcase_add_test (tc, test_same_seed_same_frames);
+  tcase_add_test (tc, test_different_prompts_differ);
+  tcase_add_test (tc, test_change_while_playing);
+  tcase_add_test (tc, test_error_missing_model);
+  tcase_add_test (tc, test_error_malformed_model);
+  tcase_add_test (tc, test_error_bad_values);
+  tcase_add_test (tc, test_error_cuda_without_gpu);
+  tcase_add_test (tc, test_live);
+  tcase_add_test (tc, test_progress_messages);
+  tcase_add_test (tc, test_start_stop_cycles);
+  suite_add_tcase (s, tc);
+  return s;
+}
+
+GST_CHECK_MAIN (vditsrc);

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# One run on the GPU machine: build with CUDA, run the GPU tests, time our attention and
+# DiT step beside the PyTorch peers (tools/bench/peers.py). Logs go to OUTDIR:
+#   env.txt (GPU, driver, versions)  build.log  gpu-tests.log  bench.jsonl
+#
+#   tools/bench/gpu-run.sh OUTDIR [tests,attention,peers,step,peers-step]
+#
+# Needs .devdeps (../shared/device/fetch-debs.sh .devdeps pkgconf pkgconf-bin libpkgconf3
+# pkg-config libpng-dev libpng16-16) carried to the machine. Every part has its own time
+# limit so the whole stays inside one 10-minute call; PARTS picks which run.
+set -uo pipefail
+out=${1:?usage: gpu-run.sh OUTDIR [PARTS]}
+parts=${2:-tests,attention,peers,step,peers-step}
+mkdir -p "$out"
+has () { [[ ",$parts," == *",$1,"* ]]; }
+log () { echo "== $(date +%T) $*" | tee -a "$out/env.txt"; }
+
+. .devdeps/device-env.sh
+export PATH=/usr/local/cuda/bin:$PATH
+{
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
+  nvcc --version | tail -2
+  echo "meson $(meson --version)"
+  python3 -c 'import torch; print("torch", torch.__version__, torch.version.cuda)'
+} >> "$out/env.txt" 2>&1
+
+log "build"
+reconf=; [ -f build-gpu/build.ninja ] && reconf=--reconfigure
+if ! { meson setup $reconf build-gpu -Dgst=disabled -Dgpu_archs=90a &&
+       ninja -C build-gpu; } > "$out/build.log" 2>&1; then
+  tail -40 "$out/build.log"
+  exit 1
+fi
+grep -E "nvcc|cuda|CUDA" build-gpu/meson-logs/meson-log.txt | grep -i "found" | head -5 >> "$out/env.txt"
+
+if has tests; then
+  log "gpu tests"
+  timeout 300 meson test -C build-gpu --suite gpu --print-errorlogs --num-processes 1 -v \
+    > "$out/gpu-tests.log" 2>&1
+  echo "gpu tests: rc=$?" | tee -a "$out/env.txt"
+  grep -E "^ *[0-9]+/[0-9]+ .*(OK|FAIL|SKIP|TIMEOUT)" "$out/gpu-tests.log"
+  grep -E "PSNR|frames in" "$out/gpu-tests.log"
+fi
+
+vdit=build-gpu/tools/vdit
+attn () {
+  timeout 120 "$vdit" bench attention --backend cuda --heads 24 --head-dim 96 \
+    --tokens-per-frame 3600 --repeat 10 --warmup 2 "$@" 2>> "$out/env.txt" | tee -a "$out/bench.jsonl"
+}
+if has attention; then
+  log "attention (ours)"
+  attn --mode full --frames 8
+  attn --mode tile --frames 8 --k 2
+  attn --mode tile --frames 8 --k 1
+  attn --mode adaptive --frames 8 --sparsity 0.8
+  attn --mode full --frames 24
+  attn --mode tile --frames 24 --k 3
+fi
+if has peers; then
+  log "attention (peers)"
+  PYTHONUNBUFFERED=1 timeout 240 python3 tools/bench/peers.py --frames 8,24 \
+    2>> "$out/env.txt" | tee -a "$out/bench.jsonl"
+fi
+if has step; then
+  for f in 8 24; do
+    log "step (ours) frames $f"
+    timeout 150 "$vdit" bench step --config tools/bench/osp12-720p.json --random-weights \
+      --device cuda --frames $f --repeat 2 --warmup 1 2>> "$out/env.txt" | tee -a "$out/bench.jsonl"
+  done
+fi
+if has peers-step; then
+  log "step (peers)"
+  PYTHONUNBUFFERED=1 timeout 150 python3 tools/bench/peers.py --no-attention --step \
+    --frames 8,24 --batch 1 --step-repeat 2 2>> "$out/env.txt" | tee -a "$out/bench.jsonl"
+fi
+log "done"
