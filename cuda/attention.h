@@ -10,7 +10,8 @@
 extern "C" {
 #endif
 
-/* Kernel tile: 64 query rows (4 warps × 16) by 64 keys. */
+/* Layout tile: 64 query rows by 64 keys. The sm_80 kernel runs one query tile per block;
+ * the sm_90a kernel a pair (2 warpgroups × 64 rows) sharing the union of their key tiles. */
 #define VDIT_CUDA_ATTN_TILE_Q 64
 #define VDIT_CUDA_ATTN_TILE_K 64
 /* Largest head dim the kernels take (head dims are padded up to 16, 32, 64, 96, 128). */
@@ -30,6 +31,7 @@ typedef struct {
   const int32_t *row_ptr;  /* (n_heads, n_qtiles + 1) into cols */
   const int32_t *cols;     /* key tile | VDIT_CUDA_ATTN_PARTIAL, ascending per row */
   const int32_t *order;    /* (n_heads, n_qtiles): query tiles, most key tiles first */
+  const int32_t *order2;   /* (n_heads, ceil(n_qtiles / 2)): tile pairs, heaviest first */
   const uint32_t *bitmap;  /* (n_heads, n_qblocks, n_kblocks) kept bits, row-major */
   int64_t kept_tiles;      /* kernel tiles listed over the layout's heads (times the
                               attention's heads when n_heads == 1) */

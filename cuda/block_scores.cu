@@ -13,7 +13,6 @@
 namespace vdit {
 namespace {
 
-constexpr float LOG2E = 1.4426950408889634f;
 constexpr int SPAN = 64; // layout blocks a 64-wide tile can touch, at most
 
 struct ScoreParams {

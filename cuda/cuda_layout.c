@@ -3,8 +3,9 @@
  *
  * A kernel tile is computed when any layout block it overlaps is kept; it runs unmasked
  * when every overlapped block is kept and it holds 64 real keys, else it is flagged
- * partial and masked per element from the layout's block bitmap. Query tiles are listed
- * heaviest first so long rows (tile-mode reference frames) start early. */
+ * partial and masked per element from the layout's block bitmap. Query tiles (and the
+ * pairs of them that the sm_90a kernel takes) are listed heaviest first, so long rows
+ * (tile-mode reference frames) start early. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -85,6 +86,9 @@ vdit_cuda_layout_new (void *ctx, const vdit_block_layout *l, GError **error)
   int *cand = g_new (int, MAX (nkt, 1));       /* candidate key tiles */
   guint8 *seen = g_new0 (guint8, MAX (nkt, 1));
   tile_work *work = g_new (tile_work, MAX (nqt, 1));
+  const int npairs = (nqt + 1) / 2;
+  int32_t *order2 = g_new (int32_t, MAX ((size_t) H * npairs, 1));
+  tile_work *pairs = g_new (tile_work, MAX (npairs, 1));
   int64_t partial_tiles = 0;
 
   for (int h = 0; h < H; h++) {
@@ -129,14 +133,20 @@ vdit_cuda_layout_new (void *ctx, const vdit_block_layout *l, GError **error)
       work[qt] = (tile_work) { qt, (int) cols->len - row_ptr[(size_t) h * (nqt + 1) + qt] };
     }
     row_ptr[(size_t) h * (nqt + 1) + nqt] = cols->len;
+    for (int pr = 0; pr < npairs; pr++)
+      pairs[pr] = (tile_work) { pr, work[2 * pr].count + (2 * pr + 1 < nqt ? work[2 * pr + 1].count : 0) };
+    qsort (pairs, npairs, sizeof (tile_work), heavier_first);
+    for (int pr = 0; pr < npairs; pr++)
+      order2[(size_t) h * npairs + pr] = pairs[pr].tile;
     qsort (work, nqt, sizeof (tile_work), heavier_first);
     for (int qt = 0; qt < nqt; qt++)
       order[(size_t) h * nqt + qt] = work[qt].tile;
   }
 
-  /* one device allocation: row_ptr | order | cols | bitmap (4-byte elements) */
+  /* one device allocation: row_ptr | order | order2 | cols | bitmap (4-byte elements) */
   const size_t n_rp = (size_t) H * (nqt + 1), n_ord = (size_t) H * nqt, n_cols = cols->len;
-  const size_t total = (n_rp + n_ord + n_cols + n_words) * 4;
+  const size_t n_ord2 = (size_t) H * npairs;
+  const size_t total = (n_rp + n_ord + n_ord2 + n_cols + n_words) * 4;
   cuda_layout *cl = g_new0 (cuda_layout, 1);
   gboolean ok = vdit_cuda_enter (c);
   if (ok && cudaMallocAsync (&cl->mem, MAX (total, 4), c->stream) != cudaSuccess) {
@@ -152,14 +162,16 @@ vdit_cuda_layout_new (void *ctx, const vdit_block_layout *l, GError **error)
     int32_t *d = cl->mem;
     ok = VDIT_CUDA_CHECK (c, cudaMemcpyAsync (d, row_ptr, n_rp * 4, cudaMemcpyHostToDevice, c->stream)) &&
          VDIT_CUDA_CHECK (c, cudaMemcpyAsync (d + n_rp, order, n_ord * 4, cudaMemcpyHostToDevice, c->stream)) &&
-         VDIT_CUDA_CHECK (c, cudaMemcpyAsync (d + n_rp + n_ord, cols->data, n_cols * 4, cudaMemcpyHostToDevice, c->stream)) &&
-         VDIT_CUDA_CHECK (c, cudaMemcpyAsync (d + n_rp + n_ord + n_cols, bitmap, n_words * 4, cudaMemcpyHostToDevice, c->stream)) &&
+         VDIT_CUDA_CHECK (c, cudaMemcpyAsync (d + n_rp + n_ord, order2, n_ord2 * 4, cudaMemcpyHostToDevice, c->stream)) &&
+         VDIT_CUDA_CHECK (c, cudaMemcpyAsync (d + n_rp + n_ord + n_ord2, cols->data, n_cols * 4, cudaMemcpyHostToDevice, c->stream)) &&
+         VDIT_CUDA_CHECK (c, cudaMemcpyAsync (d + n_rp + n_ord + n_ord2 + n_cols, bitmap, n_words * 4, cudaMemcpyHostToDevice, c->stream)) &&
          VDIT_CUDA_CHECK (c, cudaStreamSynchronize (c->stream)); /* host arrays go next */
     cl->dev = (vdit_cuda_attn_layout) {
       .n_heads = H, .nq = l->n_q, .nk = l->n_k, .n_qtiles = nqt, .n_ktiles = nkt,
       .block_q = l->block_q, .block_k = l->block_k, .n_qblocks = nqb, .n_kblocks = nkb,
-      .row_ptr = d, .order = d + n_rp, .cols = d + n_rp + n_ord,
-      .bitmap = (const uint32_t *) (d + n_rp + n_ord + n_cols),
+      .row_ptr = d, .order = d + n_rp, .order2 = d + n_rp + n_ord,
+      .cols = d + n_rp + n_ord + n_ord2,
+      .bitmap = (const uint32_t *) (d + n_rp + n_ord + n_ord2 + n_cols),
       .kept_tiles = (int64_t) n_cols, .partial_tiles = partial_tiles,
     };
     if (!ok) {
@@ -178,6 +190,8 @@ vdit_cuda_layout_new (void *ctx, const vdit_block_layout *l, GError **error)
   g_free (bitmap);
   g_free (row_ptr);
   g_free (order);
+  g_free (order2);
+  g_free (pairs);
   g_array_free (cols, TRUE);
   g_free (cnt);
   g_free (touched);

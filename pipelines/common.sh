@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the pipeline scripts. Makes vditsrc available (installed, or from a
 # build tree: $VDIT_BUILD_DIR, else build/) and splits the arguments into a prompt
 # and vditsrc properties:  script.sh ["PROMPT" [property=value ...]]

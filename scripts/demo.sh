@@ -3,22 +3,25 @@
 # display exists, plays it.
 #
 # Settings (environment):
-#   VDIT_DEMO_MODEL     model directory                (models/tiny)
+#   VDIT_DEMO_MODEL     model directory                (models/default, else models/tiny)
 #   VDIT_DEMO_PROMPT    the prompt                     ("a red ball bouncing")
 #   VDIT_DEMO_OUT       demo.y4m, or a folder ending in / for PNG frames
-#   VDIT_DEMO_RENDERER  cli: the vdit command; gst: gst-launch-1.0 with vditsrc
+#   VDIT_DEMO_RENDERER  gst: gst-launch-1.0 with vditsrc (default); cli: the vdit command
 #   VDIT_BUILD_DIR      build directory                (build)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 . scripts/deps.sh
 
-MODEL=${VDIT_DEMO_MODEL:-models/tiny}
+if [ -d models/default ]; then DEFAULT_MODEL=models/default; else DEFAULT_MODEL=models/tiny; fi
+MODEL=${VDIT_DEMO_MODEL:-$DEFAULT_MODEL}
 PROMPT=${VDIT_DEMO_PROMPT:-a red ball bouncing}
 OUT=${VDIT_DEMO_OUT:-demo.y4m}
-RENDERER=${VDIT_DEMO_RENDERER:-cli}
+RENDERER=${VDIT_DEMO_RENDERER:-gst}
 SEED=${VDIT_DEMO_SEED:-1}
 BUILD=${VDIT_BUILD_DIR:-build}
+# OpenMP threads sleep instead of spinning between the engine's many small kernels
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 
 # shellcheck disable=SC2086
 vdit_install_packages $VDIT_PACKAGES

@@ -7,6 +7,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 . scripts/deps.sh
 BUILD=${VDIT_BUILD_DIR:-build}
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 
 # shellcheck disable=SC2086
 if ! vdit_install_packages $VDIT_PACKAGES; then

@@ -1,6 +1,7 @@
 /* `vdit bench attention`: one self-attention call of a policy (full, tile k:(T−k) or
  * adaptive) on random q, k, v, timed on a backend; one JSON line. */
 #include <math.h>
+#include <stdlib.h>
 
 #include "attention_plan.h"
 #include "backend.h"
@@ -16,8 +17,15 @@ typedef struct {
 } bench_args;
 
 typedef struct {
-  double ms, ms_min, search_ms, density;
+  double ms, ms_min, ms_median, search_ms, density;
 } bench_result;
+
+static int
+cmp_double (const void *a, const void *b)
+{
+  const double x = *(const double *) a, y = *(const double *) b;
+  return (x > y) - (x < y);
+}
 
 static gboolean
 run_timed (vdit_backend *be, vdit_attn_policy *p, int step, void *out, int d, const void *qkv,
@@ -54,6 +62,7 @@ bench (vdit_backend *be, const bench_args *a, bench_result *r, GError **error)
   gboolean ok = FALSE;
   void *qkv = NULL, *out = NULL;
   float *host = NULL;
+  double *times = NULL;
   vdit_attn_policy *p = vdit_attn_policy_new (be, &cfg, &pp, error);
   if (p == NULL)
     return FALSE;
@@ -75,6 +84,7 @@ bench (vdit_backend *be, const bench_args *a, bench_result *r, GError **error)
 
   const float scale = 1.0f / sqrtf ((float) a->head_dim);
   double ms, total = 0.0;
+  times = g_new (double, a->repeat);
   r->search_ms = 0.0;
   r->ms_min = G_MAXDOUBLE;
   if (first && !run_timed (be, p, 0, out, d, qkv, scale, &r->search_ms, error))
@@ -85,12 +95,17 @@ bench (vdit_backend *be, const bench_args *a, bench_result *r, GError **error)
     if (i >= a->warmup) {
       total += ms;
       r->ms_min = MIN (r->ms_min, ms);
+      times[i - a->warmup] = ms;
     }
   }
   r->ms = total / a->repeat;
+  qsort (times, a->repeat, sizeof (double), cmp_double);
+  r->ms_median = a->repeat % 2 ? times[a->repeat / 2]
+                               : 0.5 * (times[a->repeat / 2 - 1] + times[a->repeat / 2]);
   r->density = vdit_attn_policy_density (p);
   ok = TRUE;
 out:
+  g_free (times);
   g_free (host);
   if (out)
     be->iface->release (be->context, out);
@@ -127,6 +142,7 @@ print_result (const bench_args *a, const bench_result *r, const char *backend)
   vdit_json_double (&j, "density", round (r->density * 1e6) / 1e6);
   vdit_json_double (&j, "ms", round (r->ms * 1000) / 1000);
   vdit_json_double (&j, "ms_min", round (r->ms_min * 1000) / 1000);
+  vdit_json_double (&j, "ms_median", round (r->ms_median * 1000) / 1000);
   vdit_json_double (&j, "ms_per_frame", round (r->ms / a->frames * 1000) / 1000);
   vdit_json_double (&j, "tflops_dense_equiv", round (tflops * 1e4) / 1e4);
   vdit_json_double (&j, "tflops_kept", round (tflops * r->density * 1e4) / 1e4);
@@ -175,7 +191,7 @@ vdit_cmd_bench_attention (int argc, char **argv)
   g_option_context_set_description (octx,
       "Prints one JSON line with mode, frames, tokens_per_frame, tokens, heads, head_dim,\n"
       "k (tile), sparsity/block/search_ms (adaptive), density (kept fraction of block\n"
-      "pairs), ms (mean of the timed runs), ms_min, ms_per_frame, tflops_dense_equiv\n"
+      "pairs), ms (mean of the timed runs), ms_min, ms_median, ms_per_frame, tflops_dense_equiv\n"
       "(4·n²·heads·head_dim / time), tflops_kept (the same times density), backend.\n"
       "Adaptive mode first runs one search step (dense attention with LSE, then block\n"
       "scores; its time is search_ms) and then times the steps that reuse the pattern.\n");

@@ -122,7 +122,9 @@ vdit_cmd_search_masks (int argc, char **argv)
       "Generates every prompt with full attention; at each self-attention call the tile\n"
       "masks k = 0 .. T-1 run on the same inputs. A layer's error for k is\n"
       "sqrt(sum |O_k - O|^2 / sum |O|^2) over all its calls; its plan entry is the\n"
-      "smallest k with error <= R. The plan goes into DIR/config.json (attention.plan).\n");
+      "smallest k with error <= R (k = T-1 keeps every tile, so it always qualifies).\n"
+      "The plan goes into DIR/config.json (attention.plan); search at the frame count\n"
+      "you generate at, since k:(T-k) means a different mask at another T.\n");
   if (!vdit_cli_parse (octx, cmd, &argc, &argv, &status))
     goto out;
 

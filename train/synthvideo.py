@@ -249,11 +249,14 @@ def grammar_sentences():
     return out
 
 
-def train_tokenizer(dest, vocab_size=64):
-    """Unigram SentencePiece model on the grammar (pad 0, eos 1, unk 2, no bos).
-    Trained in a temporary directory with relative names, single-threaded, without
-    shuffling: the file is the same on every run.  Returns the vocabulary size."""
+def train_tokenizer(dest, vocab_size=144, model_type="bpe"):
+    """SentencePiece model on the grammar (pad 0, eos 1, unk 2, no bos).  BPE with 144
+    pieces makes every grammar word one piece (a unigram model of this tiny corpus
+    stays near characters).  Trained in a temporary directory with relative names,
+    single-threaded, without shuffling: the file is the same on every run.  Returns the
+    vocabulary size."""
     import sentencepiece as spm
+    dest = os.path.abspath(dest)
     cwd = os.getcwd()
     tmp = tempfile.mkdtemp(prefix="vdit-sp-")
     try:
@@ -261,7 +264,7 @@ def train_tokenizer(dest, vocab_size=64):
         with open("sentences.txt", "w", encoding="utf-8") as f:
             f.write("\n".join(grammar_sentences()) + "\n")
         spm.SentencePieceTrainer.train(
-            input="sentences.txt", model_prefix="tokenizer", model_type="unigram",
+            input="sentences.txt", model_prefix="tokenizer", model_type=model_type,
             vocab_size=vocab_size, hard_vocab_limit=False, character_coverage=1.0,
             pad_id=0, eos_id=1, unk_id=2, bos_id=-1, normalization_rule_name="identity",
             num_threads=1, input_sentence_size=0, shuffle_input_sentence=False,

@@ -9,6 +9,8 @@ A run lives in one directory (train/runs/NAME by default):
     <stage>/done.json      written when a stage finished, with its results
 """
 
+import cpuenv  # noqa: F401  (before numpy and torch)
+
 import copy
 import json
 import math
@@ -24,6 +26,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
 from vdit_torch import config as config_mod  # noqa: E402
+from vdit_torch.dit import set_fast_gelu  # noqa: E402
 from vdit_torch.model import VditModel  # noqa: E402
 from vdit_torch.tokenize import Tokenizer  # noqa: E402
 
@@ -82,8 +85,27 @@ def prepare_run(run_cfg_path, run_dir):
         json.dump(run, f, indent=1)
     tok = os.path.join(run_dir, "tokenizer.model")
     if not os.path.exists(tok):
-        sv.train_tokenizer(tok, run.get("tokenizer", {}).get("vocab_size", 64))
+        t = run.get("tokenizer", {})
+        sv.train_tokenizer(tok, t.get("vocab_size", 144), t.get("type", "bpe"))
     return run
+
+
+def acquire_lock(run_dir):
+    """One process per run directory: RUN/lock holds the owner's pid."""
+    path = os.path.join(run_dir, "lock")
+    if os.path.exists(path):
+        try:
+            pid = int(open(path).read().strip() or 0)
+        except ValueError:
+            pid = 0
+        if pid and pid != os.getpid():
+            try:
+                os.kill(pid, 0)
+                raise SystemExit(f"{run_dir} is in use by process {pid}")
+            except ProcessLookupError:
+                pass
+    with open(path, "w") as f:
+        f.write(str(os.getpid()))
 
 
 def tokenizer_of(run, run_dir):
@@ -267,4 +289,132 @@ def set_rng_state(rng, state):
 
 
 def set_threads(run):
+    """Threads, and the fast GELU for training."""
     torch.set_num_threads(int(run.get("threads", 2)))
+    set_fast_gelu(True)
+
+
+# ---------------------------------------------------------------- the stage loop
+
+class StageLoop:
+    """Resumable training loop of one stage: RUN/<stage>/ckpt.pt holds `modules` (name →
+    object with state_dict/load_state_dict: models, EMA copies, optimisers), the numpy
+    and torch RNG states and the counters; evaluations go to evals.jsonl and the best
+    evaluated EMA weights to best.pt; at the end final.pt (the best, or the last EMA
+    weights when nothing was evaluated) and done.json.  SIGTERM/SIGINT save and stop."""
+
+    def __init__(self, run, run_dir, stage, modules, rng, total, quiet=False):
+        import signal
+        self.run, self.run_dir, self.stage = run, run_dir, stage
+        self.cfg = run[stage]
+        self.dir = os.path.join(run_dir, stage)
+        os.makedirs(self.dir, exist_ok=True)
+        self.log = Log(run_dir, stage, quiet)
+        self.modules, self.rng, self.total = modules, rng, int(total)
+        self.state = {"step": 0, "seconds": 0.0, "clips": 0, "best": None}
+        self.stop = False
+
+        def on_signal(*_):
+            self.stop = True
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+
+    def resume(self):
+        ck = load_if_exists(os.path.join(self.dir, "ckpt.pt"))
+        if ck is None:
+            return False
+        for name, m in self.modules.items():
+            m.load_state_dict(ck[name])
+        set_rng_state(self.rng, ck["rng"])
+        self.state = ck["state"]
+        self.log(f"resumed at step {self.state['step']} "
+                 f"({self.state['seconds'] / 3600:.2f} h trained)")
+        return True
+
+    def save(self):
+        ck = {name: m.state_dict() for name, m in self.modules.items()}
+        ck.update(rng=rng_state(self.rng), state=self.state)
+        save_atomic(ck, os.path.join(self.dir, "ckpt.pt"))
+
+    def evaluate(self, eval_fn, ema_model):
+        t0 = time.time()
+        s = eval_fn()
+        st = self.state
+        rec = {"step": st["step"], "hours": round(st["seconds"] / 3600, 3),
+               "clips": st["clips"], **{k: round(x, 4) for k, x in s.items()}}
+        with open(os.path.join(self.dir, "evals.jsonl"), "a", encoding="utf-8") as f:
+            f.write(json.dumps(rec) + "\n")
+        key = s["colour"] + s["shape"] + 2 * s["motion"]
+        if st["best"] is None or key >= st["best"]["key"]:
+            st["best"] = {"key": key, **rec}
+            save_atomic({"ema": ema_model.state_dict(), "eval": rec},
+                        os.path.join(self.dir, "best.pt"))
+        self.log(f"eval step {st['step']}: colour {s['colour']:.2f} shape {s['shape']:.2f} "
+                 f"motion {s['motion']:.2f} consistency {s['consistency']:.2f} "
+                 f"({time.time() - t0:.0f} s)")
+
+    def loop(self, step_fn, eval_fn, ema_model, batch):
+        """step_fn(step) → (loss float, extra log text); returns the result dict, or None
+        when stopped early."""
+        cfg, st = self.cfg, self.state
+        losses, t_last, last_save = [], time.time(), time.time()
+        if st["step"] == 0 and eval_fn is not None and cfg.get("eval_at_start", False):
+            self.evaluate(eval_fn, ema_model)
+        while st["step"] < self.total and not self.stop:
+            t0 = time.time()
+            loss, extra = step_fn(st["step"])
+            if loss is None:
+                continue
+            st["step"] += 1
+            st["clips"] += batch
+            st["seconds"] += time.time() - t0
+            losses.append(loss)
+            if st["step"] % cfg.get("log_every", 20) == 0 or st["step"] == self.total:
+                dt = (time.time() - t_last) / len(losses)
+                self.log(f"step {st['step']}/{self.total} loss {np.mean(losses):.4f} {extra} "
+                         f"{dt:.2f} s/step clips {st['clips']} {st['seconds'] / 3600:.2f} h")
+                losses, t_last = [], time.time()
+            if eval_fn is not None and (st["step"] % cfg.get("eval_every", 1000) == 0 or
+                                        st["step"] == self.total):
+                self.evaluate(eval_fn, ema_model)
+                self.save()
+                last_save = time.time()
+            elif st["step"] % cfg.get("ckpt_every", 100) == 0 or \
+                    time.time() - last_save > 600:
+                self.save()
+                last_save = time.time()
+        self.save()
+        if st["step"] < self.total:
+            self.log(f"stopped at step {st['step']}; run the same command to resume")
+            return None
+        best = load_if_exists(os.path.join(self.dir, "best.pt"))
+        save_atomic({"ema": best["ema"] if best else ema_model.state_dict()},
+                    os.path.join(self.dir, "final.pt"))
+        result = {"steps": st["step"], "hours": st["seconds"] / 3600, "clips": st["clips"],
+                  "best": st["best"]}
+        write_json(os.path.join(self.dir, "done.json"), result)
+        self.log(f"done: best eval {json.dumps(st['best'])}")
+        return result
+
+
+def stage_done(run_dir, stage):
+    p = os.path.join(run_dir, stage, "done.json")
+    return read_json(p) if os.path.exists(p) else None
+
+
+# ---------------------------------------------------------------- the engine
+
+def find_vdit(explicit=None):
+    """The `vdit` program: explicit, $VDIT, build-train/, build/, any build*/, PATH."""
+    import glob
+    import shutil
+    cands = [explicit, os.environ.get("VDIT"), os.path.join(ROOT, "build-train", "tools", "vdit"),
+             os.path.join(ROOT, "build", "tools", "vdit")]
+    cands += sorted(glob.glob(os.path.join(ROOT, "build*", "tools", "vdit")))
+    for c in cands:
+        if c and os.path.isfile(c) and os.access(c, os.X_OK):
+            return c
+    found = shutil.which("vdit")
+    if found:
+        return found
+    raise SystemExit("no vdit program found: build it (meson compile -C build) or pass --vdit")

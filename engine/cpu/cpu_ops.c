@@ -7,6 +7,9 @@
 #include <math.h>
 #include <string.h>
 
+/* Below this many elements a loop runs on one thread: waking the team costs more. */
+#define PARALLEL_MIN 16384
+
 float
 cpu_gelu_tanh (float x)
 {
@@ -47,7 +50,7 @@ cpu_matmul (void *ctx, void *out_, int ldo, const void *in_, int ldi, const void
                accumulate ? 1.0f : 0.0f, out, ldo);
   if (bias == NULL && act == VDIT_ACT_NONE)
     return;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t) m * n >= PARALLEL_MIN)
   for (int i = 0; i < m; i++) {
     float *row = out + (size_t) i * ldo;
     for (int j = 0; j < n; j++)
@@ -60,7 +63,7 @@ cpu_rmsnorm (void *ctx, void *out_, const void *x_, const void *w_, int m, int d
 {
   float *out = out_;
   const float *x = x_, *w = w_;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t) m * d >= PARALLEL_MIN)
   for (int i = 0; i < m; i++) {
     const float *xi = x + (size_t) i * d;
     float *oi = out + (size_t) i * d;
@@ -79,7 +82,7 @@ cpu_layernorm_modulate (void *ctx, void *out_, const void *x_, const void *shift
 {
   float *out = out_;
   const float *x = x_, *shift = shift_, *scale = scale_;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t) m * d >= PARALLEL_MIN)
   for (int i = 0; i < m; i++) {
     const float *xi = x + (size_t) i * d;
     float *oi = out + (size_t) i * d;
@@ -103,7 +106,7 @@ cpu_add_gated (void *ctx, void *x_, const void *h_, const void *gate_, int m, in
 {
   float *x = x_;
   const float *h = h_, *gate = gate_;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t) m * d >= PARALLEL_MIN)
   for (int i = 0; i < m; i++) {
     float *xi = x + (size_t) i * d;
     const float *hi = h + (size_t) i * d;
@@ -117,7 +120,7 @@ cpu_mul (void *ctx, void *out_, const void *a_, const void *b_, size_t n)
 {
   float *out = out_;
   const float *a = a_, *b = b_;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= PARALLEL_MIN)
   for (size_t i = 0; i < n; i++)
     out[i] = a[i] * b[i];
 }
@@ -127,7 +130,7 @@ cpu_add (void *ctx, void *out_, const void *a_, const void *b_, size_t n)
 {
   float *out = out_;
   const float *a = a_, *b = b_;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= PARALLEL_MIN)
   for (size_t i = 0; i < n; i++)
     out[i] = a[i] + b[i];
 }
@@ -137,7 +140,7 @@ cpu_activate (void *ctx, void *out_, const void *in_, size_t n, VditActivation a
 {
   float *out = out_;
   const float *in = in_;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= PARALLEL_MIN)
   for (size_t i = 0; i < n; i++)
     out[i] = apply_activation (in[i], act);
 }
@@ -148,7 +151,7 @@ cpu_rope (void *ctx, void *x_, int ld, const float *cos_t, const float *sin_t, i
 {
   float *x = x_;
   const int chunk = head_dim / n_chunks, half = chunk / 2, pairs = head_dim / 2;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t) n * heads * head_dim >= PARALLEL_MIN)
   for (int i = 0; i < n; i++) {
     const float *c = cos_t + (size_t) i * pairs, *s = sin_t + (size_t) i * pairs;
     for (int h = 0; h < heads; h++) {

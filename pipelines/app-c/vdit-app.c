@@ -9,6 +9,7 @@
 #include <gst/app/gstappsink.h>
 #include <gst/gst.h>
 #include <gst/video/video.h>
+#include <locale.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -160,6 +161,7 @@ main (int argc, char **argv)
   gchar *device_used = NULL;
   gint expected = 0;
 
+  setlocale (LC_ALL, "");       /* messages may hold non-ASCII text */
   g_option_context_add_main_entries (context, entries, NULL);
   g_option_context_add_group (context, gst_init_get_option_group ());
   if (!g_option_context_parse (context, &argc, &argv, &error)) {
@@ -172,8 +174,10 @@ main (int argc, char **argv)
     return 1;
   }
 
-  pipeline = gst_parse_launch ("vditsrc name=src ! video/x-raw,format=RGB ! "
-      "appsink name=sink sync=false", &error);
+  /* fatal errors: without the flag a missing vditsrc gives a partial pipeline */
+  pipeline = gst_parse_launch_full ("vditsrc name=src ! video/x-raw,format=RGB "
+      "! appsink name=sink sync=false", NULL, GST_PARSE_FLAG_FATAL_ERRORS,
+      &error);
   if (pipeline == NULL) {
     g_printerr ("%s (is the vdit plug-in on GST_PLUGIN_PATH?)\n",
         error->message);

@@ -185,6 +185,26 @@ GST_START_TEST (test_frames_then_eos)
 
 GST_END_TEST;
 
+/* Downstream that supports GstVideoMeta gets it on every buffer. */
+GST_START_TEST (test_video_meta)
+{
+  GstHarness *h = harness_new ("frames=2", "video/x-raw,format=I420");
+  GstBuffer *buf;
+  GstVideoMeta *meta;
+
+  gst_harness_add_propose_allocation_meta (h, GST_VIDEO_META_API_TYPE, NULL);
+  gst_harness_play (h);
+  buf = gst_harness_pull (h);
+  meta = gst_buffer_get_video_meta (buf);
+  fail_unless (meta != NULL);
+  fail_unless_equals_int (meta->format, GST_VIDEO_FORMAT_I420);
+  fail_unless_equals_int (meta->n_planes, 3);
+  gst_buffer_unref (buf);
+  gst_harness_teardown (h);
+}
+
+GST_END_TEST;
+
 GST_START_TEST (test_framerate_property)
 {
   GstHarness *h = harness_new ("frames=2 framerate=25/1", NULL);
@@ -555,6 +575,7 @@ vditsrc_suite (void)
   tcase_add_checked_fixture (tc, setup_model, teardown_model);
   tcase_add_test (tc, test_properties);
   tcase_add_test (tc, test_frames_then_eos);
+  tcase_add_test (tc, test_video_meta);
   tcase_add_test (tc, test_framerate_property);
   tcase_add_test (tc, test_same_seed_same_frames);
   tcase_add_test (tc, test_different_prompts_differ);

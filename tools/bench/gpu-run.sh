@@ -3,7 +3,7 @@
 # DiT step beside the PyTorch peers (tools/bench/peers.py). Logs go to OUTDIR:
 #   env.txt (GPU, driver, versions)  build.log  gpu-tests.log  bench.jsonl
 #
-#   tools/bench/gpu-run.sh OUTDIR [tests,attention,peers,step,peers-step]
+#   tools/bench/gpu-run.sh OUTDIR [tests,sass,attention,attention-sm80,peers,step,peers-step]
 #
 # Needs .devdeps (../shared/device/fetch-debs.sh .devdeps pkgconf pkgconf-bin libpkgconf3
 # pkg-config libpng-dev libpng16-16) carried to the machine. Every part has its own time
@@ -42,6 +42,14 @@ if has tests; then
   grep -E "PSNR|frames in" "$out/gpu-tests.log"
 fi
 
+if has sass; then
+  log "sass: HGMMA / HMMA instructions in the attention kernels"
+  for o in attention attention_sm90; do
+    echo "$o: $(cuobjdump -sass build-gpu/cuda/libvdit-cuda.a.p/$o.o | grep -c HGMMA) HGMMA," \
+      "$(cuobjdump -sass build-gpu/cuda/libvdit-cuda.a.p/$o.o | grep -c HMMA) HMMA" | tee -a "$out/env.txt"
+  done
+fi
+
 vdit=build-gpu/tools/vdit
 attn () {
   timeout 120 "$vdit" bench attention --backend cuda --heads 24 --head-dim 96 \
@@ -56,15 +64,21 @@ if has attention; then
   attn --mode full --frames 24
   attn --mode tile --frames 24 --k 3
 fi
+if has attention-sm80; then
+  log "attention (ours, mma.sync kernel forced)"
+  echo "{\"note\":\"next lines: VDIT_CUDA_ATTN=sm80 (mma.sync kernel)\"}" >> "$out/bench.jsonl"
+  VDIT_CUDA_ATTN=sm80 attn --mode full --frames 8
+  VDIT_CUDA_ATTN=sm80 attn --mode tile --frames 8 --k 1
+fi
 if has peers; then
   log "attention (peers)"
-  PYTHONUNBUFFERED=1 timeout 240 python3 tools/bench/peers.py --frames 8,24 \
+  PYTHONUNBUFFERED=1 timeout 200 python3 tools/bench/peers.py --frames 8,24 \
     2>> "$out/env.txt" | tee -a "$out/bench.jsonl"
 fi
 if has step; then
   for f in 8 24; do
     log "step (ours) frames $f"
-    timeout 150 "$vdit" bench step --config tools/bench/osp12-720p.json --random-weights \
+    timeout 120 "$vdit" bench step --config tools/bench/osp12-720p.json --random-weights \
       --device cuda --frames $f --repeat 2 --warmup 1 2>> "$out/env.txt" | tee -a "$out/bench.jsonl"
   done
 fi

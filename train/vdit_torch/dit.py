@@ -15,8 +15,20 @@ from torch import nn
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
 
+_FAST_GELU = False
+
+
+def set_fast_gelu(on):
+    """Training switch: torch's fused tanh-GELU (the same formula, ~10x faster on a CPU,
+    differing in the last bits) instead of the literal one the engine is checked with."""
+    global _FAST_GELU
+    _FAST_GELU = bool(on)
+
+
 def gelu_tanh(x):
     """0.5·x·(1 + tanh(sqrt(2/π)·(x + 0.044715·x³)))."""
+    if _FAST_GELU:
+        return F.gelu(x, approximate="tanh")
     return 0.5 * x * (1.0 + torch.tanh(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)))
 
 

@@ -1,0 +1,113 @@
+#!/usr/bin/python3
+"""Base training: text encoder + DiT on SynthVideo with flow matching (the engine's
+flow_euler sampler), CFG dropout, logit-normal times, AdamW with warm-up and cosine
+decay, gradient clipping and EMA weights.  Resumable: the latest state is in
+RUN/base/ckpt.pt; the EMA weights are evaluated on the held-out prompts every
+`eval_every` steps (RUN/base/evals.jsonl) and the best of them is RUN/base/best.pt;
+RUN/base/final.pt is what the next stages start from.
+
+    /usr/bin/python3 train/stage_base.py --config train/configs/cpu.json --run-dir DIR
+"""
+
+import cpuenv  # noqa: F401  (before numpy and torch)
+import argparse
+
+import numpy as np
+import torch
+
+import trainlib as tl
+import synthvideo as sv
+import synthmetrics as sm
+import pngio
+
+
+def evaluate(model, run, batcher, steps, guidance, seed=1000, prompts=None, self_masks=None,
+             return_clips=False):
+    """Samples the held-out prompts in PyTorch; returns SynthBench-style scores."""
+    prompts = prompts or sv.heldout_prompts()
+    v = run["video"]
+    shape = (v["frames"], v["height"], v["width"], 3)
+    results, clips = [], []
+    model.eval()
+    for i in range(0, len(prompts), 16):
+        chunk = prompts[i:i + 16]
+        x = tl.sample(model, [p for p, _ in chunk], batcher, steps, guidance, seed=seed + i,
+                      shape=shape, shift=run["sampler"].get("shift", 1.0),
+                      self_masks=self_masks)
+        for (p, combo), clip in zip(chunk, x):
+            frames = pngio.to_uint8(clip.numpy())
+            results.append((sm.analyse(frames), combo))
+            clips.append(frames)
+    scores = sm.score(results)
+    return (scores, clips) if return_clips else scores
+
+
+def flow_batch(rng, run, batch):
+    """(x0 [B, T, H, W, 3], prompts, noise) from SynthVideo."""
+    v = run["video"]
+    x0, prompts = sv.batch(rng, batch, v["frames"], v["height"], v["width"],
+                           run.get("data", {}).get("two_object_prob", 0.0))
+    eps = torch.from_numpy(rng.standard_normal(x0.shape).astype(np.float32))
+    return torch.from_numpy(x0), prompts, eps
+
+
+def run_stage(run, run_dir, max_steps=None, quiet=False):
+    tl.set_threads(run)
+    cfg = run["base"]
+    total = int(max_steps or cfg["steps"])
+    model = tl.new_model(run, run_dir, seed=run["seed"])
+    ema = tl.EMA(model, cfg.get("ema", 0.999))
+    opt = tl.make_optimizer(model, cfg["lr"], cfg.get("weight_decay", 0.01))
+    rng = np.random.default_rng(run["seed"])
+    torch.manual_seed(run["seed"])
+    loop = tl.StageLoop(run, run_dir, "base", {"model": model, "ema": ema.model, "opt": opt},
+                        rng, total, quiet)
+    if not loop.resume():
+        n = sum(p.numel() for p in model.parameters())
+        loop.log(f"start: {n / 1e6:.2f} M parameters, {total} steps of batch {cfg['batch']}")
+    batcher = tl.TextBatcher(model.tokenizer)
+    B = int(cfg["batch"])
+
+    def step(i):
+        lr = tl.lr_at(i, total, cfg["lr"], cfg.get("warmup", 200), cfg.get("min_lr", 0.1))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        model.train()
+        x0, prompts, eps = flow_batch(rng, run, B)
+        drop = rng.random(B) < cfg.get("cfg_dropout", 0.1)
+        ids, mask = batcher(["" if d else p for p, d in zip(prompts, drop)])
+        t = tl.sample_times(rng, B, cfg.get("t_mean", 0.0), cfg.get("t_std", 1.0),
+                            cfg.get("t_uniform", 0.1))
+        tt = t[:, None, None, None, None]
+        pred = tl.velocity(model, (1 - tt) * x0 + tt * eps, t, ids, mask)
+        loss = ((pred - (eps - x0)) ** 2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gn = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.get("clip", 1.0))
+        if not (torch.isfinite(loss) and torch.isfinite(gn)):
+            loop.log(f"step {i}: non-finite loss or gradient, step skipped")
+            return None, ""
+        opt.step()
+        ema.update(model, i)
+        return float(loss), f"lr {lr:.2e} gnorm {float(gn):.2f}"
+
+    def eval_fn():
+        return evaluate(ema.model, run, batcher, cfg.get("eval_steps", 16),
+                        run["sampler"]["guidance"])
+
+    return loop.loop(step, eval_fn, ema.model, B)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--run-dir", required=True)
+    ap.add_argument("--steps", type=int, help="override base.steps")
+    a = ap.parse_args()
+    run = tl.prepare_run(a.config, a.run_dir)
+    tl.acquire_lock(a.run_dir)
+    run_stage(run, a.run_dir, a.steps)
+
+
+if __name__ == "__main__":
+    main()
