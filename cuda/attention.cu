@@ -10,8 +10,9 @@
 // tile touches at most one partial tile per edge, so the masked work is a few % of a
 // kept frame tile at 3,600 tokens.
 //
-// On sm_90 devices with a sm_90a build, head dims 33..128 without bias go to the wgmma
-// kernel (attention_sm90.cu); VDIT_CUDA_ATTN=sm80 in the environment forces this path.
+// On sm_90 devices with a sm_90a build, head dims 33..128 without bias, dense or with
+// query blocks of 128+ rows, go to the wgmma kernel (attention_sm90.cu);
+// VDIT_CUDA_ATTN=sm80 in the environment forces this path.
 #include <stdlib.h>
 #include <string.h>
 
@@ -199,7 +200,11 @@ vdit_cuda_attention_launch (const vdit_cuda_attn_args *a, cudaStream_t stream)
   const bool vec = hd % 8 == 0 && a->ldq % 8 == 0 && a->ldk % 8 == 0 && a->ldv % 8 == 0 &&
                    aligned16 (a->q) && aligned16 (a->k) && aligned16 (a->v);
   const bool bias = a->bias != nullptr;
-  if (vec && !bias && hd > 32 && !force_sm80 () && vdit_cuda_attention_sm90_usable ())
+  // the wgmma kernel shares K/V between two 64-row tiles: worth it when both walk the
+  // same key tiles (dense, frame tiles), not for 64-row blocks with their own patterns
+  const bool pairs_agree = lay == nullptr || lay->block_q >= 2 * ATTN_BR;
+  if (vec && !bias && hd > 32 && pairs_agree && !force_sm80 () &&
+      vdit_cuda_attention_sm90_usable ())
     return vdit_cuda_attention_sm90_launch (p, a->heads, stream);
 
   if (p.n_qtiles > 65535)

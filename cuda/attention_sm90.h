@@ -10,7 +10,8 @@ struct AttnParams;
 // TRUE when the current device is compute capability 9.0 and this build carries the
 // sm_90a kernel (gpu_archs containing 90a); cached per device.
 bool vdit_cuda_attention_sm90_usable ();
-// Head dims 33..128 (padded to 64, 96, 128), 16-byte aligned q/k/v rows, no bias.
+// Head dims 33..128 (padded to 64, 96, 128), 16-byte aligned q/k/v rows, no bias;
+// dense or layouts with query blocks of at least 128 rows.
 cudaError_t vdit_cuda_attention_sm90_launch (const AttnParams &p, int heads,
                                              cudaStream_t stream);
 

@@ -11,8 +11,6 @@ import argparse
 import os
 import shutil
 
-import torch
-
 import trainlib as tl
 from vdit_torch import config as config_mod
 
@@ -23,7 +21,7 @@ STAGE_FILES = {"base": "base/final.pt", "mlcd": "mlcd/final.pt", "kd": "kd/final
 def stage_model(run, run_dir, stage, path=None):
     """The stage's final EMA weights in a VditModel."""
     model = tl.new_model(run, run_dir)
-    ck = torch.load(path or os.path.join(run_dir, STAGE_FILES[stage]), map_location="cpu")
+    ck = tl.load(path or os.path.join(run_dir, STAGE_FILES[stage]))
     model.load_state_dict(ck["ema"] if "ema" in ck else ck)
     model.eval()
     return model

@@ -35,7 +35,7 @@ def evaluate(model, run, batcher, steps, guidance, seed=1000, prompts=None, self
                       shape=shape, shift=run["sampler"].get("shift", 1.0),
                       self_masks=self_masks)
         for (p, combo), clip in zip(chunk, x):
-            frames = pngio.to_uint8(clip.numpy())
+            frames = pngio.to_uint8(clip.float().cpu().numpy())
             results.append((sm.analyse(frames), combo))
             clips.append(frames)
     scores = sm.score(results)
@@ -46,9 +46,13 @@ def flow_batch(rng, run, batch):
     """(x0 [B, T, H, W, 3], prompts, noise) from SynthVideo."""
     v = run["video"]
     x0, prompts = sv.batch(rng, batch, v["frames"], v["height"], v["width"],
-                           run.get("data", {}).get("two_object_prob", 0.0))
-    eps = torch.from_numpy(rng.standard_normal(x0.shape).astype(np.float32))
-    return torch.from_numpy(x0), prompts, eps
+                           run.get("data", {}).get("two_object_prob", 0.0),
+                           device=tl.DEVICE, as_torch=True)
+    if tl.DEVICE.type == "cpu":  # numpy noise: resumes reproduce it exactly
+        eps = torch.from_numpy(rng.standard_normal(tuple(x0.shape)).astype(np.float32))
+    else:
+        eps = torch.randn(x0.shape, device=tl.DEVICE)
+    return x0, prompts, eps
 
 
 def run_stage(run, run_dir, max_steps=None, quiet=False):

@@ -46,7 +46,7 @@ def run_stage(run, run_dir, max_steps=None, quiet=False):
     for p in student.parameters():
         p.requires_grad_(True)
     plan = load_plan(run_dir)
-    masks = plan_masks(plan, grid_of(run))
+    masks = [m if m is None else m.to(tl.DEVICE) for m in plan_masks(plan, grid_of(run))]
     ema = tl.EMA(student, cfg.get("ema", 0.999))
     opt = tl.make_optimizer(student, cfg["lr"], cfg.get("weight_decay", 0.0))
     rng = np.random.default_rng(run["seed"] + 2)
@@ -70,7 +70,7 @@ def run_stage(run, run_dir, max_steps=None, quiet=False):
         ids, mask = batcher(prompts)
         t = np.array(starts)[rng.integers(0, S, B)]
         t = np.where(rng.random(B) < cfg.get("uniform_fraction", 0.2), rng.random(B), t)
-        t = torch.tensor(t, dtype=torch.float32)
+        t = torch.tensor(t, dtype=torch.float32, device=tl.DEVICE)
         tt = t[:, None, None, None, None]
         xt = (1 - tt) * x0 + tt * eps
         with torch.no_grad():

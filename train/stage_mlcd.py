@@ -40,8 +40,7 @@ def segment_grid(segments, substeps, shift):
 
 def load_stage_weights(run, run_dir, stage):
     model = tl.new_model(run, run_dir)
-    model.load_state_dict(torch.load(os.path.join(run_dir, stage, "final.pt"),
-                                     map_location="cpu")["ema"])
+    model.load_state_dict(tl.load(os.path.join(run_dir, stage, "final.pt"))["ema"])
     return model
 
 
@@ -84,8 +83,9 @@ def run_stage(run, run_dir, max_steps=None, quiet=False):
         # Segment starts are where the sampler asks; the rest of the grid carries the
         # consistency chain.
         j = np.where(rng.random(B) < p_start, 0, rng.integers(0, N, B))
-        t = torch.tensor(grid[seg, j], dtype=torch.float32)
-        end = torch.tensor([b[s + 1] for s in seg], dtype=torch.float32)
+        dev = tl.DEVICE
+        t = torch.tensor(grid[seg, j], dtype=torch.float32, device=dev)
+        end = torch.tensor([b[s + 1] for s in seg], dtype=torch.float32, device=dev)
         tt = t[:, None, None, None, None]
         xt = (1 - tt) * x0 + tt * eps
         with torch.no_grad():
@@ -94,9 +94,10 @@ def run_stage(run, run_dir, max_steps=None, quiet=False):
                 live = jj < N
                 if not live.any():
                     break
-                idx = torch.from_numpy(np.nonzero(live)[0])
-                tc = torch.tensor(grid[seg[live], jj[live]], dtype=torch.float32)
-                tn = torch.tensor(grid[seg[live], jj[live] + 1], dtype=torch.float32)
+                idx = torch.from_numpy(np.nonzero(live)[0]).to(dev)
+                tc = torch.tensor(grid[seg[live], jj[live]], dtype=torch.float32, device=dev)
+                tn = torch.tensor(grid[seg[live], jj[live] + 1], dtype=torch.float32,
+                                  device=dev)
                 v = tl.guided_velocity(teacher, x[idx], tc, ids[idx], mask[idx], uids[idx],
                                        umask[idx], g)
                 x[idx] = x[idx] + (tn - tc)[:, None, None, None, None] * v
@@ -104,8 +105,8 @@ def run_stage(run, run_dir, max_steps=None, quiet=False):
             target = x
             rest = jj < N
             if rest.any():  # consistency target: the student from where the teacher stopped
-                idx = torch.from_numpy(np.nonzero(rest)[0])
-                tm = torch.tensor(grid[seg[rest], jj[rest]], dtype=torch.float32)
+                idx = torch.from_numpy(np.nonzero(rest)[0]).to(dev)
+                tm = torch.tensor(grid[seg[rest], jj[rest]], dtype=torch.float32, device=dev)
                 student.eval()
                 vs = tl.velocity(student, x[idx], tm, ids[idx], mask[idx])
                 target[idx] = x[idx] + (end[idx] - tm)[:, None, None, None, None] * vs

@@ -119,33 +119,50 @@ def sample_spec(rng, two_object_prob=0.0, allow_heldout=False):
 
 # ---------------------------------------------------------------- rendering
 
+# Written with arithmetic only (abs, powers, comparisons), so the same code runs on numpy
+# arrays (the judge's templates) and torch tensors (training batches, on any device).
+
+def _relu(x):
+    return (x + abs(x)) * 0.5
+
+
+def _min(a, b):
+    return (a + b - abs(a - b)) * 0.5
+
+
+def _max(a, b):
+    return (a + b + abs(a - b)) * 0.5
+
+
+def _length(x, y):
+    return (x * x + y * y) ** 0.5
+
+
+def _box(x, y, hx, hy):
+    """Signed distance of an axis-aligned box with half sizes hx, hy (x, y = |coords|)."""
+    qx, qy = x - hx, y - hy
+    return _length(_relu(qx), _relu(qy)) + _min(_max(qx, qy), 0.0 * qx)
+
+
 def _sdf(shape, px, py, r):
     """Signed distance (same units as px, py) of a shape of radius r centred at 0."""
     if shape == "circle":
-        return np.sqrt(px * px + py * py) - r
+        return _length(px, py) - r
     if shape == "square":
-        h = 0.82 * r
-        qx, qy = np.abs(px) - h, np.abs(py) - h
-        return np.sqrt(np.maximum(qx, 0) ** 2 + np.maximum(qy, 0) ** 2) + \
-            np.minimum(np.maximum(qx, qy), 0)
+        return _box(abs(px), abs(py), 0.82 * r, 0.82 * r)
     if shape == "triangle":  # equilateral, pointing up, circumradius 1.25 r (iq's sdf)
         k = math.sqrt(3.0)
         h = 1.25 * r * k / 2  # half the side
-        x = np.abs(px) - h
+        x = abs(px) - h
         y = -py + h / k       # image y points down; centroid at the origin
-        m = x + k * y > 0
-        x, y = np.where(m, (x - k * y) / 2, x), np.where(m, (-k * x - y) / 2, y)
-        x = x - np.clip(x, -2 * h, 0)
-        return -np.sqrt(x * x + y * y) * np.sign(y)
+        m = (x + k * y) > 0
+        x, y = x + m * ((x - k * y) / 2 - x), y + m * ((-k * x - y) / 2 - y)
+        x = x - _min(_max(x, -2 * h), 0.0 * x)
+        return -_length(x, y) * ((y > 0) * 2.0 - 1.0)
     if shape == "cross":
         a, w = 1.05 * r, 0.36 * r
-        ax, ay = np.abs(px), np.abs(py)
-
-        def box(x, y, hx, hy):
-            qx, qy = x - hx, y - hy
-            return np.sqrt(np.maximum(qx, 0) ** 2 + np.maximum(qy, 0) ** 2) + \
-                np.minimum(np.maximum(qx, qy), 0)
-        return np.minimum(box(ax, ay, a, w), box(ax, ay, w, a))
+        ax, ay = abs(px), abs(py)
+        return _min(_box(ax, ay, a, w), _box(ax, ay, w, a))
     raise ValueError(shape)
 
 
@@ -186,17 +203,22 @@ def object_track(rng, motion, frames, slot=None, jitter=True):
     return cx, cy, scale, angle
 
 
-def render_many(specs, frames, height, width, rng=None, jitter=True):
-    """[N, T, H, W, 3] float32 in [-1, 1] for a list of specs (vectorised per shape)."""
+def render_many(specs, frames, height, width, rng=None, jitter=True, device=None,
+                as_torch=False):
+    """[N, T, H, W, 3] float32 in [-1, 1] for a list of specs: random choices in numpy
+    (per object), pixels in torch on `device` (vectorised per shape).  A numpy array, or
+    with as_torch a tensor on the device."""
+    import torch
     rng = rng or np.random.default_rng(0)
     n = len(specs)
     side = float(min(height, width))
     bg = np.array([BACKGROUNDS[s["background"]] for s in specs], dtype=np.float32)
     if jitter:
         bg = np.clip(bg + rng.uniform(-0.03, 0.03, (n, 1)), 0, 1).astype(np.float32)
-    img = np.broadcast_to(bg[:, None, None, None, :], (n, frames, height, width, 3)).copy()
-    ys = (np.arange(height, dtype=np.float32) + 0.5)[None, None, :, None]
-    xs = (np.arange(width, dtype=np.float32) + 0.5)[None, None, None, :]
+    img = torch.from_numpy(bg).to(device)[:, None, None, None, :].expand(
+        n, frames, height, width, 3).clone()
+    ys = (torch.arange(height, dtype=torch.float32, device=device) + 0.5)[None, None, :, None]
+    xs = (torch.arange(width, dtype=torch.float32, device=device) + 0.5)[None, None, None, :]
     for layer in (0, 1):  # the second object is drawn over the first
         rows = {}
         for i, spec in enumerate(specs):
@@ -211,18 +233,19 @@ def render_many(specs, frames, height, width, rng=None, jitter=True):
                 col = np.clip(col + rng.uniform(-0.04, 0.04, 3), 0, 1)
             rows.setdefault(shape, []).append((i, track, col))
         for shape, items in rows.items():
-            idx = np.array([i for i, _, _ in items])
-            cx, cy, scale, angle = (np.stack([t[k] for _, t, _ in items]).astype(np.float32)
-                                    for k in range(4))
-            px = xs - (cx * width)[:, :, None, None]
-            py = ys - (cy * height)[:, :, None, None]
-            ca, sa = np.cos(angle)[:, :, None, None], np.sin(angle)[:, :, None, None]
-            rx, ry = ca * px + sa * py, -sa * px + ca * py
-            d = _sdf(shape, rx, ry, (SIZE * side * scale)[:, :, None, None])
-            alpha = np.clip(0.5 - d, 0.0, 1.0)[..., None]
-            col = np.stack([c for _, _, c in items]).astype(np.float32)[:, None, None, None]
+            idx = torch.tensor([i for i, _, _ in items], device=device)
+            cx, cy, scale, angle = (
+                torch.from_numpy(np.stack([t[k] for _, t, _ in items]).astype(np.float32))
+                .to(device)[:, :, None, None] for k in range(4))
+            px, py = xs - cx * width, ys - cy * height
+            ca, sa = torch.cos(angle), torch.sin(angle)
+            d = _sdf(shape, ca * px + sa * py, -sa * px + ca * py, SIZE * side * scale)
+            alpha = torch.clamp(0.5 - d, 0.0, 1.0)[..., None]
+            col = torch.from_numpy(np.stack([c for _, _, c in items]).astype(np.float32))
+            col = col.to(device)[:, None, None, None]
             img[idx] = img[idx] * (1 - alpha) + col * alpha
-    return img * 2.0 - 1.0
+    out = img * 2.0 - 1.0
+    return out if as_torch else out.cpu().numpy()
 
 
 def render(spec, frames, height, width, rng=None, jitter=True):
@@ -230,10 +253,10 @@ def render(spec, frames, height, width, rng=None, jitter=True):
     return render_many([spec], frames, height, width, rng, jitter)[0]
 
 
-def batch(rng, n, frames, height, width, two_object_prob=0.0):
+def batch(rng, n, frames, height, width, two_object_prob=0.0, device=None, as_torch=False):
     """(clips [n, T, H, W, 3] float32, prompts [n])."""
     specs = [sample_spec(rng, two_object_prob) for _ in range(n)]
-    clips = render_many(specs, frames, height, width, rng)
+    clips = render_many(specs, frames, height, width, rng, device=device, as_torch=as_torch)
     return clips, [prompt_of(s["objects"], s["background"]) for s in specs]
 
 

@@ -26,7 +26,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
 from vdit_torch import config as config_mod  # noqa: E402
-from vdit_torch.dit import set_fast_gelu  # noqa: E402
+from vdit_torch.dit import set_fast_kernels  # noqa: E402
 from vdit_torch.model import VditModel  # noqa: E402
 from vdit_torch.tokenize import Tokenizer  # noqa: E402
 
@@ -116,7 +116,7 @@ def tokenizer_of(run, run_dir):
 def new_model(run, run_dir, seed=0):
     tok = tokenizer_of(run, run_dir)
     cfg = model_config(run, tok.vocab_size)
-    return VditModel.from_config(cfg, seed=seed, tokenizer=tok)
+    return VditModel.from_config(cfg, seed=seed, tokenizer=tok).to(DEVICE)
 
 
 # ---------------------------------------------------------------- text
@@ -144,11 +144,16 @@ class TextBatcher:
         for i, s in enumerate(seqs):
             ids[i, :len(s)] = torch.tensor(s)
             mask[i, :len(s)] = True
-        return ids, mask
+        return ids.to(DEVICE), mask.to(DEVICE)
 
 
 def velocity(model, x, t, ids, mask, self_masks=None, hidden=None):
     """Model output v for latents x [B, T, H, W, C] at flow times t [B] (τ = 1000·t)."""
+    if AMP is not None:
+        with torch.autocast(DEVICE.type, dtype=AMP):
+            text = model.text_encoder(ids, mask)
+            out = model.dit(x, 1000.0 * t, text, mask, self_masks=self_masks, hidden=hidden)
+        return out.float()
     text = model.text_encoder(ids, mask)
     return model.dit(x, 1000.0 * t, text, mask, self_masks=self_masks, hidden=hidden)
 
@@ -174,7 +179,7 @@ def sample_times(rng, n, mean, std, uniform_frac):
     t = 1.0 / (1.0 + np.exp(-(mean + std * rng.standard_normal(n))))
     u = rng.random(n)
     t = np.where(rng.random(n) < uniform_frac, u, t)
-    return torch.from_numpy(np.clip(t, 1e-4, 1.0).astype(np.float32))
+    return torch.from_numpy(np.clip(t, 1e-4, 1.0).astype(np.float32)).to(DEVICE)
 
 
 def flow_times(steps, shift=1.0):
@@ -191,10 +196,10 @@ def sample(model, prompts, batcher, steps, guidance, seed=0, shape=None, shift=1
     if noise is None:
         g = torch.Generator().manual_seed(seed)
         noise = torch.randn((len(prompts),) + tuple(shape), generator=g)
-    x = noise
+    x = noise.to(DEVICE)
     ts = flow_times(steps, shift)
     for k in range(steps):
-        t = torch.full((len(prompts),), ts[k])
+        t = torch.full((len(prompts),), ts[k], device=DEVICE)
         x = x + (ts[k + 1] - ts[k]) * guided_velocity(model, x, t, ids, mask, uids, umask,
                                                       guidance, self_masks)
     return x
@@ -246,10 +251,16 @@ def save_atomic(obj, path):
     os.replace(tmp, path)
 
 
-def load_if_exists(path):
-    if os.path.exists(path):
+def load(path):
+    """A checkpoint of ours (tensors, numbers, RNG states), onto the CPU."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except TypeError:  # torch without weights_only
         return torch.load(path, map_location="cpu")
-    return None
+
+
+def load_if_exists(path):
+    return load(path) if os.path.exists(path) else None
 
 
 class Log:
@@ -288,10 +299,23 @@ def set_rng_state(rng, state):
     torch.set_rng_state(state["torch"])
 
 
+DEVICE = torch.device("cpu")  # set by set_threads from the run's "device"
+AMP = None                    # torch.bfloat16 with "amp": "bf16" on a GPU
+
+
 def set_threads(run):
-    """Threads, and the fast GELU for training."""
-    torch.set_num_threads(int(run.get("threads", 2)))
-    set_fast_gelu(True)
+    """Threads, device ("cpu", "cuda" or "auto"), mixed precision and the fast kernels
+    for training."""
+    global DEVICE, AMP
+    torch.set_num_threads(int(os.environ.get("VDIT_TRAIN_THREADS", run.get("threads", 2))))
+    set_fast_kernels(True)
+    dev = os.environ.get("VDIT_TRAIN_DEVICE", run.get("device", "cpu"))
+    if dev == "auto":
+        dev = "cuda" if torch.cuda.is_available() else "cpu"
+    DEVICE = torch.device(dev)
+    AMP = torch.bfloat16 if run.get("amp") == "bf16" and DEVICE.type == "cuda" else None
+    if DEVICE.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
 
 
 # ---------------------------------------------------------------- the stage loop

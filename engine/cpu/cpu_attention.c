@@ -6,7 +6,8 @@
  * into one span) in tiles of TK keys with an online softmax, so memory is
  * O(TQ·(TK + head_dim)) per thread whatever the sequence length, and skipped blocks are
  * never touched. Each output row is produced by exactly one task in a fixed order, so
- * results are bit-identical from run to run and for any thread count.
+ * results are bit-identical from run to run and for any thread count (on one machine:
+ * the AVX2 and the 4-lane kernels sum in different orders).
  */
 #include "cpu_attention.h"
 #include "vdit.h"

@@ -251,6 +251,25 @@ GST_START_TEST (test_different_prompts_differ)
 
 GST_END_TEST;
 
+/* Every attention policy renders the full clip; the tile mask changes the result. */
+GST_START_TEST (test_attention_policies)
+{
+  GPtrArray *full = generate ("frames=8 seed=3 attention=full prompt=\"" PROMPT "\"");
+  GPtrArray *tile = generate ("frames=8 seed=3 attention=tile prompt=\"" PROMPT "\"");
+  GPtrArray *adaptive = generate ("frames=8 seed=3 attention=adaptive sparsity=0.5 "
+      "prompt=\"" PROMPT "\"");
+
+  fail_unless_equals_int (full->len, 8);
+  fail_unless_equals_int (tile->len, 8);
+  fail_unless_equals_int (adaptive->len, 8);
+  fail_if (sums_equal (full, tile), "tile attention gave the dense result");
+  g_ptr_array_unref (full);
+  g_ptr_array_unref (tile);
+  g_ptr_array_unref (adaptive);
+}
+
+GST_END_TEST;
+
 /* A change while generating applies to the next run, never to this one. */
 GST_START_TEST (test_change_while_playing)
 {
@@ -579,6 +598,7 @@ vditsrc_suite (void)
   tcase_add_test (tc, test_framerate_property);
   tcase_add_test (tc, test_same_seed_same_frames);
   tcase_add_test (tc, test_different_prompts_differ);
+  tcase_add_test (tc, test_attention_policies);
   tcase_add_test (tc, test_change_while_playing);
   tcase_add_test (tc, test_error_missing_model);
   tcase_add_test (tc, test_error_malformed_model);

@@ -216,6 +216,20 @@ def case_determinism():
                   f"{name} differs between two runs with one seed")
 
 
+def case_policies():
+    """Each attention policy renders the whole clip; the tile mask changes the pixels."""
+    with tempfile.TemporaryDirectory() as tmp:
+        frames = 4 * frame_counts()[0]  # 4 latent frames: a 1:3 mask skips tiles
+        blobs = {}
+        for mode in ("full", "tile", "adaptive"):
+            path = os.path.join(tmp, mode + ".y4m")
+            generate(path, "--attention", mode, "--sparsity", "0.5", frames=frames)
+            _, got = read_y4m(path)
+            check(len(got) == frames, f"--attention {mode}: {len(got)} frames, not {frames}")
+            blobs[mode] = open(path, "rb").read()
+        check(blobs["full"] != blobs["tile"], "--attention tile gave the dense result")
+
+
 def case_formats_agree():
     """The y4m and the PNG frames of one seed show the same picture: the y4m converted
     back to RGB (BT.601, limited range) is within rounding of the PNG pixels."""

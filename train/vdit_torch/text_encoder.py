@@ -39,7 +39,7 @@ def position_bias(table, length, num_buckets, max_distance):
     """[heads, L, L] bias[h, i, j] = table[bucket(j − i), h] from an Embedding weight."""
     pos = np.arange(length)
     buckets = relative_bucket(pos[None, :] - pos[:, None], num_buckets, max_distance)
-    idx = torch.from_numpy(buckets)
+    idx = torch.from_numpy(buckets).to(table.device)
     return table[idx].permute(2, 0, 1).contiguous()
 
 

@@ -1,0 +1,199 @@
+#!/usr/bin/python3
+"""SynthBench: held-out SynthVideo prompts rendered by the C engine (`vdit generate`, PNG
+frames), judged from the frames alone (synthmetrics.py): object colour, shape class,
+motion direction from the centroid track (left/right/up/down prompts), frame-to-frame
+consistency; with the engine's wall time per clip (process start to exit, model load
+included).  Prints a Markdown table.
+
+    # the standard rows of a pipeline run (RUN/export/{base,mlcd,tile})
+    /usr/bin/python3 train/synthbench.py --run-dir train/runs/cpu
+    # any models: NAME=DIR[,attention=MODE][,steps=S][,guidance=G]
+    /usr/bin/python3 train/synthbench.py --row "tiny=models/tiny,steps=2"
+"""
+
+import cpuenv  # noqa: F401  (before numpy)
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+
+import numpy as np
+
+import pngio
+import synthmetrics as sm
+import synthvideo as sv
+import trainlib as tl
+
+
+def parse_row(text):
+    name, _, rest = text.partition("=")
+    parts = rest.split(",")
+    row = {"name": name, "model": parts[0]}
+    for p in parts[1:]:
+        k, _, v = p.partition("=")
+        row[k] = v
+    return row
+
+
+def standard_rows(run_dir):
+    """The issue's four settings, plus the tile mask without layer-wise distillation."""
+    e = os.path.join(run_dir, "export")
+    return [
+        {"name": "base, many steps, full", "model": os.path.join(e, "base")},
+        {"name": "MLCD few-step, full", "model": os.path.join(e, "mlcd")},
+        {"name": "MLCD few-step, tile (plan, no KD)", "model": os.path.join(e, "mlcd"),
+         "attention": "tile"},
+        {"name": "MLCD few-step, tile + KD (shipped)", "model": os.path.join(e, "tile")},
+        {"name": "base, many steps, adaptive", "model": os.path.join(e, "base"),
+         "attention": "adaptive"},
+    ]
+
+
+def model_settings(model_dir):
+    c = tl.read_json(os.path.join(model_dir, "config.json"))
+    return c["sampler"]["steps"], c["sampler"]["guidance"], c["attention"]["mode"]
+
+
+def generate(exe, row, prompt, seed, threads, out):
+    cmd = [exe, "generate", "--model", row["model"], "--prompt", prompt, "--seed", str(seed),
+           "--out", out + "/", "--threads", str(threads), "--device", "cpu", "-q"]
+    for key in ("attention", "steps", "guidance"):
+        if row.get(key):
+            cmd += ["--" + key, str(row[key])]
+    t0 = time.time()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    dt = time.time() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr}")
+    names = sorted(n for n in os.listdir(out) if n.endswith(".png"))
+    return np.stack([pngio.read_png(os.path.join(out, n)) for n in names]), dt
+
+
+def bench(rows, exe, n_prompts=30, threads=2, seed=100, log=print, keep=6):
+    """Runs every row over the first n held-out prompts; returns (results, clips) with
+    clips[row name] = the first `keep` clips (uint8)."""
+    prompts = sv.heldout_prompts()[:n_prompts]
+    results, clips = [], {}
+    tmp = tempfile.mkdtemp(prefix="synthbench-")
+    try:
+        for row in rows:
+            steps, guidance, mode = model_settings(row["model"])
+            steps = int(row.get("steps") or steps)
+            guidance = float(row.get("guidance") or guidance)
+            mode = row.get("attention") or mode
+            scored, times = [], []
+            clips[row["name"]] = []
+            for i, (p, combo) in enumerate(prompts):
+                out = os.path.join(tmp, f"clip{i}")
+                shutil.rmtree(out, ignore_errors=True)
+                frames, dt = generate(exe, row, p, seed + i, threads, out)
+                scored.append((sm.analyse(frames), combo))
+                times.append(dt)
+                if i < keep:
+                    clips[row["name"]].append(frames)
+            s = sm.score(scored)
+            r = {"name": row["name"], "model": row["model"], "steps": steps,
+                 "guidance": guidance, "attention": mode, "prompts": len(prompts),
+                 "seconds": float(np.mean(times)), **s}
+            results.append(r)
+            log(f"{row['name']}: colour {s['colour']:.2f} shape {s['shape']:.2f} motion "
+                f"{s['motion']:.2f} consistency {s['consistency']:.2f}, "
+                f"{r['seconds']:.2f} s/clip")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return results, clips
+
+
+def table(results, threads):
+    base = results[0]["seconds"] if results else 1.0
+    lines = ["| setting | steps | CFG | attention | colour | shape | motion | consistency "
+             f"| s/clip ({threads} thr) | speed-up |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        cfg = f"{r['guidance']:g}" if r["guidance"] > 1 else "distilled"
+        lines.append(f"| {r['name']} | {r['steps']} | {cfg} | {r['attention']} | "
+                     f"{r['colour']:.2f} | {r['shape']:.2f} | {r['motion']:.2f} | "
+                     f"{r['consistency']:.2f} | {r['seconds']:.2f} | "
+                     f"{base / r['seconds']:.1f}x |")
+    n = results[0]["prompts"] if results else 0
+    dirs = sum(1 for _, c in sv.heldout_prompts()[:n] if c[2] in sv.DIRECTIONS)
+    lines.append("")
+    lines.append(f"{n} held-out prompts ({dirs} with a direction for the motion column), "
+                 "one seed each; engine wall time per clip on the CPU backend, model load "
+                 "included.")
+    return "\n".join(lines) + "\n"
+
+
+def sheet(clips, run, rows_per_setting=4):
+    """Contact sheet: ground truth then each setting, per prompt."""
+    v = run["video"] if run else None
+    names = list(clips)
+    prompts = sv.heldout_prompts()
+    rows = []
+    n = min(rows_per_setting, min(len(c) for c in clips.values()))
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        combo = prompts[i][1]
+        if v:
+            gt = sv.render({"objects": [combo[:3]], "background": combo[3]}, v["frames"],
+                           v["height"], v["width"], rng, jitter=False)
+            rows.append(pngio.to_uint8(gt))
+        for name in names:
+            rows.append(clips[name][i])
+    return pngio.contact_sheet(rows, scale=3, gap=2, background=96), n
+
+
+def run_stage(run, run_dir, vdit=None, quiet=False):
+    cfg = run.get("bench", {})
+    out = os.path.join(run_dir, "bench")
+    os.makedirs(out, exist_ok=True)
+    log = tl.Log(run_dir, "bench", quiet)
+    threads = int(cfg.get("threads", 2))
+    results, clips = bench(standard_rows(run_dir), tl.find_vdit(vdit),
+                           int(cfg.get("prompts", 30)), threads, int(cfg.get("seed", 100)), log)
+    md = table(results, threads)
+    with open(os.path.join(out, "synthbench.md"), "w", encoding="utf-8") as f:
+        f.write(md)
+    img, n = sheet(clips, run)
+    pngio.write_png(os.path.join(out, "sheet.png"), img)
+    result = {"results": results, "sheet_prompts": [p for p, _ in sv.heldout_prompts()[:n]],
+              "sheet_rows": ["ground truth"] + list(clips)}
+    tl.write_json(os.path.join(out, "results.json"), result)
+    tl.write_json(os.path.join(out, "done.json"), result)
+    log("table:\n" + md)
+    return result
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--run-dir", help="a pipeline run: its standard rows")
+    ap.add_argument("--row", action="append", default=[],
+                    help="NAME=DIR[,attention=MODE][,steps=S][,guidance=G]")
+    ap.add_argument("--prompts", type=int, default=30)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=100)
+    ap.add_argument("--vdit")
+    ap.add_argument("--sheet", help="write a contact sheet PNG here")
+    ap.add_argument("--json", help="write the results here")
+    a = ap.parse_args()
+    if a.run_dir and not a.row:
+        run = tl.load_run_config(os.path.join(a.run_dir, "run.json"))
+        run_stage(run, a.run_dir, a.vdit)
+        return
+    rows = [parse_row(r) for r in a.row]
+    if not rows:
+        ap.error("give --run-dir or --row")
+    results, clips = bench(rows, tl.find_vdit(a.vdit), a.prompts, a.threads, a.seed)
+    print(table(results, a.threads), end="")
+    if a.sheet:
+        pngio.write_png(a.sheet, sheet(clips, None)[0])
+    if a.json:
+        with open(a.json, "w", encoding="utf-8") as f:
+            json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
