@@ -14,16 +14,7 @@ typedef struct {
 static void
 fixture_setup (fixture *f, gconstpointer data)
 {
-  GError *error = NULL;
-  g_autofree char *dir = test_source_path ("models/tiny");
-  f->model = vdit_model_load (dir, &error);
-  g_assert_no_error (error);
-  vdit_ctx_params cp;
-  vdit_ctx_params_init (&cp);
-  cp.device = VDIT_DEVICE_CPU;
-  f->ctx = vdit_ctx_new (f->model, &cp, &error);
-  g_assert_no_error (error);
-  g_assert_cmpstr (vdit_ctx_get_device_name (f->ctx), ==, "cpu");
+  test_load_tiny (&f->model, &f->ctx);
 }
 
 static void

@@ -22,15 +22,8 @@ static void
 fixture_setup (fixture *f, gconstpointer data)
 {
   GError *error = NULL;
-  g_autofree char *dir = test_source_path ("models/tiny");
   g_autofree char *golden = test_source_path ("tests/data/golden.safetensors");
-  f->model = vdit_model_load (dir, &error);
-  g_assert_no_error (error);
-  vdit_ctx_params cp;
-  vdit_ctx_params_init (&cp);
-  cp.device = VDIT_DEVICE_CPU;
-  f->ctx = vdit_ctx_new (f->model, &cp, &error);
-  g_assert_no_error (error);
+  test_load_tiny (&f->model, &f->ctx);
   f->golden = vdit_safetensors_open (golden, &error);
   g_assert_no_error (error);
 }

@@ -9,6 +9,21 @@ test_source_path (const char *relative)
   return g_build_filename (root ? root : ".", relative, NULL);
 }
 
+void
+test_load_tiny (vdit_model **model, vdit_ctx **ctx)
+{
+  GError *error = NULL;
+  g_autofree char *dir = test_source_path ("models/tiny");
+  *model = vdit_model_load (dir, &error);
+  g_assert_no_error (error);
+  vdit_ctx_params cp;
+  vdit_ctx_params_init (&cp);
+  cp.device = VDIT_DEVICE_CPU;
+  *ctx = vdit_ctx_new (*model, &cp, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (vdit_ctx_get_device_name (*ctx), ==, "cpu");
+}
+
 double
 test_nmse (const float *ref, const float *got, size_t n)
 {

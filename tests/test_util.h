@@ -7,6 +7,8 @@
 
 /* $VDIT_SOURCE_ROOT/relative (the source tree; meson sets it). Caller frees. */
 char *test_source_path (const char *relative);
+/* Loads models/tiny and a CPU context on it; fails the test on any error. */
+void test_load_tiny (vdit_model **model, vdit_ctx **ctx);
 /* Normalised MSE: mse(a, b) / mse(a, 0); 0 when both are zero. */
 double test_nmse (const float *ref, const float *got, size_t n);
 double test_max_abs_diff (const float *a, const float *b, size_t n);
