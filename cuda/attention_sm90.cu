@@ -1,17 +1,17 @@
 // Flash attention forward for Hopper (sm_90a): both GEMMs on wgmma. A block of two
 // warpgroups owns two 64-row query tiles and walks the union of their kept key tiles
-// (each warpgroup computes only its own), K/V shared and double-buffered through
-// cp.async. The dispatcher sends it dense attention and layouts whose query blocks span
-// both tiles of a pair (tile mode's frames); for 64-row blocks (AdaSpa) the pair's lists
-// differ and the sm_80 kernel, which loads only its own tiles, is faster.
-//
-// Measured on an H100 (24 heads × 96, 28,800 tokens): 30.8 ms dense with this structure,
-// 40.6 ms with three stages, P·V retired one step later and registers capped at 128 for
-// two blocks per SM (spills); the sm_80 kernel takes 42.6 ms. S = Q·Kᵀ reads Q and K from
-// shared memory; the online softmax runs on the accumulators; O += P·V takes P from
-// registers (the S accumulator layout is wgmma's A-register layout) and V from shared
-// memory, N-major. Masking, softmax and the row writes are shared with the sm_80 kernel
+// (a tile missing from one list is computed fully masked there), K/V shared and
+// double-buffered through cp.async. S = Q·Kᵀ reads Q and K from shared memory; the
+// online softmax runs on the accumulators; O += P·V takes P from registers (the S
+// accumulator layout is wgmma's A-register layout) and V from shared memory, N-major.
+// Masking, softmax and the row writes are shared with the sm_80 kernel
 // (attention_tile.cuh), so both paths give the same results.
+//
+// The dispatcher sends it dense attention and layouts whose query blocks span both
+// tiles of a pair (tile mode's frames); for 64-row blocks (AdaSpa) the pair's lists
+// differ and the sm_80 kernel, which loads only its own tiles, is faster.
+// Measured versions are in cuda/NOTES.md (H100, 24 heads × 96, 28,800 tokens: 32.4 ms
+// dense here, 42.6 ms on the sm_80 kernel, 15.3 ms cuDNN).
 //
 // Shared-memory tiles use wgmma's non-swizzled canonical layout: core matrices of
 // 8 rows × 16 bytes stored contiguously, chunk-major: the core of rows 8g..8g+7 and
@@ -84,7 +84,7 @@ walk_next (const AttnParams &p, const PairWalk &w, int *entry_a, int *entry_b)
   return kt == INT_MAX ? -1 : kt;
 }
 
-template <int D>
+template <int D, bool SPARSE>
 __global__ void __launch_bounds__ (SM90_THREADS)
 attention_sm90_kernel (const AttnParams p)
 {
@@ -103,7 +103,7 @@ attention_sm90_kernel (const AttnParams p)
   const int lh = p.lay_heads == 1 ? 0 : h;
   int pair = blockIdx.y;
   PairWalk w = { 0, p.n_ktiles, 0, p.n_ktiles };
-  if (p.row_ptr) {
+  if constexpr (SPARSE) {
     pair = p.order2[lh * p.n_pairs + blockIdx.y];
     const int32_t *rp = p.row_ptr + (size_t) lh * (p.n_qtiles + 1);
     w.ia = rp[2 * pair], w.ea = rp[2 * pair + 1];
@@ -126,8 +126,12 @@ attention_sm90_kernel (const AttnParams p)
   // Q as two 64-row tiles, one per warpgroup
   load_tile_sm90<D, 64> (sq, qh, p.ldq, q0, p.nq, p.hd);
   load_tile_sm90<D, 64> (sq + SH::Q_BYTES / 2, qh, p.ldq, q0 + 64, p.nq, p.hd);
-  int ea, eb;
-  int kt = walk_next (p, w, &ea, &eb);
+  int ea = 0, eb = 0;
+  int kt = 0;
+  if constexpr (SPARSE)
+    kt = walk_next (p, w, &ea, &eb);
+  else
+    ea = eb = tile_entry (p, 0), kt = p.n_ktiles > 0 ? 0 : -1;
   if (kt >= 0) {
     load_tile_sm90<D, ATTN_BC> (sk, kh, p.ldk, kt * ATTN_BC, p.nk, p.hd);
     load_tile_sm90<D, ATTN_BC> (sv, vh, p.ldv, kt * ATTN_BC, p.nk, p.hd);
@@ -145,9 +149,14 @@ attention_sm90_kernel (const AttnParams p)
   // the barrier after which the other stage is refilled.
   for (int stage = 0; kt >= 0; stage = stage == SH::STAGES - 1 ? 0 : stage + 1) {
     PairWalk wn = w;
-    wn.ia += ea >= 0, wn.ib += eb >= 0;
-    int ean, ebn;
-    const int kn = walk_next (p, wn, &ean, &ebn);
+    int ean = 0, ebn = 0, kn;
+    if constexpr (SPARSE) {
+      wn.ia += ea >= 0, wn.ib += eb >= 0;
+      kn = walk_next (p, wn, &ean, &ebn);
+    } else {
+      kn = kt + 1 < p.n_ktiles ? kt + 1 : -1;
+      ean = ebn = kn >= 0 ? tile_entry (p, kn) : -1;
+    }
     const int next = stage == SH::STAGES - 1 ? 0 : stage + 1;
     if (kn >= 0) {
       load_tile_sm90<D, ATTN_BC> (sk + next * SH::KV_BYTES, kh, p.ldk, kn * ATTN_BC, p.nk, p.hd);
@@ -158,40 +167,45 @@ attention_sm90_kernel (const AttnParams p)
     fence_proxy_async (); // cp.async wrote through the generic proxy; wgmma reads async
     __syncthreads ();
 
-    const int mine = wg == 0 ? ea : eb; // uniform per warpgroup
-    if (mine >= 0) {
-      const bool partial = (mine & VDIT_CUDA_ATTN_PARTIAL) != 0;
-      const unsigned char *ks = sk + stage * SH::KV_BYTES;
-      const unsigned char *vs = sv + stage * SH::KV_BYTES;
+    // A warpgroup whose list lacks this tile computes it fully masked (adds nothing), so
+    // wgmma never sits in conditional code.
+    const int mine = wg == 0 ? ea : eb;
+    const bool present = !SPARSE || mine >= 0;
+    const bool partial = !present || (mine & VDIT_CUDA_ATTN_PARTIAL) != 0;
+    const unsigned char *ks = sk + stage * SH::KV_BYTES;
+    const unsigned char *vs = sv + stage * SH::KV_BYTES;
 
-      // S(64 × 64) = Q·Kᵀ: both K-major; a k-step of 16 is two 16-byte chunks
-      float s[ATTN_BC / 8][4];
+    // S(64 × 64) = Q·Kᵀ: both K-major; a k-step of 16 is two 16-byte chunks
+    float s[ATTN_BC / 8][4];
+#pragma unroll
+    for (int nt = 0; nt < ATTN_BC / 8; nt++)
+      s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+    wgmma_fence ();
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++)
+      wgmma_ss_n64 (&s[0][0], wgmma_desc (my_q + kk * 2 * (64 / 8) * 128, 64 / 8 * 128, 128),
+                    wgmma_desc (ks + kk * 2 * (ATTN_BC / 8) * 128, ATTN_BC / 8 * 128, 128),
+                    kk > 0);
+    wgmma_commit ();
+    wgmma_wait<0> ();
+
+    scale_mask<false> (s, p, h, lh, row, qb, kt * ATTN_BC, partial, t);
+    if (SPARSE && !present) {
 #pragma unroll
       for (int nt = 0; nt < ATTN_BC / 8; nt++)
-        s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
-      wgmma_fence ();
-#pragma unroll
-      for (int kk = 0; kk < D / 16; kk++)
-        wgmma_ss_n64 (&s[0][0], wgmma_desc (my_q + kk * 2 * (64 / 8) * 128, 64 / 8 * 128, 128),
-                      wgmma_desc (ks + kk * 2 * (ATTN_BC / 8) * 128, ATTN_BC / 8 * 128, 128),
-                      kk > 0);
-      wgmma_commit ();
-      wgmma_wait<0> ();
-
-      scale_mask<false> (s, p, h, lh, row, qb, kt * ATTN_BC, partial, t);
-      softmax_update<D> (s, o, m, l);
-      uint32_t a[ATTN_BC / 16][4];
-      p_frags (a, s);
-
-      // O(64 × D) += P·V: V N-major (d contiguous); a k-step of 16 keys is two row groups
-      wgmma_fence ();
-#pragma unroll
-      for (int kc = 0; kc < ATTN_BC / 16; kc++)
-        WgmmaRS<D>::run (&o[0][0], a[kc],
-                         wgmma_desc (vs + kc * 2 * 128, 128, ATTN_BC / 8 * 128));
-      wgmma_commit ();
-      wgmma_wait<0> ();
+        s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = -CUDART_INF_F;
     }
+    softmax_update<D> (s, o, m, l);
+    uint32_t a[ATTN_BC / 16][4];
+    p_frags (a, s);
+
+    // O(64 × D) += P·V: V N-major (d contiguous); a k-step of 16 keys is two row groups
+    wgmma_fence ();
+#pragma unroll
+    for (int kc = 0; kc < ATTN_BC / 16; kc++)
+      WgmmaRS<D>::run (&o[0][0], a[kc], wgmma_desc (vs + kc * 2 * 128, 128, ATTN_BC / 8 * 128));
+    wgmma_commit ();
+    wgmma_wait<0> ();
     __syncthreads ();
     w = wn, ea = ean, eb = ebn, kt = kn;
   }
@@ -199,12 +213,12 @@ attention_sm90_kernel (const AttnParams p)
   write_rows<D> (p, h, row, o, m, l, t);
 }
 
-template <int D>
+template <int D, bool SPARSE>
 cudaError_t
 launch (const AttnParams &p, int heads, cudaStream_t stream)
 {
   constexpr size_t smem = Sm90Shape<D>::SMEM;
-  cudaError_t err = cudaFuncSetAttribute (attention_sm90_kernel<D>,
+  cudaError_t err = cudaFuncSetAttribute (attention_sm90_kernel<D, SPARSE>,
                                           cudaFuncAttributeMaxDynamicSharedMemorySize,
                                           (int) smem);
   if (err != cudaSuccess)
@@ -212,7 +226,7 @@ launch (const AttnParams &p, int heads, cudaStream_t stream)
   const int pairs = (p.nq + SM90_BR - 1) / SM90_BR; // == p.n_pairs
   if (pairs > 65535)
     return cudaErrorInvalidConfiguration;
-  attention_sm90_kernel<D><<<dim3 (heads, pairs), SM90_THREADS, smem, stream>>> (p);
+  attention_sm90_kernel<D, SPARSE><<<dim3 (heads, pairs), SM90_THREADS, smem, stream>>> (p);
   return cudaGetLastError ();
 }
 
@@ -236,7 +250,7 @@ vdit_cuda_attention_sm90_usable ()
                     cudaDeviceGetAttribute (&minor, cudaDevAttrComputeCapabilityMinor, dev) ==
                         cudaSuccess &&
                     major == 9 && minor == 0 &&
-                    cudaFuncGetAttributes (&fa, attention_sm90_kernel<96>) == cudaSuccess &&
+                    cudaFuncGetAttributes (&fa, attention_sm90_kernel<96, false>) == cudaSuccess &&
                     fa.binaryVersion == 90 && fa.ptxVersion >= 90;
     cudaGetLastError ();
     state[dev] = ok ? 1 : 2;
@@ -250,11 +264,12 @@ vdit_cuda_attention_sm90_usable ()
 cudaError_t
 vdit_cuda_attention_sm90_launch (const AttnParams &p, int heads, cudaStream_t stream)
 {
+  const bool sparse = p.row_ptr != nullptr;
   if (p.hd <= 64)
-    return launch<64> (p, heads, stream);
+    return sparse ? launch<64, true> (p, heads, stream) : launch<64, false> (p, heads, stream);
   if (p.hd <= 96)
-    return launch<96> (p, heads, stream);
-  return launch<128> (p, heads, stream);
+    return sparse ? launch<96, true> (p, heads, stream) : launch<96, false> (p, heads, stream);
+  return sparse ? launch<128, true> (p, heads, stream) : launch<128, false> (p, heads, stream);
 }
 
 } // namespace vdit
