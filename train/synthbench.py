@@ -22,6 +22,7 @@ import time
 
 import numpy as np
 
+import plotpng
 import pngio
 import synthmetrics as sm
 import synthvideo as sv
@@ -146,6 +147,22 @@ def sheet(clips, run, rows_per_setting=4):
     return pngio.contact_sheet(rows, scale=3, gap=2, background=96), n
 
 
+def curve_table(run_dir, stage="base"):
+    """Markdown table of a stage's PyTorch evaluations (held-out prompts) over training."""
+    path = os.path.join(run_dir, stage, "evals.jsonl")
+    if not os.path.exists(path):
+        return ""
+    lines = ["| step | hours | clips seen | colour | shape | motion | consistency |",
+             "|---|---|---|---|---|---|---|"]
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            e = json.loads(line)
+            lines.append(f"| {e['step']} | {e['hours']:.2f} | {e['clips']} | "
+                         f"{e['colour']:.2f} | {e['shape']:.2f} | {e['motion']:.2f} | "
+                         f"{e['consistency']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
 def run_stage(run, run_dir, vdit=None, quiet=False):
     cfg = run.get("bench", {})
     out = os.path.join(run_dir, "bench")
@@ -157,6 +174,13 @@ def run_stage(run, run_dir, vdit=None, quiet=False):
     md = table(results, threads)
     with open(os.path.join(out, "synthbench.md"), "w", encoding="utf-8") as f:
         f.write(md)
+    for stage in ("base", "mlcd", "kd"):
+        t = curve_table(run_dir, stage)
+        if t:
+            with open(os.path.join(out, f"curve-{stage}.md"), "w", encoding="utf-8") as f:
+                f.write(t)
+            plotpng.plot_evals(os.path.join(run_dir, stage, "evals.jsonl"),
+                               os.path.join(out, f"curve-{stage}.png"))
     img, n = sheet(clips, run)
     pngio.write_png(os.path.join(out, "sheet.png"), img)
     result = {"results": results, "sheet_prompts": [p for p, _ in sv.heldout_prompts()[:n]],
