@@ -24,6 +24,9 @@ struct vdit_ctx {
 };
 
 #define EOS_ID 1
+/* A sanity bound: far beyond any model's context, well below what would exhaust memory
+ * silently through overcommit before the first allocation fails. */
+#define VDIT_MAX_FRAMES 4096
 
 static gboolean
 ctx_init_backend (vdit_ctx *ctx, GError **error)
@@ -203,6 +206,12 @@ resolve_params (vdit_ctx *ctx, const vdit_gen_params *p, resolved_params *r, GEr
     g_set_error (error, VDIT_ERROR, VDIT_ERROR_INVALID_ARGUMENT, "frames = %d must be positive", p->frames);
     return FALSE;
   }
+  if (r->frames > VDIT_MAX_FRAMES) {
+    g_set_error (error, VDIT_ERROR, VDIT_ERROR_INVALID_ARGUMENT,
+                 "frames = %d is out of range (at most %d per generation)", r->frames,
+                 VDIT_MAX_FRAMES);
+    return FALSE;
+  }
   if (!vdit_model_check_frames (m, r->frames, error))
     return FALSE;
   if (p->steps < 0 || r->steps > 10000) {
@@ -291,6 +300,11 @@ gen_prepare (gen_state *g, GError **error)
   if (!(g->sampler = vdit_sampler_new (&cfg->sampler, g->r.steps, error)))
     return FALSE;
 
+  /* every activation of the DiT is allocated here, before any work, so running out of
+   * device memory is reported up front with the numbers */
+  if (!(g->ws = vdit_dit_ws_new (ctx->dit, g->gt, g->gh, g->gw, error)))
+    return FALSE;
+
   report (g, VDIT_STAGE_ENCODE_TEXT, 0, 2);
   if (!(g->text[0] = encode_prompt (ctx, g->p->prompt, error)) || !check_cancel (ctx, error))
     return FALSE;
@@ -301,8 +315,6 @@ gen_prepare (gen_state *g, GError **error)
   }
   report (g, VDIT_STAGE_ENCODE_TEXT, 2, 2);
 
-  if (!(g->ws = vdit_dit_ws_new (ctx->dit, g->gt, g->gh, g->gw, error)))
-    return FALSE;
   if (g->external) {
     g->policy = g->external;
   } else if (g->r.attention != VDIT_ATTENTION_FULL) {

@@ -182,6 +182,7 @@ static const bad_case bad_cases[] = {
   { "null-prompt", NULL, 0, 0, -1, -1, VDIT_ATTENTION_DEFAULT, "prompt is empty" },
   { "invalid-utf8", "caf\xe9", 0, 0, -1, -1, VDIT_ATTENTION_DEFAULT, "UTF-8" },
   { "frames-odd", "a red circle", 3, 0, -1, -1, VDIT_ATTENTION_DEFAULT, "frames = 3" },
+  { "frames-huge", "a red circle", 1 << 20, 0, -1, -1, VDIT_ATTENTION_DEFAULT, "frames = 1048576" },
   { "frames-negative", "a red circle", -2, 0, -1, -1, VDIT_ATTENTION_DEFAULT, "frames = -2" },
   { "steps-negative", "a red circle", 0, -1, -1, -1, VDIT_ATTENTION_DEFAULT, "steps = -1" },
   { "steps-huge", "a red circle", 0, 20000, -1, -1, VDIT_ATTENTION_DEFAULT, "steps = 20000" },
