@@ -6,6 +6,7 @@
 
 #include "attention.h"
 #include "cuda_ctx.h"
+#include "cuda_io.h"
 #include "ops.h"
 #include "vdit.h"
 
@@ -300,6 +301,10 @@ static const vdit_backend_i cuda_iface = {
   /* .layout_new = */ vdit_cuda_layout_new,
   /* .layout_free = */ vdit_cuda_layout_free,
   /* .block_scores = */ vdit_cuda_block_scores,
+  /* .timestep_embedding = */ vdit_cuda_timestep_embedding_op,
+  /* .decode_rgb = */ vdit_cuda_decode_rgb_op,
+  /* .host_alloc = */ vdit_cuda_host_alloc,
+  /* .host_free = */ vdit_cuda_host_free,
 };
 
 typedef struct {

@@ -117,6 +117,26 @@ struct vdit_backend_i {
   void (*block_scores) (void *ctx, float *scores, const void *q, int ldq, const void *k,
                         int ldk, const float *lse, int nq, int nk, int heads, int head_dim,
                         float scale, int block_q, int block_k);
+
+  /* the ends of a forward ---------------------------------------------------------- */
+  /* Sinusoidal timestep embedding into out(n, freq_dim) ACT: row r is [cos(τ_r·f_i),
+   * sin(τ_r·f_i)] for i < half = freq_dim/2, f_i = exp(−ln(10000)·i/half), computed in
+   * double and rounded once (docs/model-format.md). timesteps: n host values, read
+   * before the call returns, like the scalar arguments (no upload). */
+  void (*timestep_embedding) (void *ctx, void *out, const float *timesteps, int n,
+                              int freq_dim);
+  /* 8-bit RGB of video frames [frame0, frame0 + frames) into rgb (frames, height, width,
+   * 3): host memory, written asynchronously (valid after sync; keep it until then).
+   * src (F32 or ACT) holds the 3-channel latent as tokens in unpatchify order (grid
+   * t, y, x of patch cells; a token's values ordered dt, dy, dx, c); patch {1, 1, 1} is
+   * the plain latent (T, H, W, 3). Bytes are vdit_rgb_byte's (decoder.h). */
+  void (*decode_rgb) (void *ctx, uint8_t *rgb, const void *src, VditElem elem, int frame0,
+                      int frames, int height, int width, const int patch[3]);
+  /* Optional (NULL-checked): page-locked host memory, which device-to-host copies fill
+   * asynchronously at full speed. NULL where buffers already are host memory (CPU):
+   * the engine then decodes frames on the host. */
+  void *(*host_alloc) (void *ctx, size_t bytes, GError **error);
+  void (*host_free) (void *ctx, void *p);
 };
 
 static inline void *

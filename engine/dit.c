@@ -1,6 +1,6 @@
 /* Video DiT forward: patch embedding, adaLN-single, blocks of RoPE self-attention,
  * cross-attention and GELU FFN, final layer. Weights live on the backend; the host only
- * prepares the patches, the timestep embedding and the RoPE tables. */
+ * prepares the patches and the RoPE tables. */
 #include "dit.h"
 
 #include "backend_util.h"
@@ -274,18 +274,6 @@ vdit_dit_ws_tokens (const vdit_dit_ws *ws)
 
 /* ---- forward ----------------------------------------------------------------------- */
 
-static void
-dit_timestep_embedding (float *emb, int freq_dim, float timestep)
-{
-  const int half = freq_dim / 2;
-  /* in double, rounded once: the same numbers on every backend and in PyTorch */
-  for (int i = 0; i < half; i++) {
-    double a = (double) timestep * exp (-log (10000.0) * i / half);
-    emb[i] = (float) cos (a);
-    emb[half + i] = (float) sin (a);
-  }
-}
-
 /* Self-attention, cross-attention and FFN of one block, updating ws->x. */
 static gboolean
 dit_block_forward (vdit_dit *dit, vdit_dit_ws *ws, const dit_block *b, int layer,
@@ -347,13 +335,12 @@ vdit_dit_forward (vdit_dit *dit, vdit_dit_ws *ws, const float *patches, float ti
   const vdit_dit_config *cfg = dit->cfg;
   const int n = ws->n, d = cfg->hidden;
   const int patch = cfg->patch[0] * cfg->patch[1] * cfg->patch[2] * cfg->in_channels;
-  g_autofree float *emb = g_new (float, cfg->freq_dim);
 
-  /* patch embedding and adaLN-single */
-  dit_timestep_embedding (emb, cfg->freq_dim, timestep);
-  if (!f->upload (c, ws->in, patches, (size_t) n * patch, VDIT_ELEM_ACT, error) ||
-      !f->upload (c, ws->temb, emb, cfg->freq_dim, VDIT_ELEM_ACT, error))
+  /* patch embedding and adaLN-single; the timestep's frequencies are made on the
+   * backend, so no upload waits for them */
+  if (!f->upload (c, ws->in, patches, (size_t) n * patch, VDIT_ELEM_ACT, error))
     return FALSE;
+  f->timestep_embedding (c, ws->temb, &timestep, 1, cfg->freq_dim);
   f->matmul (c, ws->x, d, ws->in, patch, dit->pe_w, dit->pe_b, n, d, patch, VDIT_ACT_NONE, FALSE);
   f->matmul (c, ws->t1, d, ws->temb, cfg->freq_dim, dit->t1_w, dit->t1_b, 1, d, cfg->freq_dim,
              VDIT_ACT_SILU, FALSE);

@@ -2,6 +2,7 @@
  * reference every other backend is tested against. */
 #include "backend.h"
 #include "cpu_attention.h"
+#include "cpu_frames.h"
 #include "cpu_ops.h"
 #include "vdit.h"
 
@@ -76,6 +77,10 @@ static const vdit_backend_i cpu_backend_i = {
   /* .layout_new = */ cpu_layout_new,
   /* .layout_free = */ cpu_layout_free,
   /* .block_scores = */ cpu_block_scores,
+  /* .timestep_embedding = */ cpu_timestep_embedding,
+  /* .decode_rgb = */ cpu_decode_rgb,
+  /* .host_alloc = */ NULL, /* buffers are host memory: frames decode on the host */
+  /* .host_free = */ NULL,
 };
 
 gboolean
