@@ -1,5 +1,6 @@
 /* CPU block-sparse attention against a naive masked softmax in double precision. */
 #include "cpu/cpu_attention.h"
+#include "test_util.h"
 #include "vdit.h"
 
 #include <math.h>
@@ -15,10 +16,6 @@ typedef struct {
   gboolean bias_holes;  /* some bias entries -inf (whole rows masked) */
 } shape;
 
-typedef struct {
-  vdit_block_layout l;
-  int32_t *row_ptr, *cols;
-} host_layout;
 
 static float *
 random_buf (GRand *rng, size_t n, double amp)
@@ -29,37 +26,8 @@ random_buf (GRand *rng, size_t n, double amp)
   return b;
 }
 
-static void
-make_layout (host_layout *hl, GRand *rng, const shape *s)
-{
-  vdit_block_layout *l = &hl->l;
-  l->block_q = s->block_q;
-  l->block_k = s->block_k;
-  l->n_q = s->nq;
-  l->n_k = s->nk;
-  l->n_qblocks = (s->nq + s->block_q - 1) / s->block_q;
-  l->n_kblocks = (s->nk + s->block_k - 1) / s->block_k;
-  l->n_heads = s->layout_heads;
-  hl->row_ptr = g_new (int32_t, (size_t) l->n_heads * (l->n_qblocks + 1));
-  hl->cols = g_new (int32_t, (size_t) l->n_heads * l->n_qblocks * l->n_kblocks + 1);
-  int n = 0;
-  for (int h = 0; h < l->n_heads; h++) {
-    int32_t *rp = hl->row_ptr + (size_t) h * (l->n_qblocks + 1);
-    rp[0] = n;
-    for (int i = 0; i < l->n_qblocks; i++) {
-      /* query block 1 keeps nothing: its rows must come out zero with lse -inf */
-      for (int j = 0; j < l->n_kblocks; j++)
-        if (i != 1 && g_rand_double (rng) < s->keep)
-          hl->cols[n++] = j;
-      rp[i + 1] = n;
-    }
-  }
-  l->row_ptr = hl->row_ptr;
-  l->cols = hl->cols;
-}
-
 static gboolean
-kept (const host_layout *hl, int h, int i, int j)
+kept (const test_layout *hl, int h, int i, int j)
 {
   if (hl == NULL)
     return TRUE;
@@ -75,7 +43,7 @@ kept (const host_layout *hl, int h, int i, int j)
 /* out(nq, heads·hd), lse(heads, nq) in double. */
 static void
 reference (double *out, double *lse, const float *q, const float *k, const float *v,
-           const float *bias, const host_layout *hl, const shape *s, float scale)
+           const float *bias, const test_layout *hl, const shape *s, float scale)
 {
   const int ld = s->heads * s->head_dim, hd = s->head_dim;
   double *p = g_new (double, s->nk);
@@ -134,10 +102,11 @@ check_shape (const shape *s)
         bias[5 * (size_t) s->nk + j] = j % 3 ? -INFINITY : bias[5 * (size_t) s->nk + j];
       }
   }
-  host_layout hl_store, *hl = NULL;
+  test_layout hl_store, *hl = NULL;
   void *layout = NULL;
   if (s->block_q > 0) {
-    make_layout (&hl_store, rng, s);
+    test_random_layout (&hl_store, rng, s->block_q, s->block_k, s->nq, s->nk,
+                        s->layout_heads, s->keep);
     hl = &hl_store;
     GError *error = NULL;
     layout = cpu_layout_new (NULL, &hl->l, &error);

@@ -77,3 +77,28 @@ test_assert_close (const char *what, const float *ref, const float *got, size_t 
     g_error ("%s: element %zu is %.8g, expected %.8g (nmse %.3g)", what, worst, got[worst],
              ref[worst], test_nmse (ref, got, n));
 }
+
+void
+test_random_layout (test_layout *t, GRand *rng, int block_q, int block_k, int n_q, int n_k,
+                    int n_heads, double keep)
+{
+  vdit_block_layout *l = &t->l;
+  *l = (vdit_block_layout) { .block_q = block_q, .block_k = block_k, .n_q = n_q, .n_k = n_k,
+                             .n_qblocks = (n_q + block_q - 1) / block_q,
+                             .n_kblocks = (n_k + block_k - 1) / block_k, .n_heads = n_heads };
+  t->row_ptr = g_new (int32_t, (size_t) l->n_heads * (l->n_qblocks + 1));
+  t->cols = g_new (int32_t, (size_t) l->n_heads * l->n_qblocks * l->n_kblocks + 1);
+  int n = 0;
+  for (int h = 0; h < l->n_heads; h++) {
+    int32_t *rp = t->row_ptr + (size_t) h * (l->n_qblocks + 1);
+    rp[0] = n;
+    for (int i = 0; i < l->n_qblocks; i++) {
+      for (int j = 0; j < l->n_kblocks; j++)
+        if (i != 1 && g_rand_double (rng) < keep)
+          t->cols[n++] = j;
+      rp[i + 1] = n;
+    }
+  }
+  l->row_ptr = t->row_ptr;
+  l->cols = t->cols;
+}

@@ -2,6 +2,7 @@
 #ifndef VDIT_TEST_UTIL_H
 #define VDIT_TEST_UTIL_H
 
+#include "backend.h"
 #include "safetensors.h"
 #include "vdit.h"
 
@@ -17,5 +18,15 @@ float *test_golden_f32 (const vdit_safetensors *st, const char *name, size_t *n)
 /* Asserts got ≈ ref: max |diff| ≤ atol + rtol·|ref| elementwise, reporting the worst. */
 void test_assert_close (const char *what, const float *ref, const float *got, size_t n,
                         double atol, double rtol);
+
+/* A block layout with its own row and column arrays. */
+typedef struct {
+  vdit_block_layout l;
+  int32_t *row_ptr, *cols;
+} test_layout;
+/* Each query block keeps each key block with probability keep, except query block 1,
+ * which keeps nothing: its rows must come out zero with LSE −inf. */
+void test_random_layout (test_layout *t, GRand *rng, int block_q, int block_k, int n_q,
+                         int n_k, int n_heads, double keep);
 
 #endif

@@ -10,7 +10,6 @@ RUN/base/final.pt is what the next stages start from.
 """
 
 import cpuenv  # noqa: F401  (before numpy and torch)
-import argparse
 
 import numpy as np
 import torch
@@ -118,16 +117,5 @@ def run_stage(run, run_dir, max_steps=None, quiet=False):
     return loop.loop(step, eval_fn, ema.model, B)
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--config", required=True)
-    ap.add_argument("--run-dir", required=True)
-    ap.add_argument("--steps", type=int, help="override base.steps")
-    a = ap.parse_args()
-    run = tl.prepare_run(a.config, a.run_dir)
-    tl.acquire_lock(a.run_dir)
-    run_stage(run, a.run_dir, a.steps)
-
-
 if __name__ == "__main__":
-    main()
+    tl.stage_main(__doc__, "base", run_stage)

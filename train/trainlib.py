@@ -442,3 +442,16 @@ def find_vdit(explicit=None):
     if found:
         return found
     raise SystemExit("no vdit program found: build it (meson compile -C build) or pass --vdit")
+
+
+def stage_main(doc, stage, run_stage):
+    """The command line of a trained stage: --config, --run-dir, --steps."""
+    import argparse
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--run-dir", required=True)
+    ap.add_argument("--steps", type=int, help=f"override {stage}.steps")
+    a = ap.parse_args()
+    run = prepare_run(a.config, a.run_dir)
+    acquire_lock(a.run_dir)
+    run_stage(run, a.run_dir, a.steps)

@@ -5,6 +5,7 @@
  * tiles, and the Efficient-vDiT tile layouts with one latent frame per block. */
 #include "attention_plan.h"
 #include "gpu_util.h"
+#include "test_util.h"
 
 #include <math.h>
 
@@ -24,35 +25,6 @@ typedef struct {
   int frames, k;      /* tile: T and reference frames; nq = nk = T · tokens per frame */
 } attn_case;
 
-typedef struct {
-  vdit_block_layout l;
-  int32_t *row_ptr, *cols;
-} host_layout;
-
-static void
-random_layout (host_layout *hl, GRand *rng, const attn_case *c)
-{
-  vdit_block_layout *l = &hl->l;
-  *l = (vdit_block_layout) { c->block_q, c->block_k, c->nq, c->nk,
-                             (c->nq + c->block_q - 1) / c->block_q,
-                             (c->nk + c->block_k - 1) / c->block_k, c->layout_heads };
-  hl->row_ptr = g_new (int32_t, (size_t) l->n_heads * (l->n_qblocks + 1));
-  hl->cols = g_new (int32_t, (size_t) l->n_heads * l->n_qblocks * l->n_kblocks + 1);
-  int n = 0;
-  for (int h = 0; h < l->n_heads; h++) {
-    int32_t *rp = hl->row_ptr + (size_t) h * (l->n_qblocks + 1);
-    rp[0] = n;
-    for (int i = 0; i < l->n_qblocks; i++) {
-      /* query block 1 keeps nothing: zeros and lse −inf */
-      for (int j = 0; j < l->n_kblocks; j++)
-        if (i != 1 && g_rand_double (rng) < c->keep)
-          hl->cols[n++] = j;
-      rp[i + 1] = n;
-    }
-  }
-  l->row_ptr = hl->row_ptr;
-  l->cols = hl->cols;
-}
 
 static void
 run_case (gpu_pair *p, const attn_case *c)
@@ -81,10 +53,11 @@ run_case (gpu_pair *p, const attn_case *c)
     bias = twin_new (p, hb, nb, VDIT_ELEM_ACT);
   }
 
-  host_layout hl = { 0 };
+  test_layout hl = { 0 };
   void *lay_cpu = NULL, *lay_gpu = NULL;
   if (c->layout == 1) {
-    random_layout (&hl, p->rng, c);
+    test_random_layout (&hl, p->rng, c->block_q, c->block_k, c->nq, c->nk, c->layout_heads,
+                        c->keep);
   } else if (c->layout == 2) {
     vdit_tile_layout (&hl.l, c->frames, c->nq / c->frames, c->k);
     hl.row_ptr = (int32_t *) hl.l.row_ptr;
