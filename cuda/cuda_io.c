@@ -31,8 +31,10 @@ vdit_cuda_decode_rgb_op (void *ctx, uint8_t *rgb, const void *src, VditElem elem
   }
   const size_t bytes = (size_t) frames * height * width * 3;
   void *dev = NULL;
-  if (!VDIT_CUDA_CHECK (c, cudaMallocAsync (&dev, bytes, c->stream)))
+  if (!VDIT_CUDA_CHECK (c, cudaMallocAsync (&dev, bytes, c->stream))) {
+    cudaGetLastError (); /* recorded once; not again against the next kernel */
     return;
+  }
   if (VDIT_CUDA_CHECK (c, vdit_cuda_decode_rgb (dev, src, elem == VDIT_ELEM_ACT, frame0, frames,
                                                 height, width, patch[0], patch[1], patch[2],
                                                 c->stream)))
@@ -65,9 +67,11 @@ void
 vdit_cuda_host_free (void *ctx, void *p)
 {
   vdit_cuda_ctx *c = ctx;
-  if (p == NULL || !vdit_cuda_enter (c))
+  if (p == NULL)
     return;
-  /* a copy into p may still be queued */
-  VDIT_CUDA_CHECK (c, cudaStreamSynchronize (c->stream));
+  /* a copy into p may still be queued; the memory is freed even where the device is
+   * lost */
+  if (vdit_cuda_enter (c))
+    VDIT_CUDA_CHECK (c, cudaStreamSynchronize (c->stream));
   VDIT_CUDA_CHECK (c, cudaFreeHost (p));
 }

@@ -244,8 +244,9 @@ typedef struct {
   size_t n_latent, n_tokens_values;
   float *latent, *scaled, *patches, *out_cond, *out_uncond, *noise;
   /* device backends decode there, a frame at a time: its latent goes up (F32, one
-   * frame's buffer) and its bytes come back into page-locked memory for every frame;
-   * both NULL on the host path */
+   * frame's buffer) and its bytes come back into page-locked memory, two frame slots
+   * used in turn (a frame is handed out while the next one decodes); both NULL on the
+   * host path */
   void *latent_dev;
   uint8_t *rgb;
   vdit_dit_text *text[2];
@@ -260,6 +261,10 @@ gen_state_clear (gen_state *g)
 {
   vdit_dit *dit = g->ctx->dit;
   vdit_backend *be = &g->ctx->be;
+  /* a stopped run may leave a frame's decode queued: let it finish, and let no error of
+   * it reach the next generation */
+  if (g->latent_dev || g->rgb)
+    be->iface->sync (be->context, NULL);
   if (g->latent_dev)
     be->iface->release (be->context, g->latent_dev);
   if (g->rgb)
@@ -359,7 +364,7 @@ gen_prepare_decode (gen_state *g, GError **error)
     return TRUE;
   const size_t frame = (size_t) cfg->height * cfg->width * 3;
   return (g->latent_dev = be->iface->alloc (be->context, frame, VDIT_ELEM_F32, error)) &&
-         (g->rgb = be->iface->host_alloc (be->context, frame * g->r.frames, error));
+         (g->rgb = be->iface->host_alloc (be->context, 2 * frame, error));
 }
 
 /* One model evaluation of the latent at step k: out_cond, guided if needed. */
@@ -392,8 +397,8 @@ gen_model_eval (gen_state *g, int k, GError **error)
   return TRUE;
 }
 
-/* Queues frame f's decode on the device: its latent goes up, its bytes land in slot f of
- * g->rgb once the backend syncs. */
+/* Queues frame f's decode on the device: its latent goes up, its bytes land in slot f % 2
+ * of g->rgb once the backend syncs. */
 static gboolean
 gen_queue_frame (gen_state *g, int f, GError **error)
 {
@@ -404,7 +409,7 @@ gen_queue_frame (gen_state *g, int f, GError **error)
   if (!be->iface->upload (be->context, g->latent_dev, g->latent + f * values, values,
                           VDIT_ELEM_F32, error))
     return FALSE;
-  be->iface->decode_rgb (be->context, g->rgb + f * values, g->latent_dev, VDIT_ELEM_F32, 0, 1,
+  be->iface->decode_rgb (be->context, g->rgb + (f & 1) * values, g->latent_dev, VDIT_ELEM_F32, 0, 1,
                          cfg->height, cfg->width, plain);
   return TRUE;
 }
@@ -425,7 +430,7 @@ gen_decode (gen_state *g, GError **error)
     uint8_t *rgb = host_rgb;
     if (g->rgb) {
       /* frame f is there after the sync; the next one decodes while f is handed out */
-      rgb = g->rgb + f * frame_bytes;
+      rgb = g->rgb + (f & 1) * frame_bytes;
       if (!be->iface->sync (be->context, error) ||
           (f + 1 < g->r.frames && !gen_queue_frame (g, f + 1, error)))
         return FALSE;
