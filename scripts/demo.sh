@@ -4,7 +4,7 @@
 #
 # Settings (environment):
 #   VDIT_DEMO_MODEL     model directory                (models/default, else models/tiny)
-#   VDIT_DEMO_PROMPT    the prompt                     ("a red ball bouncing")
+#   VDIT_DEMO_PROMPT    the prompt     ("a red circle moving left on a gray background")
 #   VDIT_DEMO_OUT       demo.y4m, or a folder ending in / for PNG frames
 #   VDIT_DEMO_RENDERER  gst: gst-launch-1.0 with vditsrc (default); cli: the vdit command
 #   VDIT_BUILD_DIR      build directory                (build)
@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 
 if [ -d models/default ]; then DEFAULT_MODEL=models/default; else DEFAULT_MODEL=models/tiny; fi
 MODEL=${VDIT_DEMO_MODEL:-$DEFAULT_MODEL}
-PROMPT=${VDIT_DEMO_PROMPT:-a red ball bouncing}
+PROMPT=${VDIT_DEMO_PROMPT:-a red circle moving left on a gray background}
 OUT=${VDIT_DEMO_OUT:-demo.y4m}
 RENDERER=${VDIT_DEMO_RENDERER:-gst}
 SEED=${VDIT_DEMO_SEED:-1}
