@@ -100,15 +100,10 @@ def run_stage(run, run_dir, max_steps=None, quiet=False):
         err = ((pred - (eps - x0)) ** 2).mean(-1)
         w = foreground_weight(x0, cfg.get("fg_weight", 0.0))
         loss = (err * w).sum() / w.sum()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        gn = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.get("clip", 1.0))
-        if not (torch.isfinite(loss) and torch.isfinite(gn)):
-            loop.log(f"step {i}: non-finite loss or gradient, step skipped")
+        gn = tl.optimizer_step(loss, model, opt, ema, i, cfg.get("clip", 1.0), loop.log)
+        if gn is None:
             return None, ""
-        opt.step()
-        ema.update(model, i)
-        return float(loss), f"lr {lr:.2e} gnorm {float(gn):.2f}"
+        return float(loss), f"lr {lr:.2e} gnorm {gn:.2f}"
 
     def eval_fn():
         return evaluate(ema.model, run, batcher, cfg.get("eval_steps", 16),

@@ -81,14 +81,9 @@ def run_stage(run, run_dir, max_steps=None, quiet=False):
                     for a, b in zip(sh, th)) / len(th)
         final = ((sv_ - tv) ** 2).mean()
         loss = w * layer + final
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        gn = torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.get("clip", 1.0))
-        if not (torch.isfinite(loss) and torch.isfinite(gn)):
-            loop.log(f"step {it}: non-finite loss or gradient, step skipped")
+        gn = tl.optimizer_step(loss, student, opt, ema, it, cfg.get("clip", 1.0), loop.log)
+        if gn is None:
             return None, ""
-        opt.step()
-        ema.update(student, it)
         return float(loss), f"layers {float(layer):.4f} final {float(final):.4f} lr {lr:.2e}"
 
     def eval_fn():

@@ -115,15 +115,10 @@ def run_stage(run, run_dir, max_steps=None, quiet=False):
         pred = xt - span * v
         d = (pred - target) / span
         loss = (torch.sqrt(d * d + c * c) - c).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        gn = torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.get("clip", 1.0))
-        if not (torch.isfinite(loss) and torch.isfinite(gn)):
-            loop.log(f"step {it}: non-finite loss or gradient, step skipped")
+        gn = tl.optimizer_step(loss, student, opt, ema, it, cfg.get("clip", 1.0), loop.log)
+        if gn is None:
             return None, ""
-        opt.step()
-        ema.update(student, it)
-        return float(loss), f"lr {lr:.2e} gnorm {float(gn):.2f}"
+        return float(loss), f"lr {lr:.2e} gnorm {gn:.2f}"
 
     def eval_fn():
         return evaluate(ema.model, run, batcher, S, cfg.get("student_guidance", 1.0))

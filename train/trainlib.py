@@ -455,3 +455,17 @@ def stage_main(doc, stage, run_stage):
     run = prepare_run(a.config, a.run_dir)
     acquire_lock(a.run_dir)
     run_stage(run, a.run_dir, a.steps)
+
+
+def optimizer_step(loss, model, opt, ema, step, clip, log):
+    """Backward, gradient clipping, update and EMA; returns the gradient norm, or None
+    (and skips the update) when the loss or the gradient is not finite."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    gn = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    if not (torch.isfinite(loss) and torch.isfinite(gn)):
+        log(f"step {step}: non-finite loss or gradient, step skipped")
+        return None
+    opt.step()
+    ema.update(model, step)
+    return float(gn)
