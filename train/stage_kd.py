@@ -13,7 +13,6 @@ teacher's mean square, weighted by `layer_weight`) plus the final velocity.
 """
 
 import cpuenv  # noqa: F401  (before numpy and torch)
-import copy
 import os
 
 import numpy as np
@@ -21,7 +20,7 @@ import torch
 
 import trainlib as tl
 from stage_base import evaluate, flow_batch
-from stage_mlcd import load_stage_weights
+from stage_mlcd import teacher_and_student
 from vdit_torch.tile_mask import plan_masks
 
 
@@ -38,12 +37,7 @@ def run_stage(run, run_dir, max_steps=None, quiet=False):
     tl.set_threads(run)
     cfg = run["kd"]
     total = int(max_steps or cfg["steps"])
-    teacher = load_stage_weights(run, run_dir, "mlcd").eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    student = copy.deepcopy(teacher).train()
-    for p in student.parameters():
-        p.requires_grad_(True)
+    teacher, student = teacher_and_student(run, run_dir, "mlcd")
     plan = load_plan(run_dir)
     masks = [m if m is None else m.to(tl.DEVICE) for m in plan_masks(plan, grid_of(run))]
     ema = tl.EMA(student, cfg.get("ema", 0.999))

@@ -19,12 +19,12 @@ in: the student is sampled with guidance 1 (one pass per step).
 
 import cpuenv  # noqa: F401  (before numpy and torch)
 import copy
-import os
 
 import numpy as np
 import torch
 
 import trainlib as tl
+from export import stage_model
 from stage_base import evaluate, flow_batch
 
 
@@ -37,22 +37,22 @@ def segment_grid(segments, substeps, shift):
     return b, grid
 
 
-def load_stage_weights(run, run_dir, stage):
-    model = tl.new_model(run, run_dir)
-    model.load_state_dict(tl.load(os.path.join(run_dir, stage, "final.pt"))["ema"])
-    return model
+def teacher_and_student(run, run_dir, stage):
+    """A stage's final weights twice: a frozen teacher and a trainable student."""
+    teacher = stage_model(run, run_dir, stage)
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    student = copy.deepcopy(teacher).train()
+    for p in student.parameters():
+        p.requires_grad_(True)
+    return teacher, student
 
 
 def run_stage(run, run_dir, max_steps=None, quiet=False):
     tl.set_threads(run)
     cfg = run["mlcd"]
     total = int(max_steps or cfg["steps"])
-    teacher = load_stage_weights(run, run_dir, "base").eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    student = copy.deepcopy(teacher).train()
-    for p in student.parameters():
-        p.requires_grad_(True)
+    teacher, student = teacher_and_student(run, run_dir, "base")
     ema = tl.EMA(student, cfg.get("ema", 0.995))
     opt = tl.make_optimizer(student, cfg["lr"], cfg.get("weight_decay", 0.0))
     rng = np.random.default_rng(run["seed"] + 1)
