@@ -24,35 +24,36 @@ struct vdit_ctx {
 };
 
 #define EOS_ID 1
-/* A sanity bound: far beyond any model's context, well below what would exhaust memory
- * silently through overcommit before the first allocation fails. */
-#define VDIT_MAX_FRAMES 4096
 
-static gboolean
-ctx_init_backend (vdit_ctx *ctx, GError **error)
+gboolean
+vdit_ctx_params_check (const vdit_ctx_params *p, int *cuda_device, GError **error)
 {
-  const vdit_ctx_params *p = &ctx->params;
+  if (cuda_device)
+    *cuda_device = -1;
   if (p->gpus < 1) {
     g_set_error (error, VDIT_ERROR, VDIT_ERROR_INVALID_ARGUMENT, "gpus = %d must be at least 1", p->gpus);
     return FALSE;
   }
   int n_gpus = 0;
-  gboolean have_cuda = vdit_cuda_available (&n_gpus);
+  /* device=cpu needs no probe of the driver */
+  const gboolean have_cuda = p->device != VDIT_DEVICE_CPU && vdit_cuda_available (&n_gpus);
   if (p->device == VDIT_DEVICE_CPU || (p->device == VDIT_DEVICE_AUTO && !have_cuda)) {
-    if (p->gpus > 1 && p->device == VDIT_DEVICE_AUTO) {
+    if (p->gpus > 1) {
       g_set_error (error, VDIT_ERROR, VDIT_ERROR_NO_DEVICE,
-                   "gpus = %d requested but no CUDA device is available", p->gpus);
+                   p->device == VDIT_DEVICE_CPU
+                     ? "gpus = %d needs CUDA GPUs, but device=cpu (set gpus=1)"
+                     : "gpus = %d requested but no CUDA device is available", p->gpus);
       return FALSE;
     }
-    return vdit_backend_cpu_init (&ctx->be, p->threads, error);
+    return TRUE;
   }
   if (!have_cuda) {
     g_set_error (error, VDIT_ERROR, VDIT_ERROR_NO_DEVICE,
                  "device=cuda requested but no CUDA device is available (use device=cpu or auto)");
     return FALSE;
   }
-  int first = p->device_id < 0 ? 0 : p->device_id;
-  if (first + p->gpus > n_gpus) {
+  const int first = p->device_id < 0 ? 0 : p->device_id;
+  if (first >= n_gpus || p->gpus > n_gpus - first) { /* no overflow near G_MAXINT */
     g_set_error (error, VDIT_ERROR, VDIT_ERROR_NO_DEVICE,
                  "%d GPU(s) from device %d requested but only %d present", p->gpus, first, n_gpus);
     return FALSE;
@@ -62,7 +63,20 @@ ctx_init_backend (vdit_ctx *ctx, GError **error)
                  "gpus = %d: sequence parallelism is not available in this build", p->gpus);
     return FALSE;
   }
-  return vdit_backend_cuda_init (&ctx->be, first, error);
+  if (cuda_device)
+    *cuda_device = first;
+  return TRUE;
+}
+
+static gboolean
+ctx_init_backend (vdit_ctx *ctx, GError **error)
+{
+  int cuda_device;
+  if (!vdit_ctx_params_check (&ctx->params, &cuda_device, error))
+    return FALSE;
+  if (cuda_device < 0)
+    return vdit_backend_cpu_init (&ctx->be, ctx->params.threads, error);
+  return vdit_backend_cuda_init (&ctx->be, cuda_device, error);
 }
 
 vdit_ctx *
@@ -204,12 +218,6 @@ resolve_params (vdit_ctx *ctx, const vdit_gen_params *p, resolved_params *r, GEr
   r->sparsity = p->sparsity;
   if (p->frames < 0) {
     g_set_error (error, VDIT_ERROR, VDIT_ERROR_INVALID_ARGUMENT, "frames = %d must be positive", p->frames);
-    return FALSE;
-  }
-  if (r->frames > VDIT_MAX_FRAMES) {
-    g_set_error (error, VDIT_ERROR, VDIT_ERROR_INVALID_ARGUMENT,
-                 "frames = %d is out of range (at most %d per generation)", r->frames,
-                 VDIT_MAX_FRAMES);
     return FALSE;
   }
   if (!vdit_model_check_frames (m, r->frames, error))

@@ -98,10 +98,20 @@ vdit_model_get_weights (const vdit_model *m)
   return m->weights;
 }
 
+/* A sanity bound: far beyond any model's context, well below what would exhaust memory
+ * silently through overcommit before the first allocation fails. */
+#define VDIT_MAX_FRAMES 4096
+
 gboolean
 vdit_model_check_frames (const vdit_model *m, int frames, GError **error)
 {
   const int mult = m->info.frame_multiple, off = m->info.frame_offset;
+  if (frames > VDIT_MAX_FRAMES) {
+    g_set_error (error, VDIT_ERROR, VDIT_ERROR_INVALID_ARGUMENT,
+                 "frames = %d is out of range (at most %d per generation)", frames,
+                 VDIT_MAX_FRAMES);
+    return FALSE;
+  }
   if (frames < 1 || frames < off + mult || (frames - off) % mult != 0) {
     g_set_error (error, VDIT_ERROR, VDIT_ERROR_INVALID_ARGUMENT,
                  "frames = %d is not valid for model %s: it must be %s%d·k frames (k ≥ 1) "

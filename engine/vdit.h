@@ -102,10 +102,17 @@ vdit_model *vdit_model_load (const char *dir, GError **error);
 vdit_model *vdit_model_new_random (const char *config_path, uint64_t seed, GError **error);
 void vdit_model_free (vdit_model *model);
 const vdit_model_info *vdit_model_get_info (const vdit_model *model);
-/* Checks a frame count against the model; FALSE with VDIT_ERROR_INVALID_ARGUMENT. */
+/* Checks a frame count against the model (and the bound of 4096 frames a generation);
+ * FALSE with VDIT_ERROR_INVALID_ARGUMENT. */
 gboolean vdit_model_check_frames (const vdit_model *model, int frames, GError **error);
 
 void vdit_ctx_params_init (vdit_ctx_params *params);
+/* Checks the device request (device, device_id, gpus) against the GPUs present without
+ * loading anything, as vdit_ctx_new does first: FALSE with VDIT_ERROR_INVALID_ARGUMENT or
+ * VDIT_ERROR_NO_DEVICE. cuda_device (may be NULL) receives the CUDA device to use, or −1
+ * for the CPU. */
+gboolean vdit_ctx_params_check (const vdit_ctx_params *params, int *cuda_device,
+                                GError **error);
 vdit_ctx *vdit_ctx_new (vdit_model *model, const vdit_ctx_params *params, GError **error);
 void vdit_ctx_free (vdit_ctx *ctx);
 /* "cpu" or "cuda": the backend actually in use. */

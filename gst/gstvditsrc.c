@@ -1025,8 +1025,7 @@ gst_vdit_src_start (GstBaseSrc * bsrc)
   vdit_ctx_params cparams;
   GError *err = NULL;
   gchar *prompt, *negative, *name, *path = NULL, *text;
-  gint frames, fps_n, fps_d, n_gpus = 0;
-  gboolean have_cuda;
+  gint frames, fps_n, fps_d;
 
   GST_OBJECT_LOCK (self);
   prompt = g_strdup (self->prompt);
@@ -1056,14 +1055,8 @@ gst_vdit_src_start (GstBaseSrc * bsrc)
     goto model_not_found;
 
   /* refuse an impossible device before loading anything */
-  have_cuda = vdit_cuda_available (&n_gpus);
-  if (cparams.device == VDIT_DEVICE_CUDA && !have_cuda)
-    goto no_gpu;
-  if (cparams.gpus > 1 && (cparams.device == VDIT_DEVICE_CPU || !have_cuda))
-    goto gpus_need_cuda;
-  if (cparams.device != VDIT_DEVICE_CPU && have_cuda &&
-      MAX (cparams.device_id, 0) + cparams.gpus > n_gpus)
-    goto too_many_gpus;
+  if (!vdit_ctx_params_check (&cparams, NULL, &err))
+    goto bad_device;
 
   text = g_strdup_printf ("Loading model %s", path);
   gst_vdit_src_post_progress (self, GST_PROGRESS_TYPE_START, "load-model",
@@ -1146,26 +1139,9 @@ model_not_found:
             " or VDIT_MODEL_PATH."));
     goto failed;
   }
-no_gpu:
+bad_device:
   {
-    GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
-        ("device=cuda was asked for but no CUDA GPU is available."),
-        ("Use device=cpu or device=auto, or check the driver and that the "
-            "engine was built with CUDA."));
-    goto failed;
-  }
-gpus_need_cuda:
-  {
-    GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
-        ("gpus=%d needs CUDA GPUs, none is in use.", cparams.gpus),
-        ("Set gpus=1 to run on the CPU."));
-    goto failed;
-  }
-too_many_gpus:
-  {
-    GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
-        ("gpus=%d from cuda-device-id=%d asks for more than the %d GPUs "
-            "available.", cparams.gpus, cparams.device_id, n_gpus), (NULL));
+    gst_vdit_src_post_error (self, "Cannot use the requested device", err);
     goto failed;
   }
 load_failed:

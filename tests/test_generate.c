@@ -247,6 +247,35 @@ test_cuda_without_gpu (void)
   vdit_model_free (m);
 }
 
+/* The device request is checked before anything loads, on any machine: more GPUs than
+ * present (even where device_id + gpus overflows an int) and gpus > 1 on the CPU. */
+static void
+test_device_request (void)
+{
+  GError *error = NULL;
+  int cuda_device = 7;
+  vdit_ctx_params cp;
+  vdit_ctx_params_init (&cp);
+  cp.device = VDIT_DEVICE_CPU;
+  g_assert_true (vdit_ctx_params_check (&cp, &cuda_device, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (cuda_device, ==, -1);
+  cp.gpus = 2;
+  g_assert_false (vdit_ctx_params_check (&cp, NULL, &error));
+  g_assert_error (error, VDIT_ERROR, VDIT_ERROR_NO_DEVICE);
+  g_clear_error (&error);
+  cp.gpus = 0;
+  g_assert_false (vdit_ctx_params_check (&cp, NULL, &error));
+  g_assert_error (error, VDIT_ERROR, VDIT_ERROR_INVALID_ARGUMENT);
+  g_clear_error (&error);
+  cp.device = VDIT_DEVICE_CUDA;
+  cp.device_id = G_MAXINT;
+  cp.gpus = 2;
+  g_assert_false (vdit_ctx_params_check (&cp, NULL, &error));
+  g_assert_error (error, VDIT_ERROR, VDIT_ERROR_NO_DEVICE);
+  g_clear_error (&error);
+}
+
 static void
 test_random_model (void)
 {
@@ -279,6 +308,7 @@ main (int argc, char **argv)
   }
   g_test_add_func ("/generate/missing-model", test_missing_model);
   g_test_add_func ("/generate/cuda-without-gpu", test_cuda_without_gpu);
+  g_test_add_func ("/generate/device-request", test_device_request);
   g_test_add_func ("/generate/random-model", test_random_model);
   return g_test_run ();
 }
