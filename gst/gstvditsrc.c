@@ -494,47 +494,48 @@ gst_vdit_src_get_property (GObject * object, guint prop_id, GValue * value,
   GST_OBJECT_UNLOCK (self);
 }
 
-/* Turns an engine GError into an element error in the domain a user can act on. */
+/* The element error code for an engine error: the domain a user can act on. */
+static GstResourceError
+resource_error_of (const GError * err)
+{
+  if (err->domain == G_IO_ERROR)
+    return err->code == G_IO_ERROR_NOT_FOUND ? GST_RESOURCE_ERROR_NOT_FOUND :
+        GST_RESOURCE_ERROR_READ;
+  if (err->domain != VDIT_ERROR)
+    return GST_RESOURCE_ERROR_READ;
+  switch ((VditError) err->code) {
+    case VDIT_ERROR_MISSING:
+      return GST_RESOURCE_ERROR_NOT_FOUND;
+    case VDIT_ERROR_INVALID_ARGUMENT:
+    case VDIT_ERROR_NO_DEVICE:
+      return GST_RESOURCE_ERROR_SETTINGS;
+    case VDIT_ERROR_OUT_OF_MEMORY:
+      return GST_RESOURCE_ERROR_NO_SPACE_LEFT;
+    default:
+      return GST_RESOURCE_ERROR_FAILED;
+  }
+}
+
+/* Posts err as an element error "what: message"; errors already in a GStreamer domain
+ * (the element's own) keep it, engine errors are mapped by resource_error_of. */
 static void
 gst_vdit_src_post_error (GstVditSrc * self, const gchar * what,
     const GError * err)
 {
-  gchar *debug = g_strdup_printf ("%s error %d", g_quark_to_string
-      (err->domain), err->code);
+  GQuark domain = GST_RESOURCE_ERROR;
+  gint code;
 
-  if (err->domain == G_IO_ERROR && err->code == G_IO_ERROR_NOT_FOUND) {
-    GST_ELEMENT_ERROR (self, RESOURCE, NOT_FOUND, ("%s: %s", what,
-            err->message), ("%s", debug));
-  } else if (err->domain != VDIT_ERROR) {
-    GST_ELEMENT_ERROR (self, RESOURCE, READ, ("%s: %s", what, err->message),
-        ("%s", debug));
+  if (err->domain == GST_STREAM_ERROR || err->domain == GST_CORE_ERROR ||
+      err->domain == GST_LIBRARY_ERROR || err->domain == GST_RESOURCE_ERROR) {
+    domain = err->domain;
+    code = err->code;
   } else {
-    switch ((VditError) err->code) {
-      case VDIT_ERROR_MISSING:
-        GST_ELEMENT_ERROR (self, RESOURCE, NOT_FOUND, ("%s: %s", what,
-                err->message), ("%s", debug));
-        break;
-      case VDIT_ERROR_INVALID_ARGUMENT:
-      case VDIT_ERROR_NO_DEVICE:
-        GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS, ("%s: %s", what,
-                err->message), ("%s", debug));
-        break;
-      case VDIT_ERROR_OUT_OF_MEMORY:
-        GST_ELEMENT_ERROR (self, RESOURCE, NO_SPACE_LEFT, ("%s: %s", what,
-                err->message), ("%s", debug));
-        break;
-      case VDIT_ERROR_FORMAT:
-      case VDIT_ERROR_CONFIG:
-      case VDIT_ERROR_SHAPE:
-      case VDIT_ERROR_BACKEND:
-      case VDIT_ERROR_CANCELLED:
-      default:
-        GST_ELEMENT_ERROR (self, RESOURCE, FAILED, ("%s: %s", what,
-                err->message), ("%s", debug));
-        break;
-    }
+    code = resource_error_of (err);
   }
-  g_free (debug);
+  gst_element_message_full (GST_ELEMENT (self), GST_MESSAGE_ERROR, domain, code,
+      g_strdup_printf ("%s: %s", what, err->message),
+      g_strdup_printf ("%s error %d", g_quark_to_string (err->domain),
+          err->code), __FILE__, GST_FUNCTION, __LINE__);
 }
 
 static void
@@ -1326,10 +1327,7 @@ finished:
       g_error_free (err);
       return GST_FLOW_FLUSHING;
     }
-    if (err->domain == GST_STREAM_ERROR)
-      GST_ELEMENT_ERROR (self, STREAM, FORMAT, ("%s", err->message), (NULL));
-    else
-      gst_vdit_src_post_error (self, "Generation failed", err);
+    gst_vdit_src_post_error (self, "Generation failed", err);
     g_error_free (err);
     return GST_FLOW_ERROR;
   }
