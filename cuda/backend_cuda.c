@@ -347,7 +347,7 @@ gboolean
 vdit_backend_cuda_init (vdit_backend *be, int device_id, GError **error)
 {
   int n = 0;
-  gboolean usable = vdit_cuda_available (&n);
+  vdit_cuda_available (&n);
   if (device_id < 0)
     device_id = 0;
   if (n == 0) {
@@ -361,15 +361,20 @@ vdit_backend_cuda_init (vdit_backend *be, int device_id, GError **error)
     return FALSE;
   }
   struct cudaDeviceProp prop;
-  if (cudaGetDeviceProperties (&prop, device_id) != cudaSuccess || prop.major < 8) {
+  const cudaError_t perr = cudaGetDeviceProperties (&prop, device_id);
+  if (perr != cudaSuccess) {
     cudaGetLastError ();
+    g_set_error (error, VDIT_ERROR, VDIT_ERROR_NO_DEVICE, "CUDA device %d: %s", device_id,
+                 cudaGetErrorString (perr));
+    return FALSE;
+  }
+  if (prop.major < 8) {
     g_set_error (error, VDIT_ERROR, VDIT_ERROR_NO_DEVICE,
                  "CUDA device %d (%s, compute capability %d.%d) is not supported: vdit needs "
                  "8.0 (Ampere) or newer",
                  device_id, prop.name, prop.major, prop.minor);
     return FALSE;
   }
-  (void) usable;
   if (!vdit_cublas_load (error))
     return FALSE;
 
