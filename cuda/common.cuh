@@ -10,6 +10,11 @@ typedef __nv_bfloat16 bf16;
 
 constexpr int EW_THREADS = 256;
 
+// A grid-stride loop: item i of n for every thread of a launch of ew_blocks (n) blocks.
+#define GRID_LOOP(i, n)                                                                     \
+  for (size_t i = blockIdx.x * (size_t) blockDim.x + threadIdx.x; i < (n);                 \
+       i += (size_t) gridDim.x * blockDim.x)
+
 // Grid for a grid-stride loop over n items: enough blocks to fill the GPU, no more.
 inline unsigned
 ew_blocks (size_t n)

@@ -8,16 +8,14 @@ namespace {
 __global__ void
 f32_to_bf16_kernel (bf16 *dst, const float *src, size_t n)
 {
-  for (size_t i = blockIdx.x * (size_t) blockDim.x + threadIdx.x; i < n;
-       i += (size_t) gridDim.x * blockDim.x)
+  GRID_LOOP (i, n)
     dst[i] = __float2bfloat16_rn (src[i]);
 }
 
 __global__ void
 bf16_to_f32_kernel (float *dst, const bf16 *src, size_t n)
 {
-  for (size_t i = blockIdx.x * (size_t) blockDim.x + threadIdx.x; i < n;
-       i += (size_t) gridDim.x * blockDim.x)
+  GRID_LOOP (i, n)
     dst[i] = __bfloat162float (src[i]);
 }
 

@@ -36,8 +36,7 @@ decode_rgb_kernel (uint8_t *rgb, const T *src, int frame0, size_t total, int hei
 {
   const int gh = height / ph, gw = width / pw;
   const size_t per = (size_t) pt * ph * pw * 3;
-  for (size_t i = blockIdx.x * (size_t) blockDim.x + threadIdx.x; i < total;
-       i += (size_t) gridDim.x * blockDim.x) {
+  GRID_LOOP (i, total) {
     const int ch = (int) (i % 3);
     const size_t pix = i / 3; // (frame, y, x) within the output
     const int x = (int) (pix % width);

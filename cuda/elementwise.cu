@@ -6,10 +6,6 @@
 namespace vdit {
 namespace {
 
-#define GRID_LOOP(i, n)                                                                     \
-  for (size_t i = blockIdx.x * (size_t) blockDim.x + threadIdx.x; i < (n);                 \
-       i += (size_t) gridDim.x * blockDim.x)
-
 __global__ void
 add_gated_kernel (bf16 *x, const bf16 *h, const bf16 *gate, size_t n, int d)
 {

@@ -7,9 +7,9 @@
 #include <cuda_bf16.h>
 #include <stdint.h>
 
-namespace vdit {
+#include "common.cuh" // bf16
 
-typedef __nv_bfloat16 bf16;
+namespace vdit {
 
 __device__ __forceinline__ uint32_t
 smem_addr (const void *p)

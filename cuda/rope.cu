@@ -11,8 +11,7 @@ rope_kernel (bf16 *x, int ld, const float *cos_t, const float *sin_t, int n, int
 {
   const int pairs = head_dim / 2, chunk = head_dim / n_chunks, half = chunk / 2;
   const size_t total = (size_t) n * heads * pairs;
-  for (size_t idx = blockIdx.x * (size_t) blockDim.x + threadIdx.x; idx < total;
-       idx += (size_t) gridDim.x * blockDim.x) {
+  GRID_LOOP (idx, total) {
     const int j = (int) (idx % pairs); // pair: chunk j / half, position j % half
     const size_t ih = idx / pairs;
     const int h = (int) (ih % heads);

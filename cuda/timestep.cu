@@ -12,7 +12,7 @@ namespace {
 __global__ void
 timestep_embedding_kernel (bf16 *out, double timestep, double neg_ln_period, int half)
 {
-  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < half; i += gridDim.x * blockDim.x) {
+  GRID_LOOP (i, (size_t) half) {
     // the CPU's expression, τ · exp(−ln(10000) · i / half) left to right, each product
     // rounded on its own (no fma contraction)
     const double a = __dmul_rn (timestep, exp (__dmul_rn (neg_ln_period, (double) i) / half));
