@@ -72,10 +72,7 @@ def main():
     run = tl.load_run_config(os.path.join(a.run_dir, "run.json"))
     model = stage_model(run, a.run_dir, a.stage, a.weights)
     steps, guidance = stage_sampler(run, a.stage)
-    plan = None
-    plan_file = os.path.join(a.run_dir, "search", "plan.json")
-    if a.stage == "kd" and os.path.exists(plan_file):
-        plan = tl.read_json(plan_file)["plan"]
+    plan = tl.load_plan(a.run_dir) if a.stage == "kd" else None  # KD trained with it
     mode = a.attention or ("tile" if plan is not None else "full")
     cfg = export(model, run, a.out, a.steps or steps,
                  guidance if a.guidance is None else a.guidance,

@@ -37,7 +37,6 @@ if [ ! -x build-train/tools/vdit ]; then
 fi
 
 log "pipeline ($config, at most $seconds s)"
-rm -f "$run/lock"
 PYTHONUNBUFFERED=1 timeout -s TERM -k 60 "$seconds" python3 train/pipeline.py \
   --config "$config" --run-dir "$run" --vdit build-train/tools/vdit --ship "$run/ship" --quiet
 rc=$?

@@ -51,7 +51,7 @@ def invalidate_after(run_dir, stage, log):
 def export_all(run, run_dir, log):
     from export import attention_of, export, stage_model, stage_sampler
     out = os.path.join(run_dir, "export")
-    plan = tl.read_json(os.path.join(run_dir, "search", "plan.json"))["plan"]
+    plan = tl.load_plan(run_dir)
     name = run["name"]
     for stage, sub, att in (("base", "base", attention_of("full")),
                             ("mlcd", "mlcd", attention_of("full", plan)),

@@ -108,9 +108,3 @@ def contact_sheet(rows, scale=2, gap=2, background=255):
             y, x = gap + i * (h + gap), gap + t * (w + gap)
             sheet[y:y + h, x:x + w] = clip[t].repeat(scale, 0).repeat(scale, 1)
     return sheet
-
-
-def to_uint8(clip):
-    """[-1, 1] float → uint8 as the identity decoder (round half away from zero)."""
-    v = (np.asarray(clip, dtype=np.float32) + 1.0) * 127.5
-    return np.clip(np.sign(v) * np.floor(np.abs(v) + 0.5), 0, 255).astype(np.uint8)

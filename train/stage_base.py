@@ -17,7 +17,6 @@ import torch
 import trainlib as tl
 import synthvideo as sv
 import synthmetrics as sm
-import pngio
 
 
 def evaluate(model, run, batcher, steps, guidance, seed=1000, prompts=None, self_masks=None,
@@ -34,7 +33,7 @@ def evaluate(model, run, batcher, steps, guidance, seed=1000, prompts=None, self
                       shape=shape, shift=run["sampler"].get("shift", 1.0),
                       self_masks=self_masks)
         for (p, combo), clip in zip(chunk, x):
-            frames = pngio.to_uint8(clip.float().cpu().numpy())
+            frames = tl.latent_to_frames(clip)
             results.append((sm.analyse(frames), combo))
             clips.append(frames)
     scores = sm.score(results)

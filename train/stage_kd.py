@@ -13,7 +13,6 @@ teacher's mean square, weighted by `layer_weight`) plus the final velocity.
 """
 
 import cpuenv  # noqa: F401  (before numpy and torch)
-import os
 
 import numpy as np
 import torch
@@ -29,16 +28,12 @@ def grid_of(run):
     return v["frames"] // p[0], v["height"] // p[1], v["width"] // p[2]
 
 
-def load_plan(run_dir):
-    return tl.read_json(os.path.join(run_dir, "search", "plan.json"))["plan"]
-
-
 def run_stage(run, run_dir, max_steps=None, quiet=False):
     tl.set_threads(run)
     cfg = run["kd"]
     total = int(max_steps or cfg["steps"])
     teacher, student = teacher_and_student(run, run_dir, "mlcd")
-    plan = load_plan(run_dir)
+    plan = tl.load_plan(run_dir)
     masks = [m if m is None else m.to(tl.DEVICE) for m in plan_masks(plan, grid_of(run))]
     ema = tl.EMA(student, cfg.get("ema", 0.999))
     opt = tl.make_optimizer(student, cfg["lr"], cfg.get("weight_decay", 0.0))

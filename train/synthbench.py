@@ -141,7 +141,7 @@ def sheet(clips, run, rows_per_setting=4):
         if v:
             gt = sv.render({"objects": [combo[:3]], "background": combo[3]}, v["frames"],
                            v["height"], v["width"], rng, jitter=False)
-            rows.append(pngio.to_uint8(gt))
+            rows.append(tl.latent_to_frames(gt))
         for name in names:
             rows.append(clips[name][i])
     return pngio.contact_sheet(rows, scale=3, gap=2, background=96), n

@@ -92,9 +92,8 @@ HELDOUT = heldout_combos()
 HELDOUT_SET = set(HELDOUT)
 
 
-def heldout_prompts(directions_only=False):
-    return [(prompt_of([(c, s, m)], b), (c, s, m, b)) for c, s, m, b in HELDOUT
-            if not directions_only or m in DIRECTIONS]
+def heldout_prompts():
+    return [(prompt_of([(c, s, m)], b), (c, s, m, b)) for c, s, m, b in HELDOUT]
 
 
 # ---------------------------------------------------------------- sampling specs

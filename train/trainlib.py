@@ -28,6 +28,7 @@ sys.path.insert(0, HERE)
 from vdit_torch import config as config_mod  # noqa: E402
 from vdit_torch.dit import set_fast_kernels  # noqa: E402
 from vdit_torch.model import VditModel  # noqa: E402
+from vdit_torch.samplers import flow_times, latent_to_frames  # noqa: E402,F401
 from vdit_torch.tokenize import Tokenizer  # noqa: E402
 
 import synthvideo as sv  # noqa: E402
@@ -67,6 +68,11 @@ def model_config(run, vocab_size, steps=None, guidance=None, attention=None):
                     "shift": s.get("shift", 1.0)},
         "attention": attention or {"mode": "full", "tile_k": 1},
     })
+
+
+def load_plan(run_dir):
+    """Stage 2's tile k per layer (RUN/search/plan.json)."""
+    return read_json(os.path.join(run_dir, "search", "plan.json"))["plan"]
 
 
 def prepare_run(run_cfg_path, run_dir):
@@ -180,11 +186,6 @@ def sample_times(rng, n, mean, std, uniform_frac):
     u = rng.random(n)
     t = np.where(rng.random(n) < uniform_frac, u, t)
     return torch.from_numpy(np.clip(t, 1e-4, 1.0).astype(np.float32)).to(DEVICE)
-
-
-def flow_times(steps, shift=1.0):
-    t = [1.0 - k / steps for k in range(steps + 1)]
-    return [shift * v / (1.0 + (shift - 1.0) * v) for v in t]
 
 
 @torch.no_grad()

@@ -71,13 +71,13 @@ def case_data(tmp):
         for c, sh, m in s["objects"]:
             check((c, sh, m, s["background"]) not in sv.HELDOUT_SET, f"held-out {s}")
     # the judge is right on ground-truth clips
-    res = [(sm.analyse(pngio.to_uint8(sv.render({"objects": [c[:3]], "background": c[3]},
+    res = [(sm.analyse(tl.latent_to_frames(sv.render({"objects": [c[:3]], "background": c[3]},
                                                 8, 32, 32, rng))), c)
            for _, c in sv.heldout_prompts()]
     s = sm.score(res)
     check(s["colour"] == 1.0 and s["shape"] >= 0.95 and s["motion"] == 1.0, f"judge {s}")
     # PNG round trip
-    img = pngio.contact_sheet([pngio.to_uint8(c) for c in x[:2]])
+    img = pngio.contact_sheet([tl.latent_to_frames(c) for c in x[:2]])
     path = os.path.join(tmp, "s.png")
     pngio.write_png(path, img)
     check(np.array_equal(pngio.read_png(path), img), "PNG round trip")

@@ -141,6 +141,7 @@ def sample(model, shape, seed, cfg):
 def latent_to_frames(latent):
     """Identity decoder: [T, H, W, 3] in [−1, 1] → uint8 frames, round((x + 1)·127.5)
     (f32 arithmetic, round half away from zero), clamped to [0, 255]."""
-    v = ((latent.to(torch.float32) + 1.0) * 127.5).numpy().astype(np.float64)
+    v = ((torch.as_tensor(latent).cpu().to(torch.float32) + 1.0) * 127.5).numpy()
+    v = v.astype(np.float64)
     r = np.sign(v) * np.floor(np.abs(v) + 0.5)
     return np.clip(r, 0, 255).astype(np.uint8)
