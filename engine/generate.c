@@ -155,6 +155,13 @@ vdit_ctx_tokenize (vdit_ctx *ctx, const char *text, int32_t **ids, int *n, GErro
     if (!vdit_tokenizer_encode (ctx->model->tokenizer, text, &raw, &n_raw, error))
       return FALSE;
   } else {
+    /* ids 0..2 are reserved (pad, EOS, unknown): bytes map onto 3..vocab_size−1 */
+    if (tc->vocab_size < 4) {
+      g_set_error (error, VDIT_ERROR, VDIT_ERROR_CONFIG,
+                   "text_encoder.vocab_size = %d: a model without tokenizer.model needs at "
+                   "least 4 ids to stand bytes in for pieces", tc->vocab_size);
+      return FALSE;
+    }
     n_raw = strlen (text);
     raw = g_new (int32_t, MAX (n_raw, 1));
     for (int i = 0; i < n_raw; i++)

@@ -3,6 +3,7 @@
 #include "test_util.h"
 #include "vdit.h"
 
+#include <glib/gstdio.h>
 #include <math.h>
 #include <string.h>
 
@@ -293,6 +294,37 @@ test_random_model (void)
   vdit_model_free (m);
 }
 
+/* Without a tokenizer bytes become ids 3..vocab_size−1: a smaller vocabulary is an
+ * error, not a division by zero. */
+static void
+test_random_model_tiny_vocab (void)
+{
+  GError *error = NULL;
+  g_autofree char *src = test_source_path ("models/tiny/config.json");
+  g_autofree char *text = NULL;
+  g_assert_true (g_file_get_contents (src, &text, NULL, NULL));
+  g_autofree char *dir = g_dir_make_tmp ("vdit-vocab-XXXXXX", NULL);
+  g_autofree char *cfg = g_build_filename (dir, "config.json", NULL);
+  GString *edited = g_string_new (text);
+  g_assert_cmpint (g_string_replace (edited, "\"vocab_size\": 100", "\"vocab_size\": 3", 1), ==, 1);
+  g_assert_true (g_file_set_contents (cfg, edited->str, -1, NULL));
+  g_string_free (edited, TRUE);
+  vdit_model *m = vdit_model_new_random (cfg, 3, &error);
+  g_assert_no_error (error);
+  vdit_ctx *ctx = vdit_ctx_new (m, NULL, &error);
+  g_assert_no_error (error);
+  vdit_gen_params p;
+  params (&p, "random weights", 1);
+  g_assert_false (vdit_generate (ctx, &p, &error));
+  g_assert_error (error, VDIT_ERROR, VDIT_ERROR_CONFIG);
+  g_assert_nonnull (strstr (error->message, "vocab_size"));
+  g_clear_error (&error);
+  vdit_ctx_free (ctx);
+  vdit_model_free (m);
+  g_remove (cfg);
+  g_rmdir (dir);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -310,5 +342,6 @@ main (int argc, char **argv)
   g_test_add_func ("/generate/cuda-without-gpu", test_cuda_without_gpu);
   g_test_add_func ("/generate/device-request", test_device_request);
   g_test_add_func ("/generate/random-model", test_random_model);
+  g_test_add_func ("/generate/random-model-tiny-vocab", test_random_model_tiny_vocab);
   return g_test_run ();
 }
