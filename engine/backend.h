@@ -133,8 +133,8 @@ struct vdit_backend_i {
   void (*decode_rgb) (void *ctx, uint8_t *rgb, const void *src, VditElem elem, int frame0,
                       int frames, int height, int width, const int patch[3]);
   /* Optional (NULL-checked): page-locked host memory, which device-to-host copies fill
-   * asynchronously at full speed. NULL where buffers already are host memory (CPU):
-   * the engine then decodes frames on the host. */
+   * asynchronously at full speed (decode_rgb's destination for a latent that lives on
+   * the device). NULL where buffers already are host memory (CPU). */
   void *(*host_alloc) (void *ctx, size_t bytes, GError **error);
   void (*host_free) (void *ctx, void *p);
 };

@@ -258,12 +258,6 @@ typedef struct {
   int T, gt, gh, gw;
   size_t n_latent, n_tokens_values;
   float *latent, *scaled, *patches, *out_cond, *out_uncond, *noise;
-  /* device backends decode there, a frame at a time: its latent goes up (F32, one
-   * frame's buffer) and its bytes come back into page-locked memory, two frame slots
-   * used in turn (a frame is handed out while the next one decodes); both NULL on the
-   * host path */
-  void *latent_dev;
-  uint8_t *rgb;
   vdit_dit_text *text[2];
   vdit_dit_ws *ws;
   vdit_sampler *sampler;
@@ -275,15 +269,6 @@ static void
 gen_state_clear (gen_state *g)
 {
   vdit_dit *dit = g->ctx->dit;
-  vdit_backend *be = &g->ctx->be;
-  /* a stopped run may leave a frame's decode queued: let it finish, and let no error of
-   * it reach the next generation */
-  if (g->latent_dev || g->rgb)
-    be->iface->sync (be->context, NULL);
-  if (g->latent_dev)
-    be->iface->release (be->context, g->latent_dev);
-  if (g->rgb)
-    be->iface->host_free (be->context, g->rgb);
   vdit_dit_text_free (dit, g->text[0]);
   vdit_dit_text_free (dit, g->text[1]);
   vdit_dit_ws_free (dit, g->ws);
@@ -368,20 +353,6 @@ gen_prepare (gen_state *g, GError **error)
   return TRUE;
 }
 
-/* The buffers of decoding on the device, where the backend has page-locked memory:
- * allocated with the rest, before any step runs. */
-static gboolean
-gen_prepare_decode (gen_state *g, GError **error)
-{
-  vdit_backend *be = &g->ctx->be;
-  const vdit_config *cfg = g->ctx->model->config;
-  if (be->iface->host_alloc == NULL)
-    return TRUE;
-  const size_t frame = (size_t) cfg->height * cfg->width * 3;
-  return (g->latent_dev = be->iface->alloc (be->context, frame, VDIT_ELEM_F32, error)) &&
-         (g->rgb = be->iface->host_alloc (be->context, 2 * frame, error));
-}
-
 /* One model evaluation of the latent at step k: out_cond, guided if needed. */
 static gboolean
 gen_model_eval (gen_state *g, int k, GError **error)
@@ -412,46 +383,16 @@ gen_model_eval (gen_state *g, int k, GError **error)
   return TRUE;
 }
 
-/* Queues frame f's decode on the device: its latent goes up, its bytes land in slot f % 2
- * of g->rgb once the backend syncs. */
-static gboolean
-gen_queue_frame (gen_state *g, int f, GError **error)
-{
-  vdit_backend *be = &g->ctx->be;
-  const vdit_config *cfg = g->ctx->model->config;
-  const size_t values = (size_t) cfg->height * cfg->width * 3; /* = bytes of a frame */
-  const int plain[3] = { 1, 1, 1 };
-  if (!be->iface->upload (be->context, g->latent_dev, g->latent + f * values, values,
-                          VDIT_ELEM_F32, error))
-    return FALSE;
-  be->iface->decode_rgb (be->context, g->rgb + (f & 1) * values, g->latent_dev, VDIT_ELEM_F32, 0, 1,
-                         cfg->height, cfg->width, plain);
-  return TRUE;
-}
-
 static gboolean
 gen_decode (gen_state *g, GError **error)
 {
-  vdit_backend *be = &g->ctx->be;
   const vdit_config *cfg = g->ctx->model->config;
   const int stride = cfg->width * 3;
-  const size_t frame_bytes = (size_t) stride * cfg->height;
-  g_autofree uint8_t *host_rgb = g->rgb ? NULL : g_new (uint8_t, frame_bytes);
-  if (g->rgb && !gen_queue_frame (g, 0, error))
-    return FALSE;
+  g_autofree uint8_t *rgb = g_new (uint8_t, (size_t) stride * cfg->height);
   for (int f = 0; f < g->r.frames; f++) {
     if (!check_cancel (g->ctx, error))
       return FALSE;
-    uint8_t *rgb = host_rgb;
-    if (g->rgb) {
-      /* frame f is there after the sync; the next one decodes while f is handed out */
-      rgb = g->rgb + (f & 1) * frame_bytes;
-      if (!be->iface->sync (be->context, error) ||
-          (f + 1 < g->r.frames && !gen_queue_frame (g, f + 1, error)))
-        return FALSE;
-    } else {
-      vdit_decode_frame (cfg, g->latent, f, rgb);
-    }
+    vdit_decode_frame (cfg, g->latent, f, rgb);
     if (g->p->on_frame &&
         !g->p->on_frame (g->p->user_data, f, g->r.frames, rgb, cfg->width, cfg->height, stride)) {
       g_set_error (error, VDIT_ERROR, VDIT_ERROR_CANCELLED, "generation stopped by the frame callback");
@@ -488,7 +429,7 @@ vdit_generate_with_policy (vdit_ctx *ctx, const vdit_gen_params *p, vdit_attn_po
   gen_state g = { .ctx = ctx, .p = p, .external = policy };
   gboolean ok = FALSE;
   if (!resolve_params (ctx, p, &g.r, error) || !check_cancel (ctx, error) ||
-      !gen_prepare (&g, error) || !gen_prepare_decode (&g, error))
+      !gen_prepare (&g, error))
     goto out;
   for (int k = 0; k < g.r.steps; k++) {
     if (!gen_model_eval (&g, k, error))

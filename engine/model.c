@@ -141,7 +141,5 @@ vdit_model_memory_estimate (const vdit_model *m, int frames, size_t act_size)
   const uint64_t acts = tokens * (6 * d + f) * act_size + 2 * text * (2 * d + 4 * c->text.d_ff) * act_size;
   /* the latent, the guidance pair and the patch buffers on the host side */
   const uint64_t host = (uint64_t) frames * c->height * c->width * c->dit.in_channels * 4 * 4;
-  /* frames leaving a GPU: one f32 frame on the device, two 8-bit frames page-locked */
-  const uint64_t frames_out = (uint64_t) c->height * c->width * 3 * (4 + 2);
-  return weights + acts + host + frames_out;
+  return weights + acts + host;
 }
