@@ -239,12 +239,6 @@ tile_layout (vdit_attn_policy *p, int k, void **layout, GError **error)
   return TRUE;
 }
 
-static double
-tile_density (int frames, int k)
-{
-  return (double) vdit_tile_kept_count (frames, k) / ((double) frames * frames);
-}
-
 /* Scores the blocks with the slot's LSE, picks a new pattern and hands it to the
  * backend. */
 static gboolean
@@ -401,7 +395,7 @@ vdit_attn_policy_run (vdit_attn_policy *p, int step, int layer, int pass, void *
     if (ok)
       be->iface->attention (be->context, out, ldo, q, ldq, k, ldk, v, ldv, p->n, p->n,
                             p->heads, p->head_dim, scale, NULL, layout, NULL);
-    s->density = layout ? tile_density (p->frames, p->layer_k[layer]) : 1.0;
+    s->density = layout ? vdit_tile_density (p->frames, p->layer_k[layer]) : 1.0;
   } else {
     ok = adaptive_run (p, s, step, out, ldo, q, ldq, k, ldk, v, ldv, scale, error);
   }
@@ -491,4 +485,16 @@ vdit_tile_kept_count (int frames, int k)
   if (k <= 0)
     return t;
   return t * k + (int64_t) k * (t - k) + (t - k);
+}
+
+double
+vdit_tile_density (int frames, int k)
+{
+  return (double) vdit_tile_kept_count (frames, k) / ((double) frames * frames);
+}
+
+int
+vdit_attn_policy_tokens (const vdit_attn_policy *p)
+{
+  return p->n;
 }

@@ -34,6 +34,8 @@ gboolean vdit_attn_policy_run (vdit_attn_policy *p, int step, int layer, int pas
 /* Fraction of (query-block, key-block) pairs kept, averaged over layers and heads, at
  * the last step run (1.0 for full). */
 double vdit_attn_policy_density (const vdit_attn_policy *p);
+/* The self-attention tokens the policy was made for (frames × tokens per frame). */
+int vdit_attn_policy_tokens (const vdit_attn_policy *p);
 
 /* The host layout adaptive mode runs `layer` of `pass` with now: NULL before that
  * layer's first search (or in other modes). Owned by the policy. */
@@ -59,6 +61,8 @@ gboolean vdit_attn_policy_get_errors (const vdit_attn_policy *p, double *errors)
 void vdit_tile_layout (vdit_block_layout *out, int frames, int tokens_per_frame, int k);
 /* T·k + k(T−k) + (T−k) for 0 < k < T (T² for k ≥ T, T for k = 0). */
 int64_t vdit_tile_kept_count (int frames, int k);
+/* The kept fraction of the T² tiles. */
+double vdit_tile_density (int frames, int k);
 
 G_END_DECLS
 

@@ -295,11 +295,12 @@ gen_prepare (gen_state *g, GError **error)
 {
   vdit_ctx *ctx = g->ctx;
   const vdit_config *cfg = ctx->model->config;
-  const int *patch = cfg->dit.patch;
+  int grid[3];
   g->T = vdit_model_latent_frames (ctx->model, g->r.frames);
-  g->gt = g->T / patch[0];
-  g->gh = cfg->height / patch[1];
-  g->gw = cfg->width / patch[2];
+  vdit_model_token_grid (ctx->model, g->r.frames, grid);
+  g->gt = grid[0];
+  g->gh = grid[1];
+  g->gw = grid[2];
   g->n_latent = (size_t) g->T * cfg->height * cfg->width * cfg->dit.in_channels;
   g->latent = g_try_new (float, g->n_latent);
   g->scaled = g_try_new (float, g->n_latent);
@@ -331,6 +332,13 @@ gen_prepare (gen_state *g, GError **error)
   report (g, VDIT_STAGE_ENCODE_TEXT, 2, 2);
 
   if (g->external) {
+    /* the policy's attention covers its own token count: it must be this clip's */
+    if (vdit_attn_policy_tokens (g->external) != g->gt * g->gh * g->gw) {
+      g_set_error (error, VDIT_ERROR, VDIT_ERROR_INVALID_ARGUMENT,
+                   "the attention policy is for %d tokens, the clip has %d",
+                   vdit_attn_policy_tokens (g->external), g->gt * g->gh * g->gw);
+      return FALSE;
+    }
     g->policy = g->external;
   } else if (g->r.attention != VDIT_ATTENTION_FULL) {
     vdit_attn_policy_params pp = {

@@ -52,8 +52,9 @@ vdit_mask_search (vdit_ctx *ctx, const vdit_model *model, const char *const *pro
   const int frames = params->frames > 0 ? params->frames : info->frames;
   if (!vdit_model_check_frames (model, frames, error))
     return FALSE;
-  const int *patch = cfg->dit.patch;
-  const int T = vdit_model_latent_frames (model, frames) / patch[0];
+  int grid[3];
+  vdit_model_token_grid (model, frames, grid);
+  const int T = grid[0];
   if (T < 2) {
     g_set_error (error, VDIT_ERROR, VDIT_ERROR_INVALID_ARGUMENT,
                  "mask search: %d video frames make %d latent frame; tile masks need at "
@@ -63,7 +64,7 @@ vdit_mask_search (vdit_ctx *ctx, const vdit_model *model, const char *const *pro
   const vdit_attn_policy_params pp = {
     .mode = VDIT_ATTENTION_FULL,
     .frames = T,
-    .tokens_per_frame = (cfg->height / patch[1]) * (cfg->width / patch[2]),
+    .tokens_per_frame = grid[1] * grid[2],
     .depth = cfg->dit.depth,
     .heads = cfg->dit.heads,
     .head_dim = cfg->dit.head_dim,
@@ -101,7 +102,7 @@ vdit_mask_search (vdit_ctx *ctx, const vdit_model *model, const char *const *pro
   vdit_attn_policy_free (rec);
   vdit_plan_from_errors (result->plan, result->errors, pp.depth, T, params->threshold);
   for (int l = 0; l < pp.depth; l++)
-    result->density[l] = (double) vdit_tile_kept_count (T, result->plan[l]) / ((double) T * T);
+    result->density[l] = vdit_tile_density (T, result->plan[l]);
   return TRUE;
 }
 

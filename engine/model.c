@@ -128,15 +128,25 @@ vdit_model_latent_frames (const vdit_model *m, int frames)
   return frames; /* identity decoder: one latent frame per video frame */
 }
 
+void
+vdit_model_token_grid (const vdit_model *m, int frames, int grid[3])
+{
+  const vdit_config *c = m->config;
+  grid[0] = vdit_model_latent_frames (m, frames) / c->dit.patch[0];
+  grid[1] = c->height / c->dit.patch[1];
+  grid[2] = c->width / c->dit.patch[2];
+}
+
 uint64_t
 vdit_model_memory_estimate (const vdit_model *m, int frames, size_t act_size)
 {
   const vdit_config *c = m->config;
   const uint64_t d = c->dit.hidden, f = c->dit.ffn_hidden;
-  const uint64_t tokens = (uint64_t) vdit_model_latent_frames (m, frames) / c->dit.patch[0] *
-                          (c->height / c->dit.patch[1]) * (c->width / c->dit.patch[2]);
+  int grid[3];
+  vdit_model_token_grid (m, frames, grid);
+  const uint64_t tokens = (uint64_t) grid[0] * grid[1] * grid[2];
   const uint64_t text = c->text.max_tokens;
-  const uint64_t weights = (uint64_t) vdit_weights_n_params (m->weights) * act_size;
+  const uint64_t weights = (uint64_t) m->info.n_params * act_size;
   /* residual, normed input, q/k/v, attention output, FFN hidden; text for two passes */
   const uint64_t acts = tokens * (6 * d + f) * act_size + 2 * text * (2 * d + 4 * c->text.d_ff) * act_size;
   /* the latent, the guidance pair and the patch buffers on the host side */

@@ -21,6 +21,9 @@ const vdit_config *vdit_model_get_config (const vdit_model *model);
 const vdit_weights *vdit_model_get_weights (const vdit_model *model);
 /* Latent frames T for a video frame count (identity decoder: T = frames). */
 int vdit_model_latent_frames (const vdit_model *model, int frames);
+/* The DiT's token grid for `frames` video frames: grid[0] groups of patch[0] latent
+ * frames (the frames attention sees) of grid[1] × grid[2] tokens each. */
+void vdit_model_token_grid (const vdit_model *model, int frames, int grid[3]);
 /* Bytes of weights + activations a generation of `frames` needs on a backend with
  * act_size-byte activations (used for up-front out-of-memory errors and `vdit inspect`). */
 uint64_t vdit_model_memory_estimate (const vdit_model *model, int frames, size_t act_size);

@@ -121,8 +121,9 @@ vdit_cmd_bench_step (int argc, char **argv)
   if (!vdit_bench_dit_step (ctx, frames, used, repeat, warmup, &ms, &ms_min, &error))
     goto fail;
   /* Identity decoder: the latent has the video's size. */
-  int64_t tokens = (int64_t) (vdit_model_latent_frames (model, frames) / cfg->dit.patch[0]) *
-                   (cfg->height / cfg->dit.patch[1]) * (cfg->width / cfg->dit.patch[2]);
+  int grid[3];
+  vdit_model_token_grid (model, frames, grid);
+  int64_t tokens = (int64_t) grid[0] * grid[1] * grid[2];
   print_result (info->name, vdit_ctx_get_device_name (ctx), used, tokens, frames, ms, ms_min,
                 repeat);
   goto out;

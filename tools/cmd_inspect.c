@@ -74,16 +74,15 @@ inspect_model (vdit_model *model, int frames, inspection *in)
   in->info = vdit_model_get_info (model);
   in->cfg = vdit_model_get_config (model);
   in->weights = vdit_model_get_weights (model);
-  const vdit_dit_config *dit = &in->cfg->dit;
   in->frames = frames > 0 ? frames : in->info->frames;
   in->latent_frames = vdit_model_latent_frames (model, in->frames);
-  /* The identity decoder diffuses in pixels: the latent has the video's size. */
-  in->tokens_per_frame = (int64_t) (in->cfg->height / dit->patch[1]) *
-                         (in->cfg->width / dit->patch[2]);
-  in->tokens = in->tokens_per_frame * (in->latent_frames / dit->patch[0]);
+  int grid[3];
+  vdit_model_token_grid (model, in->frames, grid);
+  in->tokens_per_frame = (int64_t) grid[1] * grid[2];
+  in->tokens = in->tokens_per_frame * grid[0];
   int64_t unused;
   count_params (in->cfg, &unused, &in->text_params);
-  in->params = vdit_weights_n_params (in->weights);
+  in->params = in->info->n_params;
   in->dtypes = vdit_weights_dtype_summary (in->weights);
   in->mem_f32 = vdit_model_memory_estimate (model, in->frames, 4);
   in->mem_bf16 = vdit_model_memory_estimate (model, in->frames, 2);
