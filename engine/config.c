@@ -293,8 +293,10 @@ static gboolean
 parse_dit (JsonObject *root, const char *origin, vdit_dit_config *d, GError **error)
 {
   section s;
+  static const char *const abs_pos[] = { "none", "sincos" };
   JsonArray *patch, *scale;
   double theta, eps;
+  int abs_kind;
   if (!get_section (root, origin, "dit", TRUE, &s, error) ||
       !get_int (&s, "hidden", TRUE, 0, 1, &d->hidden, error) ||
       !get_int (&s, "depth", TRUE, 0, 1, &d->depth, error) ||
@@ -305,11 +307,13 @@ parse_dit (JsonObject *root, const char *origin, vdit_dit_config *d, GError **er
       !get_int (&s, "freq_dim", TRUE, 0, 2, &d->freq_dim, error) ||
       !get_positive (&s, "rope_theta", FALSE, 10000.0, &theta, error) ||
       !get_positive (&s, "eps", FALSE, 1e-6, &eps, error) ||
+      !get_choice (&s, "abs_pos", "none", abs_pos, 2, &abs_kind, error) ||
       !get_array (&s, "patch", 3, &patch, error) ||
       !get_array (&s, "rope_scale", 3, &scale, error))
     return FALSE;
   d->rope_theta = (float) theta;
   d->eps = (float) eps;
+  d->abs_pos = abs_kind == 1;
   if (d->head_dim % 6 != 0)
     return bad_num (&s, "head_dim", d->head_dim, error,
                     "must be divisible by 6 (3D RoPE splits it into three even chunks)");

@@ -28,6 +28,9 @@ typedef struct {
   float eps;
 } vdit_text_config;
 
+/* Base of the frequencies of dit.abs_pos = "sincos" (docs/model-format.md). */
+#define VDIT_ABS_POS_BASE 100.0
+
 typedef struct {
   int hidden, depth, heads, head_dim;
   int patch[3]; /* t, h, w */
@@ -35,6 +38,7 @@ typedef struct {
   float rope_theta;
   float rope_scale[3];
   float eps;
+  gboolean abs_pos; /* "abs_pos": "sincos": fixed 3D sine-cosine positions on the tokens */
 } vdit_dit_config;
 
 typedef struct {

@@ -33,6 +33,7 @@ struct vdit_dit_ws {
   void *in, *x, *h, *qkv, *att, *ff, *temb, *t1, *e, *se, *mod, *mods, *fin, *out;
   float *rope_cos, *rope_sin; /* F32 (n, head_dim/2) */
   float *cos_host, *sin_host;
+  void *abs_pos; /* (n, D) fixed positions, NULL without dit.abs_pos */
 };
 
 /* ---- weights ------------------------------------------------------------------- */
@@ -215,6 +216,31 @@ dit_rope_tables (const vdit_dit_config *cfg, int gt, int gh, int gw, float *cos_
       }
 }
 
+/* Fixed 3D sine-cosine positions (n, D): a third c = D/3 per axis (t, y, x) of the
+ * token's grid coordinate p, sin(p·w_i) in its first half and cos(p·w_i) in its second,
+ * w_i = 100^(−2i/c). RoPE only says where tokens are relative to each other; with these
+ * a small model learns where in the frame and the clip an object belongs. */
+static float *
+dit_abs_pos_table (int d, int gt, int gh, int gw)
+{
+  const int c = d / 3, half = c / 2;
+  float *table = g_new (float, (size_t) gt * gh * gw * d);
+  size_t n = 0;
+  for (int t = 0; t < gt; t++)
+    for (int y = 0; y < gh; y++)
+      for (int x = 0; x < gw; x++, n++) {
+        const int pos[3] = { t, y, x };
+        float *row = table + n * d;
+        for (int axis = 0; axis < 3; axis++)
+          for (int i = 0; i < half; i++) {
+            double angle = pos[axis] * pow (VDIT_ABS_POS_BASE, -(double) i / half);
+            row[axis * c + i] = (float) sin (angle);
+            row[axis * c + half + i] = (float) cos (angle);
+          }
+      }
+  return table;
+}
+
 vdit_dit_ws *
 vdit_dit_ws_new (vdit_dit *dit, int gt, int gh, int gw, GError **error)
 {
@@ -245,6 +271,13 @@ vdit_dit_ws_new (vdit_dit *dit, int gt, int gh, int gw, GError **error)
       !be->iface->upload (be->context, ws->rope_cos, ws->cos_host, n * pairs, VDIT_ELEM_F32, error) ||
       !be->iface->upload (be->context, ws->rope_sin, ws->sin_host, n * pairs, VDIT_ELEM_F32, error))
     goto fail;
+  if (cfg->abs_pos) {
+    float *table = dit_abs_pos_table (d, gt, gh, gw);
+    ws->abs_pos = vdit_be_upload_f32 (be, table, n * d, error);
+    g_free (table);
+    if (!ws->abs_pos)
+      goto fail;
+  }
   return ws;
 fail:
   vdit_dit_ws_free (dit, ws);
@@ -258,7 +291,7 @@ vdit_dit_ws_free (vdit_dit *dit, vdit_dit_ws *ws)
     return;
   void **bufs[] = { &ws->in, &ws->x, &ws->h, &ws->qkv, &ws->att, &ws->ff, &ws->temb, &ws->t1,
                     &ws->e, &ws->se, &ws->mod, &ws->mods, &ws->fin, &ws->out,
-                    (void **) &ws->rope_cos, (void **) &ws->rope_sin };
+                    (void **) &ws->rope_cos, (void **) &ws->rope_sin, &ws->abs_pos };
   for (guint i = 0; i < G_N_ELEMENTS (bufs); i++)
     vdit_be_clear (dit->be, bufs[i]);
   g_free (ws->cos_host);
@@ -342,6 +375,8 @@ vdit_dit_forward (vdit_dit *dit, vdit_dit_ws *ws, const float *patches, float ti
     return FALSE;
   f->timestep_embedding (c, ws->temb, &timestep, 1, cfg->freq_dim);
   f->matmul (c, ws->x, d, ws->in, patch, dit->pe_w, dit->pe_b, n, d, patch, VDIT_ACT_NONE, FALSE);
+  if (ws->abs_pos)
+    f->add_gated (c, ws->x, ws->abs_pos, NULL, n, d);
   f->matmul (c, ws->t1, d, ws->temb, cfg->freq_dim, dit->t1_w, dit->t1_b, 1, d, cfg->freq_dim,
              VDIT_ACT_SILU, FALSE);
   f->matmul (c, ws->e, d, ws->t1, d, dit->t2_w, dit->t2_b, 1, d, d, VDIT_ACT_NONE, FALSE);

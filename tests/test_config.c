@@ -22,6 +22,7 @@ static const char good_json[] =
   "  \"dit\": {\n"
   "    \"hidden\": 48, \"depth\": 2, \"heads\": 4, \"head_dim\": 12,\n"
   "    \"patch\": [1, 4, 4], \"in_channels\": 3, \"ffn_hidden\": 192, \"freq_dim\": 64,\n"
+  "    \"abs_pos\": \"sincos\",\n"
   "    \"rope_theta\": 10000.0, \"rope_scale\": [1.0, 1.0, 1.0], \"eps\": 1e-6\n"
   "  },\n"
   "  \"sampler\": {\n"
@@ -69,6 +70,7 @@ test_good (void)
   g_assert_cmpint (c->dit.patch[0], ==, 1);
   g_assert_cmpint (c->dit.patch[2], ==, 4);
   g_assert_cmpfloat (c->dit.rope_theta, ==, 10000.0f);
+  g_assert_true (c->dit.abs_pos);
   g_assert_cmpint (c->sampler.type, ==, VDIT_SAMPLER_FLOW_EULER);
   g_assert_cmpint (c->sampler.prediction, ==, VDIT_PRED_FLOW);
   g_assert_cmpint (c->sampler.steps, ==, 8);
@@ -104,6 +106,7 @@ test_defaults (void)
   g_assert_cmpfloat (c->dit.rope_scale[2], ==, 1.0f);
   g_assert_cmpfloat (c->dit.rope_theta, ==, 10000.0f);
   g_assert_cmpfloat (c->dit.eps, ==, 1e-6f);
+  g_assert_false (c->dit.abs_pos);
   g_assert_cmpint (c->sampler.prediction, ==, VDIT_PRED_EPSILON);
   g_assert_cmpfloat (c->sampler.shift, ==, 1.0f);
   g_assert_cmpint (c->sampler.train_timesteps, ==, 1000);
@@ -240,6 +243,8 @@ static const bad_case bad_cases[] = {
   { "patch-entry", "\"patch\": [1, 4, 4]", "\"patch\": [1, 0, 4]", "dit.patch[1]", "0" },
   { "freq-dim", "\"freq_dim\": 64", "\"freq_dim\": 63", "dit.freq_dim", "63" },
   { "rope-theta", "\"rope_theta\": 10000.0", "\"rope_theta\": 0", "dit.rope_theta", "0" },
+  { "abs-pos", "\"abs_pos\": \"sincos\"", "\"abs_pos\": \"learnt\"", "dit.abs_pos",
+    "\"learnt\"" },
   { "rope-scale", "\"rope_scale\": [1.0, 1.0, 1.0]", "\"rope_scale\": [1.0, -2.0, 1.0]",
     "dit.rope_scale[1]", "-2" },
   { "dit-eps", "\"eps\": 1e-6\n  },\n  \"sampler\"", "\"eps\": 0\n  },\n  \"sampler\"",

@@ -126,11 +126,15 @@ test_text_encoder (fixture *f, gconstpointer data)
   vdit_backend_free (&be);
 }
 
+/* data: the golden name; "dit.output_abs_pos" runs the same weights with dit.abs_pos. */
 static void
 test_dit_forward (fixture *f, gconstpointer data)
 {
   GError *error = NULL;
-  const vdit_config *cfg = f->model->config;
+  const char *golden_name = data;
+  vdit_config variant = *f->model->config;
+  variant.dit.abs_pos = g_str_equal (golden_name, "dit.output_abs_pos");
+  const vdit_config *cfg = &variant;
   vdit_backend be;
   g_assert_true (vdit_backend_cpu_init (&be, 0, &error));
   vdit_text_encoder *te = vdit_text_encoder_new (&be, &cfg->text, f->model->weights, &error);
@@ -144,7 +148,7 @@ test_dit_forward (fixture *f, gconstpointer data)
   size_t n = 0;
   g_autofree float *input = test_golden_f32 (f->golden, "dit.input", &n);
   g_autofree float *tstep = test_golden_f32 (f->golden, "dit.timestep", NULL);
-  g_autofree float *ref = test_golden_f32 (f->golden, "dit.output", NULL);
+  g_autofree float *ref = test_golden_f32 (f->golden, golden_name, NULL);
   const int T = n / ((size_t) cfg->height * cfg->width * cfg->dit.in_channels);
   const int *p = cfg->dit.patch;
   vdit_dit_ws *ws = vdit_dit_ws_new (dit, T / p[0], cfg->height / p[1], cfg->width / p[2], &error);
@@ -156,7 +160,7 @@ test_dit_forward (fixture *f, gconstpointer data)
   g_assert_true (vdit_dit_forward (dit, ws, patches, tstep[0], dt, NULL, 0, 0, tokens, NULL, &error));
   g_assert_no_error (error);
   vdit_unpatchify (got, tokens, T, cfg->height, cfg->width, cfg->dit.in_channels, p);
-  test_assert_close ("dit.output", ref, got, n, 1e-5, 1e-4);
+  test_assert_close (golden_name, ref, got, n, 1e-5, 1e-4);
 
   vdit_dit_ws_free (dit, ws);
   vdit_dit_text_free (dit, dt);
@@ -270,7 +274,10 @@ main (int argc, char **argv)
   g_test_add ("/golden/tokens", fixture, NULL, fixture_setup, test_tokens, fixture_teardown);
   g_test_add ("/golden/noise", fixture, NULL, fixture_setup, test_noise, fixture_teardown);
   g_test_add ("/golden/text-encoder", fixture, NULL, fixture_setup, test_text_encoder, fixture_teardown);
-  g_test_add ("/golden/dit-forward", fixture, NULL, fixture_setup, test_dit_forward, fixture_teardown);
+  g_test_add ("/golden/dit-forward", fixture, "dit.output", fixture_setup, test_dit_forward,
+              fixture_teardown);
+  g_test_add ("/golden/dit-forward-abs-pos", fixture, "dit.output_abs_pos", fixture_setup,
+              test_dit_forward, fixture_teardown);
   g_test_add ("/golden/samples", fixture, NULL, fixture_setup, test_samples, fixture_teardown);
   g_test_add ("/golden/samples-4-steps", fixture, NULL, fixture_setup, test_samples4, fixture_teardown);
   return g_test_run ();

@@ -160,6 +160,16 @@ def make_model(model_dir):
                         metadata={"format": "vdit", "name": "tiny"})
 
 
+def dit_with_abs_pos(model, x, text):
+    """The DiT forward of the same weights with dit.abs_pos = "sincos"."""
+    cfg = model.dit.cfg
+    cfg.abs_pos = "sincos"
+    try:
+        return model.dit(x, DIT_TIMESTEP, text)
+    finally:
+        cfg.abs_pos = "none"
+
+
 def make_golden(model_dir, path):
     model = VditModel.from_dir(model_dir)  # the reference runs on the stored values
     cfg = model.cfg
@@ -186,6 +196,7 @@ def make_golden(model_dir, path):
     g["dit.timestep"] = torch.tensor([DIT_TIMESTEP], dtype=torch.float32)
     with torch.no_grad():
         g["dit.output"] = model.dit(x, DIT_TIMESTEP, text_p)
+        g["dit.output_abs_pos"] = dit_with_abs_pos(model, x, text_p)
 
     base = replace(cfg.sampler, steps=SAMPLE_STEPS, guidance=SAMPLE_GUIDANCE, shift=1.0,
                    train_timesteps=1000, beta_start=0.0001, beta_end=0.02,
@@ -226,6 +237,7 @@ def make_golden(model_dir, path):
         "beta_end": "0.02",
         "beta_schedule": "linear",
         "timestep": repr(DIT_TIMESTEP),
+        "dit.output_abs_pos": "dit.output with dit.abs_pos = \"sincos\"",
         "dit.input": f"philox seed {DIT_INPUT_SEED} stream 0",
         "noise.s0": "philox seed 1234 stream 0, elements 0..99",
         "noise.s5": f"philox seed {0xDEADBEEFCAFE} stream 5, elements 0..99",

@@ -34,6 +34,7 @@ from vdit_torch.dit import patchify, rope_tables, apply_rope, timestep_features,
 from vdit_torch.model import VditModel, expected_shapes  # noqa: E402
 from vdit_torch.text_encoder import relative_bucket  # noqa: E402
 from vdit_torch.tokenize import finish  # noqa: E402
+import make_tiny_model  # noqa: E402
 
 TINY = os.path.join(ROOT, "models", "tiny")
 GOLDEN = os.path.join(ROOT, "tests", "data", "golden.safetensors")
@@ -485,6 +486,20 @@ def close(a, b, rel=1e-5):
     return float((a - b).abs().max()) <= rel * float(b.abs().max())
 
 
+def test_abs_pos_table():
+    """Rows are (t, y, x) with x innermost; each third of a row is sin then cos of the
+    coordinate on its axis; the golden forward's change comes from these values."""
+    from vdit_torch.dit import abs_pos_table
+    tab = abs_pos_table((2, 3, 4), 12).double()                # c = 4, two frequencies
+    assert tab.shape == (24, 12)
+    n = (1 * 3 + 2) * 4 + 3                                     # t = 1, y = 2, x = 3
+    for axis, p in enumerate((1, 2, 3)):
+        for i, w in enumerate((1.0, 0.1)):                      # 100^(-i/2)
+            assert abs(tab[n, axis * 4 + i] - math.sin(p * w)) < 1e-6
+            assert abs(tab[n, axis * 4 + 2 + i] - math.cos(p * w)) < 1e-6
+    assert torch.equal(tab[0], torch.tensor([0.0, 0, 1, 1] * 3, dtype=torch.float64))
+
+
 def test_golden_is_current():
     g, meta = safetensors_io.load(GOLDEN)
     model = VditModel.from_dir(TINY)
@@ -497,6 +512,9 @@ def test_golden_is_current():
     with torch.no_grad():
         out = model.dit(g["dit.input"], float(g["dit.timestep"][0]), g["text.prompt"])
     assert close(out, g["dit.output"])
+    with torch.no_grad():
+        out = make_tiny_model.dit_with_abs_pos(model, g["dit.input"], g["text.prompt"])
+    assert close(out, g["dit.output_abs_pos"])
     scfg = replace(model.cfg.sampler, steps=int(meta["steps"]),
                    guidance=float(meta["guidance"]))
     guided = samplers.Guided(model.dit, g["text.prompt"], g["text.negative"], scfg.guidance)

@@ -54,6 +54,7 @@ class DiTConfig:
     rope_theta: float
     rope_scale: List[float]
     eps: float
+    abs_pos: str = "none"
 
     @property
     def patch_size(self):
@@ -169,7 +170,7 @@ def from_dict(d):
     dit = _section(d, "dit", DiTConfig, {
         "hidden": int, "depth": int, "heads": int, "head_dim": int, "patch": list,
         "in_channels": int, "ffn_hidden": int, "freq_dim": int, "rope_theta": float,
-        "rope_scale": list, "eps": float})
+        "rope_scale": list, "eps": float, "abs_pos": str})
     sampler = _section(d, "sampler", SamplerConfig, {
         "type": str, "prediction": str, "steps": int, "guidance": float, "shift": float,
         "train_timesteps": int, "beta_start": float, "beta_end": float,
@@ -230,6 +231,8 @@ def validate(cfg):
         _fail("dit.head_dim", m.head_dim, "must be divisible by 6")
     if m.freq_dim % 2:
         _fail("dit.freq_dim", m.freq_dim, "must be even")
+    if m.abs_pos not in ("none", "sincos"):
+        _fail("dit.abs_pos", m.abs_pos, "must be \"none\" or \"sincos\"")
     if not m.rope_theta > 0:
         _fail("dit.rope_theta", m.rope_theta, "must be > 0")
     if not m.eps > 0:

@@ -80,6 +80,29 @@ def rope_tables(grid, head_dim, theta, scale):
     return cos, sin
 
 
+ABS_POS_BASE = 100.0
+
+
+def abs_pos_table(grid, hidden):
+    """Fixed 3-D sine-cosine positions [N, hidden] added to the patch embedding (dit.abs_pos
+    = "sincos").  Each third c = hidden/3 belongs to one axis (t, y, x) of the token's grid
+    coordinate p: columns [0, c/2) are sin(p·w_i), [c/2, c) cos(p·w_i), w_i = 100^(−2i/c).
+    RoPE alone tells a token only where others are relative to it; a small model needs
+    the absolute frame and place to learn where an object moving left starts and ends.
+    Computed in double, rounded to float32."""
+    c = hidden // 3
+    half = c // 2
+    w = np.array([ABS_POS_BASE ** (-i / half) for i in range(half)], dtype=np.float64)
+    gt, gy, gx = grid
+    t, y, x = np.meshgrid(np.arange(gt), np.arange(gy), np.arange(gx), indexing="ij")
+    out = np.zeros((gt * gy * gx, hidden), dtype=np.float64)
+    for a, p in enumerate((t, y, x)):
+        ang = p.reshape(-1, 1).astype(np.float64) * w[None, :]
+        out[:, a * c:a * c + half] = np.sin(ang)
+        out[:, a * c + half:(a + 1) * c] = np.cos(ang)
+    return torch.from_numpy(out.astype(np.float32))
+
+
 def apply_rope(x, cos, sin):
     """x [B, heads, N, hd]; each third of hd is a rotate-half chunk: with a = chunk[:c/2],
     b = chunk[c/2:], out = [a·cos − b·sin, b·cos + a·sin]."""
@@ -270,6 +293,12 @@ class DiT(nn.Module):
             self._rope_cache[key] = (cos.to(device), sin.to(device)) if device else (cos, sin)
         return self._rope_cache[key]
 
+    def abs_pos(self, grid, device=None):
+        key = ("abs", grid, str(device))
+        if key not in self._rope_cache:
+            self._rope_cache[key] = abs_pos_table(grid, self.cfg.hidden).to(device)
+        return self._rope_cache[key]
+
     def forward(self, x, timesteps, text, text_mask=None, self_masks=None, hidden=None):
         """self_masks: None or one self-attention mask (or None) per block; hidden: None or
         a list that receives every block's output [B, N, D] (layer-wise distillation)."""
@@ -280,6 +309,8 @@ class DiT(nn.Module):
         grid = self.grid(x.shape)
         rope = self.rope(grid, x.device)
         h = self.pos_embed(x)
+        if self.cfg.abs_pos == "sincos":
+            h = h + self.abs_pos(grid, x.device)
         m, e = self.adaln_single(timesteps.to(torch.float32))
         caption = self.caption_projection(text)
         for i, block in enumerate(self.transformer_blocks):
