@@ -85,7 +85,8 @@ def run_stage(run, run_dir, max_steps=None, quiet=False):
     B = int(cfg["batch"])
 
     def step(i):
-        lr = tl.lr_at(i, total, cfg["lr"], cfg.get("warmup", 200), cfg.get("min_lr", 0.1))
+        lr = tl.lr_at(i, total, cfg["lr"], cfg.get("warmup", 200), cfg.get("min_lr", 0.1),
+                      cfg.get("hold", 0.0))
         for g in opt.param_groups:
             g["lr"] = lr
         model.train()
@@ -102,7 +103,7 @@ def run_stage(run, run_dir, max_steps=None, quiet=False):
         gn = tl.optimizer_step(loss, model, opt, ema, i, cfg.get("clip", 1.0), loop.log)
         if gn is None:
             return None, ""
-        return float(loss), f"lr {lr:.2e} gnorm {gn:.2f}"
+        return float(loss.detach()), f"lr {lr:.2e} gnorm {gn:.2f}"
 
     def eval_fn():
         return evaluate(ema.model, run, batcher, cfg.get("eval_steps", 16),

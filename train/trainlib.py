@@ -237,11 +237,13 @@ def make_optimizer(model, lr, weight_decay):
                              lr=lr, betas=(0.9, 0.99), eps=1e-8)
 
 
-def lr_at(step, total, peak, warmup, min_frac):
-    """Linear warm-up, then cosine decay to min_frac · peak at `total`."""
+def lr_at(step, total, peak, warmup, min_frac, hold=0.0):
+    """Linear warm-up, the peak for a `hold` fraction of the remaining steps, then cosine
+    decay to min_frac · peak at `total`."""
     if step < warmup:
         return peak * (step + 1) / warmup
-    p = min(1.0, (step - warmup) / max(1, total - warmup))
+    start = warmup + hold * (total - warmup)
+    p = min(1.0, max(0.0, step - start) / max(1.0, total - start))
     return peak * (min_frac + (1 - min_frac) * 0.5 * (1 + math.cos(math.pi * p)))
 
 

@@ -93,6 +93,11 @@ def case_data(tmp):
 
 def case_loss(tmp):
     import stage_base
+    # the schedule: linear warm-up, the peak held for `hold` of the rest, cosine to min_lr
+    lr = [tl.lr_at(s, 100, 1.0, 10, 0.1, hold=0.5) for s in range(101)]
+    check(lr[0] == 0.1 and lr[9] == 1.0 and lr[55] == 1.0, f"warm-up or hold: {lr[:56]}")
+    check(all(a > b for a, b in zip(lr[55:], lr[56:])) and abs(lr[100] - 0.1) < 1e-12,
+          f"decay: {lr[55:]}")
     run, run_dir, _ = tiny_run(tmp)
     tl.set_threads(run)
     model = tl.new_model(run, run_dir, seed=0)
