@@ -11,7 +11,8 @@ with `segments` steps.  The target: the teacher (base EMA weights, classifier-fr
 guidance `guidance`) runs up to `teacher_steps` Euler sub-steps from t; if it reaches
 b_{i+1} that point is the target, otherwise the student (no gradient) jumps the rest
 of the way from where the teacher stopped (the consistency target).  Loss: pseudo-Huber
-of the difference in velocity units, (x̂ − target)/(t − b_{i+1}).  Guidance is distilled
+of the difference in velocity units, (x̂ − target)/(t − b_{i+1}), with the base stage's
+foreground weighting (`fg_weight`).  Guidance is distilled
 in: the student is sampled with guidance 1 (one pass per step).
 
     /usr/bin/python3 train/stage_mlcd.py --config train/configs/cpu.json --run-dir DIR
@@ -25,7 +26,7 @@ import torch
 
 import trainlib as tl
 from export import stage_model
-from stage_base import evaluate, flow_batch
+from stage_base import evaluate, flow_batch, foreground_weight
 
 
 def segment_grid(segments, substeps, shift):
@@ -114,7 +115,10 @@ def run_stage(run, run_dir, max_steps=None, quiet=False):
         span = (t - end)[:, None, None, None, None]
         pred = xt - span * v
         d = (pred - target) / span
-        loss = (torch.sqrt(d * d + c * c) - c).mean()
+        # Weighted like the base loss: the objects carry the motion, which the jumps of a
+        # few-step sampler lose first.
+        fw = foreground_weight(x0, cfg.get("fg_weight", 0.0))
+        loss = ((torch.sqrt(d * d + c * c) - c).mean(-1) * fw).sum() / fw.sum()
         gn = tl.optimizer_step(loss, student, opt, ema, it, cfg.get("clip", 1.0), loop.log)
         if gn is None:
             return None, ""
