@@ -73,9 +73,11 @@ def generate(exe, row, prompt, seed, threads, out):
     return np.stack([pngio.read_png(os.path.join(out, n)) for n in names]), dt
 
 
-def bench(rows, exe, n_prompts=30, threads=2, seed=100, log=print, keep=6):
-    """Runs every row over the first n held-out prompts; returns (results, clips) with
-    clips[row name] = the first `keep` clips (uint8)."""
+def bench(rows, exe, n_prompts=30, threads=2, seed=100, log=print, keep=6, seeds=1):
+    """Runs every row over the first n held-out prompts, `seeds` clips of each (one
+    prompt is 4 points of the motion score: more seeds make a few points mean
+    something); returns (results, clips) with clips[row name] = the first `keep` clips
+    of the first seed (uint8)."""
     prompts = sv.heldout_prompts()[:n_prompts]
     results, clips = [], {}
     tmp = tempfile.mkdtemp(prefix="synthbench-")
@@ -87,17 +89,19 @@ def bench(rows, exe, n_prompts=30, threads=2, seed=100, log=print, keep=6):
             mode = row.get("attention") or mode
             scored, times = [], []
             clips[row["name"]] = []
-            for i, (p, combo) in enumerate(prompts):
+            for j, i in ((j, i) for j in range(seeds) for i in range(len(prompts))):
+                p, combo = prompts[i]
                 out = os.path.join(tmp, f"clip{i}")
                 shutil.rmtree(out, ignore_errors=True)
-                frames, dt = generate(exe, row, p, seed + i, threads, out)
+                frames, dt = generate(exe, row, p, seed + 1000 * j + i, threads, out)
                 scored.append((sm.analyse(frames), combo))
                 times.append(dt)
-                if i < keep:
+                if j == 0 and i < keep:
                     clips[row["name"]].append(frames)
             s = sm.score(scored)
             r = {"name": row["name"], "model": row["model"], "steps": steps,
                  "guidance": guidance, "attention": mode, "prompts": len(prompts),
+                 "seeds": seeds,
                  "seconds": float(np.mean(times)), **s}
             results.append(r)
             log(f"{row['name']}: colour {s['colour']:.2f} shape {s['shape']:.2f} motion "
@@ -120,11 +124,12 @@ def table(results, threads):
                      f"{r['consistency']:.2f} | {r['seconds']:.2f} | "
                      f"{base / r['seconds']:.1f}x |")
     n = results[0]["prompts"] if results else 0
+    seeds = results[0].get("seeds", 1) if results else 1
     dirs = sum(1 for _, c in sv.heldout_prompts()[:n] if c[2] in sv.DIRECTIONS)
     lines.append("")
     lines.append(f"{n} held-out prompts ({dirs} with a direction for the motion column), "
-                 "one seed each; engine wall time per clip on the CPU backend, model load "
-                 "included.")
+                 f"{seeds} seed{'s' if seeds > 1 else ''} each; engine wall time per clip "
+                 "on the CPU backend, model load included.")
     return "\n".join(lines) + "\n"
 
 
@@ -170,7 +175,8 @@ def run_stage(run, run_dir, vdit=None, quiet=False):
     log = tl.Log(run_dir, "bench", quiet)
     threads = int(cfg.get("threads", 2))
     results, clips = bench(standard_rows(run_dir), tl.find_vdit(vdit),
-                           int(cfg.get("prompts", 30)), threads, int(cfg.get("seed", 100)), log)
+                           int(cfg.get("prompts", 30)), threads, int(cfg.get("seed", 100)), log,
+                           seeds=int(cfg.get("seeds", 1)))
     md = table(results, threads)
     with open(os.path.join(out, "synthbench.md"), "w", encoding="utf-8") as f:
         f.write(md)
@@ -199,6 +205,7 @@ def main():
     ap.add_argument("--prompts", type=int, default=30)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=100)
+    ap.add_argument("--seeds", type=int, default=1, help="clips per prompt")
     ap.add_argument("--vdit")
     ap.add_argument("--sheet", help="write a contact sheet PNG here")
     ap.add_argument("--json", help="write the results here")
@@ -210,7 +217,8 @@ def main():
     rows = [parse_row(r) for r in a.row]
     if not rows:
         ap.error("give --run-dir or --row")
-    results, clips = bench(rows, tl.find_vdit(a.vdit), a.prompts, a.threads, a.seed)
+    results, clips = bench(rows, tl.find_vdit(a.vdit), a.prompts, a.threads, a.seed,
+                           seeds=a.seeds)
     print(table(results, a.threads), end="")
     if a.sheet:
         pngio.write_png(a.sheet, sheet(clips, None)[0])

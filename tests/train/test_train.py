@@ -259,6 +259,8 @@ def case_pipeline(tmp):
     check(c["sampler"]["steps"] == run["mlcd"]["segments"], c["sampler"])
     md = open(os.path.join(run_dir, "bench", "synthbench.md")).read()
     check(md.count("\n| ") >= 5 and "adaptive" in md, md)
+    res = tl.read_json(os.path.join(run_dir, "bench", "results.json"))["results"]
+    check(all(r["seeds"] == run["bench"]["seeds"] for r in res) and "2 seeds each" in md, md)
     # a second run finds everything done
     check(pipeline.run_pipeline(cfg, run_dir, quiet=True), "second run")
     lines = open(os.path.join(run_dir, "log.txt")).read().splitlines()
