@@ -69,10 +69,15 @@ def run_pipeline(config, run_dir, until=None, vdit=None, ship=None, quiet=False)
     tl.acquire_lock(run_dir)
     log = tl.Log(run_dir, "pipeline", quiet)
     last = STAGES.index(until) if until else len(STAGES) - 1
+    tl.catch_stop_signals()
     for i, stage in enumerate(STAGES[:last + 1]):
         if is_done(run, run_dir, stage):
             log(f"{stage}: done already")
             continue
+        if tl.stop_requested():  # a signal during the stage before, which has finished
+            tl.clear_stop()
+            log(f"stopped before {stage}; run the same command to resume")
+            return False
         log(f"stage {i + 1}/{len(STAGES)}: {stage}")
         if stage == "base":
             import stage_base
@@ -93,6 +98,7 @@ def run_pipeline(config, run_dir, until=None, vdit=None, ship=None, quiet=False)
             import synthbench
             res = synthbench.run_stage(run, run_dir, vdit, quiet=quiet)
         if res is None:  # stopped by a signal: resumable
+            tl.clear_stop()
             log(f"{stage}: interrupted; run the same command to resume")
             return False
         invalidate_after(run_dir, stage, log)

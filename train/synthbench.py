@@ -77,7 +77,7 @@ def bench(rows, exe, n_prompts=30, threads=2, seed=100, log=print, keep=6, seeds
     """Runs every row over the first n held-out prompts, `seeds` clips of each (one
     prompt is 4 points of the motion score: more seeds make a few points mean
     something); returns (results, clips) with clips[row name] = the first `keep` clips
-    of the first seed (uint8)."""
+    of the first seed (uint8), or (None, None) once a stop is requested."""
     prompts = sv.heldout_prompts()[:n_prompts]
     results, clips = [], {}
     tmp = tempfile.mkdtemp(prefix="synthbench-")
@@ -90,6 +90,8 @@ def bench(rows, exe, n_prompts=30, threads=2, seed=100, log=print, keep=6, seeds
             scored, times = [], []
             clips[row["name"]] = []
             for j, i in ((j, i) for j in range(seeds) for i in range(len(prompts))):
+                if tl.stop_requested():  # the pipeline asked to stop: nothing is kept
+                    return None, None
                 p, combo = prompts[i]
                 out = os.path.join(tmp, f"clip{i}")
                 shutil.rmtree(out, ignore_errors=True)
@@ -177,6 +179,8 @@ def run_stage(run, run_dir, vdit=None, quiet=False):
     results, clips = bench(standard_rows(run_dir), tl.find_vdit(vdit),
                            int(cfg.get("prompts", 30)), threads, int(cfg.get("seed", 100)), log,
                            seeds=int(cfg.get("seeds", 1)))
+    if results is None:
+        return None
     md = table(results, threads)
     with open(os.path.join(out, "synthbench.md"), "w", encoding="utf-8") as f:
         f.write(md)

@@ -322,6 +322,33 @@ def set_threads(run):
         torch.backends.cuda.matmul.allow_tf32 = True
 
 
+# ---------------------------------------------------------------- stopping
+
+# One flag for the process: a SIGTERM/SIGINT that arrives between two stages (during the
+# mask search, the export or SynthBench) must stop the run as well as one during training.
+_stop = {"requested": False}
+
+
+def _on_stop_signal(*_):
+    _stop["requested"] = True
+
+
+def catch_stop_signals():
+    """From now on SIGTERM and SIGINT ask the run to save and stop (stop_requested)."""
+    import signal
+    signal.signal(signal.SIGTERM, _on_stop_signal)
+    signal.signal(signal.SIGINT, _on_stop_signal)
+
+
+def stop_requested():
+    return _stop["requested"]
+
+
+def clear_stop():
+    """The request has been acted on (the run saved and returned)."""
+    _stop["requested"] = False
+
+
 # ---------------------------------------------------------------- the stage loop
 
 class StageLoop:
@@ -332,7 +359,6 @@ class StageLoop:
     weights when nothing was evaluated) and done.json.  SIGTERM/SIGINT save and stop."""
 
     def __init__(self, run, run_dir, stage, modules, rng, total, quiet=False):
-        import signal
         self.run, self.run_dir, self.stage = run, run_dir, stage
         self.cfg = run[stage]
         self.dir = os.path.join(run_dir, stage)
@@ -340,12 +366,15 @@ class StageLoop:
         self.log = Log(run_dir, stage, quiet)
         self.modules, self.rng, self.total = modules, rng, int(total)
         self.state = {"step": 0, "seconds": 0.0, "clips": 0, "best": None}
-        self.stop = False
+        catch_stop_signals()
 
-        def on_signal(*_):
-            self.stop = True
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
+    @property
+    def stop(self):
+        return stop_requested()
+
+    @stop.setter
+    def stop(self, value):
+        _stop["requested"] = bool(value)
 
     def resume(self):
         ck = load_if_exists(os.path.join(self.dir, "ckpt.pt"))
@@ -413,6 +442,7 @@ class StageLoop:
                 last_save = time.time()
         self.save()
         if st["step"] < self.total:
+            clear_stop()
             self.log(f"stopped at step {st['step']}; run the same command to resume")
             return None
         best = load_if_exists(os.path.join(self.dir, "best.pt"))

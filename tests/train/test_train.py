@@ -10,6 +10,7 @@ end with `vdit search-masks` and SynthBench through the engine)."""
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -249,6 +250,11 @@ def case_pipeline(tmp):
     import pipeline
     run, run_dir, cfg = tiny_run(tmp)
     ship = os.path.join(tmp, "shipped")
+    check(pipeline.run_pipeline(cfg, run_dir, until="base", quiet=True), "base failed")
+    # a SIGTERM that arrives between stages (no training loop running) stops the run
+    os.kill(os.getpid(), signal.SIGTERM)
+    check(not pipeline.run_pipeline(cfg, run_dir, ship=ship, quiet=True), "not stopped")
+    check("stopped before mlcd" in open(os.path.join(run_dir, "log.txt")).read(), "log")
     check(pipeline.run_pipeline(cfg, run_dir, ship=ship, quiet=True), "pipeline failed")
     for f in ("search/plan.json", "export/base/config.json", "export/tile/model.safetensors",
               "bench/synthbench.md", "bench/sheet.png", "kd/final.pt"):
