@@ -9,6 +9,9 @@ start it: the first sampling steps, where the layout is decided, are what it lac
 last rows sample the same prompts from noise (PyTorch flow_euler with CFG).
 
     /usr/bin/python3 train/motion_probe.py --run-dir train/runs/cpu [--checkpoint base/final.pt]
+    # the few-step student against the number of steps, two noise seeds
+    /usr/bin/python3 train/motion_probe.py --run-dir train/runs/cpu \
+        --checkpoint mlcd/final.pt --samplers 4:1,8:1,16:1 --seeds 2
 """
 
 import cpuenv  # noqa: F401  (before numpy and torch)
@@ -24,7 +27,22 @@ import synthvideo as sv
 import synthmetrics as sm
 
 TIMES = (0.2, 0.4, 0.6, 0.8, 0.9, 0.95, 0.99)
-SAMPLERS = ((16, 4.5, 1.0), (32, 4.5, 1.0), (32, 1.0, 1.0), (32, 4.5, 3.0), (32, 8.0, 3.0))
+SAMPLERS = "16:4.5,32:4.5,32:1,32:4.5:3,32:8:3"
+
+
+def parse_samplers(text):
+    """"STEPS:CFG[:SHIFT],..." → [(steps, guidance, shift)]."""
+    out = []
+    for item in text.split(","):
+        f = item.split(":")
+        try:
+            if len(f) not in (2, 3) or int(f[0]) < 1:
+                raise ValueError
+            out.append((int(f[0]), float(f[1]), float(f[2]) if len(f) == 3 else 1.0))
+        except ValueError:
+            raise SystemExit(f"--samplers: '{item}' is not STEPS:CFG[:SHIFT] "
+                             "(e.g. 4:1 or 32:4.5:3)") from None
+    return out
 
 
 def motion_accuracy(latents, prompts):
@@ -38,7 +56,11 @@ def main():
     ap.add_argument("--run-dir", required=True)
     ap.add_argument("--checkpoint", default="base/final.pt",
                     help="relative to the run directory; EMA weights are used")
+    ap.add_argument("--samplers", default=SAMPLERS,
+                    help=f"STEPS:CFG[:SHIFT],... sampled from noise (default {SAMPLERS})")
+    ap.add_argument("--seeds", type=int, default=1, help="noise seeds per sampler")
     a = ap.parse_args()
+    samplers = parse_samplers(a.samplers)
     run = tl.load_run_config(os.path.join(a.run_dir, "run.json"))
     tl.set_threads(run)
     model = tl.new_model(run, a.run_dir)
@@ -64,11 +86,13 @@ def main():
             x0_hat = xt - t * tl.velocity(model, xt, tt, ids, mask)
             print(f"one-step estimate from t = {t:.2f}: motion "
                   f"{motion_accuracy(x0_hat.cpu(), prompts):.2f}")
-    for steps, guidance, shift in SAMPLERS:
-        x = tl.sample(model, [p for p, _ in prompts], batcher, steps, guidance, seed=5,
-                      shape=tuple(x0.shape[1:]), shift=shift)
-        print(f"sampled, {steps} steps, CFG {guidance}, shift {shift}: motion "
-              f"{motion_accuracy(x.cpu(), prompts):.2f}")
+    for steps, guidance, shift in samplers:
+        acc = [motion_accuracy(tl.sample(model, [p for p, _ in prompts], batcher, steps,
+                                         guidance, seed=5 + 100 * k, shape=tuple(x0.shape[1:]),
+                                         shift=shift).cpu(), prompts)
+               for k in range(a.seeds)]
+        print(f"sampled, {steps} steps, CFG {guidance:g}, shift {shift:g}: motion "
+              f"{np.mean(acc):.2f} ({', '.join(f'{x:.2f}' for x in acc)})")
 
 
 if __name__ == "__main__":

@@ -194,6 +194,15 @@ def case_stages(tmp):
     check(res is not None and res["steps"] == 6, f"kd {res}")
     lines = [line for line in open(os.path.join(run_dir, "log.txt")) if "[kd] step " in line]
     check(lines and " layers " in lines[-1], "kd log")
+    # the motion probe reads the stages' checkpoints; bad sampler lists are refused
+    probe = [sys.executable, os.path.join(TRAIN, "motion_probe.py"), "--run-dir", run_dir,
+             "--checkpoint", "mlcd/final.pt"]
+    p = subprocess.run(probe + ["--samplers", "2:1,1:2:3", "--seeds", "2"],
+                       capture_output=True, text=True)
+    check(p.returncode == 0 and "sampled, 2 steps, CFG 1, shift 1: motion" in p.stdout and
+          "sampled, 1 steps, CFG 2, shift 3" in p.stdout, p.stdout + p.stderr)
+    p = subprocess.run(probe + ["--samplers", "2:x"], capture_output=True, text=True)
+    check(p.returncode != 0 and "not STEPS:CFG" in p.stderr, p.stderr)
     # the tile mask is the engine's k:(T−k)
     from vdit_torch.tile_mask import kept_tiles, tile_mask
     for k in range(T + 1):
