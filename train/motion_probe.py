@@ -60,6 +60,8 @@ def main():
                     help=f"STEPS:CFG[:SHIFT],... sampled from noise (default {SAMPLERS})")
     ap.add_argument("--seeds", type=int, default=1, help="noise seeds per sampler")
     a = ap.parse_args()
+    if a.seeds < 1:
+        ap.error("--seeds must be at least 1")
     samplers = parse_samplers(a.samplers)
     run = tl.load_run_config(os.path.join(a.run_dir, "run.json"))
     tl.set_threads(run)

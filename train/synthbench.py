@@ -13,6 +13,7 @@ included).  Prints a Markdown table.
 
 import cpuenv  # noqa: F401  (before numpy)
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -78,6 +79,9 @@ def bench(rows, exe, n_prompts=30, threads=2, seed=100, log=print, keep=6, seeds
     prompt is 4 points of the motion score: more seeds make a few points mean
     something); returns (results, clips) with clips[row name] = the first `keep` clips
     of the first seed (uint8), or (None, None) once a stop is requested."""
+    if seeds < 1 or n_prompts < 1:
+        raise SystemExit(f"synthbench: {n_prompts} prompts × {seeds} seeds: both must be "
+                         "at least 1")
     prompts = sv.heldout_prompts()[:n_prompts]
     results, clips = [], {}
     tmp = tempfile.mkdtemp(prefix="synthbench-")
@@ -89,7 +93,7 @@ def bench(rows, exe, n_prompts=30, threads=2, seed=100, log=print, keep=6, seeds
             mode = row.get("attention") or mode
             scored, times = [], []
             clips[row["name"]] = []
-            for j, i in ((j, i) for j in range(seeds) for i in range(len(prompts))):
+            for j, i in itertools.product(range(seeds), range(len(prompts))):
                 if tl.stop_requested():  # the pipeline asked to stop: nothing is kept
                     return None, None
                 p, combo = prompts[i]

@@ -329,15 +329,16 @@ def set_threads(run):
 _stop = {"requested": False}
 
 
-def _on_stop_signal(*_):
+def request_stop(*_):
+    """Asks the run to save and stop (what SIGTERM and SIGINT do once caught)."""
     _stop["requested"] = True
 
 
 def catch_stop_signals():
     """From now on SIGTERM and SIGINT ask the run to save and stop (stop_requested)."""
     import signal
-    signal.signal(signal.SIGTERM, _on_stop_signal)
-    signal.signal(signal.SIGINT, _on_stop_signal)
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
 
 
 def stop_requested():
@@ -367,14 +368,6 @@ class StageLoop:
         self.modules, self.rng, self.total = modules, rng, int(total)
         self.state = {"step": 0, "seconds": 0.0, "clips": 0, "best": None}
         catch_stop_signals()
-
-    @property
-    def stop(self):
-        return stop_requested()
-
-    @stop.setter
-    def stop(self, value):
-        _stop["requested"] = bool(value)
 
     def resume(self):
         ck = load_if_exists(os.path.join(self.dir, "ckpt.pt"))
@@ -417,7 +410,7 @@ class StageLoop:
         losses, t_last, last_save = [], time.time(), time.time()
         if st["step"] == 0 and eval_fn is not None and cfg.get("eval_at_start", False):
             self.evaluate(eval_fn, ema_model)
-        while st["step"] < self.total and not self.stop:
+        while st["step"] < self.total and not stop_requested():
             t0 = time.time()
             loss, extra = step_fn(st["step"])
             if loss is None:

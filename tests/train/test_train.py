@@ -161,7 +161,7 @@ def case_resume(tmp):
             def fn(i):
                 stop_after["n"] += 1
                 if stop_after["n"] == 9:
-                    self.stop = True
+                    tl.request_stop()
                 return step_fn(i)
             return loop_cls.loop(self, fn, *args)
     tl.StageLoop = Interrupting
@@ -203,6 +203,11 @@ def case_stages(tmp):
           "sampled, 1 steps, CFG 2, shift 3" in p.stdout, p.stdout + p.stderr)
     p = subprocess.run(probe + ["--samplers", "2:x"], capture_output=True, text=True)
     check(p.returncode != 0 and "not STEPS:CFG" in p.stderr, p.stderr)
+    p = subprocess.run(probe + ["--seeds", "0"], capture_output=True, text=True)
+    check(p.returncode != 0 and "--seeds must be at least 1" in p.stderr, p.stderr)
+    p = subprocess.run([sys.executable, os.path.join(TRAIN, "synthbench.py"), "--row",
+                        f"x={run_dir}", "--seeds", "0"], capture_output=True, text=True)
+    check(p.returncode != 0 and "must be at least 1" in p.stderr, p.stderr)
     # the tile mask is the engine's k:(T−k)
     from vdit_torch.tile_mask import kept_tiles, tile_mask
     for k in range(T + 1):
