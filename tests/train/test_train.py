@@ -205,6 +205,17 @@ def case_stages(tmp):
     check(p.returncode != 0 and "not STEPS:CFG" in p.stderr, p.stderr)
     p = subprocess.run(probe + ["--seeds", "0"], capture_output=True, text=True)
     check(p.returncode != 0 and "--seeds must be at least 1" in p.stderr, p.stderr)
+    # every attribute of a checkpoint's samples, per sampler
+    scorer = [sys.executable, os.path.join(TRAIN, "eval_samplers.py"), "--run-dir", run_dir]
+    p = subprocess.run(scorer + ["--checkpoint", "mlcd/final.pt", "--samplers", "2:1,1:2:3",
+                                 "--seeds", "2"], capture_output=True, text=True)
+    lines = p.stdout.splitlines()
+    check(p.returncode == 0 and len(lines) == 2 and
+          lines[0].startswith("mlcd/final.pt, 2 steps, CFG 1, shift 1, 2 seed(s): colour ") and
+          " shape " in lines[0] and " motion " in lines[0] and " consistency " in lines[1],
+          p.stdout + p.stderr)
+    p = subprocess.run(scorer + ["--checkpoint", "nope.pt"], capture_output=True, text=True)
+    check(p.returncode != 0 and "no such checkpoint" in p.stderr, p.stderr)
     p = subprocess.run([sys.executable, os.path.join(TRAIN, "synthbench.py"), "--row",
                         f"x={run_dir}", "--seeds", "0"], capture_output=True, text=True)
     check(p.returncode != 0 and "must be at least 1" in p.stderr, p.stderr)

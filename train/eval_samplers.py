@@ -1,0 +1,61 @@
+#!/usr/bin/python3
+"""Scores a checkpoint on the held-out prompts in PyTorch, every SynthBench attribute
+(colour, shape, motion, consistency), for several samplers and noise seeds: the quick
+check of a training variant before it goes through the engine.
+
+    /usr/bin/python3 train/eval_samplers.py --run-dir train/runs/cpu \
+        --checkpoint base/final.pt --samplers 32:4.5,8:4.5,4:4.5 --seeds 3
+    /usr/bin/python3 train/eval_samplers.py --run-dir train/runs/cpu \
+        --checkpoint mlcd/final.pt --samplers 4:1 --seeds 3
+
+Each line is the mean over the seeds (noise seed 1000·(k+1) for seed k, the prompts of
+the base stage's evaluations); the time shift is 1 unless STEPS:CFG:SHIFT names one.
+"""
+
+import cpuenv  # noqa: F401  (before numpy and torch)
+import argparse
+import os
+
+import numpy as np
+import torch
+
+import trainlib as tl
+from motion_probe import parse_samplers
+from stage_base import evaluate
+
+ATTRIBUTES = ("colour", "shape", "motion", "consistency")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--run-dir", required=True)
+    ap.add_argument("--checkpoint", default="base/final.pt",
+                    help="relative to the run directory; EMA weights are used")
+    ap.add_argument("--samplers", default="32:4.5", help="STEPS:CFG[:SHIFT],...")
+    ap.add_argument("--seeds", type=int, default=1, help="noise seeds per sampler")
+    a = ap.parse_args()
+    if a.seeds < 1:
+        ap.error("--seeds must be at least 1")
+    samplers = parse_samplers(a.samplers)
+    path = os.path.join(a.run_dir, a.checkpoint)
+    if not os.path.exists(path):
+        ap.error(f"{path}: no such checkpoint")
+    run = tl.load_run_config(os.path.join(a.run_dir, "run.json"))
+    tl.set_threads(run)
+    model = tl.new_model(run, a.run_dir)
+    state = tl.load(path)
+    model.load_state_dict(state.get("ema", state))
+    batcher = tl.TextBatcher(model.tokenizer)
+    for steps, guidance, shift in samplers:
+        r = dict(run, sampler=dict(run["sampler"], shift=shift))
+        with torch.no_grad():
+            scores = [evaluate(model, r, batcher, steps, guidance, seed=1000 * (k + 1))
+                      for k in range(a.seeds)]
+        print(f"{a.checkpoint}, {steps} steps, CFG {guidance:g}, shift {shift:g}, "
+              f"{a.seeds} seed(s): " +
+              " ".join(f"{k} {np.mean([s[k] for s in scores]):.2f}" for k in ATTRIBUTES),
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
