@@ -13,38 +13,18 @@ the base stage's evaluations); the time shift is 1 unless STEPS:CFG:SHIFT names 
 """
 
 import cpuenv  # noqa: F401  (before numpy and torch)
-import argparse
-import os
-
 import numpy as np
 import torch
 
 import trainlib as tl
-from motion_probe import parse_samplers
+from motion_probe import checkpoint_command_line
 from stage_base import evaluate
 
 ATTRIBUTES = ("colour", "shape", "motion", "consistency")
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--run-dir", required=True)
-    ap.add_argument("--checkpoint", default="base/final.pt",
-                    help="relative to the run directory; EMA weights are used")
-    ap.add_argument("--samplers", default="32:4.5", help="STEPS:CFG[:SHIFT],...")
-    ap.add_argument("--seeds", type=int, default=1, help="noise seeds per sampler")
-    a = ap.parse_args()
-    if a.seeds < 1:
-        ap.error("--seeds must be at least 1")
-    samplers = parse_samplers(a.samplers)
-    path = os.path.join(a.run_dir, a.checkpoint)
-    if not os.path.exists(path):
-        ap.error(f"{path}: no such checkpoint")
-    run = tl.load_run_config(os.path.join(a.run_dir, "run.json"))
-    tl.set_threads(run)
-    model = tl.new_model(run, a.run_dir)
-    state = tl.load(path)
-    model.load_state_dict(state.get("ema", state))
+    a, run, model, samplers = checkpoint_command_line(__doc__, "32:4.5")
     batcher = tl.TextBatcher(model.tokenizer)
     for steps, guidance, shift in samplers:
         r = dict(run, sampler=dict(run["sampler"], shift=shift))

@@ -20,11 +20,7 @@ STAGE_FILES = {"base": "base/final.pt", "mlcd": "mlcd/final.pt", "kd": "kd/final
 
 def stage_model(run, run_dir, stage, path=None):
     """The stage's final EMA weights in a VditModel."""
-    model = tl.new_model(run, run_dir)
-    ck = tl.load(path or os.path.join(run_dir, STAGE_FILES[stage]))
-    model.load_state_dict(ck["ema"] if "ema" in ck else ck)
-    model.eval()
-    return model
+    return tl.load_model(run, run_dir, path or os.path.join(run_dir, STAGE_FILES[stage]))
 
 
 def stage_sampler(run, stage):

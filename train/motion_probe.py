@@ -45,19 +45,16 @@ def parse_samplers(text):
     return out
 
 
-def motion_accuracy(latents, prompts):
-    results = [(sm.analyse(tl.latent_to_frames(x)), combo) for x, (_, combo) in
-               zip(latents, prompts)]
-    return sm.score(results)["motion"]
-
-
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def checkpoint_command_line(doc, default_samplers):
+    """The command line of a probe of one checkpoint → (the parsed arguments, the run
+    config, a model with the checkpoint's EMA weights, the samplers); bad values exit
+    with a message."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("--run-dir", required=True)
     ap.add_argument("--checkpoint", default="base/final.pt",
                     help="relative to the run directory; EMA weights are used")
-    ap.add_argument("--samplers", default=SAMPLERS,
-                    help=f"STEPS:CFG[:SHIFT],... sampled from noise (default {SAMPLERS})")
+    ap.add_argument("--samplers", default=default_samplers,
+                    help=f"STEPS:CFG[:SHIFT],... sampled from noise (default {default_samplers})")
     ap.add_argument("--seeds", type=int, default=1, help="noise seeds per sampler")
     a = ap.parse_args()
     if a.seeds < 1:
@@ -65,10 +62,18 @@ def main():
     samplers = parse_samplers(a.samplers)
     run = tl.load_run_config(os.path.join(a.run_dir, "run.json"))
     tl.set_threads(run)
-    model = tl.new_model(run, a.run_dir)
-    state = tl.load(os.path.join(a.run_dir, a.checkpoint))
-    model.load_state_dict(state.get("ema", state))
-    model.eval()
+    model = tl.load_model(run, a.run_dir, os.path.join(a.run_dir, a.checkpoint))
+    return a, run, model, samplers
+
+
+def motion_accuracy(latents, prompts):
+    results = [(sm.analyse(tl.latent_to_frames(x)), combo) for x, (_, combo) in
+               zip(latents, prompts)]
+    return sm.score(results)["motion"]
+
+
+def main():
+    a, run, model, samplers = checkpoint_command_line(__doc__, SAMPLERS)
 
     prompts = [(p, c) for p, c in sv.heldout_prompts() if c[2] in sv.DIRECTIONS]
     v = run["video"]

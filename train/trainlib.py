@@ -263,6 +263,18 @@ def load(path):
         return torch.load(path, map_location="cpu")
 
 
+def load_model(run, run_dir, path):
+    """A VditModel with checkpoint `path`'s EMA weights (or its plain weights), for
+    sampling; a missing file is a clear error."""
+    if not os.path.exists(path):
+        raise SystemExit(f"{path}: no such checkpoint")
+    model = new_model(run, run_dir)
+    ck = load(path)
+    model.load_state_dict(ck["ema"] if "ema" in ck else ck)
+    model.eval()
+    return model
+
+
 def load_if_exists(path):
     return load(path) if os.path.exists(path) else None
 
