@@ -37,8 +37,15 @@ import synthvideo as sv  # noqa: E402
 # ---------------------------------------------------------------- run config
 
 def load_run_config(path):
-    with open(path, encoding="utf-8") as f:
-        cfg = json.load(f)
+    """A run config (train/configs/*.json, or RUN/run.json); a missing or broken file is a
+    clear error."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            cfg = json.load(f)
+    except FileNotFoundError:
+        raise SystemExit(f"{path}: no such run config") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise SystemExit(f"{path}: not a JSON run config ({e})") from None
     cfg.setdefault("threads", 2)
     cfg.setdefault("seed", 1)
     return cfg
@@ -78,8 +85,8 @@ def load_plan(run_dir):
 
 def prepare_run(run_cfg_path, run_dir):
     """Creates the run directory (config copy, tokenizer) or checks it matches."""
+    run = load_run_config(run_cfg_path)  # first: a bad config leaves no directory behind
     os.makedirs(run_dir, exist_ok=True)
-    run = load_run_config(run_cfg_path)
     saved = os.path.join(run_dir, "run.json")
     if os.path.exists(saved):
         with open(saved, encoding="utf-8") as f:

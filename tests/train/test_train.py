@@ -216,6 +216,9 @@ def case_stages(tmp):
           p.stdout + p.stderr)
     p = subprocess.run(scorer + ["--checkpoint", "nope.pt"], capture_output=True, text=True)
     check(p.returncode != 0 and "no such checkpoint" in p.stderr, p.stderr)
+    p = subprocess.run(scorer[:-1] + [tmp], capture_output=True, text=True)
+    check(p.returncode != 0 and "run.json: no such run config" in p.stderr and
+          "Traceback" not in p.stderr, p.stderr)
     p = subprocess.run([sys.executable, os.path.join(TRAIN, "synthbench.py"), "--row",
                         f"x={run_dir}", "--seeds", "0"], capture_output=True, text=True)
     check(p.returncode != 0 and "must be at least 1" in p.stderr, p.stderr)
