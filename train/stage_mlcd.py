@@ -10,7 +10,10 @@ Euler jump, x_t + (b_{i+1} − t)·v_θ(x_t, t) — exactly what the engine's fl
 with `segments` steps.  The target: the teacher (base EMA weights, classifier-free
 guidance `guidance`) runs up to `teacher_steps` Euler sub-steps from t; if it reaches
 b_{i+1} that point is the target, otherwise the student (no gradient) jumps the rest
-of the way from where the teacher stopped (the consistency target).  Loss: pseudo-Huber
+of the way from where the teacher stopped (the consistency target).  With
+`teacher_steps` ≥ `substeps` the teacher always reaches b_{i+1}; a grid as fine as the
+teacher's own sampler (segments × substeps = sampler steps) then gives targets at its
+resolution, which the shipped config uses (docs/training.md, item 9).  Loss: pseudo-Huber
 of the difference in velocity units, (x̂ − target)/(t − b_{i+1}), with the base stage's
 foreground weighting (`fg_weight`).  Guidance is distilled
 in: the student is sampled with guidance 1 (one pass per step).
