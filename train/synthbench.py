@@ -41,16 +41,19 @@ def parse_row(text):
 
 
 def standard_rows(run_dir):
-    """The issue's four settings, plus the tile mask without layer-wise distillation."""
+    """The four settings of the method, plus the tile mask without layer-wise
+    distillation; each judged against its teacher ("against")."""
     e = os.path.join(run_dir, "export")
+    base, mlcd = "base, many steps, full", "MLCD few-step, full"
     return [
-        {"name": "base, many steps, full", "model": os.path.join(e, "base")},
-        {"name": "MLCD few-step, full", "model": os.path.join(e, "mlcd")},
+        {"name": base, "model": os.path.join(e, "base")},
+        {"name": mlcd, "model": os.path.join(e, "mlcd"), "against": base},
         {"name": "MLCD few-step, tile (plan, no KD)", "model": os.path.join(e, "mlcd"),
-         "attention": "tile"},
-        {"name": "MLCD few-step, tile + KD (shipped)", "model": os.path.join(e, "tile")},
+         "attention": "tile", "against": mlcd},
+        {"name": "MLCD few-step, tile + KD (shipped)", "model": os.path.join(e, "tile"),
+         "against": mlcd},
         {"name": "base, many steps, adaptive", "model": os.path.join(e, "base"),
-         "attention": "adaptive"},
+         "attention": "adaptive", "against": base},
     ]
 
 
@@ -107,8 +110,8 @@ def bench(rows, exe, n_prompts=30, threads=2, seed=100, log=print, keep=6, seeds
             s = sm.score(scored)
             r = {"name": row["name"], "model": row["model"], "steps": steps,
                  "guidance": guidance, "attention": mode, "prompts": len(prompts),
-                 "seeds": seeds,
-                 "seconds": float(np.mean(times)), **s}
+                 "seeds": seeds, "against": row.get("against"),
+                 "seconds": float(np.mean(times)), **s, "per_clip": sm.per_clip(scored)}
             results.append(r)
             log(f"{row['name']}: colour {s['colour']:.2f} shape {s['shape']:.2f} motion "
                 f"{s['motion']:.2f} consistency {s['consistency']:.2f}, "
@@ -136,7 +139,28 @@ def table(results, threads):
     lines.append(f"{n} held-out prompts ({dirs} with a direction for the motion column), "
                  f"{seeds} seed{'s' if seeds > 1 else ''} each; engine wall time per clip "
                  "on the CPU backend, model load included.")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + differences(results)) + "\n"
+
+
+def differences(results):
+    """Table lines: each row minus the row it is judged against (its "against", else the
+    first row), paired over the same prompts and seeds, in points (1 point = 0.01)."""
+    by_name = {r["name"]: r for r in results}
+    lines = []
+    for r in results[1:]:
+        ref = by_name.get(r.get("against")) or results[0]
+        if ref is r or "per_clip" not in r or "per_clip" not in ref:
+            continue
+        d = sm.paired_difference(r["per_clip"], ref["per_clip"])
+        lines.append(f"| {r['name']} | {ref['name']} | " + " | ".join(
+            f"{100 * m:+.1f} ± {100 * se:.1f}" for m, se in (d[k] for k in sm.ATTRIBUTES))
+            + " |")
+    if not lines:
+        return []
+    return ["", "Differences in points, paired over the same prompts and seeds (± one "
+            "standard error):", "",
+            "| setting | against | colour | shape | motion | consistency |",
+            "|---|---|---|---|---|---|"] + lines
 
 
 def sheet(clips, run, rows_per_setting=4):

@@ -141,3 +141,30 @@ def score(results):
         "consistency": float(np.mean([a["consistency"] for a, _ in results])),
         "detected": float(np.mean([a["detected"] for a, _ in results])),
     }
+
+
+ATTRIBUTES = ("colour", "shape", "motion", "consistency")
+
+
+def per_clip(results):
+    """results as for score() → {attribute: one value per clip}; motion is None where
+    the prompt has no direction."""
+    return {
+        "colour": [float(a["colour"] == c[0]) for a, c in results],
+        "shape": [float(a["shape"] == c[1]) for a, c in results],
+        "motion": [float(a["direction"] == c[2]) if c[2] in sv.DIRECTIONS else None
+                   for a, c in results],
+        "consistency": [float(a["consistency"]) for a, _ in results],
+    }
+
+
+def paired_difference(a, b):
+    """Per-clip scores of two settings on the same prompts and seeds → {attribute:
+    (mean of a − b, its standard error)}.  Pairing cancels what the prompt and the noise
+    seed decide alike for both, so the error is smaller than that of either mean."""
+    out = {}
+    for k in ATTRIBUTES:
+        d = np.array([x - y for x, y in zip(a[k], b[k]) if x is not None and y is not None])
+        se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0
+        out[k] = (float(d.mean()) if len(d) else 0.0, se)
+    return out

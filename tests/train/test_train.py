@@ -77,6 +77,18 @@ def case_data(tmp):
            for _, c in sv.heldout_prompts()]
     s = sm.score(res)
     check(s["colour"] == 1.0 and s["shape"] >= 0.95 and s["motion"] == 1.0, f"judge {s}")
+    pc = sm.per_clip(res)
+    check(len(pc["shape"]) == len(res) and None in pc["motion"], "per-clip scores")
+    # paired differences skip clips without a direction on either side
+    a = {"colour": [1, 1, 1, 1], "shape": [1, 0, 1, 0], "motion": [1, None, 0, 1],
+         "consistency": [0.8] * 4}
+    b = {"colour": [1, 1, 1, 1], "shape": [1, 1, 1, 1], "motion": [1, 1, None, 1],
+         "consistency": [0.7] * 4}
+    d = sm.paired_difference(a, b)
+    check(d["colour"] == (0.0, 0.0) and d["motion"] == (0.0, 0.0), d)
+    check(abs(d["shape"][0] + 0.5) < 1e-9 and abs(d["shape"][1] - 0.5 / np.sqrt(3)) < 1e-9,
+          d["shape"])
+    check(abs(d["consistency"][0] - 0.1) < 1e-9 and d["consistency"][1] < 1e-9, d)
     # PNG round trip
     img = pngio.contact_sheet([tl.latent_to_frames(c) for c in x[:2]])
     path = os.path.join(tmp, "s.png")
@@ -293,6 +305,8 @@ def case_pipeline(tmp):
     check(c["sampler"]["steps"] == run["mlcd"]["segments"], c["sampler"])
     md = open(os.path.join(run_dir, "bench", "synthbench.md")).read()
     check(md.count("\n| ") >= 5 and "adaptive" in md, md)
+    check("Differences in points" in md and md.count(" ± ") == 16 and
+          "| MLCD few-step, tile + KD (shipped) | MLCD few-step, full |" in md, md)
     res = tl.read_json(os.path.join(run_dir, "bench", "results.json"))["results"]
     check(all(r["seeds"] == run["bench"]["seeds"] for r in res) and "2 seeds each" in md, md)
     # a second run finds everything done
