@@ -16,12 +16,10 @@ import cpuenv  # noqa: F401  (before numpy and torch)
 import numpy as np
 import torch
 
+import synthmetrics as sm
 import trainlib as tl
 from motion_probe import checkpoint_command_line
 from stage_base import evaluate
-
-ATTRIBUTES = ("colour", "shape", "motion", "consistency")
-
 
 def main():
     a, run, model, samplers = checkpoint_command_line(__doc__, "32:4.5")
@@ -33,7 +31,7 @@ def main():
                       for k in range(a.seeds)]
         print(f"{a.checkpoint}, {steps} steps, CFG {guidance:g}, shift {shift:g}, "
               f"{a.seeds} seed(s): " +
-              " ".join(f"{k} {np.mean([s[k] for s in scores]):.2f}" for k in ATTRIBUTES),
+              " ".join(f"{k} {np.mean([s[k] for s in scores]):.2f}" for k in sm.ATTRIBUTES),
               flush=True)
 
 

@@ -127,34 +127,34 @@ def analyse(frames):
     return out
 
 
-def score(results):
-    """results: [(analysis, (colour, shape, motion, background))] → accuracies (0..1):
-    colour, shape, motion (direction prompts only), consistency, detected."""
-    n = len(results)
-    if n == 0:
-        return {}
-    dirs = [(a, c) for a, c in results if c[2] in sv.DIRECTIONS]
-    return {
-        "colour": sum(a["colour"] == c[0] for a, c in results) / n,
-        "shape": sum(a["shape"] == c[1] for a, c in results) / n,
-        "motion": (sum(a["direction"] == c[2] for a, c in dirs) / len(dirs)) if dirs else 0.0,
-        "consistency": float(np.mean([a["consistency"] for a, _ in results])),
-        "detected": float(np.mean([a["detected"] for a, _ in results])),
-    }
-
-
 ATTRIBUTES = ("colour", "shape", "motion", "consistency")
 
 
 def per_clip(results):
-    """results as for score() → {attribute: one value per clip}; motion is None where
-    the prompt has no direction."""
+    """results: [(analysis, (colour, shape, motion, background))] → {attribute: one
+    value per clip}; motion is None where the prompt has no direction."""
     return {
         "colour": [float(a["colour"] == c[0]) for a, c in results],
         "shape": [float(a["shape"] == c[1]) for a, c in results],
         "motion": [float(a["direction"] == c[2]) if c[2] in sv.DIRECTIONS else None
                    for a, c in results],
         "consistency": [float(a["consistency"]) for a, _ in results],
+    }
+
+
+def score(results):
+    """results as for per_clip() → accuracies (0..1): colour, shape, motion (direction
+    prompts only), consistency, detected."""
+    if not results:
+        return {}
+    pc = per_clip(results)
+    motion = [m for m in pc["motion"] if m is not None]
+    return {
+        "colour": float(np.mean(pc["colour"])),
+        "shape": float(np.mean(pc["shape"])),
+        "motion": float(np.mean(motion)) if motion else 0.0,
+        "consistency": float(np.mean(pc["consistency"])),
+        "detected": float(np.mean([a["detected"] for a, _ in results])),
     }
 
 
