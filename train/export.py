@@ -27,8 +27,7 @@ def stage_sampler(run, stage):
     """(steps, guidance) the stage is meant to be sampled with."""
     if stage == "base":
         return run["sampler"]["steps"], run["sampler"]["guidance"]
-    m = run["mlcd"]
-    return m["segments"], m.get("student_guidance", 1.0)
+    return tl.student_sampler(run)
 
 
 def export(model, run, out_dir, steps, guidance, attention=None, name=None, metadata=None):

@@ -5,7 +5,7 @@ MLCD model.
 The student starts from the MLCD weights and runs every self-attention with its layer's
 k:(T−k) tile mask from the plan of stage 2 (RUN/search/plan.json); the teacher is the
 same MLCD model with full attention.  Inputs are noised clips at the few-step sampler's
-times (segment starts, where the engine evaluates the model) and, for a fraction, at
+times (where the engine evaluates the model: tl.student_sampler) and, for a fraction, at
 uniform times.  Loss: each block's output against the teacher's (normalised by the
 teacher's mean square, weighted by `layer_weight`) plus the final velocity.
 
@@ -40,7 +40,7 @@ def run_stage(run, run_dir, max_steps=None, quiet=False):
     rng = np.random.default_rng(run["seed"] + 2)
     loop = tl.StageLoop(run, run_dir, "kd", {"model": student, "ema": ema.model, "opt": opt},
                         rng, total, quiet)
-    S = int(run["mlcd"]["segments"])
+    S, guidance = tl.student_sampler(run)
     starts = tl.flow_times(S, run["sampler"].get("shift", 1.0))[:-1]
     if not loop.resume():
         loop.log(f"start: plan {plan}, times {[round(t, 3) for t in starts]}; {total} steps "
@@ -48,7 +48,6 @@ def run_stage(run, run_dir, max_steps=None, quiet=False):
     batcher = tl.TextBatcher(teacher.tokenizer)
     B = int(cfg["batch"])
     w = float(cfg.get("layer_weight", 1.0))
-    guidance = run["mlcd"].get("student_guidance", 1.0)
 
     def step(it):
         lr = tl.lr_at(it, total, cfg["lr"], cfg.get("warmup", 50), cfg.get("min_lr", 0.2))

@@ -51,6 +51,14 @@ def load_run_config(path):
     return cfg
 
 
+def student_sampler(run):
+    """(steps, guidance) the few-step student is sampled with: `mlcd.sample_steps` Euler
+    steps over its distilled velocity (default one per segment; more follow the
+    trajectory more closely at proportional cost) and no CFG, which is distilled in."""
+    m = run["mlcd"]
+    return int(m.get("sample_steps", m["segments"])), float(m.get("student_guidance", 1.0))
+
+
 def model_config(run, vocab_size, steps=None, guidance=None, attention=None):
     """The vdit ModelConfig of a run (docs/model-format.md)."""
     v, te, d, s = run["video"], run["text_encoder"], run["dit"], run["sampler"]

@@ -288,7 +288,8 @@ def case_export(tmp):
 
 def case_pipeline(tmp):
     import pipeline
-    run, run_dir, cfg = tiny_run(tmp)
+    # the student sampled with more steps than it has segments (mlcd.sample_steps)
+    run, run_dir, cfg = tiny_run(tmp, mlcd={"sample_steps": 3})
     ship = os.path.join(tmp, "shipped")
     check(pipeline.run_pipeline(cfg, run_dir, until="base", quiet=True), "base failed")
     # a SIGTERM that arrives between stages (no training loop running) stops the run
@@ -302,9 +303,12 @@ def case_pipeline(tmp):
     c = tl.read_json(os.path.join(ship, "config.json"))
     plan = tl.read_json(os.path.join(run_dir, "search", "plan.json"))["plan"]
     check(c["attention"]["mode"] == "tile" and c["attention"]["plan"] == plan, c["attention"])
-    check(c["sampler"]["steps"] == run["mlcd"]["segments"], c["sampler"])
+    check(c["sampler"]["steps"] == 3 and c["sampler"]["guidance"] == 1, c["sampler"])
+    log = open(os.path.join(run_dir, "log.txt")).read()
+    check("[kd] start: plan " in log and ", times [1.0, 0.667, 0.333]; " in log, log)
     md = open(os.path.join(run_dir, "bench", "synthbench.md")).read()
     check(md.count("\n| ") >= 5 and "adaptive" in md, md)
+    check("| MLCD few-step, full | 3 | distilled | full |" in md, md)
     check("Differences in points" in md and md.count(" ± ") == 16 and
           "| MLCD few-step, tile + KD (shipped) | MLCD few-step, full |" in md, md)
     res = tl.read_json(os.path.join(run_dir, "bench", "results.json"))["results"]
