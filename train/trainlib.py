@@ -48,6 +48,10 @@ def load_run_config(path):
         raise SystemExit(f"{path}: not a JSON run config ({e})") from None
     cfg.setdefault("threads", 2)
     cfg.setdefault("seed", 1)
+    for stage in ("base", "mlcd", "kd"):
+        keep = cfg.get(stage, {}).get("keep", "best")
+        if keep not in ("best", "last"):
+            raise SystemExit(f"{path}: {stage}.keep is {keep!r}: use \"best\" or \"last\"")
     return cfg
 
 
@@ -383,8 +387,10 @@ class StageLoop:
     """Resumable training loop of one stage: RUN/<stage>/ckpt.pt holds `modules` (name →
     object with state_dict/load_state_dict: models, EMA copies, optimisers), the numpy
     and torch RNG states and the counters; evaluations go to evals.jsonl and the best
-    evaluated EMA weights to best.pt; at the end final.pt (the best, or the last EMA
-    weights when nothing was evaluated) and done.json.  SIGTERM/SIGINT save and stop."""
+    evaluated EMA weights to best.pt; at the end final.pt and done.json.  final.pt holds
+    the best evaluated weights, or the last EMA weights when nothing was evaluated or the
+    stage's `keep` is "last" (an evaluation of 30 clips cannot rank checkpoints a few
+    points apart).  SIGTERM/SIGINT save and stop."""
 
     def __init__(self, run, run_dir, stage, modules, rng, total, quiet=False):
         self.run, self.run_dir, self.stage = run, run_dir, stage
@@ -465,13 +471,16 @@ class StageLoop:
             clear_stop()
             self.log(f"stopped at step {st['step']}; run the same command to resume")
             return None
-        best = load_if_exists(os.path.join(self.dir, "best.pt"))
+        keep_best = self.cfg.get("keep", "best") == "best"
+        best = load_if_exists(os.path.join(self.dir, "best.pt")) if keep_best else None
         save_atomic({"ema": best["ema"] if best else ema_model.state_dict()},
                     os.path.join(self.dir, "final.pt"))
+        kept = best["eval"]["step"] if best else st["step"]
         result = {"steps": st["step"], "hours": st["seconds"] / 3600, "clips": st["clips"],
-                  "best": st["best"]}
+                  "best": st["best"], "kept": kept}
         write_json(os.path.join(self.dir, "done.json"), result)
-        self.log(f"done: best eval {json.dumps(st['best'])}")
+        self.log(f"done: best eval {json.dumps(st['best'])}; final.pt holds the step-{kept} "
+                 "weights")
         return result
 
 

@@ -191,12 +191,23 @@ def case_stages(tmp):
     import stage_base
     import stage_kd
     import stage_mlcd
-    run, run_dir, _ = tiny_run(tmp, mlcd={"steps": 6, "teacher_steps": 1},
+    run, run_dir, _ = tiny_run(tmp, mlcd={"steps": 6, "teacher_steps": 1, "keep": "last"},
                                kd={"steps": 6})
     tl.set_threads(run)
     stage_base.run_stage(run, run_dir, quiet=True)
     res = stage_mlcd.run_stage(run, run_dir, quiet=True)
     check(res is not None and res["steps"] == 6, f"mlcd {res}")
+    # keep "last": final.pt is the last EMA weights, whichever evaluation was best
+    last = tl.load(os.path.join(run_dir, "mlcd", "ckpt.pt"))["ema"]
+    final = tl.load(os.path.join(run_dir, "mlcd", "final.pt"))["ema"]
+    check(res["kept"] == 6 and all(torch.equal(last[k], final[k]) for k in last), res)
+    bad = dict(run, kd=dict(run["kd"], keep="newest"))
+    tl.write_json(os.path.join(tmp, "bad.json"), bad)
+    p = subprocess.run([sys.executable, os.path.join(TRAIN, "pipeline.py"), "--config",
+                        os.path.join(tmp, "bad.json"), "--run-dir", os.path.join(tmp, "bad")],
+                       capture_output=True, text=True)
+    check(p.returncode != 0 and "kd.keep is 'newest'" in p.stderr and
+          "Traceback" not in p.stderr, p.stderr)
     # stage 2 without the engine: a plan by hand (the search is tested in `pipeline`)
     T = run["video"]["frames"] // run["dit"]["patch"][0]
     os.makedirs(os.path.join(run_dir, "search"))
