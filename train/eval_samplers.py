@@ -21,6 +21,7 @@ import trainlib as tl
 from motion_probe import checkpoint_command_line
 from stage_base import evaluate
 
+
 def main():
     a, run, model, samplers = checkpoint_command_line(__doc__, "32:4.5")
     batcher = tl.TextBatcher(model.tokenizer)

@@ -48,10 +48,14 @@ def load_run_config(path):
         raise SystemExit(f"{path}: not a JSON run config ({e})") from None
     cfg.setdefault("threads", 2)
     cfg.setdefault("seed", 1)
-    for stage in ("base", "mlcd", "kd"):
-        keep = cfg.get(stage, {}).get("keep", "best")
+    for stage, sec in cfg.items():
+        keep = sec.get("keep", "best") if isinstance(sec, dict) else "best"
         if keep not in ("best", "last"):
             raise SystemExit(f"{path}: {stage}.keep is {keep!r}: use \"best\" or \"last\"")
+    steps = cfg.get("mlcd", {}).get("sample_steps", 1)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise SystemExit(f"{path}: mlcd.sample_steps is {steps!r}: give a whole number of "
+                         "steps, at least 1")
     return cfg
 
 

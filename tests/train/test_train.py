@@ -201,13 +201,15 @@ def case_stages(tmp):
     last = tl.load(os.path.join(run_dir, "mlcd", "ckpt.pt"))["ema"]
     final = tl.load(os.path.join(run_dir, "mlcd", "final.pt"))["ema"]
     check(res["kept"] == 6 and all(torch.equal(last[k], final[k]) for k in last), res)
-    bad = dict(run, kd=dict(run["kd"], keep="newest"))
-    tl.write_json(os.path.join(tmp, "bad.json"), bad)
-    p = subprocess.run([sys.executable, os.path.join(TRAIN, "pipeline.py"), "--config",
-                        os.path.join(tmp, "bad.json"), "--run-dir", os.path.join(tmp, "bad")],
-                       capture_output=True, text=True)
-    check(p.returncode != 0 and "kd.keep is 'newest'" in p.stderr and
-          "Traceback" not in p.stderr, p.stderr)
+    # a bad value in a stage's config is refused when the config loads
+    for sec, key, value, message in (("kd", "keep", "newest", "kd.keep is 'newest'"),
+                                     ("mlcd", "sample_steps", 0, "mlcd.sample_steps is 0")):
+        tl.write_json(os.path.join(tmp, "bad.json"), dict(run, **{sec: {**run[sec], key: value}}))
+        p = subprocess.run([sys.executable, os.path.join(TRAIN, "pipeline.py"), "--config",
+                            os.path.join(tmp, "bad.json"), "--run-dir",
+                            os.path.join(tmp, "bad")], capture_output=True, text=True)
+        check(p.returncode != 0 and message in p.stderr and "Traceback" not in p.stderr,
+              p.stderr)
     # stage 2 without the engine: a plan by hand (the search is tested in `pipeline`)
     T = run["video"]["frames"] // run["dit"]["patch"][0]
     os.makedirs(os.path.join(run_dir, "search"))
