@@ -10,12 +10,14 @@
 // tile touches at most one partial tile per edge, so the masked work is a few % of a
 // kept frame tile at 3,600 tokens.
 //
-// On sm_90 devices with a sm_90a build, head dims 33..128 without bias, dense or with
-// query blocks of 128+ rows, go to the wgmma kernel (attention_sm90.cu);
-// VDIT_CUDA_ATTN=sm80 in the environment forces this path.
+// On sm_90 devices with a sm_90a build, head dims 64, 96 and 128 without bias, dense or
+// with query blocks of 128+ rows, go to the FlashAttention-3-structured kernel
+// (attention_fa3.cu); other head dims from 33 to 128 to the first wgmma kernel
+// (attention_sm90.cu). VDIT_CUDA_ATTN=sm80 / sm90 in the environment forces those.
 #include <stdlib.h>
 #include <string.h>
 
+#include "attention_fa3.h"
 #include "attention_sm90.h"
 #include "attention_tile.cuh"
 
@@ -146,14 +148,16 @@ aligned16 (const void *ptr)
   return (reinterpret_cast<uintptr_t> (ptr) & 15) == 0;
 }
 
-bool
-force_sm80 ()
+// VDIT_CUDA_ATTN=sm80 or sm90 forces the mma.sync or the first wgmma kernel (to
+// compare kernels in one run); unset, the fastest usable one runs.
+int
+forced_kernel ()
 {
   static const int forced = [] {
     const char *e = getenv ("VDIT_CUDA_ATTN");
-    return e != nullptr && strcmp (e, "sm80") == 0 ? 1 : 0;
+    return e == nullptr ? 0 : strcmp (e, "sm80") == 0 ? 80 : strcmp (e, "sm90") == 0 ? 90 : 0;
   }();
-  return forced != 0;
+  return forced;
 }
 
 } // namespace
@@ -203,7 +207,17 @@ vdit_cuda_attention_launch (const vdit_cuda_attn_args *a, cudaStream_t stream)
   // the wgmma kernel shares K/V between two 64-row tiles: worth it when both walk the
   // same key tiles (dense, frame tiles), not for 64-row blocks with their own patterns
   const bool pairs_agree = lay == nullptr || lay->block_q >= 2 * ATTN_BR;
-  if (vec && !bias && hd > 32 && pairs_agree && !force_sm80 () &&
+  const int forced = forced_kernel ();
+  if (vec && !bias && (hd == 64 || hd == 96 || hd == 128) && forced == 0 &&
+      vdit_cuda_attention_fa3_usable ()) {
+    AttnParams w = p;
+    if (lay && pairs_agree) {
+      w.row_ptr = lay->wide_row_ptr, w.cols = lay->wide_cols, w.order = lay->wide_order;
+      w.n_qtiles = lay->n_wide_qtiles;
+    }
+    return vdit_cuda_attention_fa3_launch (w, a->heads, !pairs_agree, stream);
+  }
+  if (vec && !bias && hd > 32 && pairs_agree && forced != 80 &&
       vdit_cuda_attention_sm90_usable ())
     return vdit_cuda_attention_sm90_launch (p, a->heads, stream);
 

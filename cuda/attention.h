@@ -14,6 +14,10 @@ extern "C" {
  * the sm_90a kernel a pair (2 warpgroups × 64 rows) sharing the union of their key tiles. */
 #define VDIT_CUDA_ATTN_TILE_Q 64
 #define VDIT_CUDA_ATTN_TILE_K 64
+/* Tiles of the FlashAttention-3-structured sm_90a kernel: 2 consumer warpgroups × 64
+ * query rows by 128 keys. */
+#define VDIT_CUDA_ATTN_WIDE_Q 128
+#define VDIT_CUDA_ATTN_WIDE_K 128
 /* Largest head dim the kernels take (head dims are padded up to 16, 32, 64, 96, 128). */
 #define VDIT_CUDA_ATTN_MAX_HEAD_DIM 128
 /* Set in a `cols` entry: the kernel tile is only partly kept (it straddles a layout block
@@ -30,12 +34,16 @@ typedef struct {
   int block_q, block_k, n_qblocks, n_kblocks;
   const int32_t *row_ptr;  /* (n_heads, n_qtiles + 1) into cols */
   const int32_t *cols;     /* key tile | VDIT_CUDA_ATTN_PARTIAL, ascending per row */
-  const int32_t *order;    /* (n_heads, n_qtiles): query tiles, most key tiles first */
+  const int32_t *order;    /* (n_heads, n_qtiles): query tiles, heaviest first */
   const int32_t *order2;   /* (n_heads, ceil(n_qtiles / 2)): tile pairs, heaviest first */
   const uint32_t *bitmap;  /* (n_heads, n_qblocks, n_kblocks) kept bits, row-major */
   int64_t kept_tiles;      /* kernel tiles listed over the layout's heads (times the
                               attention's heads when n_heads == 1) */
   int64_t partial_tiles;   /* of those, the masked ones */
+  /* the same over WIDE_Q × WIDE_K tiles */
+  int n_wide_qtiles;
+  const int32_t *wide_row_ptr, *wide_cols, *wide_order;
+  int64_t wide_kept_tiles, wide_partial_tiles;
 } vdit_cuda_attn_layout;
 
 typedef struct {

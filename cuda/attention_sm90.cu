@@ -233,10 +233,8 @@ launch (const AttnParams &p, int heads, cudaStream_t stream)
 } // namespace
 
 bool
-vdit_cuda_attention_sm90_usable ()
+vdit_cuda_sm90a_kernel_usable (const void *kernel, int state[64])
 {
-#ifdef VDIT_HAVE_SM90A
-  static int state[64]; // per device: 0 unknown, 1 usable, 2 not
   int dev = 0;
   if (cudaGetDevice (&dev) != cudaSuccess || dev < 0 || dev >= 64) {
     cudaGetLastError ();
@@ -249,13 +247,20 @@ vdit_cuda_attention_sm90_usable ()
                         cudaSuccess &&
                     cudaDeviceGetAttribute (&minor, cudaDevAttrComputeCapabilityMinor, dev) ==
                         cudaSuccess &&
-                    major == 9 && minor == 0 &&
-                    cudaFuncGetAttributes (&fa, attention_sm90_kernel<96, false>) == cudaSuccess &&
+                    major == 9 && minor == 0 && cudaFuncGetAttributes (&fa, kernel) == cudaSuccess &&
                     fa.binaryVersion == 90 && fa.ptxVersion >= 90;
     cudaGetLastError ();
     state[dev] = ok ? 1 : 2;
   }
   return state[dev] == 1;
+}
+
+bool
+vdit_cuda_attention_sm90_usable ()
+{
+#ifdef VDIT_HAVE_SM90A
+  static int state[64]; // per device: 0 unknown, 1 usable, 2 not
+  return vdit_cuda_sm90a_kernel_usable ((const void *) attention_sm90_kernel<96, false>, state);
 #else
   return false;
 #endif

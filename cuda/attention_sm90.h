@@ -7,6 +7,9 @@ namespace vdit {
 
 struct AttnParams;
 
+// TRUE when the current device is compute capability 9.0 and `kernel` carries sm_90a
+// code; state[device] caches the answer (0 unknown, 1 usable, 2 not).
+bool vdit_cuda_sm90a_kernel_usable (const void *kernel, int state[64]);
 // TRUE when the current device is compute capability 9.0 and this build carries the
 // sm_90a kernel (gpu_archs containing 90a); cached per device.
 bool vdit_cuda_attention_sm90_usable ();

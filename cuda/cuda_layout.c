@@ -1,5 +1,6 @@
 /* layout_new / layout_free: a host block layout (CSR of kept key blocks per query block,
- * blocks of any size) mapped onto the attention kernel's 64 × 64 tiles.
+ * blocks of any size) mapped onto the attention kernels' tiles: 64 × 64 for the sm_80 and
+ * first sm_90a kernels, 128 × 128 ("wide") for the FlashAttention-3-structured one.
  *
  * A kernel tile is computed when any layout block it overlaps is kept; it runs unmasked
  * when every overlapped block is kept and it holds 64 real keys, else it is flagged
@@ -15,6 +16,8 @@
 
 #define TQ VDIT_CUDA_ATTN_TILE_Q
 #define TK VDIT_CUDA_ATTN_TILE_K
+#define WQ VDIT_CUDA_ATTN_WIDE_Q
+#define WK VDIT_CUDA_ATTN_WIDE_K
 
 typedef struct {
   vdit_cuda_attn_layout dev; /* device pointers; what the kernel reads */
@@ -67,6 +70,80 @@ cmp_int (const void *a, const void *b)
   return (x > y) - (x < y);
 }
 
+/* Scratch for map_row, sized for the layout's key blocks and the finest key tiles. */
+typedef struct {
+  int *cnt;      /* per key block: rows of the span keeping it */
+  int *touched;  /* key blocks with cnt > 0 */
+  int *cand;     /* candidate key tiles */
+  guint8 *seen;
+} map_scratch;
+
+/* Appends query tile qt's kept key tiles (tq × tk kernel tiles) of head h to cols;
+ * returns how many of them are partial. */
+static int64_t
+map_row (const vdit_block_layout *l, int h, int qt, int tq, int tk, GArray *cols,
+         map_scratch *w)
+{
+  const int nqb = l->n_qblocks;
+  const int32_t *rp = l->row_ptr + (size_t) h * (nqb + 1);
+  const int r0 = qt * tq, r1 = MIN (l->n_q, r0 + tq);
+  const int qb0 = r0 / l->block_q, qb1 = (r1 - 1) / l->block_q, span = qb1 - qb0 + 1;
+  int n_touched = 0, n_cand = 0;
+  int64_t partial = 0;
+  for (int qb = qb0; qb <= qb1; qb++)
+    for (int32_t j = rp[qb]; j < rp[qb + 1]; j++)
+      if (w->cnt[l->cols[j]]++ == 0)
+        w->touched[n_touched++] = l->cols[j];
+  for (int i = 0; i < n_touched; i++) {
+    const int kb = w->touched[i];
+    const int t0 = kb * l->block_k / tk;
+    const int t1 = (MIN ((int64_t) (kb + 1) * l->block_k, l->n_k) - 1) / tk;
+    for (int kt = t0; kt <= t1; kt++)
+      if (!w->seen[kt]) {
+        w->seen[kt] = 1;
+        w->cand[n_cand++] = kt;
+      }
+  }
+  qsort (w->cand, n_cand, sizeof (int), cmp_int);
+  for (int i = 0; i < n_cand; i++) {
+    const int kt = w->cand[i], c0 = kt * tk, c1 = MIN (l->n_k, c0 + tk);
+    gboolean all = c1 - c0 == tk;
+    for (int kb = c0 / l->block_k; all && kb <= (c1 - 1) / l->block_k; kb++)
+      all = w->cnt[kb] == span;
+    const int32_t v = kt | (all ? 0 : VDIT_CUDA_ATTN_PARTIAL);
+    g_array_append_val (cols, v);
+    partial += !all;
+    w->seen[kt] = 0;
+  }
+  for (int i = 0; i < n_touched; i++)
+    w->cnt[w->touched[i]] = 0;
+  return partial;
+}
+
+/* Every head's CSR over tq × tk kernel tiles (row_ptr: H × (nqt + 1)), and each head's
+ * query tiles heaviest first (order: H × nqt). */
+static int64_t
+map_layout (const vdit_block_layout *l, int tq, int tk, int32_t *row_ptr, int32_t *order,
+            GArray *cols, map_scratch *w, tile_work *work)
+{
+  const int nqt = (l->n_q + tq - 1) / tq;
+  int64_t partial = 0;
+  for (int h = 0; h < l->n_heads; h++) {
+    for (int qt = 0; qt < nqt; qt++) {
+      row_ptr[(size_t) h * (nqt + 1) + qt] = cols->len;
+      const int64_t part = map_row (l, h, qt, tq, tk, cols, w);
+      /* a masked tile costs about two unmasked ones */
+      work[qt] = (tile_work) { qt, (int) (cols->len - row_ptr[(size_t) h * (nqt + 1) + qt] + part) };
+      partial += part;
+    }
+    row_ptr[(size_t) h * (nqt + 1) + nqt] = cols->len;
+    qsort (work, nqt, sizeof (tile_work), heavier_first);
+    for (int qt = 0; qt < nqt; qt++)
+      order[(size_t) h * nqt + qt] = work[qt].tile;
+  }
+  return partial;
+}
+
 void *
 vdit_cuda_layout_new (void *ctx, const vdit_block_layout *l, GError **error)
 {
@@ -75,21 +152,24 @@ vdit_cuda_layout_new (void *ctx, const vdit_block_layout *l, GError **error)
     return NULL;
   const int H = l->n_heads, nqb = l->n_qblocks, nkb = l->n_kblocks;
   const int nqt = (l->n_q + TQ - 1) / TQ, nkt = (l->n_k + TK - 1) / TK;
+  const int nqw = (l->n_q + WQ - 1) / WQ;
   const size_t n_bits = (size_t) H * nqb * nkb, n_words = (n_bits + 31) / 32;
 
   uint32_t *bitmap = g_new0 (uint32_t, MAX (n_words, 1));
   int32_t *row_ptr = g_new (int32_t, (size_t) H * (nqt + 1));
   int32_t *order = g_new (int32_t, MAX ((size_t) H * nqt, 1));
+  int32_t *row_ptr_w = g_new (int32_t, (size_t) H * (nqw + 1));
+  int32_t *order_w = g_new (int32_t, MAX ((size_t) H * nqw, 1));
   GArray *cols = g_array_new (FALSE, FALSE, sizeof (int32_t));
-  int *cnt = g_new0 (int, MAX (nkb, 1));       /* per key block: span rows keeping it */
-  int *touched = g_new (int, MAX (nkb, 1));    /* key blocks with cnt > 0 */
-  int *cand = g_new (int, MAX (nkt, 1));       /* candidate key tiles */
-  guint8 *seen = g_new0 (guint8, MAX (nkt, 1));
+  GArray *cols_w = g_array_new (FALSE, FALSE, sizeof (int32_t));
+  map_scratch w = {
+    .cnt = g_new0 (int, MAX (nkb, 1)), .touched = g_new (int, MAX (nkb, 1)),
+    .cand = g_new (int, MAX (nkt, 1)), .seen = g_new0 (guint8, MAX (nkt, 1)),
+  };
   tile_work *work = g_new (tile_work, MAX (nqt, 1));
   const int npairs = (nqt + 1) / 2;
   int32_t *order2 = g_new (int32_t, MAX ((size_t) H * npairs, 1));
   tile_work *pairs = g_new (tile_work, MAX (npairs, 1));
-  int64_t partial_tiles = 0;
 
   for (int h = 0; h < H; h++) {
     const int32_t *rp = l->row_ptr + (size_t) h * (nqb + 1);
@@ -98,55 +178,35 @@ vdit_cuda_layout_new (void *ctx, const vdit_block_layout *l, GError **error)
         const size_t bit = ((size_t) h * nqb + qb) * nkb + l->cols[j];
         bitmap[bit >> 5] |= 1u << (bit & 31);
       }
-    for (int qt = 0; qt < nqt; qt++) {
-      row_ptr[(size_t) h * (nqt + 1) + qt] = cols->len;
-      const int r0 = qt * TQ, r1 = MIN (l->n_q, r0 + TQ);
-      const int qb0 = r0 / l->block_q, qb1 = (r1 - 1) / l->block_q, span = qb1 - qb0 + 1;
-      int n_touched = 0, n_cand = 0;
-      for (int qb = qb0; qb <= qb1; qb++)
-        for (int32_t j = rp[qb]; j < rp[qb + 1]; j++)
-          if (cnt[l->cols[j]]++ == 0)
-            touched[n_touched++] = l->cols[j];
-      for (int i = 0; i < n_touched; i++) {
-        const int kb = touched[i];
-        const int t0 = kb * l->block_k / TK;
-        const int t1 = (MIN ((int64_t) (kb + 1) * l->block_k, l->n_k) - 1) / TK;
-        for (int kt = t0; kt <= t1; kt++)
-          if (!seen[kt]) {
-            seen[kt] = 1;
-            cand[n_cand++] = kt;
-          }
-      }
-      qsort (cand, n_cand, sizeof (int), cmp_int);
-      for (int i = 0; i < n_cand; i++) {
-        const int kt = cand[i], c0 = kt * TK, c1 = MIN (l->n_k, c0 + TK);
-        gboolean all = c1 - c0 == TK;
-        for (int kb = c0 / l->block_k; all && kb <= (c1 - 1) / l->block_k; kb++)
-          all = cnt[kb] == span;
-        const int32_t v = kt | (all ? 0 : VDIT_CUDA_ATTN_PARTIAL);
-        g_array_append_val (cols, v);
-        partial_tiles += !all;
-        seen[kt] = 0;
-      }
-      for (int i = 0; i < n_touched; i++)
-        cnt[touched[i]] = 0;
-      work[qt] = (tile_work) { qt, (int) cols->len - row_ptr[(size_t) h * (nqt + 1) + qt] };
+  }
+  const int64_t partial_w = map_layout (l, WQ, WK, row_ptr_w, order_w, cols_w, &w, work);
+  const int64_t partial_tiles = map_layout (l, TQ, TK, row_ptr, order, cols, &w, work);
+  for (int h = 0; h < H; h++) {
+    const int32_t *rp = row_ptr + (size_t) h * (nqt + 1);
+    for (int pr = 0; pr < npairs; pr++) {
+      const int last = MIN (2 * pr + 2, nqt);
+      pairs[pr] = (tile_work) { pr, rp[last] - rp[2 * pr] };
     }
-    row_ptr[(size_t) h * (nqt + 1) + nqt] = cols->len;
-    for (int pr = 0; pr < npairs; pr++)
-      pairs[pr] = (tile_work) { pr, work[2 * pr].count + (2 * pr + 1 < nqt ? work[2 * pr + 1].count : 0) };
     qsort (pairs, npairs, sizeof (tile_work), heavier_first);
     for (int pr = 0; pr < npairs; pr++)
       order2[(size_t) h * npairs + pr] = pairs[pr].tile;
-    qsort (work, nqt, sizeof (tile_work), heavier_first);
-    for (int qt = 0; qt < nqt; qt++)
-      order[(size_t) h * nqt + qt] = work[qt].tile;
   }
 
-  /* one device allocation: row_ptr | order | order2 | cols | bitmap (4-byte elements) */
+  /* one device allocation of 4-byte elements:
+   * row_ptr | order | order2 | cols | bitmap | row_ptr_w | order_w | cols_w */
   const size_t n_rp = (size_t) H * (nqt + 1), n_ord = (size_t) H * nqt, n_cols = cols->len;
   const size_t n_ord2 = (size_t) H * npairs;
-  const size_t total = (n_rp + n_ord + n_ord2 + n_cols + n_words) * 4;
+  const size_t n_rpw = (size_t) H * (nqw + 1), n_ordw = (size_t) H * nqw, n_colw = cols_w->len;
+  const struct {
+    const void *src;
+    size_t n;
+  } parts[] = {
+    { row_ptr, n_rp }, { order, n_ord }, { order2, n_ord2 }, { cols->data, n_cols },
+    { bitmap, n_words }, { row_ptr_w, n_rpw }, { order_w, n_ordw }, { cols_w->data, n_colw },
+  };
+  size_t total = 0;
+  for (size_t i = 0; i < G_N_ELEMENTS (parts); i++)
+    total += parts[i].n * 4;
   cuda_layout *cl = g_new0 (cuda_layout, 1);
   gboolean ok = vdit_cuda_enter (c);
   if (ok && cudaMallocAsync (&cl->mem, MAX (total, 4), c->stream) != cudaSuccess) {
@@ -159,21 +219,25 @@ vdit_cuda_layout_new (void *ctx, const vdit_block_layout *l, GError **error)
     ok = FALSE;
   }
   if (ok) {
-    int32_t *d = cl->mem;
-    ok = VDIT_CUDA_CHECK (c, cudaMemcpyAsync (d, row_ptr, n_rp * 4, cudaMemcpyHostToDevice, c->stream)) &&
-         VDIT_CUDA_CHECK (c, cudaMemcpyAsync (d + n_rp, order, n_ord * 4, cudaMemcpyHostToDevice, c->stream)) &&
-         VDIT_CUDA_CHECK (c, cudaMemcpyAsync (d + n_rp + n_ord, order2, n_ord2 * 4, cudaMemcpyHostToDevice, c->stream)) &&
-         VDIT_CUDA_CHECK (c, cudaMemcpyAsync (d + n_rp + n_ord + n_ord2, cols->data, n_cols * 4, cudaMemcpyHostToDevice, c->stream)) &&
-         VDIT_CUDA_CHECK (c, cudaMemcpyAsync (d + n_rp + n_ord + n_ord2 + n_cols, bitmap, n_words * 4, cudaMemcpyHostToDevice, c->stream)) &&
-         VDIT_CUDA_CHECK (c, cudaStreamSynchronize (c->stream)); /* host arrays go next */
-    cl->dev = (vdit_cuda_attn_layout) {
-      .n_heads = H, .nq = l->n_q, .nk = l->n_k, .n_qtiles = nqt, .n_ktiles = nkt,
-      .block_q = l->block_q, .block_k = l->block_k, .n_qblocks = nqb, .n_kblocks = nkb,
-      .row_ptr = d, .order = d + n_rp, .order2 = d + n_rp + n_ord,
-      .cols = d + n_rp + n_ord + n_ord2,
-      .bitmap = (const uint32_t *) (d + n_rp + n_ord + n_ord2 + n_cols),
-      .kept_tiles = (int64_t) n_cols, .partial_tiles = partial_tiles,
-    };
+    int32_t *d[G_N_ELEMENTS (parts)];
+    int32_t *at = cl->mem;
+    for (size_t i = 0; ok && i < G_N_ELEMENTS (parts); i++) {
+      d[i] = at;
+      ok = VDIT_CUDA_CHECK (c, cudaMemcpyAsync (at, parts[i].src, parts[i].n * 4,
+                                                cudaMemcpyHostToDevice, c->stream));
+      at += parts[i].n;
+    }
+    ok = ok && VDIT_CUDA_CHECK (c, cudaStreamSynchronize (c->stream)); /* host arrays go next */
+    if (ok)
+      cl->dev = (vdit_cuda_attn_layout) {
+        .n_heads = H, .nq = l->n_q, .nk = l->n_k, .n_qtiles = nqt, .n_ktiles = nkt,
+        .block_q = l->block_q, .block_k = l->block_k, .n_qblocks = nqb, .n_kblocks = nkb,
+        .row_ptr = d[0], .order = d[1], .order2 = d[2], .cols = d[3],
+        .bitmap = (const uint32_t *) d[4],
+        .kept_tiles = (int64_t) n_cols, .partial_tiles = partial_tiles,
+        .n_wide_qtiles = nqw, .wide_row_ptr = d[5], .wide_order = d[6], .wide_cols = d[7],
+        .wide_kept_tiles = (int64_t) n_colw, .wide_partial_tiles = partial_w,
+      };
     if (!ok) {
       cudaFreeAsync (cl->mem, c->stream);
       g_free (cl);
@@ -190,13 +254,16 @@ vdit_cuda_layout_new (void *ctx, const vdit_block_layout *l, GError **error)
   g_free (bitmap);
   g_free (row_ptr);
   g_free (order);
+  g_free (row_ptr_w);
+  g_free (order_w);
   g_free (order2);
   g_free (pairs);
   g_array_free (cols, TRUE);
-  g_free (cnt);
-  g_free (touched);
-  g_free (cand);
-  g_free (seen);
+  g_array_free (cols_w, TRUE);
+  g_free (w.cnt);
+  g_free (w.touched);
+  g_free (w.cand);
+  g_free (w.seen);
   g_free (work);
   return cl; /* &cl->dev == cl: the attention slot reads it as vdit_cuda_attn_layout */
 }

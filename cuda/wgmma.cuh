@@ -58,6 +58,17 @@ wgmma_desc (const void *smem, uint32_t lbo, uint32_t sbo)
          ((uint64_t) (sbo >> 4) << 32);
 }
 
+// The same with the 64-byte swizzle that TMA writes (CU_TENSOR_MAP_SWIZZLE_64B): atoms of
+// 8 rows x 64 bytes (512 bytes, 512-byte aligned). K-major: sbo = stride between 8-row
+// groups, lbo unused. MN-major: lbo = stride between 32-element chunks along MN, sbo =
+// stride between 8-row groups along K. Stepping 16 elements of K inside an atom adds 32
+// bytes to the start address; the hardware applies the swizzle to the final address.
+__device__ __forceinline__ uint64_t
+wgmma_desc_sw64 (const void *smem, uint32_t lbo, uint32_t sbo)
+{
+  return wgmma_desc (smem, lbo, sbo) | ((uint64_t) 2 << 62);
+}
+
 // d(64 x 64) (+)= A(64 x 16, K-major smem) · B(64 x 16, K-major smem)ᵀ
 __device__ __forceinline__ void
 wgmma_ss_n64 (float d[32], uint64_t da, uint64_t db, int scale_d)
@@ -70,6 +81,44 @@ wgmma_ss_n64 (float d[32], uint64_t da, uint64_t db, int scale_d)
                 : "l"(da), "l"(db), "r"(scale_d));
 #endif
 }
+
+
+// d(64 x 96) (+)= A(64 x 16, K-major smem) · B(96 x 16, K-major smem)ᵀ
+__device__ __forceinline__ void
+wgmma_ss_n96 (float d[48], uint64_t da, uint64_t db, int scale_d)
+{
+#ifdef VDIT_WGMMA
+  asm volatile ("{\n.reg .pred p;\nsetp.ne.b32 p, %50, 0;\n"
+                "wgmma.mma_async.sync.aligned.m64n96k16.f32.bf16.bf16 "
+                "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47}, %48, %49, p, 1, 1, 0, 0;\n}\n"
+                : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47])
+                : "l"(da), "l"(db), "r"(scale_d));
+#endif
+}
+
+// d(64 x 128) (+)= A(64 x 16, K-major smem) · B(128 x 16, K-major smem)ᵀ
+__device__ __forceinline__ void
+wgmma_ss_n128 (float d[64], uint64_t da, uint64_t db, int scale_d)
+{
+#ifdef VDIT_WGMMA
+  asm volatile ("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+                "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
+                "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1, 0, 0;\n}\n"
+                : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+                : "l"(da), "l"(db), "r"(scale_d));
+#endif
+}
+
+template <int N> struct WgmmaSS;
+template <> struct WgmmaSS<64> {
+  static __device__ __forceinline__ void run (float *d, uint64_t da, uint64_t db, int sc) { wgmma_ss_n64 (d, da, db, sc); }
+};
+template <> struct WgmmaSS<96> {
+  static __device__ __forceinline__ void run (float *d, uint64_t da, uint64_t db, int sc) { wgmma_ss_n96 (d, da, db, sc); }
+};
+template <> struct WgmmaSS<128> {
+  static __device__ __forceinline__ void run (float *d, uint64_t da, uint64_t db, int sc) { wgmma_ss_n128 (d, da, db, sc); }
+};
 
 // d(64 x 64) += A(64 x 16, registers) · B(16 x 64, N-major smem: rows of K are contiguous in N)
 __device__ __forceinline__ void

@@ -118,6 +118,7 @@ test_dense (void)
     { "dense hd64 ragged", 300, 300, 3, 64 },
     { "dense hd96 cross", 200, 333, 2, 96, 8 },
     { "dense hd128", 256, 190, 2, 128 },
+    { "dense hd96 long (ring phases)", 1100, 1300, 2, 96 },
     { "dense hd16", 100, 100, 3, 16 },
     { "dense hd12 (tiny dit)", 64 + 5, 64 + 5, 4, 12 },
     { "dense hd12 text cross", 69, 7, 4, 12 },
@@ -165,6 +166,10 @@ test_tile (void)
     run_case (&p, &c);
     g_free (name);
   }
+  /* hd64 frames of 300 tokens: query tiles that straddle two frames */
+  attn_case c = { "tile 2:3 hd64, 300 tokens per frame", 5 * 300, 5 * 300, 2, 64 };
+  c.layout = 2, c.frames = 5, c.k = 2;
+  run_case (&p, &c);
   gpu_pair_clear (&p);
 }
 

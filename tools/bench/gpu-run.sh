@@ -3,14 +3,14 @@
 # DiT step beside the PyTorch peers (tools/bench/peers.py). Logs go to OUTDIR:
 #   env.txt (GPU, driver, versions)  build.log  gpu-tests.log  bench.jsonl
 #
-#   tools/bench/gpu-run.sh OUTDIR [tests,sass,attention,attention-sm80,peers,step,peers-step]
+#   tools/bench/gpu-run.sh OUTDIR [tests,sass,attention,attention-sm80,peers,ncu,step,peers-step]
 #
 # Needs .devdeps (../shared/device/fetch-debs.sh .devdeps pkgconf pkgconf-bin libpkgconf3
 # pkg-config libpng-dev libpng16-16) carried to the machine. Every part has its own time
 # limit so the whole stays inside one 10-minute call; PARTS picks which run.
 set -uo pipefail
 out=${1:?usage: gpu-run.sh OUTDIR [PARTS]}
-parts=${2:-tests,attention,peers,step,peers-step}
+parts=${2:-tests,attention,attention-sm80,peers,step,peers-step}
 mkdir -p "$out"
 has () { [[ ",$parts," == *",$1,"* ]]; }
 log () { echo "== $(date +%T) $*" | tee -a "$out/env.txt"; }
@@ -44,7 +44,7 @@ fi
 
 if has sass; then
   log "sass: HGMMA / HMMA instructions in the attention kernels"
-  for o in attention attention_sm90; do
+  for o in attention attention_sm90 attention_fa3; do
     echo "$o: $(cuobjdump -sass build-gpu/cuda/libvdit-cuda.a.p/$o.o | grep -c HGMMA) HGMMA," \
       "$(cuobjdump -sass build-gpu/cuda/libvdit-cuda.a.p/$o.o | grep -c HMMA) HMMA" | tee -a "$out/env.txt"
   done
@@ -69,11 +69,26 @@ if has attention-sm80; then
   echo "{\"note\":\"next lines: VDIT_CUDA_ATTN=sm80 (mma.sync kernel)\"}" >> "$out/bench.jsonl"
   VDIT_CUDA_ATTN=sm80 attn --mode full --frames 8
   VDIT_CUDA_ATTN=sm80 attn --mode tile --frames 8 --k 1
+  echo "{\"note\":\"next lines: VDIT_CUDA_ATTN=sm90 (first wgmma kernel), then fa3-2x128 (two consumer warpgroups, 128-key tiles)\"}" >> "$out/bench.jsonl"
+  VDIT_CUDA_ATTN=sm90 attn --mode full --frames 8
+  VDIT_CUDA_ATTN=fa3-2x128 attn --mode full --frames 8
 fi
 if has peers; then
   log "attention (peers)"
   PYTHONUNBUFFERED=1 timeout 200 python3 tools/bench/peers.py --frames 8,24 \
     2>> "$out/env.txt" | tee -a "$out/bench.jsonl"
+fi
+if has ncu; then
+  log "ncu: the FlashAttention-3-structured kernel, dense T=8 and tile 1:7"
+  for args in "--mode full --frames 8" "--mode tile --frames 8 --k 1"; do
+    echo "=== $args" >> "$out/ncu.txt"
+    timeout 150 ncu --kernel-name regex:fa3_kernel --launch-skip 1 --launch-count 1 \
+      --section SpeedOfLight --section ComputeWorkloadAnalysis --section WarpStateStats \
+      --section Occupancy --section LaunchStats \
+      --metrics sm__cycles_active.min,sm__cycles_active.max,sm__cycles_active.avg,sm__inst_executed.sum \
+      "$vdit" bench attention --backend cuda --heads 24 --head-dim 96 --tokens-per-frame 3600 \
+      --repeat 1 --warmup 1 $args >> "$out/ncu.txt" 2>&1
+  done
 fi
 if has step; then
   for f in 8 24; do

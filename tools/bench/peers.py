@@ -153,6 +153,74 @@ def bench_flex(args, frames, ks):
     torch.cuda.empty_cache()
 
 
+def sdpa_lse(q, k, v):
+    """Attention output and log-sum-exp (B, H, L) from cuDNN's fused kernel."""
+    r = torch.ops.aten._scaled_dot_product_cudnn_attention(q, k, v, None, True)
+    return r[0], r[1].reshape(q.shape[:3])
+
+
+def tile_decomposed(q, k, v, kk, tpf):
+    """The k:(T-k) tile mask as dense cuDNN calls: the first kk query frames against every
+    key; the other frames against the first kk key frames, and each against itself (one
+    batched call), those two merged by their log-sum-exps."""
+    h, n, d = q.shape[1], q.shape[2], q.shape[3]
+    r = kk * tpf
+    t_rest = (n - r) // tpf
+
+    def frames(x):  # (1, H, rest, d) -> (T-k, H, tpf, d)
+        return x[:, :, r:].reshape(h, t_rest, tpf, d).transpose(0, 1)
+
+    parts = []
+    if r > 0:
+        parts.append(F.scaled_dot_product_attention(q[:, :, :r], k, v))
+    if t_rest > 0:
+        o_d, lse_d = sdpa_lse(frames(q), frames(k), frames(v))
+        o_d = o_d.transpose(0, 1).reshape(1, h, n - r, d)
+        lse_d = lse_d.transpose(0, 1).reshape(1, h, n - r)
+        if r > 0:
+            o_r, lse_r = sdpa_lse(q[:, :, r:], k[:, :, :r], v[:, :, :r])
+            lse = torch.logaddexp(lse_r, lse_d)
+            o_d = (o_r * torch.exp(lse_r - lse).unsqueeze(-1).to(o_r.dtype) +
+                   o_d * torch.exp(lse_d - lse).unsqueeze(-1).to(o_d.dtype))
+        parts.append(o_d)
+    return torch.cat(parts, dim=2)
+
+
+def bench_decomposed(args, frames, ks):
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    tpf = args.tokens_per_frame
+    n = frames * tpf
+    shape = (1, args.heads, n, args.head_dim)
+    # the decomposition checked against one masked call on a small shape first
+    t_s, n_s = 5, 5 * 96
+    qs, ks_, vs = (torch.randn(1, 2, n_s, args.head_dim, device="cuda", dtype=torch.bfloat16)
+                   for _ in range(3))
+    fi = torch.arange(n_s, device="cuda") // 96
+    for kk in ks:
+        allowed = (fi[:, None] == fi[None, :]) | (fi[None, :] < kk) | (fi[:, None] < kk)
+        ref = F.scaled_dot_product_attention(qs, ks_, vs, attn_mask=allowed)
+        err = (tile_decomposed(qs, ks_, vs, kk, 96) - ref).abs().max().item()
+        if err > 0.05:
+            print(f"# torch-cudnn-decomposed: wrong result for k={kk} (max error {err})",
+                  file=sys.stderr)
+            return
+    q, k, v = (torch.randn(shape, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+    for kk in ks:
+        try:
+            with sdpa_kernel([SDPBackend.CUDNN_ATTENTION]):
+                ms, ms_min = time_cuda(lambda: tile_decomposed(q, k, v, kk, tpf), args.warmup,
+                                       args.repeat)
+        except RuntimeError as e:
+            print(f"# torch-cudnn-decomposed: {e}".splitlines()[0], file=sys.stderr)
+            continue
+        emit(attention_record("torch-cudnn-decomposed", "tile", frames, tpf, args.heads,
+                              args.head_dim, ms, ms_min, tile_kept(frames, kk) / frames**2,
+                              args.repeat, k=min(kk, frames)))
+    del q, k, v
+    torch.cuda.empty_cache()
+
+
 # ---- Open-Sora-Plan v1.2 DiT (the computation of docs/model-format.md) --------------
 
 def rope_tables(t, h, w, head_dim, theta=10000.0, scale=(1.0, 1.5, 2.0)):
@@ -309,6 +377,7 @@ def main():
     for frames in frames_list:
         if not args.no_attention:
             bench_sdpa(args, frames)
+            bench_decomposed(args, frames, tile_k.get(frames, [1]))
             if not args.no_flex:
                 bench_flex(args, frames, tile_k.get(frames, [1]))
         if args.step:

@@ -1,0 +1,477 @@
+// Flash attention forward for Hopper (sm_90a) with FlashAttention-3's structure:
+//
+// - a producer warpgroup (one thread issues) loads Q once and K/V tiles through TMA into a
+//   two-stage shared-memory ring; full/empty mbarriers hand stages between producer and
+//   consumers, so loads run ahead of the math without any __syncthreads;
+// - NC consumer warpgroups of 64 query rows each: S = Q·Kᵀ with both operands in shared
+//   memory, O += P·V with P from registers (the S accumulators reused as A fragments);
+// - inside a warpgroup, Q·K(j)ᵀ and P(j−1)·V(j−1) are issued together and the softmax of
+//   tile j runs while P·V is still on the tensor cores (O is rescaled after it retires);
+// - between warpgroups, named barriers take turns issuing GEMMs (ping-pong), so one
+//   warpgroup's softmax overlaps another's GEMMs;
+// - setmaxnreg moves registers from the producer to the consumers.
+//
+// Tiles are 64-byte-swizzled, chunk-major: head-dim chunk c (32 elements, 64 bytes a row)
+// of an R-row tile sits at c·R·64 bytes; that is what TMA writes with SWIZZLE_64B and what
+// wgmma reads as K-major (Q, K) or MN-major (V) operands. Head dims 64, 96, 128.
+//
+// Block-sparse layouts come as kept-key-tile lists per BM-row query tile (the union over
+// its rows, partial tiles masked element-wise from the layout bitmap; cuda_layout.c);
+// query tiles run heaviest first. A tile with no key tiles writes zeros and LSE −inf.
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cudaTypedefs.h>
+
+#include "attention_fa3.h"
+#include "attention_sm90.h"
+#include "attention_tile.cuh"
+#include "tma.cuh"
+
+namespace vdit {
+namespace {
+
+constexpr int FA3_STAGES = 2;
+
+template <int D, int NC, int BN>
+struct Fa3Shape {
+  static constexpr int BM = 64 * NC;
+  static constexpr int THREADS = 128 * (NC + 1);
+  static constexpr int CHUNKS = D / 32;
+  static constexpr int Q_BYTES = BM * D * 2;
+  static constexpr int KV_BYTES = BN * D * 2;
+  // producer / consumer registers per thread after setmaxnreg (65,536 per SM in all)
+  // (one consumer: two blocks share an SM, so their softmax and GEMMs interleave instead)
+  static constexpr int BLOCKS_PER_SM = NC == 1 ? 2 : 1;
+  static constexpr int PRODUCER_REGS = NC == 1 ? 24 : NC == 2 ? 40 : 32;
+  static constexpr int CONSUMER_REGS = NC == 3 ? 160 : 232;
+  static constexpr size_t BARRIER_BYTES = 8 * (1 + 4 * FA3_STAGES);
+  static constexpr size_t SMEM = 1024 /* alignment slack */ + Q_BYTES +
+                                 2 * FA3_STAGES * KV_BYTES + BARRIER_BYTES;
+};
+
+struct Fa3Barriers {
+  uint64_t q_full;
+  uint64_t k_full[FA3_STAGES], k_empty[FA3_STAGES];
+  uint64_t v_full[FA3_STAGES], v_empty[FA3_STAGES];
+};
+
+// Scores of one warp's 16 rows × BN keys under the element mask (raw scores; the scale is
+// folded into the exponent). Only partial tiles come here. With layout key blocks of 64+
+// keys at most three blocks overlap a tile: each row's three kept bits are read once and
+// an element picks its bit by comparing its column with the two block boundaries, which
+// costs about what the softmax does (the bitmap lookup per element cost five times that).
+template <int BN>
+__device__ __forceinline__ void
+mask_tile (float s[BN / 8][4], const AttnParams &p, int lh, const int qb[2], int k0, int t)
+{
+  static_assert (BN <= 128, "three key blocks of 64 cover at most 128 keys");
+  const int end = p.nk - k0 - 2 * t; // the element's column offset nt·8 + (e & 1) from here
+  if (p.bitmap != nullptr && p.block_k < 64) {
+#pragma unroll
+    for (int nt = 0; nt < BN / 8; nt++)
+#pragma unroll
+      for (int e = 0; e < 4; e++)
+        if (!kept (p, lh, qb[e / 2], k0 + nt * 8 + 2 * t + (e & 1)))
+          s[nt][e] = -CUDART_INF_F;
+    return;
+  }
+  uint32_t bits[2] = { 7u, 7u };
+  int e1 = INT_MAX, e2 = INT_MAX;
+  if (p.bitmap != nullptr) {
+    const int kb0 = k0 / p.block_k;
+    e1 = (kb0 + 1) * p.block_k - k0 - 2 * t;
+    e2 = e1 + p.block_k;
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+      bits[r] = 0;
+#pragma unroll
+      for (int i = 0; i < 3; i++) {
+        const int kb = kb0 + i;
+        if (kb < p.n_kblocks) {
+          const size_t bit = ((size_t) lh * p.n_qblocks + qb[r]) * p.n_kblocks + kb;
+          bits[r] |= ((__ldg (p.bitmap + (bit >> 5)) >> (bit & 31)) & 1u) << i;
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int nt = 0; nt < BN / 8; nt++)
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+      const int c = nt * 8 + (e & 1);
+      const int sel = (c >= e1) + (c >= e2);
+      if (c >= end || !((bits[e / 2] >> sel) & 1u))
+        s[nt][e] = -CUDART_INF_F;
+    }
+}
+
+// Online softmax of one tile, first half: new row maxima (scaled, base 2), P = 2^(s·c − m)
+// in place, the rescale factors and the tile's partial row sums.
+template <int BN>
+__device__ __forceinline__ void
+softmax_tile (float s[BN / 8][4], float m[2], float alpha[2], float sum[2], float scale_log2)
+{
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    float mx = -CUDART_INF_F;
+#pragma unroll
+    for (int nt = 0; nt < BN / 8; nt++)
+      mx = fmaxf (mx, fmaxf (s[nt][2 * r], s[nt][2 * r + 1]));
+    mx = fmaxf (mx, __shfl_xor_sync (0xffffffffu, mx, 1));
+    mx = fmaxf (mx, __shfl_xor_sync (0xffffffffu, mx, 2));
+    const float m_new = fmaxf (m[r], mx * scale_log2);
+    const float base = m_new == -CUDART_INF_F ? 0.0f : m_new;
+    alpha[r] = fast_exp2 (m[r] - base);
+    m[r] = m_new;
+    float acc = 0.0f;
+#pragma unroll
+    for (int nt = 0; nt < BN / 8; nt++) {
+      s[nt][2 * r] = fast_exp2 (fmaf (s[nt][2 * r], scale_log2, -base));
+      s[nt][2 * r + 1] = fast_exp2 (fmaf (s[nt][2 * r + 1], scale_log2, -base));
+      acc += s[nt][2 * r] + s[nt][2 * r + 1];
+    }
+    sum[r] = acc;
+  }
+}
+
+// Entry j of this query tile's key-tile list (tile | VDIT_CUDA_ATTN_PARTIAL); dense: every
+// tile, the ragged last one partial.
+template <bool SPARSE, int BN>
+__device__ __forceinline__ int
+fa3_entry (const AttnParams &p, int begin, int j, int n)
+{
+  if constexpr (SPARSE)
+    return p.cols[begin + j];
+  return j | (j == n - 1 && p.nk % BN != 0 ? VDIT_CUDA_ATTN_PARTIAL : 0);
+}
+
+// S(64 × BN) = Q·Kᵀ for this warpgroup's 64 rows (both K-major in swizzled tiles).
+template <int D, int BM, int BN>
+__device__ __forceinline__ void
+fa3_issue_qk (float s[BN / 8][4], const unsigned char *q, const unsigned char *k)
+{
+  wgmma_fence ();
+#pragma unroll
+  for (int kk = 0; kk < D / 16; kk++)
+    WgmmaSS<BN>::run (&s[0][0], wgmma_desc_sw64 (q + (kk / 2) * BM * 64 + (kk % 2) * 32, 16, 512),
+                      wgmma_desc_sw64 (k + (kk / 2) * BN * 64 + (kk % 2) * 32, 16, 512), kk > 0);
+  wgmma_commit ();
+}
+
+// O(64 × D) += P·V: P from registers, V MN-major (32-column chunks BN·64 bytes apart,
+// 8-key groups 512 bytes apart; 16 keys a step).
+template <int D, int BN>
+__device__ __forceinline__ void
+fa3_issue_pv (float o[D / 8][4], const uint32_t pf[BN / 16][4], const unsigned char *v)
+{
+  wgmma_fence ();
+#pragma unroll
+  for (int kc = 0; kc < BN / 16; kc++)
+    WgmmaRS<D>::run (&o[0][0], pf[kc], wgmma_desc_sw64 (v + kc * 1024, BN * 64, 512));
+  wgmma_commit ();
+}
+
+// A stage's reads are done: one arrival per consumer warp.
+__device__ __forceinline__ void
+fa3_release (uint64_t *empty, int lane)
+{
+  __syncwarp ();
+  if (lane == 0)
+    mbar_arrive (empty);
+}
+
+// Mask (partial tiles only) and the first half of the online softmax; touches neither o
+// nor pf, which P·V may still be reading.
+template <int D, int BN>
+__device__ __forceinline__ void
+fa3_softmax (float s[BN / 8][4], float m[2], const AttnParams &p, int lh, const int qb[2],
+             int t, int entry, float alpha[2], float sum[2])
+{
+  if (entry & VDIT_CUDA_ATTN_PARTIAL)
+    mask_tile<BN> (s, p, lh, qb, (entry & ~VDIT_CUDA_ATTN_PARTIAL) * BN, t);
+  softmax_tile<BN> (s, m, alpha, sum, p.scale_log2);
+}
+
+// The second half, once P·V has retired: rescale O and the row sums, P to bf16.
+template <int D, int BN>
+__device__ __forceinline__ void
+fa3_rescale (const float s[BN / 8][4], float o[D / 8][4], float l[2], uint32_t pf[BN / 16][4],
+             const float alpha[2], const float sum[2])
+{
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    l[r] = l[r] * alpha[r] + sum[r];
+#pragma unroll
+    for (int dt = 0; dt < D / 8; dt++) {
+      o[dt][2 * r] *= alpha[r];
+      o[dt][2 * r + 1] *= alpha[r];
+    }
+  }
+#pragma unroll
+  for (int kc = 0; kc < BN / 16; kc++) {
+    pf[kc][0] = pack_bf16 (s[2 * kc][0], s[2 * kc][1]);
+    pf[kc][1] = pack_bf16 (s[2 * kc][2], s[2 * kc][3]);
+    pf[kc][2] = pack_bf16 (s[2 * kc + 1][0], s[2 * kc + 1][1]);
+    pf[kc][3] = pack_bf16 (s[2 * kc + 1][2], s[2 * kc + 1][3]);
+  }
+}
+
+template <int D, int NC, int BN, bool SPARSE>
+__global__ void __launch_bounds__ (Fa3Shape<D, NC, BN>::THREADS, Fa3Shape<D, NC, BN>::BLOCKS_PER_SM)
+fa3_kernel (const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
+            const __grid_constant__ CUtensorMap tv, const AttnParams p)
+{
+#if defined(__CUDA_ARCH__) && !defined(VDIT_WGMMA)
+  __trap (); // compiled for another target: never launched (vdit_cuda_attention_fa3_usable)
+#endif
+  using SH = Fa3Shape<D, NC, BN>;
+  constexpr int BM = SH::BM;
+  extern __shared__ unsigned char smem_raw[];
+  unsigned char *smem = reinterpret_cast<unsigned char *> (
+      (reinterpret_cast<uintptr_t> (smem_raw) + 1023) & ~(uintptr_t) 1023);
+  unsigned char *sq = smem;
+  unsigned char *sk = sq + SH::Q_BYTES;                    // FA3_STAGES
+  unsigned char *sv = sk + FA3_STAGES * SH::KV_BYTES;      // FA3_STAGES
+  Fa3Barriers *bar = reinterpret_cast<Fa3Barriers *> (sv + FA3_STAGES * SH::KV_BYTES);
+
+  const int wg = threadIdx.x / 128;
+  const int h = blockIdx.y;
+  const int lh = p.lay_heads == 1 ? 0 : h;
+  int qt = blockIdx.x, begin = 0, n = p.n_ktiles;
+  if constexpr (SPARSE) {
+    qt = p.order[lh * p.n_qtiles + blockIdx.x];
+    begin = p.row_ptr[lh * (p.n_qtiles + 1) + qt];
+    n = p.row_ptr[lh * (p.n_qtiles + 1) + qt + 1] - begin;
+  }
+  const int q0 = qt * BM;
+
+  if (threadIdx.x == 0) {
+    mbar_init (&bar->q_full, 1);
+    for (int s = 0; s < FA3_STAGES; s++) {
+      mbar_init (&bar->k_full[s], 1);
+      mbar_init (&bar->v_full[s], 1);
+      mbar_init (&bar->k_empty[s], 4 * NC); // one arrival per consumer warp
+      mbar_init (&bar->v_empty[s], 4 * NC);
+    }
+    mbar_init_fence ();
+  }
+  __syncthreads ();
+
+  if (wg == 0) {
+    // producer: one thread issues every load
+    regs_lower<SH::PRODUCER_REGS> ();
+    if (threadIdx.x == 0 && n > 0) {
+      tma_prefetch_map (&tk);
+      tma_prefetch_map (&tv);
+      mbar_expect_tx (&bar->q_full, SH::Q_BYTES);
+#pragma unroll
+      for (int c = 0; c < SH::CHUNKS; c++)
+        tma_load_4d (sq + c * BM * 64, &tq, &bar->q_full, 0, c, h, q0);
+      for (int j = 0; j < n; j++) {
+        const int st = j % FA3_STAGES;
+        const uint32_t ph = (j / FA3_STAGES) & 1;
+        const int kt = (SPARSE ? p.cols[begin + j] : j) & ~VDIT_CUDA_ATTN_PARTIAL;
+        mbar_wait (&bar->k_empty[st], ph ^ 1);
+        mbar_expect_tx (&bar->k_full[st], SH::KV_BYTES);
+#pragma unroll
+        for (int c = 0; c < SH::CHUNKS; c++)
+          tma_load_4d (sk + st * SH::KV_BYTES + c * BN * 64, &tk, &bar->k_full[st], 0, c, h,
+                       kt * BN);
+        mbar_wait (&bar->v_empty[st], ph ^ 1);
+        mbar_expect_tx (&bar->v_full[st], SH::KV_BYTES);
+#pragma unroll
+        for (int c = 0; c < SH::CHUNKS; c++)
+          tma_load_4d (sv + st * SH::KV_BYTES + c * BN * 64, &tv, &bar->v_full[st], 0, c, h,
+                       kt * BN);
+      }
+    }
+    return;
+  }
+
+  // consumers
+  regs_raise<SH::CONSUMER_REGS> ();
+  const int cw = wg - 1, warp = (threadIdx.x % 128) / 32;
+  const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const int row[2] = { q0 + cw * 64 + warp * 16 + g, q0 + cw * 64 + warp * 16 + g + 8 };
+  int qb[2] = { 0, 0 };
+  if (p.bitmap) {
+    qb[0] = min (row[0], p.nq - 1) / p.block_q;
+    qb[1] = min (row[1], p.nq - 1) / p.block_q;
+  }
+  float o[D / 8][4];
+#pragma unroll
+  for (int dt = 0; dt < D / 8; dt++)
+    o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.0f;
+  float m[2] = { -CUDART_INF_F, -CUDART_INF_F }, l[2] = { 0.0f, 0.0f };
+
+  if (n > 0) {
+    // ping-pong: warpgroup cw issues GEMMs after barrier 1 + cw, then hands the turn on
+    const int my_turn = 1 + cw, next_turn = 1 + (cw + 1) % NC;
+    if (NC > 1 && cw == NC - 1)
+      named_arrive (1, 256); // the first turn goes to consumer 0
+    const unsigned char *my_q = sq + cw * 64 * 64;
+    float s[BN / 8][4];
+    uint32_t pf[BN / 16][4];
+    float alpha[2], sum[2];
+    mbar_wait (&bar->q_full, 0);
+
+    // tile 0: S only
+    mbar_wait (&bar->k_full[0], 0);
+    if constexpr (NC > 1)
+      named_sync (my_turn, 256);
+    fa3_issue_qk<D, BM, BN> (s, my_q, sk);
+    if constexpr (NC > 1)
+      named_arrive (next_turn, 256);
+    wgmma_wait<0> ();
+    fa3_release (&bar->k_empty[0], lane);
+    fa3_softmax<D, BN> (s, m, p, lh, qb, t, fa3_entry<SPARSE, BN> (p, begin, 0, n),
+                        alpha, sum);
+    fa3_rescale<D, BN> (s, o, l, pf, alpha, sum);
+
+    // tile j: S(j) and P(j−1)·V(j−1) in flight together; softmax(j) under P·V
+    for (int j = 1; j < n; j++) {
+      const int st = j % FA3_STAGES, pst = (j - 1) % FA3_STAGES;
+      const uint32_t ph = (j / FA3_STAGES) & 1, pph = ((j - 1) / FA3_STAGES) & 1;
+      mbar_wait (&bar->k_full[st], ph);
+      if constexpr (NC > 1)
+        named_sync (my_turn, 256);
+      fa3_issue_qk<D, BM, BN> (s, my_q, sk + st * SH::KV_BYTES);
+      mbar_wait (&bar->v_full[pst], pph);
+      fa3_issue_pv<D, BN> (o, pf, sv + pst * SH::KV_BYTES);
+      if constexpr (NC > 1)
+        named_arrive (next_turn, 256);
+      wgmma_wait<1> ();
+      fa3_release (&bar->k_empty[st], lane);
+      fa3_softmax<D, BN> (s, m, p, lh, qb, t, fa3_entry<SPARSE, BN> (p, begin, j, n),
+                          alpha, sum);
+      wgmma_wait<0> ();
+      fa3_release (&bar->v_empty[pst], lane);
+      fa3_rescale<D, BN> (s, o, l, pf, alpha, sum);
+    }
+    // the last tile's P·V
+    const int lst = (n - 1) % FA3_STAGES;
+    mbar_wait (&bar->v_full[lst], ((n - 1) / FA3_STAGES) & 1);
+    fa3_issue_pv<D, BN> (o, pf, sv + lst * SH::KV_BYTES);
+    wgmma_wait<0> ();
+    if (NC > 1 && cw == 0)
+      named_sync (1, 256); // takes the last consumer's final hand-over: barriers balanced
+  }
+  write_rows<D> (p, h, row, o, m, l, t);
+}
+
+PFN_cuTensorMapEncodeTiled_v12000
+encode_fn ()
+{
+  static PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
+    void *f = nullptr;
+    cudaDriverEntryPointQueryResult q;
+    if (cudaGetDriverEntryPointByVersion ("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault,
+                                          &q) != cudaSuccess ||
+        q != cudaDriverEntryPointSuccess)
+      f = nullptr;
+    cudaGetLastError ();
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000> (f);
+  }();
+  return fn;
+}
+
+// A head-strided bf16 matrix (rows of `ld` elements, head h at columns h·hd) as a 4-D
+// tensor {32, hd/32, heads, rows} whose box is one 64-byte chunk of `box_rows` rows.
+bool
+make_map (CUtensorMap *map, const void *base, int ld, int rows, int heads, int hd, int box_rows)
+{
+  PFN_cuTensorMapEncodeTiled_v12000 encode = encode_fn ();
+  if (encode == nullptr)
+    return false;
+  const cuuint64_t dims[4] = { 32, (cuuint64_t) hd / 32, (cuuint64_t) heads, (cuuint64_t) rows };
+  const cuuint64_t strides[3] = { 64, (cuuint64_t) hd * 2, (cuuint64_t) ld * 2 };
+  const cuuint32_t box[4] = { 32, 1, 1, (cuuint32_t) box_rows };
+  const cuuint32_t estride[4] = { 1, 1, 1, 1 };
+  return encode (map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 4, const_cast<void *> (base), dims,
+                 strides, box, estride, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_64B,
+                 CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                 CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+template <int D, int NC, int BN, bool SPARSE>
+cudaError_t
+launch (const AttnParams &p, int heads, cudaStream_t stream)
+{
+  using SH = Fa3Shape<D, NC, BN>;
+  CUtensorMap tq, tk, tv;
+  if (!make_map (&tq, p.q, p.ldq, p.nq, heads, p.hd, SH::BM) ||
+      !make_map (&tk, p.k, p.ldk, p.nk, heads, p.hd, BN) ||
+      !make_map (&tv, p.v, p.ldv, p.nk, heads, p.hd, BN))
+    return cudaErrorInvalidValue;
+  cudaError_t err = cudaFuncSetAttribute (fa3_kernel<D, NC, BN, SPARSE>,
+                                          cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          (int) SH::SMEM);
+  if (err != cudaSuccess)
+    return err;
+  AttnParams q = p;
+  q.n_ktiles = (p.nk + BN - 1) / BN;
+  const int tiles = SPARSE ? p.n_qtiles : (p.nq + SH::BM - 1) / SH::BM;
+  if (heads > 65535)
+    return cudaErrorInvalidConfiguration;
+  fa3_kernel<D, NC, BN, SPARSE><<<dim3 (tiles, heads), SH::THREADS, SH::SMEM, stream>>> (tq, tk, tv, q);
+  return cudaGetLastError ();
+}
+
+// Dense head dim 96 runs three consumer warpgroups (192 query rows) on 96-key tiles, a
+// little faster than two on 128-key tiles (13.1 against 13.8 ms at 28,800 tokens on an
+// H200); VDIT_CUDA_ATTN=fa3-2x128 forces the latter to compare them.
+bool
+two_consumers ()
+{
+  static const int on = [] {
+    const char *e = getenv ("VDIT_CUDA_ATTN");
+    return e != nullptr && strcmp (e, "fa3-2x128") == 0 ? 1 : 0;
+  }();
+  return on != 0;
+}
+
+} // namespace
+
+bool
+vdit_cuda_attention_fa3_usable ()
+{
+#ifdef VDIT_HAVE_SM90A
+  static int state[64]; // per device: 0 unknown, 1 usable, 2 not
+  return encode_fn () != nullptr &&
+         vdit_cuda_sm90a_kernel_usable ((const void *) fa3_kernel<96, 2, 128, false>, state);
+#else
+  return false;
+#endif
+}
+
+cudaError_t
+vdit_cuda_attention_fa3_launch (const AttnParams &p, int heads, bool narrow, cudaStream_t stream)
+{
+  const bool sparse = p.row_ptr != nullptr;
+  if (narrow) // 64-row lists (AdaSpa's 64 × 64 blocks): one consumer, 64-key tiles
+    switch (p.hd) {
+    case 64: return launch<64, 1, 64, true> (p, heads, stream);
+    case 96: return launch<96, 1, 64, true> (p, heads, stream);
+    case 128: return launch<128, 1, 64, true> (p, heads, stream);
+    default: return cudaErrorInvalidValue;
+    }
+  switch (p.hd) {
+  case 64:
+    return sparse ? launch<64, 2, 128, true> (p, heads, stream)
+                  : launch<64, 2, 128, false> (p, heads, stream);
+  case 96:
+    if (sparse)
+      return launch<96, 2, 128, true> (p, heads, stream);
+    return two_consumers () ? launch<96, 2, 128, false> (p, heads, stream)
+                            : launch<96, 3, 96, false> (p, heads, stream);
+  case 128:
+    return sparse ? launch<128, 2, 128, true> (p, heads, stream)
+                  : launch<128, 2, 128, false> (p, heads, stream);
+  default:
+    return cudaErrorInvalidValue;
+  }
+}
+
+} // namespace vdit

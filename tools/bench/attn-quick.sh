@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# A short GPU check of the attention kernels, for one device call while a kernel is being
+# changed: build (CUDA, no GStreamer), the attention parity tests, then our attention
+# timings beside each other (every kernel the dispatcher can force) and optionally the
+# PyTorch peers. Output under OUTDIR: build.log, tests.log, bench.jsonl, env.txt.
+#
+#   tools/bench/attn-quick.sh OUTDIR [peers]
+set -uo pipefail
+out=${1:?usage: attn-quick.sh OUTDIR [peers]}
+mkdir -p "$out"
+. .devdeps/device-env.sh
+export PATH=/usr/local/cuda/bin:$PATH
+b=${VDIT_GPU_BUILD:-/tmp/vdit-gpu}
+{
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
+  nvcc --version | tail -2
+  python3 -c 'import torch; print("torch", torch.__version__, torch.version.cuda)'
+} > "$out/env.txt" 2>&1
+reconf=; [ -f "$b/build.ninja" ] && reconf=--reconfigure
+if ! { meson setup $reconf "$b" -Dgst=disabled -Dgpu_archs=90a && ninja -C "$b"; } > "$out/build.log" 2>&1; then
+  tail -40 "$out/build.log"; exit 1
+fi
+echo "== tests"
+VDIT_SOURCE_ROOT=$PWD timeout 120 "$b/tests/gpu/test_gpu_attention" > "$out/tests.log" 2>&1
+echo "attention tests rc=$?"; tail -15 "$out/tests.log"
+attn () {
+  timeout 60 "$b/tools/vdit" bench attention --backend cuda --heads 24 --head-dim 96 \
+    --tokens-per-frame 3600 --repeat 10 --warmup 2 "$@" 2>> "$out/env.txt" | tee -a "$out/bench.jsonl"
+}
+short () { python3 -c 'import json,sys
+for l in sys.stdin:
+  try: r=json.loads(l)
+  except Exception: continue
+  print(r.get("impl",""),r.get("kernel",""),r.get("mode"),r.get("frames"),r.get("k",""),"ms",r.get("ms"),"search",r.get("search_ms",""))'; }
+echo "== ours"
+{
+  attn --mode full --frames 8
+  VDIT_CUDA_ATTN=fa3-2x128 attn --mode full --frames 8
+  VDIT_CUDA_ATTN=sm90 attn --mode full --frames 8
+  attn --mode tile --frames 8 --k 2
+  attn --mode tile --frames 8 --k 1
+  attn --mode adaptive --frames 8 --sparsity 0.8
+  attn --mode full --frames 24
+  attn --mode tile --frames 24 --k 3
+} | short
+if [ "${2:-}" = peers ]; then
+  echo "== peers"
+  PYTHONUNBUFFERED=1 timeout 240 python3 tools/bench/peers.py --frames 8,24 \
+    2>> "$out/env.txt" | tee -a "$out/bench.jsonl" | short
+fi
