@@ -161,6 +161,13 @@ forced_kernel ()
 }
 
 } // namespace
+
+bool
+vdit_cuda_attention_forced ()
+{
+  return forced_kernel () != 0;
+}
+
 } // namespace vdit
 
 using namespace vdit;

@@ -361,6 +361,89 @@ fa3_kernel (const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUte
   write_rows<D> (p, h, row, o, m, l, t);
 }
 
+// AdaSpa block scores with the same pipeline: a producer streams K tiles (no V), one
+// consumer warpgroup per 64-row query block computes S = Q·Kᵀ on wgmma and sums
+// 2^(s·c − lse·log2 e) over each 64 × 64 block. Two blocks per SM interleave.
+template <int D>
+__global__ void __launch_bounds__ (256, 2)
+fa3_scores_kernel (const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
+                   float *scores, const float *lse, int nq, int nk, float scale_log2)
+{
+#if defined(__CUDA_ARCH__) && !defined(VDIT_WGMMA)
+  __trap ();
+#endif
+  using SH = Fa3Shape<D, 1, 64>;
+  extern __shared__ unsigned char smem_raw[];
+  unsigned char *smem = reinterpret_cast<unsigned char *> (
+      (reinterpret_cast<uintptr_t> (smem_raw) + 1023) & ~(uintptr_t) 1023);
+  unsigned char *sq = smem;
+  unsigned char *sk = sq + SH::Q_BYTES; // FA3_STAGES
+  Fa3Barriers *bar = reinterpret_cast<Fa3Barriers *> (sk + 2 * FA3_STAGES * SH::KV_BYTES);
+  __shared__ float part[2][4];
+
+  const int wg = threadIdx.x / 128, qb = blockIdx.x, h = blockIdx.y;
+  const int n = (nk + 63) / 64, nqb = gridDim.x;
+  if (threadIdx.x == 0) {
+    mbar_init (&bar->q_full, 1);
+    for (int st = 0; st < FA3_STAGES; st++) {
+      mbar_init (&bar->k_full[st], 1);
+      mbar_init (&bar->k_empty[st], 4);
+    }
+    mbar_init_fence ();
+  }
+  __syncthreads ();
+  if (wg == 0) {
+    regs_lower<24> ();
+    if (threadIdx.x == 0) {
+      mbar_expect_tx (&bar->q_full, SH::Q_BYTES);
+      for (int c = 0; c < SH::CHUNKS; c++)
+        tma_load_4d (sq + c * 64 * 64, &tq, &bar->q_full, 0, c, h, qb * 64);
+      for (int j = 0; j < n; j++) {
+        const int st = j % FA3_STAGES;
+        mbar_wait (&bar->k_empty[st], ((j / FA3_STAGES) & 1) ^ 1);
+        mbar_expect_tx (&bar->k_full[st], SH::KV_BYTES);
+        for (int c = 0; c < SH::CHUNKS; c++)
+          tma_load_4d (sk + st * SH::KV_BYTES + c * 64 * 64, &tk, &bar->k_full[st], 0, c, h,
+                       j * 64);
+      }
+    }
+    return;
+  }
+  regs_raise<232> ();
+  const int warp = (threadIdx.x % 128) / 32, lane = threadIdx.x % 32, t = lane % 4;
+  float lse2[2];
+  for (int r = 0; r < 2; r++) {
+    const int row = qb * 64 + warp * 16 + lane / 4 + 8 * r;
+    lse2[r] = row < nq ? lse[(size_t) h * nq + row] * LOG2E : -CUDART_INF_F;
+    if (lse2[r] == -CUDART_INF_F)
+      lse2[r] = CUDART_INF_F; // a row without kept keys adds nothing
+  }
+  float s[8][4];
+  mbar_wait (&bar->q_full, 0);
+  for (int j = 0; j < n; j++) {
+    const int st = j % FA3_STAGES;
+    mbar_wait (&bar->k_full[st], (j / FA3_STAGES) & 1);
+    fa3_issue_qk<D, 64, 64> (s, sq, sk + st * SH::KV_BYTES);
+    wgmma_wait<0> ();
+    fa3_release (&bar->k_empty[st], lane);
+    float sum = 0.0f;
+#pragma unroll
+    for (int nt = 0; nt < 8; nt++)
+#pragma unroll
+      for (int e = 0; e < 4; e++)
+        if (j * 64 + nt * 8 + 2 * t + (e & 1) < nk)
+          sum += fast_exp2 (fmaf (s[nt][e], scale_log2, -lse2[e / 2]));
+    for (int off = 16; off > 0; off /= 2)
+      sum += __shfl_xor_sync (0xffffffffu, sum, off);
+    if (lane == 0)
+      part[j & 1][warp] = sum;
+    named_sync (1, 128);
+    if (threadIdx.x == 128)
+      scores[((size_t) h * nqb + qb) * n + j] =
+          part[j & 1][0] + part[j & 1][1] + part[j & 1][2] + part[j & 1][3];
+  }
+}
+
 PFN_cuTensorMapEncodeTiled_v12000
 encode_fn ()
 {
@@ -432,6 +515,25 @@ two_consumers ()
   return on != 0;
 }
 
+template <int D>
+cudaError_t
+launch_scores (float *scores, const bf16 *q, int ldq, const bf16 *k, int ldk, const float *lse,
+               int nq, int nk, int heads, float scale_log2, cudaStream_t stream)
+{
+  using SH = Fa3Shape<D, 1, 64>;
+  CUtensorMap tq, tk;
+  if (!make_map (&tq, q, ldq, nq, heads, D, 64) || !make_map (&tk, k, ldk, nk, heads, D, 64))
+    return cudaErrorInvalidValue;
+  cudaError_t err = cudaFuncSetAttribute (fa3_scores_kernel<D>,
+                                          cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          (int) SH::SMEM);
+  if (err != cudaSuccess)
+    return err;
+  fa3_scores_kernel<D><<<dim3 ((nq + 63) / 64, heads), 256, SH::SMEM, stream>>> (
+      tq, tk, scores, lse, nq, nk, scale_log2);
+  return cudaGetLastError ();
+}
+
 } // namespace
 
 bool
@@ -471,6 +573,24 @@ vdit_cuda_attention_fa3_launch (const AttnParams &p, int heads, bool narrow, cud
                   : launch<128, 2, 128, false> (p, heads, stream);
   default:
     return cudaErrorInvalidValue;
+  }
+}
+
+} // namespace vdit
+
+namespace vdit {
+
+cudaError_t
+vdit_cuda_block_scores_fa3_launch (float *scores, const void *q, int ldq, const void *k, int ldk,
+                                   const float *lse, int nq, int nk, int heads, int head_dim,
+                                   float scale_log2, cudaStream_t stream)
+{
+  const bf16 *qb = static_cast<const bf16 *> (q), *kb = static_cast<const bf16 *> (k);
+  switch (head_dim) {
+  case 64: return launch_scores<64> (scores, qb, ldq, kb, ldk, lse, nq, nk, heads, scale_log2, stream);
+  case 96: return launch_scores<96> (scores, qb, ldq, kb, ldk, lse, nq, nk, heads, scale_log2, stream);
+  case 128: return launch_scores<128> (scores, qb, ldq, kb, ldk, lse, nq, nk, heads, scale_log2, stream);
+  default: return cudaErrorInvalidValue;
   }
 }
 

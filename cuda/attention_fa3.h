@@ -18,4 +18,14 @@ bool vdit_cuda_attention_fa3_usable ();
 cudaError_t vdit_cuda_attention_fa3_launch (const AttnParams &p, int heads, bool narrow,
                                             cudaStream_t stream);
 
+// TRUE when VDIT_CUDA_ATTN forces one of the older kernels (attention.cu).
+bool vdit_cuda_attention_forced ();
+
+// AdaSpa block scores (attention.h's vdit_cuda_block_scores_launch) for 64 × 64 blocks
+// with this kernel's pipeline; same head dims and alignment; scores need no zeroing.
+cudaError_t vdit_cuda_block_scores_fa3_launch (float *scores, const void *q, int ldq,
+                                               const void *k, int ldk, const float *lse, int nq,
+                                               int nk, int heads, int head_dim, float scale_log2,
+                                               cudaStream_t stream);
+
 } // namespace vdit

@@ -301,6 +301,7 @@ static const vdit_backend_i cuda_iface = {
   /* .layout_new = */ vdit_cuda_layout_new,
   /* .layout_free = */ vdit_cuda_layout_free,
   /* .block_scores = */ vdit_cuda_block_scores,
+  /* .adaptive_layout = */ vdit_cuda_adaptive_layout,
   /* .timestep_embedding = */ vdit_cuda_timestep_embedding_op,
   /* .decode_rgb = */ vdit_cuda_decode_rgb_op,
   /* .host_alloc = */ vdit_cuda_host_alloc,

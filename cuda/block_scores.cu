@@ -8,6 +8,7 @@
 #include <math_constants.h>
 
 #include "attention.h"
+#include "attention_fa3.h"
 #include "attention_tile.cuh"
 
 namespace vdit {
@@ -170,6 +171,12 @@ vdit_cuda_block_scores_launch (float *scores, const void *q, int ldq, const void
   const bool vec = head_dim % 8 == 0 && ldq % 8 == 0 && ldk % 8 == 0 &&
                    (reinterpret_cast<uintptr_t> (q) & 15) == 0 &&
                    (reinterpret_cast<uintptr_t> (k) & 15) == 0;
+  // AdaSpa's 64 × 64 blocks on Hopper: the wgmma pipeline of attention_fa3.cu
+  if (vec && block_q == ATTN_BR && block_k == ATTN_BC &&
+      (head_dim == 64 || head_dim == 96 || head_dim == 128) && !vdit_cuda_attention_forced () &&
+      vdit_cuda_attention_fa3_usable ())
+    return vdit_cuda_block_scores_fa3_launch (scores, q, ldq, k, ldk, lse, nq, nk, heads,
+                                              head_dim, p.scale_log2, stream);
   if (head_dim <= 16)
     return dispatch<16> (p, vec, heads, n_qtiles, stream);
   if (head_dim <= 32)

@@ -72,6 +72,10 @@ void vdit_cuda_matmul (void *ctx, void *out, int ldo, const void *in, int ldi, c
                        gboolean accumulate);
 void *vdit_cuda_layout_new (void *ctx, const vdit_block_layout *layout, GError **error);
 void vdit_cuda_layout_free (void *ctx, void *layout);
+/* The adaptive_layout slot: AdaSpa's choice made on the device (adaspa_select.cu). */
+void *vdit_cuda_adaptive_layout (void *ctx, const float *scores, int heads, int n_q, int n_k,
+                                 int block_q, int block_k, float sparsity, int *keep,
+                                 double *density, GError **error);
 void vdit_cuda_attention (void *ctx, void *out, int ldo, const void *q, int ldq, const void *k,
                           int ldk, const void *v, int ldv, int nq, int nk, int heads,
                           int head_dim, float scale, const void *bias, const void *layout,

@@ -7,9 +7,12 @@
  * partial and masked per element from the layout's block bitmap. Query tiles (and the
  * pairs of them that the sm_90a kernel takes) are listed heaviest first, so long rows
  * (tile-mode reference frames) start early. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "adaspa_select.h"
+#include "adaptive_select.h"
 #include "attention.h"
 #include "cuda_ctx.h"
 #include "vdit.h"
@@ -266,6 +269,90 @@ vdit_cuda_layout_new (void *ctx, const vdit_block_layout *l, GError **error)
   g_free (w.seen);
   g_free (work);
   return cl; /* &cl->dev == cl: the attention slot reads it as vdit_cuda_attn_layout */
+}
+
+/* AdaSpa's choice without the scores leaving the device: rank (sort every row, recall
+ * curves, the heads' hand-over of blocks), read back the heads' counts (a few bytes: the
+ * layout's size depends on them), then build the lists. Only 64 × 64 blocks, which are
+ * the kernels' tiles, so the lists need no mapping; other sizes return NULL, error unset. */
+void *
+vdit_cuda_adaptive_layout (void *ctx, const float *scores, int heads, int n_q, int n_k,
+                           int block_q, int block_k, float sparsity, int *keep,
+                           double *density, GError **error)
+{
+  vdit_cuda_ctx *c = ctx;
+  const int nqb = (n_q + TQ - 1) / TQ, nkb = (n_k + TK - 1) / TK;
+  if (block_q != TQ || block_k != TK || heads < 1 || n_q < 1 || n_k < 1 ||
+      nkb > VDIT_CUDA_ADAPTIVE_MAX_BLOCKS || (int64_t) heads * nqb > G_MAXINT32 / 2)
+    return NULL;
+  const int min_keep = MIN (2, nkb);
+  const int target = CLAMP ((int) lround ((1.0 - sparsity) * nkb), min_keep, nkb);
+  if (!vdit_cuda_enter (c)) {
+    g_set_error (error, VDIT_ERROR, VDIT_ERROR_BACKEND, "CUDA device %d unusable", c->device);
+    return NULL;
+  }
+  const size_t scratch_bytes = vdit_cuda_adaptive_scratch_bytes (heads, nqb, nkb);
+  void *scratch = NULL;
+  cuda_layout *cl = NULL;
+  if (cudaMallocAsync (&scratch, scratch_bytes + (size_t) heads * sizeof (int), c->stream) !=
+      cudaSuccess) {
+    cudaGetLastError ();
+    g_set_error (error, VDIT_ERROR, VDIT_ERROR_OUT_OF_MEMORY,
+                 "cannot allocate %zu bytes to choose an attention pattern on CUDA device %d",
+                 scratch_bytes, c->device);
+    return NULL;
+  }
+  int *keep_dev = (int *) ((char *) scratch + scratch_bytes);
+  gboolean ok =
+      VDIT_CUDA_CHECK (c, vdit_cuda_adaptive_rank_launch (scratch, keep_dev, scores, heads, nqb,
+                                                          nkb, target, min_keep,
+                                                          VDIT_ADAPTIVE_RECALL, c->stream)) &&
+      VDIT_CUDA_CHECK (c, cudaMemcpyAsync (keep, keep_dev, (size_t) heads * sizeof (int),
+                                           cudaMemcpyDeviceToHost, c->stream)) &&
+      VDIT_CUDA_CHECK (c, cudaStreamSynchronize (c->stream));
+  int64_t kept = 0;
+  for (int h = 0; ok && h < heads; h++)
+    kept += (int64_t) keep[h] * nqb;
+  const size_t n_rp = (size_t) heads * (nqb + 1), n_ord = (size_t) heads * nqb;
+  const size_t n_words = ((size_t) heads * nqb * nkb + 31) / 32;
+  if (ok) {
+    cl = g_new0 (cuda_layout, 1);
+    const size_t total = (n_rp + n_ord + (size_t) kept + n_words) * 4;
+    if (cudaMallocAsync (&cl->mem, total, c->stream) != cudaSuccess) {
+      cudaGetLastError ();
+      g_set_error (error, VDIT_ERROR, VDIT_ERROR_OUT_OF_MEMORY,
+                   "cannot allocate %zu bytes for an attention layout on CUDA device %d",
+                   total, c->device);
+      g_clear_pointer (&cl, g_free);
+      ok = FALSE;
+    }
+  }
+  if (ok) {
+    int32_t *d = cl->mem;
+    int32_t *row_ptr = d, *order = d + n_rp, *cols = d + n_rp + n_ord;
+    uint32_t *bitmap = (uint32_t *) (cols + kept);
+    ok = VDIT_CUDA_CHECK (c, cudaMemsetAsync (bitmap, 0, n_words * 4, c->stream)) &&
+         VDIT_CUDA_CHECK (c, vdit_cuda_adaptive_build_launch (row_ptr, cols, order, bitmap,
+                                                              scratch, keep_dev, heads, nqb,
+                                                              nkb, n_k, c->stream));
+    cl->dev = (vdit_cuda_attn_layout) {
+      .n_heads = heads, .nq = n_q, .nk = n_k, .n_qtiles = nqb, .n_ktiles = nkb,
+      .block_q = TQ, .block_k = TK, .n_qblocks = nqb, .n_kblocks = nkb,
+      .row_ptr = row_ptr, .order = order, .cols = cols, .bitmap = bitmap,
+      .kept_tiles = kept, /* partial tiles are not counted here */
+    };
+    if (!ok) {
+      cudaFreeAsync (cl->mem, c->stream);
+      g_clear_pointer (&cl, g_free);
+    }
+  }
+  VDIT_CUDA_CHECK (c, cudaFreeAsync (scratch, c->stream));
+  if (!ok && error && *error == NULL)
+    g_set_error (error, VDIT_ERROR, VDIT_ERROR_BACKEND,
+                 "choosing an attention pattern failed on CUDA device %d", c->device);
+  if (ok)
+    *density = (double) kept / ((double) heads * nqb * nkb);
+  return cl;
 }
 
 void

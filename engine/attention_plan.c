@@ -7,7 +7,9 @@
  * dense attention and measures every tile mask against it, for the mask search.
  *
  * Everything goes through the backend table, so the same code drives the CPU and the
- * GPU backends; only the pattern choice (adaptive_select.c) runs on the host. */
+ * GPU backends. The pattern choice runs where the block scores are: on the backend when
+ * it has an adaptive_layout slot (the CUDA backend), else on the host (adaptive_select.c),
+ * with the same result. */
 #include "attention_plan.h"
 
 #include "adaptive_select.h"
@@ -25,6 +27,7 @@ typedef struct {
   double pattern_density; /* fraction of block pairs host keeps */
   double density;         /* of the latest call */
   int stamp;              /* step of the latest call */
+  gboolean device_chosen; /* the backend chose the pattern: layout set, host empty */
 } attn_slot;
 
 struct vdit_attn_policy {
@@ -185,6 +188,7 @@ slot_clear_layout (vdit_attn_policy *p, attn_slot *s)
   g_free ((int32_t *) s->host.row_ptr);
   g_free ((int32_t *) s->host.cols);
   memset (&s->host, 0, sizeof s->host);
+  s->device_chosen = FALSE;
 }
 
 void
@@ -252,17 +256,36 @@ adaptive_search (vdit_attn_policy *p, attn_slot *s, const void *q, int ldq, cons
     p->scores = be->iface->alloc (be->context, n_scores, VDIT_ELEM_F32, error);
     if (p->scores == NULL)
       return FALSE;
-    p->scores_host = g_new (float, n_scores);
   }
   be->iface->block_scores (be->context, p->scores, q, ldq, k, ldk, s->lse, p->n, p->n,
                            p->heads, p->head_dim, scale, p->block, p->block);
+  if (s->keep == NULL)
+    s->keep = g_new (int, p->heads);
+  if (be->iface->adaptive_layout) { /* the choice where the scores are, when it can */
+    GError *err = NULL;
+    double density = 0.0;
+    void *layout = be->iface->adaptive_layout (be->context, p->scores, p->heads, p->n, p->n,
+                                               p->block, p->block, p->sparsity, s->keep,
+                                               &density, &err);
+    if (err) {
+      g_propagate_error (error, err);
+      return FALSE;
+    }
+    if (layout) {
+      slot_clear_layout (p, s);
+      s->layout = layout;
+      s->device_chosen = TRUE;
+      s->pattern_density = s->density = density;
+      return TRUE;
+    }
+  }
+  if (p->scores_host == NULL)
+    p->scores_host = g_new (float, n_scores);
   if (!be->iface->download (be->context, p->scores_host, p->scores, n_scores, VDIT_ELEM_F32,
                             error))
     return FALSE;
 
   slot_clear_layout (p, s);
-  if (s->keep == NULL)
-    s->keep = g_new (int, p->heads);
   s->pattern_density = vdit_adaptive_select (&s->host, s->keep, p->scores_host, p->heads,
                                              p->n, p->n, p->block, p->block, p->sparsity);
   s->density = s->pattern_density;
@@ -429,9 +452,12 @@ vdit_attn_policy_get_layout (const vdit_attn_policy *p, int layer, int pass)
 gboolean
 vdit_attn_policy_get_keep (const vdit_attn_policy *p, int layer, int pass, int *keep)
 {
-  if (vdit_attn_policy_get_layout (p, layer, pass) == NULL)
+  if (layer < 0 || layer >= p->depth || pass < 0 || pass >= N_PASSES)
     return FALSE;
-  memcpy (keep, p->slots[(size_t) pass * p->depth + layer].keep, sizeof (int) * p->heads);
+  const attn_slot *s = &p->slots[(size_t) pass * p->depth + layer];
+  if (s->layout == NULL || (s->host.row_ptr == NULL && !s->device_chosen))
+    return FALSE;
+  memcpy (keep, s->keep, sizeof (int) * p->heads);
   return TRUE;
 }
 

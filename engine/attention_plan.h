@@ -38,7 +38,8 @@ double vdit_attn_policy_density (const vdit_attn_policy *p);
 int vdit_attn_policy_tokens (const vdit_attn_policy *p);
 
 /* The host layout adaptive mode runs `layer` of `pass` with now: NULL before that
- * layer's first search (or in other modes). Owned by the policy. */
+ * layer's first search, in other modes, and when the backend chose the pattern itself
+ * (adaptive_layout). Owned by the policy. */
 const vdit_block_layout *vdit_attn_policy_get_layout (const vdit_attn_policy *p, int layer,
                                                       int pass);
 /* Kept key blocks per row of each head (heads entries) in that layout; FALSE if none. */

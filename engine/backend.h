@@ -117,6 +117,14 @@ struct vdit_backend_i {
   void (*block_scores) (void *ctx, float *scores, const void *q, int ldq, const void *k,
                         int ldk, const float *lse, int nq, int nk, int heads, int head_dim,
                         float scale, int block_q, int block_k);
+  /* Optional (NULL-checked): AdaSpa's pattern, chosen as vdit_adaptive_select chooses it,
+   * from scores (heads, n_qblocks, n_kblocks) F32 that block_scores left on the backend,
+   * straight into a layout for attention (free with layout_free). keep (heads) and the
+   * kept fraction (*density) come back on the host. Returns NULL with error unset when
+   * the backend does not handle these sizes; the caller then chooses on the host. */
+  void *(*adaptive_layout) (void *ctx, const float *scores, int heads, int n_q, int n_k,
+                            int block_q, int block_k, float sparsity, int *keep,
+                            double *density, GError **error);
 
   /* the ends of a forward ---------------------------------------------------------- */
   /* Sinusoidal timestep embedding into out(n, freq_dim) ACT: row r is [cos(τ_r·f_i),

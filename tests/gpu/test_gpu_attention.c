@@ -3,6 +3,7 @@
  * q/k/v/out views, T5 bias (with fully masked rows), LSE, random block-sparse layouts
  * with per-head patterns and blocks that do not align with the kernel's 64-token
  * tiles, and the Efficient-vDiT tile layouts with one latent frame per block. */
+#include "adaptive_select.h"
 #include "attention_plan.h"
 #include "gpu_util.h"
 #include "test_util.h"
@@ -173,6 +174,83 @@ test_tile (void)
   gpu_pair_clear (&p);
 }
 
+/* AdaSpa's choice made on the device equals the host's (engine/adaptive_select.c): the
+ * same blocks per head and, run through the same kernel, bit-identical attention. Heads
+ * get scores of different concentration, so blocks move between heads. */
+static void
+test_adaptive_select (void)
+{
+  gpu_pair p;
+  gpu_pair_init (&p, 25);
+  const struct {
+    int n, heads;
+    float sparsity;
+  } cases[] = { { 64 * 37, 6, 0.8f }, { 1000, 3, 0.5f }, { 64 * 40 + 17, 40, 0.7f }, { 100, 2, 0.9f } };
+  for (guint ci = 0; ci < G_N_ELEMENTS (cases); ci++) {
+    const int n = cases[ci].n, heads = cases[ci].heads, hd = 64, w = heads * hd;
+    const int nb = (n + 63) / 64;
+    const size_t ns = (size_t) heads * nb * nb;
+    float *hs = g_new (float, ns);
+    for (int h = 0; h < heads; h++) {
+      const double power = 1.0 + 6.0 * h / MAX (heads - 1, 1); /* flat to peaked */
+      for (size_t i = 0; i < (size_t) nb * nb; i++)
+        hs[(size_t) h * nb * nb + i] = (float) pow (g_rand_double (p.rng), power);
+    }
+    twin sc = twin_new (&p, hs, ns, VDIT_ELEM_F32);
+    int *keep_g = g_new (int, heads), *keep_c = g_new (int, heads);
+    GError *error = NULL;
+    double dens_g = -1.0;
+    void *lay_g = p.gpu.iface->adaptive_layout (p.gpu.context, sc.gpu, heads, n, n, 64, 64,
+                                                cases[ci].sparsity, keep_g, &dens_g, &error);
+    g_assert_no_error (error);
+    g_assert_nonnull (lay_g);
+    vdit_block_layout hl;
+    const double dens_c = vdit_adaptive_select (&hl, keep_c, hs, heads, n, n, 64, 64,
+                                                cases[ci].sparsity);
+    int moved = 0;
+    for (int h = 0; h < heads; h++) {
+      g_assert_cmpint (keep_g[h], ==, keep_c[h]);
+      moved += keep_c[h] != keep_c[0];
+    }
+    g_assert_cmpfloat (dens_g, ==, dens_c);
+    g_test_message ("adaptive select n=%d heads=%d: density %.4f, %d heads off the first's count",
+                    n, heads, dens_c, moved);
+    void *lay_h = p.gpu.iface->layout_new (p.gpu.context, &hl, &error);
+    g_assert_no_error (error);
+
+    float *hq = host_uniform (p.rng, (size_t) n * w, -2, 2);
+    twin q = twin_new (&p, hq, (size_t) n * w, VDIT_ELEM_ACT);
+    twin a = twin_new (&p, NULL, (size_t) n * w, VDIT_ELEM_ACT);
+    twin b = twin_new (&p, NULL, (size_t) n * w, VDIT_ELEM_ACT);
+    const float scale = 0.125f;
+    p.gpu.iface->attention (p.gpu.context, a.gpu, w, q.gpu, w, q.gpu, w, q.gpu, w, n, n, heads,
+                            hd, scale, NULL, lay_g, NULL);
+    p.gpu.iface->attention (p.gpu.context, b.gpu, w, q.gpu, w, q.gpu, w, q.gpu, w, n, n, heads,
+                            hd, scale, NULL, lay_h, NULL);
+    float *ra, *ga, *rb, *gb;
+    twin_fetch (&p, &a, &ra, &ga);
+    twin_fetch (&p, &b, &rb, &gb);
+    g_assert_cmpmem (ga, a.n * sizeof (float), gb, b.n * sizeof (float));
+
+    p.gpu.iface->layout_free (p.gpu.context, lay_g);
+    p.gpu.iface->layout_free (p.gpu.context, lay_h);
+    twin_free (&p, &q), twin_free (&p, &a), twin_free (&p, &b), twin_free (&p, &sc);
+    g_free (ra), g_free (ga), g_free (rb), g_free (gb), g_free (hq);
+    g_free ((int32_t *) hl.row_ptr), g_free ((int32_t *) hl.cols);
+    g_free (hs), g_free (keep_g), g_free (keep_c);
+  }
+  /* other block sizes are left to the host */
+  GError *error = NULL;
+  int keep[1];
+  double dens;
+  twin sc = twin_new (&p, NULL, 4, VDIT_ELEM_F32);
+  g_assert_null (p.gpu.iface->adaptive_layout (p.gpu.context, sc.gpu, 1, 100, 100, 50, 50,
+                                               0.5f, keep, &dens, &error));
+  g_assert_no_error (error);
+  twin_free (&p, &sc);
+  gpu_pair_clear (&p);
+}
+
 static void
 test_block_scores (void)
 {
@@ -249,6 +327,7 @@ main (int argc, char **argv)
   g_test_add_func ("/gpu/attention/sparse", test_sparse);
   g_test_add_func ("/gpu/attention/tile", test_tile);
   g_test_add_func ("/gpu/attention/block-scores", test_block_scores);
+  g_test_add_func ("/gpu/attention/adaptive-select", test_adaptive_select);
   g_test_add_func ("/gpu/attention/bad-layout", test_bad_layout);
   return g_test_run ();
 }
