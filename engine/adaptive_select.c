@@ -26,7 +26,9 @@ double
 vdit_adaptive_select (vdit_block_layout *out, int *keep_out, const float *scores, int heads,
                       int n_q, int n_k, int block_q, int block_k, float sparsity)
 {
-  const int nqb = (n_q + block_q - 1) / block_q, nkb = (n_k + block_k - 1) / block_k;
+  /* in 64 bits: n + block − 1 overflows an int for blocks near INT_MAX */
+  const int nqb = (int) (((int64_t) n_q + block_q - 1) / block_q);
+  const int nkb = (int) (((int64_t) n_k + block_k - 1) / block_k);
   const int min_keep = MIN (2, nkb);
   int target = (int) lround ((1.0 - sparsity) * nkb);
   target = CLAMP (target, min_keep, nkb);

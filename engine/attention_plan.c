@@ -250,7 +250,7 @@ adaptive_search (vdit_attn_policy *p, attn_slot *s, const void *q, int ldq, cons
                  int ldk, float scale, GError **error)
 {
   vdit_backend *be = p->be;
-  const int nb = (p->n + p->block - 1) / p->block;
+  const int nb = (int) (((int64_t) p->n + p->block - 1) / p->block); /* no int overflow */
   const size_t n_scores = (size_t) p->heads * nb * nb;
   if (p->scores == NULL) {
     p->scores = be->iface->alloc (be->context, n_scores, VDIT_ELEM_F32, error);

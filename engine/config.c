@@ -2,6 +2,8 @@
  * attention plan back. Every error names the file, the key and the bad value. */
 #include "config.h"
 
+#include "load_util.h"
+
 #include <json-glib/json-glib.h>
 #include <limits.h>
 #include <math.h>
@@ -97,10 +99,11 @@ get_double (const section *s, const char *key, gboolean required, double def, do
   }
   if (!node_number (n, out))
     return bad_node (s, key, n, "must be a number", error);
-  return TRUE;
+  /* json-glib reads 1e999 as inf */
+  return isfinite (*out) ? TRUE : bad_num (s, key, *out, error, "must be a finite number");
 }
 
-/* A float > 0 (eps, fps, rope_theta, shift…). */
+/* A float > 0 (eps, rope_theta, shift…). */
 static gboolean
 get_positive (const section *s, const char *key, gboolean required, double def, double *out,
               GError **error)
@@ -126,24 +129,35 @@ get_float (const section *s, const char *key, gboolean required, double def, dou
 }
 
 static gboolean
-check_int (const section *s, const char *key, double v, int min, GError **error)
+check_int (const section *s, const char *key, double v, int min, int max, GError **error)
 {
-  if (v != floor (v) || v < INT_MIN || v > INT_MAX)
+  if (v != floor (v) || !isfinite (v))
     return bad_num (s, key, v, error, "must be an integer");
   if (v < min)
     return bad_num (s, key, v, error, "must be at least %d", min);
+  if (v > max)
+    return bad_num (s, key, v, error, "must be at most %d", max);
   return TRUE;
 }
 
+/* An int in [min, max]. */
+static gboolean
+get_int_in (const section *s, const char *key, gboolean required, int def, int min, int max,
+            int *out, GError **error)
+{
+  double v;
+  if (!get_double (s, key, required, def, &v, error) || !check_int (s, key, v, min, max, error))
+    return FALSE;
+  *out = (int) v;
+  return TRUE;
+}
+
+/* An int of at least min. */
 static gboolean
 get_int (const section *s, const char *key, gboolean required, int def, int min, int *out,
          GError **error)
 {
-  double v;
-  if (!get_double (s, key, required, def, &v, error) || !check_int (s, key, v, min, error))
-    return FALSE;
-  *out = (int) v;
-  return TRUE;
+  return get_int_in (s, key, required, def, min, INT_MAX, out, error);
 }
 
 /* One of names[]; def NULL = required. */
@@ -220,7 +234,7 @@ array_int (const section *s, const char *key, JsonArray *a, int i, int min, int 
 {
   char *k = g_strdup_printf ("%s[%d]", key, i);
   double v = array_num (a, i);
-  gboolean ok = check_int (s, k, v, min, error);
+  gboolean ok = check_int (s, k, v, min, INT_MAX, error);
   g_free (k);
   *out = ok ? (int) v : 0;
   return ok;
@@ -340,11 +354,15 @@ parse_video (JsonObject *root, const char *origin, vdit_config *cfg, GError **er
   section s;
   const int *p = cfg->dit.patch;
   if (!get_section (root, origin, "video", TRUE, &s, error) ||
-      !get_int (&s, "frames", TRUE, 0, 1, &cfg->frames, error) ||
-      !get_int (&s, "height", TRUE, 0, 1, &cfg->height, error) ||
-      !get_int (&s, "width", TRUE, 0, 1, &cfg->width, error) ||
-      !get_positive (&s, "fps", FALSE, 24.0, &cfg->fps, error))
+      !get_int_in (&s, "frames", TRUE, 0, 1, VDIT_MAX_FRAMES, &cfg->frames, error) ||
+      !get_int_in (&s, "height", TRUE, 0, 1, VDIT_MAX_VIDEO_SIDE, &cfg->height, error) ||
+      !get_int_in (&s, "width", TRUE, 0, 1, VDIT_MAX_VIDEO_SIDE, &cfg->width, error) ||
+      !get_double (&s, "fps", FALSE, 24.0, &cfg->fps, error))
     return FALSE;
+  /* the y4m header and the buffer timestamps carry it as a fraction of ints */
+  if (!(cfg->fps >= VDIT_MIN_FPS && cfg->fps <= VDIT_MAX_FPS))
+    return bad_num (&s, "fps", cfg->fps, error, "must be in [%g, %g]", VDIT_MIN_FPS,
+                    VDIT_MAX_FPS);
   if (cfg->height % p[1] != 0)
     return bad_num (&s, "height", cfg->height, error, "must be divisible by dit.patch[1] = %d",
                     p[1]);
@@ -441,10 +459,11 @@ parse_sampler (JsonObject *root, const char *origin, vdit_sampler_config *c, GEr
   if (!get_choice (&s, "prediction", type == VDIT_SAMPLER_FLOW_EULER ? "flow" : "epsilon",
                    preds, 3, &pred, error) ||
       !get_choice (&s, "beta_schedule", "linear", scheds, 2, &sched, error) ||
-      !get_int (&s, "steps", FALSE, 50, 1, &c->steps, error) ||
+      !get_int_in (&s, "steps", FALSE, 50, 1, VDIT_MAX_STEPS, &c->steps, error) ||
       !get_float (&s, "guidance", FALSE, 4.5, 0, G_MAXFLOAT, &c->guidance, error) ||
       !get_positive (&s, "shift", FALSE, 1.0, &shift, error) ||
-      !get_int (&s, "train_timesteps", FALSE, 1000, 1, &c->train_timesteps, error) ||
+      !get_int_in (&s, "train_timesteps", FALSE, 1000, 1, VDIT_MAX_TRAIN_TIMESTEPS,
+                   &c->train_timesteps, error) ||
       !get_double (&s, "beta_start", FALSE, 0.0001, &b0, error) ||
       !get_double (&s, "beta_end", FALSE, 0.02, &b1, error))
     return FALSE;
@@ -522,7 +541,7 @@ parse_attention (JsonObject *root, const char *origin, vdit_config *cfg, GError 
   if (!get_section (root, origin, "attention", FALSE, &s, error) ||
       !get_choice (&s, "mode", "full", modes, 3, &mode, error) ||
       !get_int (&s, "tile_k", FALSE, 1, 0, &a->tile_k, error) ||
-      !get_int (&s, "block", FALSE, 64, 1, &a->block, error) ||
+      !get_int_in (&s, "block", FALSE, 64, 1, VDIT_MAX_ATTENTION_BLOCK, &a->block, error) ||
       !get_double (&s, "sparsity", FALSE, 0.8, &sparsity, error) ||
       !get_float (&s, "warmup", FALSE, 0.2, 0, 1, &a->warmup, error))
     return FALSE;
@@ -545,66 +564,27 @@ parse_root (JsonObject *root, const char *origin, vdit_config *cfg, GError **err
          parse_attention (root, origin, cfg, error);
 }
 
-/* The root object of a JSON text, or NULL with a FORMAT error. Caller unrefs *parser. */
-static JsonObject *
-load_root (const char *json, gssize len, const char *origin, JsonParser **parser,
-           GError **error)
-{
-  GError *jerr = NULL;
-  *parser = json_parser_new ();
-  if (!json_parser_load_from_data (*parser, json, len, &jerr)) {
-    g_set_error (error, VDIT_ERROR, VDIT_ERROR_FORMAT, "%s: not valid JSON: %s", origin,
-                 jerr->message);
-    g_error_free (jerr);
-    return NULL;
-  }
-  JsonNode *root = json_parser_get_root (*parser);
-  if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root)) {
-    g_set_error (error, VDIT_ERROR, VDIT_ERROR_FORMAT, "%s: top level is not a JSON object",
-                 origin);
-    return NULL;
-  }
-  return json_node_get_object (root);
-}
-
 vdit_config *
 vdit_config_parse (const char *json, gssize len, const char *origin, GError **error)
 {
-  JsonParser *parser;
   if (origin == NULL)
     origin = "config.json";
-  JsonObject *root = load_root (json, len, origin, &parser, error);
-  vdit_config *cfg = NULL;
-  if (root != NULL) {
-    cfg = g_new0 (vdit_config, 1);
-    if (!parse_root (root, origin, cfg, error))
-      g_clear_pointer (&cfg, vdit_config_free);
-  }
+  JsonParser *parser = vdit_json_parse (json, len < 0 ? strlen (json) : (gsize) len, origin,
+                                        NULL, error);
+  if (parser == NULL)
+    return NULL;
+  vdit_config *cfg = g_new0 (vdit_config, 1);
+  if (!parse_root (json_node_get_object (json_parser_get_root (parser)), origin, cfg, error))
+    g_clear_pointer (&cfg, vdit_config_free);
   g_object_unref (parser);
   return cfg;
-}
-
-/* Reads a whole file; a missing one is VDIT_ERROR_MISSING. */
-static char *
-read_file (const char *path, gsize *len, GError **error)
-{
-  char *text = NULL;
-  GError *ferr = NULL;
-  if (g_file_get_contents (path, &text, len, &ferr))
-    return text;
-  if (g_error_matches (ferr, G_FILE_ERROR, G_FILE_ERROR_NOENT))
-    g_set_error (error, VDIT_ERROR, VDIT_ERROR_MISSING, "%s: no such file", path);
-  else
-    g_propagate_error (error, g_steal_pointer (&ferr));
-  g_clear_error (&ferr);
-  return NULL;
 }
 
 vdit_config *
 vdit_config_load (const char *path, GError **error)
 {
   gsize len;
-  char *text = read_file (path, &len, error);
+  char *text = vdit_read_regular (path, VDIT_CONFIG_MAX_BYTES, &len, error);
   if (text == NULL)
     return NULL;
   vdit_config *cfg = vdit_config_parse (text, (gssize) len, path, error);

@@ -28,6 +28,17 @@ typedef struct {
   float eps;
 } vdit_text_config;
 
+/* Bounds config.json must keep; beyond them a value is a mistake or an attack, and would
+ * reach allocations or int arithmetic unchecked. */
+#define VDIT_CONFIG_MAX_BYTES (16 << 20)  /* size of config.json */
+#define VDIT_MAX_VIDEO_SIDE 8192          /* video.width, video.height */
+#define VDIT_MAX_FRAMES 4096              /* video.frames, and frames of any generation */
+#define VDIT_MIN_FPS 0.1                  /* video.fps */
+#define VDIT_MAX_FPS 1000.0
+#define VDIT_MAX_STEPS 10000              /* sampler.steps, and steps of any generation */
+#define VDIT_MAX_TRAIN_TIMESTEPS 100000   /* sampler.train_timesteps (a table that long) */
+#define VDIT_MAX_ATTENTION_BLOCK 4096     /* attention.block, tokens */
+
 /* Base of the frequencies of dit.abs_pos = "sincos" (docs/model-format.md). */
 #define VDIT_ABS_POS_BASE 100.0
 
@@ -75,7 +86,9 @@ typedef struct {
   vdit_attention_config attention;
 } vdit_config;
 
-/* Parses and validates; errors name the file and the key. */
+/* Parses and validates; errors name the file and the key. The file must be a regular
+ * file of at most VDIT_CONFIG_MAX_BYTES, strict JSON nested at most VDIT_JSON_MAX_DEPTH
+ * deep, each key once per object. */
 vdit_config *vdit_config_load (const char *path, GError **error);
 vdit_config *vdit_config_parse (const char *json, gssize len, const char *origin, GError **error);
 void vdit_config_free (vdit_config *cfg);

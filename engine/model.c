@@ -1,6 +1,8 @@
 /* vdit_model: a config, its weight table and its tokenizer. */
 #include "model.h"
 
+#include "load_util.h"
+
 static void
 model_fill_info (vdit_model *m)
 {
@@ -33,8 +35,10 @@ vdit_model_load (const char *dir, GError **error)
   m->path = g_strdup (dir);
   g_autofree char *config_path = g_build_filename (dir, "config.json", NULL);
   g_autofree char *tok_path = g_build_filename (dir, "tokenizer.model", NULL);
+  /* SentencePiece opens the tokenizer itself: a FIFO there would block it for ever */
   if (!(m->config = vdit_config_load (config_path, error)) ||
       !(m->weights = vdit_weights_load (dir, m->config, error)) ||
+      !vdit_check_regular (tok_path, error) ||
       !(m->tokenizer = vdit_tokenizer_load (tok_path, error))) {
     vdit_model_free (m);
     return NULL;
@@ -98,10 +102,9 @@ vdit_model_get_weights (const vdit_model *m)
   return m->weights;
 }
 
-/* A sanity bound: far beyond any model's context, well below what would exhaust memory
- * silently through overcommit before the first allocation fails. */
-#define VDIT_MAX_FRAMES 4096
-
+/* VDIT_MAX_FRAMES (config.h), a sanity bound: far beyond any model's context, well below
+ * what would exhaust memory silently through overcommit before the first allocation
+ * fails. */
 gboolean
 vdit_model_check_frames (const vdit_model *m, int frames, GError **error)
 {

@@ -3,6 +3,7 @@
  * data. Every header entry is checked before anything points into the mapping. */
 #include "safetensors.h"
 
+#include "load_util.h"
 #include "vdit.h"
 
 #include <json-glib/json-glib.h>
@@ -187,48 +188,6 @@ check_overlap (const vdit_safetensors *st, range *r, int n, GError **error)
   return TRUE;
 }
 
-/* json-glib keeps the last of duplicated members silently; an object that does not grow
- * when a member is added had that name already. */
-typedef struct {
-  GHashTable *sizes; /* JsonObject* -> size after its last member */
-  char *duplicate;   /* first repeated name */
-} dup_check;
-
-static void
-on_member (JsonParser *parser, JsonObject *object, const char *name, gpointer user_data)
-{
-  dup_check *d = user_data;
-  guint size = json_object_get_size (object);
-  if (d->duplicate == NULL && size == GPOINTER_TO_UINT (g_hash_table_lookup (d->sizes, object)))
-    d->duplicate = g_strdup (name);
-  g_hash_table_insert (d->sizes, object, GUINT_TO_POINTER (size));
-}
-
-/* Parses the header text into a JSON object. */
-static JsonParser *
-parse_json (const vdit_safetensors *st, const char *text, gsize len, GError **error)
-{
-  JsonParser *parser = json_parser_new ();
-  GError *jerr = NULL;
-  dup_check dup = { g_hash_table_new (NULL, NULL), NULL };
-  g_signal_connect (parser, "object-member", G_CALLBACK (on_member), &dup);
-  gboolean ok = json_parser_load_from_data (parser, text, (gssize) len, &jerr);
-  JsonNode *root = ok ? json_parser_get_root (parser) : NULL;
-  if (!ok)
-    fail (error, st->path, "header is not valid JSON: %s", jerr->message);
-  else if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root))
-    ok = fail (error, st->path, "header is not a JSON object");
-  else if (dup.duplicate != NULL)
-    ok = fail (error, st->path, "header names '%s' twice", dup.duplicate);
-  g_signal_handlers_disconnect_by_data (parser, &dup);
-  g_clear_error (&jerr);
-  g_hash_table_unref (dup.sizes);
-  g_free (dup.duplicate);
-  if (!ok)
-    g_clear_object (&parser);
-  return parser;
-}
-
 static gboolean
 parse_entries (vdit_safetensors *st, JsonObject *root, GError **error)
 {
@@ -266,9 +225,13 @@ parse_header (vdit_safetensors *st, const guint8 *bytes, gsize size, GError **er
   if (hlen > size - 8)
     return fail (error, st->path, "header length %" G_GUINT64_FORMAT " past the end of the "
                  "file (%" G_GSIZE_FORMAT " bytes)", hlen, size);
+  if (hlen > VDIT_SAFETENSORS_MAX_HEADER)
+    return fail (error, st->path, "header length %" G_GUINT64_FORMAT " is over the format's "
+                 "limit of %d bytes", hlen, VDIT_SAFETENSORS_MAX_HEADER);
   st->data = bytes + 8 + hlen;
   st->data_size = size - 8 - hlen;
-  JsonParser *parser = parse_json (st, (const char *) bytes + 8, (gsize) hlen, error);
+  JsonParser *parser = vdit_json_parse ((const char *) bytes + 8, (gsize) hlen, st->path,
+                                        "header", error);
   if (parser == NULL)
     return FALSE;
   gboolean ok = parse_entries (st, json_node_get_object (json_parser_get_root (parser)), error);
@@ -276,25 +239,10 @@ parse_header (vdit_safetensors *st, const guint8 *bytes, gsize size, GError **er
   return ok;
 }
 
-static GMappedFile *
-map_file (const char *path, GError **error)
-{
-  GError *ferr = NULL;
-  GMappedFile *map = g_mapped_file_new (path, FALSE, &ferr);
-  if (map != NULL)
-    return map;
-  if (g_error_matches (ferr, G_FILE_ERROR, G_FILE_ERROR_NOENT))
-    g_set_error (error, VDIT_ERROR, VDIT_ERROR_MISSING, "%s: no such file", path);
-  else
-    g_propagate_prefixed_error (error, g_steal_pointer (&ferr), "%s: ", path);
-  g_clear_error (&ferr);
-  return NULL;
-}
-
 vdit_safetensors *
 vdit_safetensors_open (const char *path, GError **error)
 {
-  GMappedFile *map = map_file (path, error);
+  GMappedFile *map = vdit_map_regular (path, error);
   if (map == NULL)
     return NULL;
   vdit_safetensors *st = g_new0 (vdit_safetensors, 1);

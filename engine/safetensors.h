@@ -25,8 +25,14 @@ typedef struct {
 
 typedef struct vdit_safetensors vdit_safetensors;
 
-/* Maps the file and validates the header: 8-byte length within the file, JSON object,
- * known dtypes, shapes matching byte ranges, offsets inside the data and not
+/* Longest header accepted, in bytes: the format's own bound (safetensors'
+ * MAX_HEADER_SIZE). */
+#define VDIT_SAFETENSORS_MAX_HEADER 100000000
+
+/* Maps the file (a regular file; a FIFO or a device is refused without blocking) and
+ * validates the header: 8-byte length within the file and at most
+ * VDIT_SAFETENSORS_MAX_HEADER, JSON object nested at most VDIT_JSON_MAX_DEPTH deep, each
+ * name once, known dtypes, shapes matching byte ranges, offsets inside the data and not
  * overlapping. Errors name the file and the tensor. */
 vdit_safetensors *vdit_safetensors_open (const char *path, GError **error);
 void vdit_safetensors_close (vdit_safetensors *st);

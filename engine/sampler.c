@@ -52,9 +52,9 @@ ddpm_schedule (vdit_sampler *s, const vdit_sampler_config *cfg)
 vdit_sampler *
 vdit_sampler_new (const vdit_sampler_config *cfg, int steps, GError **error)
 {
-  if (steps < 1 || steps > 10000) {
+  if (steps < 1 || steps > VDIT_MAX_STEPS) {
     g_set_error (error, VDIT_ERROR, VDIT_ERROR_INVALID_ARGUMENT,
-                 "steps = %d is out of range (1..10000)", steps);
+                 "steps = %d is out of range (1..%d)", steps, VDIT_MAX_STEPS);
     return NULL;
   }
   vdit_sampler *s = g_new0 (vdit_sampler, 1);

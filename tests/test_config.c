@@ -1,9 +1,13 @@
-/* config.json: a good config, defaults, writing the plan back, and one case per rule of
- * docs/model-format.md whose error must name the file, the key and the bad value. */
+/* config.json: a good config, defaults, writing the plan back, one case per rule of
+ * docs/model-format.md whose error must name the file, the key and the bad value, and
+ * hostile files (deep nesting, repeated keys, a FIFO, a huge file). */
 #include "config.h"
 #include "st_writer.h"
 
+#include <fcntl.h>
 #include <math.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static char *tmpdir;
 
@@ -211,9 +215,9 @@ test_not_json (void)
 }
 
 /* One bad value: `from` in the good config becomes `to`; the message must hold `key`
- * and `value`. */
+ * and `value` (and `why`, when given). */
 typedef struct {
-  const char *test, *from, *to, *key, *value;
+  const char *test, *from, *to, *key, *value, *why;
 } bad_case;
 
 static const bad_case bad_cases[] = {
@@ -224,6 +228,16 @@ static const bad_case bad_cases[] = {
   { "height-patch", "\"height\": 16", "\"height\": 18", "video.height", "18" },
   { "width-patch", "\"width\": 16", "\"width\": 10", "video.width", "10" },
   { "fps", "\"fps\": 8", "\"fps\": 0", "video.fps", "0" },
+  { "width-max", "\"width\": 16", "\"width\": 1073741824", "video.width", "1073741824",
+    "at most 8192" },
+  { "height-max", "\"height\": 16", "\"height\": 1048576", "video.height", "1048576",
+    "at most 8192" },
+  { "frames-max", "\"frames\": 4", "\"frames\": 4097", "video.frames", "4097",
+    "at most 4096" },
+  { "fps-huge", "\"fps\": 8", "\"fps\": 2147483648000", "video.fps", "2.147483648e+12",
+    "[0.1, 1000]" },
+  { "fps-inf", "\"fps\": 8", "\"fps\": 1e999", "video.fps", "inf", "finite" },
+  { "fps-tiny", "\"fps\": 8", "\"fps\": 0.001", "video.fps", "0.001", "[0.1, 1000]" },
   { "decoder-type", "\"identity\"", "\"vae\"", "decoder.type", "\"vae\"" },
   { "decoder-channels", "\"channels\": 3", "\"channels\": 4", "decoder.channels", "4" },
   { "in-channels", "\"in_channels\": 3", "\"in_channels\": 4", "dit.in_channels", "4" },
@@ -259,18 +273,26 @@ static const bad_case bad_cases[] = {
     "\"flow\"" },
   { "beta-schedule", "\"linear\"", "\"cosine\"", "sampler.beta_schedule", "\"cosine\"" },
   { "steps", "\"steps\": 8", "\"steps\": 0", "sampler.steps", "0" },
+  { "steps-max", "\"steps\": 8", "\"steps\": 2147483647", "sampler.steps", "2147483647",
+    "at most 10000" },
+  { "steps-max-plus-one", "\"steps\": 8", "\"steps\": 10001", "sampler.steps", "10001",
+    "at most 10000" },
   { "guidance", "\"guidance\": 4.0", "\"guidance\": -1", "sampler.guidance", "-1" },
   { "shift", "\"shift\": 1.0", "\"shift\": 0", "sampler.shift", "0" },
   { "beta-start", "\"beta_start\": 0.0001", "\"beta_start\": 0", "sampler.beta_start", "0" },
   { "beta-end", "\"beta_end\": 0.02", "\"beta_end\": 0.00001", "sampler.beta_end", "1e-05" },
   { "train-timesteps", "\"train_timesteps\": 1000", "\"train_timesteps\": 0",
     "sampler.train_timesteps", "0" },
+  { "train-timesteps-max", "\"train_timesteps\": 1000", "\"train_timesteps\": 2147483647",
+    "sampler.train_timesteps", "2147483647", "at most 100000" },
   { "attention-mode", "\"mode\": \"full\"", "\"mode\": \"sparse\"", "attention.mode",
     "\"sparse\"" },
   { "plan-length", "\"plan\": [1, 1]", "\"plan\": [1, 1, 1]", "attention.plan", "[1,1,1]" },
   { "plan-entry", "\"plan\": [1, 1]", "\"plan\": [1, -1]", "attention.plan[1]", "-1" },
   { "tile-k", "\"tile_k\": 1", "\"tile_k\": -1", "attention.tile_k", "-1" },
   { "block", "\"block\": 64", "\"block\": 0", "attention.block", "0" },
+  { "block-max", "\"block\": 64", "\"block\": 2147483647", "attention.block", "2147483647",
+    "at most 4096" },
   { "sparsity", "\"sparsity\": 0.8", "\"sparsity\": 1.5", "attention.sparsity", "1.5" },
   { "sparsity-one", "\"sparsity\": 0.8", "\"sparsity\": 1", "attention.sparsity", "1" },
   { "warmup", "\"warmup\": 0.2", "\"warmup\": 2", "attention.warmup", "2" },
@@ -292,7 +314,7 @@ test_bad (gconstpointer data)
   vdit_config *c = vdit_config_load (path, &err);
   g_assert_null (c);
   char *key = g_strdup_printf (" %s ", bc->key);
-  test_check_error (err, VDIT_ERROR, VDIT_ERROR_CONFIG, path, key, bc->value, NULL);
+  test_check_error (err, VDIT_ERROR, VDIT_ERROR_CONFIG, path, key, bc->value, bc->why, NULL);
   g_error_free (err);
   g_free (key);
   g_free (path);
@@ -313,6 +335,217 @@ test_ddim_steps (void)
   g_free (path);
 }
 
+/* The largest values every bound admits still load. */
+static void
+test_limits_inclusive (void)
+{
+  GString *json = g_string_new (good_json);
+  static const char *const edits[][2] = {
+    { "\"frames\": 4", "\"frames\": 4096" },
+    { "\"height\": 16", "\"height\": 8192" },
+    { "\"width\": 16", "\"width\": 8192" },
+    { "\"fps\": 8", "\"fps\": 1000" },
+    { "\"type\": \"flow_euler\", \"prediction\": \"flow\", \"steps\": 8",
+      "\"type\": \"ddim\", \"prediction\": \"v\", \"steps\": 10000" },
+    { "\"train_timesteps\": 1000", "\"train_timesteps\": 100000" },
+    { "\"block\": 64", "\"block\": 4096" },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (edits); i++)
+    g_assert_cmpuint (g_string_replace (json, edits[i][0], edits[i][1], 1), ==, 1);
+  GError *err = NULL;
+  vdit_config *c = vdit_config_parse (json->str, -1, "max/config.json", &err);
+  g_assert_no_error (err);
+  g_assert_cmpint (c->frames, ==, 4096);
+  g_assert_cmpint (c->height, ==, 8192);
+  g_assert_cmpint (c->width, ==, 8192);
+  g_assert_cmpfloat (c->fps, ==, 1000.0);
+  g_assert_cmpint (c->sampler.steps, ==, 10000);
+  g_assert_cmpint (c->sampler.train_timesteps, ==, 100000);
+  g_assert_cmpint (c->attention.block, ==, 4096);
+  vdit_config_free (c);
+  /* and the smallest fps */
+  g_assert_cmpuint (g_string_replace (json, "\"fps\": 1000", "\"fps\": 0.1", 1), ==, 1);
+  c = vdit_config_parse (json->str, -1, "max/config.json", &err);
+  g_assert_no_error (err);
+  g_assert_cmpfloat (c->fps, ==, 0.1);
+  vdit_config_free (c);
+  g_string_free (json, TRUE);
+}
+
+/* Hostile input may crash or hang the loader: such tests run in a subprocess with a time
+ * limit, so that a failure is reported as one and the other tests still run. */
+static gboolean
+run_in_subprocess (void)
+{
+  if (g_test_subprocess ())
+    return TRUE;
+  g_test_trap_subprocess (NULL, 20 * G_USEC_PER_SEC, G_TEST_SUBPROCESS_INHERIT_STDERR);
+  g_test_trap_assert_passed ();
+  return FALSE;
+}
+
+/* good_json with `extra` as the value of an unknown top-level key. */
+static char *
+with_extra (const char *extra)
+{
+  const char *brace = strrchr (good_json, '}');
+  return g_strdup_printf ("%.*s, \"extra\": %s}", (int) (brace - good_json), good_json, extra);
+}
+
+/* 200,000 nested arrays (400 KB) overflowed the stack of json-glib's recursive parser. */
+static void
+test_deep_nesting (void)
+{
+  if (!run_in_subprocess ())
+    return;
+  const int depth = 200000;
+  char *deep = g_malloc (2 * depth + 1);
+  memset (deep, '[', depth);
+  memset (deep + depth, ']', depth);
+  deep[2 * depth] = '\0';
+  char *json = with_extra (deep);
+  char *path = g_build_filename (tmpdir, "deep.json", NULL);
+  g_assert_true (g_file_set_contents (path, json, -1, NULL));
+  GError *err = NULL;
+  g_assert_null (vdit_config_load (path, &err));
+  test_check_error (err, VDIT_ERROR, VDIT_ERROR_FORMAT, path, "nested deeper than 64 levels",
+                    NULL);
+  g_clear_error (&err);
+  /* objects count as well as arrays */
+  GString *objs = g_string_new (NULL);
+  for (int i = 0; i < 100; i++)
+    g_string_append (objs, "{\"a\":");
+  g_string_append (objs, "1");
+  for (int i = 0; i < 100; i++)
+    g_string_append_c (objs, '}');
+  g_free (json);
+  json = with_extra (objs->str);
+  g_assert_null (vdit_config_parse (json, -1, "objs/config.json", &err));
+  test_check_error (err, VDIT_ERROR, VDIT_ERROR_FORMAT, "objs/config.json",
+                    "nested deeper than 64 levels", NULL);
+  g_clear_error (&err);
+  g_string_free (objs, TRUE);
+  g_free (json);
+  /* json-glib takes comments and single-quoted strings: a quote in either must not hide
+   * the brackets after it from the count */
+  static const char *const hiding[] = { "/* \" */ \"x\": ", "'a\"': ", "\"\\u12\": " };
+  for (guint i = 0; i < G_N_ELEMENTS (hiding); i++) {
+    const char *brace = strrchr (good_json, '}');
+    json = g_strdup_printf ("%.*s, %s%s}", (int) (brace - good_json), good_json, hiding[i],
+                            deep);
+    g_assert_null (vdit_config_parse (json, -1, "hidden/config.json", &err));
+    test_check_error (err, VDIT_ERROR, VDIT_ERROR_FORMAT, "hidden/config.json",
+                      "not valid JSON", NULL);
+    g_clear_error (&err);
+    g_free (json);
+  }
+  g_free (path);
+  g_free (deep);
+}
+
+/* 64 levels (the top-level object is the first) load; brackets inside strings, escaped
+ * quotes included, are not nesting. */
+static void
+test_nesting_limit (void)
+{
+  GString *ok = g_string_new (NULL);
+  for (int i = 0; i < 63; i++)
+    g_string_append_c (ok, '[');
+  g_string_append (ok, "\"[[[{{{\\\"[[[{{{\\u005b\\\\\"");
+  for (int i = 0; i < 63; i++)
+    g_string_append_c (ok, ']');
+  char *json = with_extra (ok->str);
+  GError *err = NULL;
+  vdit_config *c = vdit_config_parse (json, -1, "limit/config.json", &err);
+  g_assert_no_error (err);
+  vdit_config_free (c);
+  /* with a byte-order mark, which json-glib skips */
+  char *bom = g_strconcat ("\xef\xbb\xbf", json, NULL);
+  c = vdit_config_parse (bom, -1, "limit/config.json", &err);
+  g_assert_no_error (err);
+  vdit_config_free (c);
+  g_free (bom);
+  g_free (json);
+  g_string_insert_c (ok, 0, '[');
+  g_string_append_c (ok, ']');
+  json = with_extra (ok->str);
+  g_assert_null (vdit_config_parse (json, -1, "limit/config.json", &err));
+  test_check_error (err, VDIT_ERROR, VDIT_ERROR_FORMAT, "limit/config.json",
+                    "nested deeper than 64 levels", NULL);
+  g_clear_error (&err);
+  g_free (json);
+  g_string_free (ok, TRUE);
+}
+
+/* json-glib keeps the last of two equal keys; the loader refuses them, as the
+ * safetensors reader does. */
+static void
+test_duplicate_key (void)
+{
+  static const char *const cases[][3] = {
+    { "\"hidden\": 48, ", "\"hidden\": 48, \"hidden\": 96, ", "'hidden'" },
+    { "\"version\": 1,", "\"version\": 1, \"version\": 1,", "'version'" },
+    { "\"decoder\": {", "\"decoder\": {}, \"decoder\": {", "'decoder'" },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++) {
+    char *path = write_variant ("dup.json", cases[i][0], cases[i][1]);
+    GError *err = NULL;
+    g_assert_null (vdit_config_load (path, &err));
+    test_check_error (err, VDIT_ERROR, VDIT_ERROR_FORMAT, path, cases[i][2], "twice", NULL);
+    g_error_free (err);
+    g_free (path);
+  }
+}
+
+/* A FIFO named config.json blocked open() until a writer came; now it is refused. */
+static void
+test_fifo (void)
+{
+  if (!run_in_subprocess ())
+    return;
+  char *path = g_build_filename (tmpdir, "fifo.json", NULL);
+  g_assert_cmpint (mkfifo (path, 0600), ==, 0);
+  GError *err = NULL;
+  g_assert_null (vdit_config_load (path, &err));
+  test_check_error (err, VDIT_ERROR, VDIT_ERROR_FORMAT, path, "not a regular file", NULL);
+  g_error_free (err);
+  g_remove (path);
+  g_free (path);
+}
+
+/* A directory in place of the file. */
+static void
+test_directory (void)
+{
+  char *path = g_build_filename (tmpdir, "dir.json", NULL);
+  g_assert_cmpint (g_mkdir (path, 0700), ==, 0);
+  GError *err = NULL;
+  g_assert_null (vdit_config_load (path, &err));
+  test_check_error (err, VDIT_ERROR, VDIT_ERROR_FORMAT, path, "not a regular file", NULL);
+  g_error_free (err);
+  g_rmdir (path);
+  g_free (path);
+}
+
+/* A config.json larger than any config (a sparse file: no disk used) is refused before
+ * it is read. */
+static void
+test_too_large (void)
+{
+  char *path = g_build_filename (tmpdir, "huge.json", NULL);
+  int fd = g_open (path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  g_assert_cmpint (fd, >=, 0);
+  g_assert_cmpint (ftruncate (fd, (off_t) 4 << 30), ==, 0);
+  close (fd);
+  GError *err = NULL;
+  g_assert_null (vdit_config_load (path, &err));
+  test_check_error (err, VDIT_ERROR, VDIT_ERROR_FORMAT, path, "4294967296 bytes",
+                    "at most 16777216", NULL);
+  g_error_free (err);
+  g_remove (path);
+  g_free (path);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -327,6 +560,13 @@ main (int argc, char **argv)
   g_test_add_func ("/config/bad/missing-file", test_missing_file);
   g_test_add_func ("/config/bad/not-json", test_not_json);
   g_test_add_func ("/config/bad/ddim-steps", test_ddim_steps);
+  g_test_add_func ("/config/limits-inclusive", test_limits_inclusive);
+  g_test_add_func ("/config/nesting-limit", test_nesting_limit);
+  g_test_add_func ("/config/bad/deep-nesting", test_deep_nesting);
+  g_test_add_func ("/config/bad/duplicate-key", test_duplicate_key);
+  g_test_add_func ("/config/bad/fifo", test_fifo);
+  g_test_add_func ("/config/bad/directory", test_directory);
+  g_test_add_func ("/config/bad/too-large", test_too_large);
   for (guint i = 0; i < G_N_ELEMENTS (bad_cases); i++) {
     char *name = g_strdup_printf ("/config/bad/%s", bad_cases[i].test);
     g_test_add_data_func (name, &bad_cases[i], test_bad);

@@ -4,7 +4,10 @@
 #include "st_writer.h"
 #include "vdit.h"
 
+#include <fcntl.h>
 #include <math.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static char *tmpdir;
 
@@ -165,6 +168,82 @@ test_bad_offsets_order (void)
   g_free (path);
 }
 
+/* Hostile input may crash or hang the reader: such tests run in a subprocess with a time
+ * limit, so that a failure is reported as one and the other tests still run. */
+static gboolean
+run_in_subprocess (void)
+{
+  if (g_test_subprocess ())
+    return TRUE;
+  g_test_trap_subprocess (NULL, 20 * G_USEC_PER_SEC, G_TEST_SUBPROCESS_INHERIT_STDERR);
+  g_test_trap_assert_passed ();
+  return FALSE;
+}
+
+/* 200,000 nested arrays (400 KB) overflowed the stack of json-glib's recursive parser. */
+static void
+test_deep_nesting (void)
+{
+  if (!run_in_subprocess ())
+    return;
+  char *path = tmp_path ("deep.safetensors");
+  const int depth = 200000;
+  char *deep = g_malloc (2 * depth + 1);
+  memset (deep, '[', depth);
+  memset (deep + depth, ']', depth);
+  deep[2 * depth] = '\0';
+  st_writer *w = st_writer_new ();
+  st_writer_add_raw (w, "__metadata__", deep);
+  st_writer_save (w, path);
+  EXPECT_FAIL (path, VDIT_ERROR_FORMAT, "header", "nested deeper than 64 levels");
+  st_writer_free (w);
+  g_free (deep);
+  g_free (path);
+}
+
+/* A FIFO blocked open() until a writer came; now it is refused. */
+static void
+test_fifo (void)
+{
+  if (!run_in_subprocess ())
+    return;
+  char *path = tmp_path ("fifo.safetensors");
+  g_assert_cmpint (mkfifo (path, 0600), ==, 0);
+  EXPECT_FAIL (path, VDIT_ERROR_FORMAT, "not a regular file");
+  g_remove (path);
+  g_free (path);
+}
+
+static void
+test_directory (void)
+{
+  char *path = tmp_path ("dir.safetensors");
+  g_assert_cmpint (g_mkdir (path, 0700), ==, 0);
+  EXPECT_FAIL (path, VDIT_ERROR_FORMAT, "not a regular file");
+  g_rmdir (path);
+  g_free (path);
+}
+
+/* A header length inside the file but beyond the format's 100 MB bound is refused before
+ * the header is parsed (a sparse file: no disk used). */
+static void
+test_header_too_large (void)
+{
+  char *path = tmp_path ("bighead.safetensors");
+  const guint64 hlen = 100000001;
+  guint8 len[8];
+  for (int i = 0; i < 8; i++)
+    len[i] = (guint8) (hlen >> (8 * i));
+  int fd = g_open (path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  g_assert_cmpint (fd, >=, 0);
+  g_assert_cmpint (write (fd, len, 8), ==, 8);
+  g_assert_cmpint (ftruncate (fd, (off_t) (8 + hlen + 16)), ==, 0);
+  close (fd);
+  EXPECT_FAIL (path, VDIT_ERROR_FORMAT, "header length 100000001", "100000000");
+  g_remove (path);
+  g_free (path);
+}
+
 /* 1, −2, max, smallest and largest subnormal, −0, inf, −inf, nan */
 static const uint16_t f16_bits[] = { 0x3c00, 0xc000, 0x7bff, 0x0001, 0x03ff,
                                      0x8000, 0x7c00, 0xfc00, 0x7e00 };
@@ -302,6 +381,10 @@ main (int argc, char **argv)
   g_test_add_func ("/safetensors/bad/overlap", test_overlap);
   g_test_add_func ("/safetensors/bad/duplicate-name", test_duplicate_name);
   g_test_add_func ("/safetensors/bad/offsets-reversed", test_bad_offsets_order);
+  g_test_add_func ("/safetensors/bad/deep-nesting", test_deep_nesting);
+  g_test_add_func ("/safetensors/bad/fifo", test_fifo);
+  g_test_add_func ("/safetensors/bad/directory", test_directory);
+  g_test_add_func ("/safetensors/bad/header-too-large", test_header_too_large);
   g_test_add_func ("/safetensors/good/file", test_good_file);
   g_test_add_func ("/safetensors/good/f16", test_f16_values);
   g_test_add_func ("/safetensors/good/bf16", test_bf16_values);

@@ -1,9 +1,12 @@
 /* The weight table: the expected list, loading from several files, one case per kind of
- * mismatch (missing, wrong shape, extra, duplicate, no file), and random weights. */
+ * mismatch (missing, wrong shape, extra, duplicate, no file), FIFOs in the model
+ * directory, and random weights. */
 #include "st_writer.h"
 #include "weights.h"
 
 #include <math.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static char *tmpdir;
 static vdit_config *cfg;
@@ -360,6 +363,82 @@ test_tiny_model (void)
   g_free (dir);
 }
 
+/* Hostile input may hang the loader: such tests run in a subprocess with a time limit, so
+ * that a failure is reported as one and the other tests still run. */
+static gboolean
+run_in_subprocess (void)
+{
+  if (g_test_subprocess ())
+    return TRUE;
+  g_test_trap_subprocess (NULL, 20 * G_USEC_PER_SEC, G_TEST_SUBPROCESS_INHERIT_STDERR);
+  g_test_trap_assert_passed ();
+  return FALSE;
+}
+
+/* A FIFO named *.safetensors in the model directory blocked the load in open(). */
+static void
+test_fifo_file (void)
+{
+  if (!run_in_subprocess ())
+    return;
+  variant v = { 0 };
+  char *dir = write_model ("fifo", &v);
+  char *path = g_build_filename (dir, "c.safetensors", NULL);
+  g_assert_cmpint (mkfifo (path, 0600), ==, 0);
+  GError *err = NULL;
+  g_assert_null (vdit_weights_load (dir, cfg, &err));
+  test_check_error (err, VDIT_ERROR, VDIT_ERROR_FORMAT, path, "not a regular file", NULL);
+  g_error_free (err);
+  g_free (path);
+  g_free (dir);
+}
+
+/* The committed tiny model with `fifo` (config.json, model.safetensors or
+ * tokenizer.model) replaced by a FIFO: vdit_model_load refuses it instead of blocking. */
+static void
+expect_model_fifo (const char *fifo)
+{
+  const char *root = g_getenv ("VDIT_SOURCE_ROOT");
+  char *src = g_build_filename (root ? root : ".", "models", "tiny", NULL);
+  char *sub = g_strdup_printf ("model-fifo-%s", fifo);
+  char *dir = g_build_filename (tmpdir, sub, NULL);
+  g_assert_cmpint (g_mkdir (dir, 0700), ==, 0);
+  static const char *const files[] = { "config.json", "model.safetensors", "tokenizer.model" };
+  char *bad = NULL;
+  for (guint i = 0; i < G_N_ELEMENTS (files); i++) {
+    char *to = g_build_filename (dir, files[i], NULL);
+    if (g_str_equal (files[i], fifo)) {
+      g_assert_cmpint (mkfifo (to, 0600), ==, 0);
+      bad = g_strdup (to);
+    } else {
+      char *from = g_build_filename (src, files[i], NULL);
+      char *abs = g_canonicalize_filename (from, NULL);
+      g_assert_cmpint (symlink (abs, to), ==, 0);
+      g_free (abs);
+      g_free (from);
+    }
+    g_free (to);
+  }
+  GError *err = NULL;
+  g_assert_null (vdit_model_load (dir, &err));
+  test_check_error (err, VDIT_ERROR, VDIT_ERROR_FORMAT, bad, "not a regular file", NULL);
+  g_error_free (err);
+  g_free (bad);
+  g_free (dir);
+  g_free (sub);
+  g_free (src);
+}
+
+static void
+test_model_fifo (void)
+{
+  if (!run_in_subprocess ())
+    return;
+  expect_model_fifo ("config.json");
+  expect_model_fifo ("model.safetensors");
+  expect_model_fifo ("tokenizer.model");
+}
+
 int
 main (int argc, char **argv)
 {
@@ -376,6 +455,8 @@ main (int argc, char **argv)
   g_test_add_func ("/weights/bad/no-safetensors-file", test_no_files);
   g_test_add_func ("/weights/bad/no-directory", test_no_dir);
   g_test_add_func ("/weights/bad/broken-file", test_bad_file);
+  g_test_add_func ("/weights/bad/fifo", test_fifo_file);
+  g_test_add_func ("/weights/bad/model-fifo", test_model_fifo);
   g_test_add_func ("/weights/random", test_random);
   g_test_add_func ("/weights/random-stats", test_random_stats);
   g_test_add_func ("/weights/tiny-model", test_tiny_model);

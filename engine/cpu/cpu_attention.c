@@ -99,6 +99,21 @@ imin (int a, int b)
   return a < b ? a : b;
 }
 
+/* ⌈n / b⌉ for n ≥ 0, b ≥ 1, without overflow however large b is. */
+static inline int
+ceil_div (int n, int b)
+{
+  return (int) (((int64_t) n + b - 1) / b);
+}
+
+/* min (a·b, cap) for a, b ≥ 0, without overflow. */
+static inline int
+mul_min (int a, int b, int cap)
+{
+  const int64_t p = (int64_t) a * b;
+  return p < cap ? (int) p : cap;
+}
+
 /* Kept key blocks of one query block as token spans, adjacent blocks merged. Returns
  * the number of spans written to spans (room for n_kblocks spans). */
 static int
@@ -116,7 +131,7 @@ layout_spans (const cpu_layout *lay, int head, int qblock, int nk, int *spans)
       c++;
     }
     spans[2 * n] = b0 * l->block_k;
-    spans[2 * n + 1] = imin (b1 * l->block_k, nk);
+    spans[2 * n + 1] = mul_min (b1, l->block_k, nk);
     n++;
   }
   return n;
@@ -137,9 +152,9 @@ cpu_attention (void *ctx, void *out, int ldo, const void *q, int ldq, const void
     return;
   }
   const int bq = lay ? lay->l.block_q : DENSE_BLOCK;
-  const int nqb = lay ? lay->l.n_qblocks : (nq + bq - 1) / bq;
+  const int nqb = lay ? lay->l.n_qblocks : ceil_div (nq, bq);
   const int n_kblocks = lay ? lay->l.n_kblocks : 1;
-  const int sub = (bq + TQ - 1) / TQ;
+  const int sub = ceil_div (bq, TQ);
   const int64_t per_head = (int64_t) nqb * sub;
   const int64_t n_tasks = per_head * heads;
   const attend_rows_fn attend = pick_attend_rows ();
@@ -157,8 +172,8 @@ cpu_attention (void *ctx, void *out, int ldo, const void *q, int ldq, const void
       const int h = (int) (t / per_head);
       const int qb = (int) (t % per_head / sub);
       const int st = (int) (t % sub);
-      const int r0 = qb * bq + st * TQ;
-      const int r_end = imin ((qb + 1) * bq, nq);
+      const int64_t r0 = (int64_t) qb * bq + (int64_t) st * TQ;
+      const int r_end = mul_min (qb + 1, bq, nq);
       if (r0 >= r_end)
         continue;
       int n_spans = 1;
@@ -170,8 +185,8 @@ cpu_attention (void *ctx, void *out, int ldo, const void *q, int ldq, const void
       }
       const size_t col = (size_t) h * head_dim;
       attend (&sc, (float *) out + col, ldo, (const float *) q + col, ldq,
-              (const float *) k + col, ldk, (const float *) v + col, ldv, r0,
-              imin (TQ, r_end - r0), nk, head_dim, scale,
+              (const float *) k + col, ldk, (const float *) v + col, ldv, (int) r0,
+              imin (TQ, r_end - (int) r0), nk, head_dim, scale,
               bias ? (const float *) bias + (size_t) h * nq * nk : NULL, spans,
               nk > 0 ? n_spans : 0, lse ? lse + (size_t) h * nq : NULL);
     }
@@ -188,8 +203,8 @@ cpu_layout_new (void *ctx, const vdit_block_layout *layout, GError **error)
 {
   const vdit_block_layout *l = layout;
   if (l->block_q <= 0 || l->block_k <= 0 || l->n_q <= 0 || l->n_k <= 0 || l->n_heads <= 0
-      || l->n_qblocks != (l->n_q + l->block_q - 1) / l->block_q
-      || l->n_kblocks != (l->n_k + l->block_k - 1) / l->block_k) {
+      || l->n_qblocks != ceil_div (l->n_q, l->block_q)
+      || l->n_kblocks != ceil_div (l->n_k, l->block_k)) {
     g_set_error (error, VDIT_ERROR, VDIT_ERROR_INVALID_ARGUMENT,
                  "block layout: %d×%d tokens in blocks of %d×%d do not make %d×%d blocks "
                  "(%d heads)", l->n_q, l->n_k, l->block_q, l->block_k, l->n_qblocks,
@@ -251,8 +266,8 @@ cpu_block_scores (void *ctx, float *scores, const void *q, int ldq, const void *
 {
   if (nq <= 0 || nk <= 0 || heads <= 0)
     return;
-  const int nqb = (nq + block_q - 1) / block_q;
-  const int nkb = (nk + block_k - 1) / block_k;
+  const int nqb = ceil_div (nq, block_q);
+  const int nkb = ceil_div (nk, block_k);
   const int64_t n_tasks = (int64_t) heads * nqb;
   const score_row_fn score = pick_score_row ();
 
@@ -268,7 +283,7 @@ cpu_block_scores (void *ctx, float *scores, const void *q, int ldq, const void *
       const int qb = (int) (t % nqb);
       const size_t col = (size_t) h * head_dim;
       score (row, kt, s, (const float *) q + col, ldq, (const float *) k + col, ldk,
-             lse + (size_t) h * nq, qb * block_q, imin ((qb + 1) * block_q, nq), nk, head_dim,
+             lse + (size_t) h * nq, qb * block_q, mul_min (qb + 1, block_q, nq), nk, head_dim,
              scale, block_k, nkb);
       float *dst = scores + (size_t) t * nkb;
       for (int kb = 0; kb < nkb; kb++)
