@@ -1,6 +1,11 @@
 /* `vdit generate`: a prompt to a y4m clip or a folder of PNG frames. */
+#include <errno.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
+
+#include <gio/gio.h>
+#include <glib/gstdio.h>
 
 #include "cli.h"
 #include "commands.h"
@@ -10,10 +15,16 @@
 
 #define COMMAND "vdit generate"
 #define UNSET G_MININT
+#define UNSET_GUIDANCE (-G_MAXDOUBLE)
+/* vdit_generate's bounds (engine/generate.c), checked here before the output is made. */
+#define MAX_STEPS 10000
+#define MAX_GUIDANCE 100.0
+/* A prompt file is text; this only stops `--prompt-file /dev/zero` from eating memory. */
+#define MAX_PROMPT_FILE (16 << 20)
 
 /* The command line, as parsed; strings owned. */
 typedef struct {
-  char *model_dir, *prompt, *negative, *out;
+  char *model_dir, *prompt, *prompt_file, *negative, *out;
   char *seed_text, *device_name, *attention_name;
   int frames, steps, threads, gpus;
   double guidance, sparsity;
@@ -59,6 +70,7 @@ options_clear (generate_options *o)
 {
   g_free (o->model_dir);
   g_free (o->prompt);
+  g_free (o->prompt_file);
   g_free (o->negative);
   g_free (o->out);
   g_free (o->seed_text);
@@ -75,25 +87,83 @@ is_blank (const char *text)
   return TRUE;
 }
 
+/* The prompt from a file ("-": standard input), as given with --prompt: UTF-8 text
+ * without a byte-order mark or final line ends. Errors name the file. */
+static char *
+read_prompt_file (const char *path, GError **error)
+{
+  gboolean is_stdin = g_str_equal (path, "-");
+  const char *name = is_stdin ? "standard input" : path;
+  FILE *file = is_stdin ? stdin : g_fopen (path, "rb");
+  if (file == NULL) {
+    int saved = errno;
+    g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved),
+                 "cannot open prompt file '%s': %s", name, g_strerror (saved));
+    return NULL;
+  }
+  GString *text = g_string_new (NULL);
+  char buffer[65536];
+  size_t n;
+  while (text->len <= MAX_PROMPT_FILE && (n = fread (buffer, 1, sizeof buffer, file)) > 0)
+    g_string_append_len (text, buffer, n);
+  int saved = ferror (file) ? errno : 0;
+  if (!is_stdin)
+    fclose (file);
+
+  gboolean text_ok = saved == 0 && text->len <= MAX_PROMPT_FILE &&
+                     memchr (text->str, '\0', text->len) == NULL &&
+                     g_utf8_validate_len (text->str, text->len, NULL);
+  if (text_ok) {
+    if (g_str_has_prefix (text->str, "\xEF\xBB\xBF"))
+      g_string_erase (text, 0, 3);
+    while (text->len > 0 && strchr ("\r\n", text->str[text->len - 1]) != NULL)
+      g_string_truncate (text, text->len - 1);
+  }
+
+  if (saved != 0)
+    g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved),
+                 "cannot read prompt file '%s': %s", name, g_strerror (saved));
+  else if (text->len > MAX_PROMPT_FILE)
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                 "prompt file '%s' is larger than %d MiB", name, MAX_PROMPT_FILE >> 20);
+  else if (!text_ok && memchr (text->str, '\0', text->len) != NULL)
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                 "prompt file '%s' contains a NUL byte (is it a text file?)", name);
+  else if (!text_ok)
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                 "prompt file '%s' is not valid UTF-8 text", name);
+  else if (is_blank (text->str))
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA, "prompt file '%s' is empty",
+                 name);
+  else
+    return g_string_free (text, FALSE);
+  g_string_free (text, TRUE);
+  return NULL;
+}
+
 /* Parses and checks every argument before the (possibly slow) model load. Returns
  * VDIT_EXIT_OK, or the exit status after printing the problem. */
 static int
 parse_options (int argc, char **argv, generate_options *o)
 {
-  *o = (generate_options) { .frames = UNSET, .steps = UNSET, .gpus = 1, .guidance = -1.0,
-                            .sparsity = -1.0 };
+  *o = (generate_options) { .frames = UNSET, .steps = UNSET, .gpus = 1,
+                            .guidance = UNSET_GUIDANCE, .sparsity = -1.0 };
   GOptionEntry entries[] = {
     { "model", 'm', 0, G_OPTION_ARG_FILENAME, &o->model_dir, "Model directory", "DIR" },
     /* FILENAME: raw bytes, not converted from the locale (which may be "C"). */
     { "prompt", 'p', 0, G_OPTION_ARG_FILENAME, &o->prompt, "What the clip shows", "TEXT" },
+    { "prompt-file", 0, 0, G_OPTION_ARG_FILENAME, &o->prompt_file,
+      "Read the prompt from FILE (UTF-8 text; - for standard input) instead of --prompt",
+      "FILE" },
     { "negative-prompt", 'n', 0, G_OPTION_ARG_FILENAME, &o->negative,
       "What to steer away from (guidance)", "TEXT" },
     { "frames", 'f', 0, G_OPTION_ARG_INT, &o->frames,
       "Number of frames (default: the model's)", "N" },
-    { "steps", 's', 0, G_OPTION_ARG_INT, &o->steps, "Sampling steps (default: the model's)",
-      "S" },
+    { "steps", 's', 0, G_OPTION_ARG_INT, &o->steps,
+      "Sampling steps, 1 to 10000 (default: the model's)", "S" },
     { "guidance", 'g', 0, G_OPTION_ARG_DOUBLE, &o->guidance,
-      "Guidance scale; 1 or less turns guidance off (default: the model's)", "G" },
+      "Guidance scale, 0 to 100; 1 or less turns guidance off (default: the model's)",
+      "G" },
     { "seed", 0, 0, G_OPTION_ARG_STRING, &o->seed_text, "Noise seed (default 0)", "X" },
     { "device", 'd', 0, G_OPTION_ARG_STRING, &o->device_name,
       "auto, cpu or cuda (default auto)", "DEV" },
@@ -118,8 +188,13 @@ parse_options (int argc, char **argv, generate_options *o)
       "The output format follows --out: a name ending in .y4m (or -, standard output)\n"
       "gives a YUV4MPEG2 stream (4:4:4, BT.601); a folder gives frame-0000.png,\n"
       "frame-0001.png, ...\n\n"
+      "An existing output is replaced only when the run ends: by the finished clip, or,\n"
+      "after Ctrl-C, by the frames made so far. A run that fails leaves it as it was.\n\n"
+      "The prompt is --prompt TEXT or, for text longer than a command-line argument\n"
+      "may be, --prompt-file FILE; a final line end in the file is ignored.\n\n"
       "Example:\n"
-      "  vdit generate --model models/tiny --prompt \"a red ball\" --out clip.y4m\n");
+      "  vdit generate --model models/tiny --prompt \"a red ball\" --out clip.y4m\n"
+      "  vdit generate --model models/tiny --prompt-file story.txt --out frames/\n");
   int status = VDIT_EXIT_OK;
   gboolean parsed = vdit_cli_parse (octx, COMMAND, &argc, &argv, &status);
   g_option_context_free (octx);
@@ -131,16 +206,22 @@ parse_options (int argc, char **argv, generate_options *o)
     return vdit_cli_usage (COMMAND, "unexpected argument '%s'", argv[1]);
   if (o->model_dir == NULL)
     return vdit_cli_usage (COMMAND, "missing --model DIR");
-  if (o->prompt == NULL)
-    return vdit_cli_usage (COMMAND, "missing --prompt TEXT");
+  if (o->prompt == NULL && o->prompt_file == NULL)
+    return vdit_cli_usage (COMMAND, "missing --prompt TEXT or --prompt-file FILE");
+  if (o->prompt != NULL && o->prompt_file != NULL)
+    return vdit_cli_usage (COMMAND, "give either --prompt or --prompt-file, not both");
   if (o->out == NULL)
     return vdit_cli_usage (COMMAND, "missing --out FILE");
-  if (is_blank (o->prompt))
+  if (o->prompt != NULL && is_blank (o->prompt))
     return vdit_cli_usage (COMMAND, "the prompt is empty");
   if (o->frames != UNSET && o->frames < 1)
     return vdit_cli_usage (COMMAND, "--frames must be at least 1, not %d", o->frames);
-  if (o->steps != UNSET && o->steps < 1)
-    return vdit_cli_usage (COMMAND, "--steps must be at least 1, not %d", o->steps);
+  if (o->steps != UNSET && (o->steps < 1 || o->steps > MAX_STEPS))
+    return vdit_cli_usage (COMMAND, "--steps must be from 1 to %d, not %d", MAX_STEPS,
+                           o->steps);
+  if (o->guidance != UNSET_GUIDANCE && !(o->guidance >= 0.0 && o->guidance <= MAX_GUIDANCE))
+    return vdit_cli_usage (COMMAND, "--guidance must be from 0 to %g, not %g", MAX_GUIDANCE,
+                           o->guidance);
   if (o->gpus < 1 || o->threads < 0)
     return vdit_cli_usage (COMMAND, "--gpus must be at least 1 and --threads not negative");
   if (o->sparsity != -1.0 && !(o->sparsity >= 0.0 && o->sparsity < 1.0))
@@ -155,7 +236,35 @@ parse_options (int argc, char **argv, generate_options *o)
     g_error_free (error);
     return status;
   }
+  /* Last: standard input may block, and should not be read for a bad command line. */
+  if (o->prompt_file != NULL) {
+    o->prompt = read_prompt_file (o->prompt_file, &error);
+    if (o->prompt == NULL)
+      return vdit_cli_fail (error);
+  }
   return VDIT_EXIT_OK;
+}
+
+/* The model's own defaults must be in range too (a config.json can say anything the
+ * loader accepts); vdit_generate would reject them only after the output was made. */
+static gboolean
+check_model_defaults (const vdit_model_info *info, const generate_options *o,
+                      GError **error)
+{
+  if (o->steps == UNSET && (info->steps < 1 || info->steps > MAX_STEPS)) {
+    g_set_error (error, VDIT_ERROR, VDIT_ERROR_CONFIG,
+                 "%s/config.json: sampler.steps = %d is out of range (1..%d); pass --steps",
+                 info->path, info->steps, MAX_STEPS);
+    return FALSE;
+  }
+  if (o->guidance == UNSET_GUIDANCE &&
+      !(info->guidance >= 0.0f && info->guidance <= MAX_GUIDANCE)) {
+    g_set_error (error, VDIT_ERROR, VDIT_ERROR_CONFIG,
+                 "%s/config.json: sampler.guidance = %g is out of range (0..%g); pass "
+                 "--guidance", info->path, info->guidance, MAX_GUIDANCE);
+    return FALSE;
+  }
+  return TRUE;
 }
 
 /* Runs the generation into sink with Ctrl-C watched. On failure *error explains it; the
@@ -171,7 +280,7 @@ run (vdit_ctx *ctx, const generate_options *o, int frames, vdit_frame_sink *sink
   gp.negative_prompt = o->negative;
   gp.frames = frames;
   gp.steps = o->steps == UNSET ? 0 : o->steps;
-  gp.guidance = (float) o->guidance;
+  gp.guidance = o->guidance == UNSET_GUIDANCE ? -1.0f : (float) o->guidance;
   gp.seed = o->seed;
   gp.attention = o->attention;
   gp.sparsity = (float) o->sparsity;
@@ -217,7 +326,8 @@ vdit_cmd_generate (int argc, char **argv)
     goto fail;
   const vdit_model_info *info = vdit_model_get_info (model);
   int frames = o.frames == UNSET ? info->frames : o.frames;
-  if (!vdit_model_check_frames (model, frames, &error))
+  if (!vdit_model_check_frames (model, frames, &error) ||
+      !check_model_defaults (info, &o, &error))
     goto fail;
 
   vdit_ctx_params cp;
@@ -230,7 +340,8 @@ vdit_cmd_generate (int argc, char **argv)
   ctx = vdit_ctx_new (model, &cp, &error);
   if (ctx == NULL)
     goto fail;
-  /* Opened before the work, so a bad path fails at once. */
+  /* Opened before the work, so a bad path fails at once; the output itself is replaced
+   * only at the end. */
   sink = vdit_frame_sink_open (o.out, info->width, info->height, info->fps, &error);
   if (sink == NULL)
     goto fail;
@@ -242,12 +353,17 @@ vdit_cmd_generate (int argc, char **argv)
   gboolean interrupted = FALSE;
   gboolean ok = run (ctx, &o, frames, sink, &interrupted, &error);
   int written = vdit_frame_sink_count (sink);
-  /* On failure, a sink that holds no frame removes what it created. */
-  ok = vdit_frame_sink_close (sink, ok, ok ? &error : NULL) && ok;
-  sink = NULL;
-  if (!ok && interrupted && g_error_matches (error, VDIT_ERROR, VDIT_ERROR_CANCELLED)) {
-    g_printerr ("vdit: interrupted after %d frame%s\n", written, written == 1 ? "" : "s");
+  gboolean stopped =
+      !ok && interrupted && g_error_matches (error, VDIT_ERROR, VDIT_ERROR_CANCELLED);
+  /* The output is replaced by a finished clip, or by the frames of an interrupted run
+   * (the documented Ctrl-C behaviour); after any other failure it stays as it was. */
+  if (stopped)
     g_clear_error (&error);
+  gboolean commit = ok || (stopped && written > 0);
+  ok = vdit_frame_sink_close (sink, commit, commit ? &error : NULL) && ok;
+  sink = NULL;
+  if (stopped && error == NULL) {
+    g_printerr ("vdit: interrupted after %d frame%s\n", written, written == 1 ? "" : "s");
     status = VDIT_EXIT_INTERRUPTED;
     goto out;
   }

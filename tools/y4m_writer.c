@@ -10,11 +10,10 @@
 #include <string.h>
 
 #include <gio/gio.h>
-#include <glib/gstdio.h>
 
 struct vdit_y4m_writer {
-  FILE *file;
-  char *path;
+  FILE *file; /* not owned */
+  char *name; /* for messages */
   int width, height;
   uint8_t *plane; /* (3, height, width) Y, Cb, Cr */
 };
@@ -36,35 +35,28 @@ vdit_y4m_fps_ratio (double fps, int *num, int *den)
 }
 
 static gboolean
-set_io_error (GError **error, const char *path, const char *what)
+set_io_error (GError **error, const char *name, const char *what)
 {
   int saved = errno;
   g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved), "cannot %s '%s': %s", what,
-               path, g_strerror (saved));
+               name, g_strerror (saved));
   return FALSE;
 }
 
 vdit_y4m_writer *
-vdit_y4m_writer_open (const char *path, int width, int height, double fps, GError **error)
+vdit_y4m_writer_new (FILE *file, const char *name, int width, int height, double fps,
+                     GError **error)
 {
-  /* "-" is standard output, for piping into a player or gst-launch-1.0 fdsrc. */
-  FILE *file = g_str_equal (path, "-") ? stdout : g_fopen (path, "wb");
-  if (file == NULL) {
-    set_io_error (error, path, "create");
-    return NULL;
-  }
   int num, den;
   vdit_y4m_fps_ratio (fps, &num, &den);
   if (fprintf (file, "YUV4MPEG2 W%d H%d F%d:%d Ip A1:1 C444\n", width, height, num,
                den) < 0) {
-    set_io_error (error, path, "write");
-    if (file != stdout)
-      fclose (file);
+    set_io_error (error, name, "write");
     return NULL;
   }
   vdit_y4m_writer *w = g_new0 (vdit_y4m_writer, 1);
   w->file = file;
-  w->path = g_strdup (path);
+  w->name = g_strdup (name);
   w->width = width;
   w->height = height;
   w->plane = g_malloc ((size_t) 3 * width * height);
@@ -105,22 +97,18 @@ vdit_y4m_writer_write_rgb (vdit_y4m_writer *w, const uint8_t *rgb, int stride, G
     }
   }
   if (fputs ("FRAME\n", w->file) == EOF || fwrite (w->plane, 1, 3 * n, w->file) != 3 * n)
-    return set_io_error (error, w->path, "write");
-  /* Each frame reaches the file as it is made, so a viewer or an interrupted run sees
-   * whole frames. */
+    return set_io_error (error, w->name, "write");
+  /* Each frame leaves the process as it is made: a pipe's reader gets it at once, and a
+   * write error (disk full) is seen at the frame that caused it. */
   if (fflush (w->file) != 0)
-    return set_io_error (error, w->path, "write");
+    return set_io_error (error, w->name, "write");
   return TRUE;
 }
 
-gboolean
-vdit_y4m_writer_close (vdit_y4m_writer *w, GError **error)
+void
+vdit_y4m_writer_free (vdit_y4m_writer *w)
 {
-  gboolean ok = TRUE;
-  if ((w->file == stdout ? fflush (w->file) : fclose (w->file)) != 0)
-    ok = set_io_error (error, w->path, "close");
   g_free (w->plane);
-  g_free (w->path);
+  g_free (w->name);
   g_free (w);
-  return ok;
 }

@@ -4,19 +4,20 @@
 
 #include <glib.h>
 #include <stdint.h>
+#include <stdio.h>
 
 G_BEGIN_DECLS
 
 typedef struct vdit_y4m_writer vdit_y4m_writer;
 
-/* Creates (truncates) path, or uses stdout for "-", and writes the stream header. */
-vdit_y4m_writer *vdit_y4m_writer_open (const char *path, int width, int height, double fps,
-                                       GError **error);
-/* Appends one frame given as packed RGB24 rows of `stride` bytes. */
+/* Writes the stream header to file, which stays the caller's to close; messages name
+ * name. */
+vdit_y4m_writer *vdit_y4m_writer_new (FILE *file, const char *name, int width, int height,
+                                      double fps, GError **error);
+/* Appends one frame given as packed RGB24 rows of `stride` bytes, and flushes it. */
 gboolean vdit_y4m_writer_write_rgb (vdit_y4m_writer *w, const uint8_t *rgb, int stride,
                                     GError **error);
-/* Flushes and closes; FALSE if a write failed late (disk full). Frees w. */
-gboolean vdit_y4m_writer_close (vdit_y4m_writer *w, GError **error);
+void vdit_y4m_writer_free (vdit_y4m_writer *w);
 
 /* fps as the smallest exact ratio (24 → 24:1, 29.97 → 30000:1001). */
 void vdit_y4m_fps_ratio (double fps, int *num, int *den);

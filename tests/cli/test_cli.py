@@ -4,6 +4,7 @@
 Each case runs the real program on models/tiny (or its config with random weights)
 and checks outputs, exit statuses and messages. Exit 0 pass, 1 fail, 77 skip."""
 
+import errno
 import json
 import os
 import shutil
@@ -391,8 +392,11 @@ def case_valgrind():
         frames = str(frame_counts()[0])
         # One step is enough to cover the command's paths; each run costs seconds.
         quick = ["--steps", "1", "--threads", "1", "--device", "cpu", "-q"]
+        prompt = os.path.join(tmp, "prompt.txt")
+        with open(prompt, "w") as f:
+            f.write(PROMPT + "\n")
         runs = [
-            ["generate", "--model", TINY, "--prompt", PROMPT, "--frames", frames,
+            ["generate", "--model", TINY, "--prompt-file", prompt, "--frames", frames,
              "--out", os.path.join(tmp, "clip.y4m"), *quick],
             ["generate", "--model", TINY, "--prompt", PROMPT, "--frames", frames,
              "--out", os.path.join(tmp, "png") + "/", *quick],
@@ -403,6 +407,285 @@ def case_valgrind():
             proc = subprocess.run([*memcheck, VDIT, *args], capture_output=True, text=True,
                                   timeout=300)
             check(proc.returncode != 9, f"valgrind vdit {' '.join(args)}:\n{proc.stderr}")
+
+
+# ---- the output is replaced only by a finished clip ----------------------------------
+
+PRECIOUS = b"an earlier clip the user wants to keep\n"
+
+
+def listing(folder):
+    """Every name in folder, hidden temporaries included."""
+    return sorted(os.listdir(folder))
+
+
+def check_untouched(path, label, content=PRECIOUS):
+    check(os.path.exists(path), f"{label}: {path} was deleted")
+    with open(path, "rb") as f:
+        got = f.read()
+    check(got == content, f"{label}: {path} was changed ({len(got)} bytes now)")
+
+
+def tiny_copy(tmp, **sampler):
+    """models/tiny with some sampler settings changed (weights linked, not copied)."""
+    model = os.path.join(tmp, "model")
+    os.mkdir(model)
+    for name in os.listdir(TINY):
+        if name != "config.json":
+            os.symlink(os.path.join(TINY, name), os.path.join(model, name))
+    cfg = tiny_config()
+    cfg["sampler"].update(sampler)
+    with open(os.path.join(model, "config.json"), "w") as f:
+        json.dump(cfg, f)
+    return model
+
+
+def expect_kept(args, status, words, path, content=PRECIOUS):
+    """Like expect_error, but first checks that path still holds content."""
+    run(*args)
+    check_untouched(path, "vdit " + " ".join(args), content)
+    expect_error(args, status, words)
+
+
+def interrupt_early(args):
+    """Runs vdit with args, interrupts it during denoising (before any frame)."""
+    proc = subprocess.Popen([VDIT, *args], stderr=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, text=True)
+    watchdog = threading.Timer(60, proc.kill)
+    watchdog.start()
+    try:
+        for line in proc.stderr:
+            if "denoising step" in line:
+                break
+        proc.send_signal(signal.SIGINT)
+        rest = proc.stderr.read()
+        status = proc.wait()
+    finally:
+        watchdog.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    check(status == 130, f"exit {status} after SIGINT, expected 130:\n{rest[-2000:]}")
+    check("interrupted after 0 frames" in rest, f"interrupt message:\n{rest[-2000:]}")
+
+
+def case_keep_output():
+    """A run that fails or is interrupted before its first frame leaves an existing
+    output as it was, and leaves no temporary file; a finished run replaces it."""
+    frames = str(frame_counts()[0])
+    with tempfile.TemporaryDirectory() as tmp:
+        keep = os.path.join(tmp, "keep.y4m")
+        with open(keep, "wb") as f:
+            f.write(PRECIOUS)
+        os.chmod(keep, 0o640)
+        base = ["generate", "--model", TINY, "--prompt", PROMPT, "--out", keep, *FAST]
+        # Bad values the engine would only reject after the output was opened.
+        for bad in (["--guidance", "nan"], ["--guidance", "inf"], ["--guidance", "-2"],
+                    ["--guidance", "1000"], ["--steps", "20000"]):
+            expect_kept([*base, *bad], 2, [bad[0]], keep)
+        # A model whose own default is out of range fails the same way.
+        model = tiny_copy(tmp, steps=20000)
+        expect_kept(["generate", "--model", model, "--prompt", PROMPT, "--out", keep,
+                     "--threads", "1", "--device", "cpu"], 1, ["steps", "20000"], keep)
+        # Ctrl-C before the first frame.
+        interrupt_early(["generate", "--model", TINY, "--prompt", PROMPT, "--out", keep,
+                         "--steps", "10000", "--threads", "1", "--device", "cpu"])
+        check_untouched(keep, "Ctrl-C before frame 0")
+        check(listing(tmp) == ["keep.y4m", "model"], f"left behind: {listing(tmp)}")
+        # A finished run replaces the file, keeping its permissions.
+        generate(keep, frames=frames)
+        _, got = read_y4m(keep)
+        check(len(got) == int(frames), f"replaced clip has {len(got)} frames")
+        check(os.stat(keep).st_mode & 0o777 == 0o640,
+              f"mode {oct(os.stat(keep).st_mode & 0o777)} after replacing, expected 0o640")
+        check(listing(tmp) == ["keep.y4m", "model"], f"left behind: {listing(tmp)}")
+        # A symbolic link to the clip stays a link; the clip it points at is replaced.
+        before = open(keep, "rb").read()
+        link = os.path.join(tmp, "link.y4m")
+        os.symlink("keep.y4m", link)
+        generate(link, frames=frames, seed="2")
+        check(os.path.islink(link), "writing through a symbolic link replaced the link")
+        after = open(keep, "rb").read()
+        check(after != before and len(read_y4m(keep)[1]) == int(frames),
+              "writing through a symbolic link did not replace the clip it points at")
+        check(listing(tmp) == ["keep.y4m", "link.y4m", "model"], f"left behind: {listing(tmp)}")
+
+    # The same for a folder of PNG frames.
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = os.path.join(tmp, "frames")
+        os.mkdir(folder)
+        old = os.path.join(folder, "frame-0000.png")
+        with open(old, "wb") as f:
+            f.write(PRECIOUS)
+        base = ["generate", "--model", TINY, "--prompt", PROMPT, "--out", folder + "/", *FAST]
+        expect_kept([*base, "--guidance", "nan"], 2, ["--guidance"], old)
+        interrupt_early(["generate", "--model", TINY, "--prompt", PROMPT, "--out", folder,
+                         "--steps", "10000", "--threads", "1", "--device", "cpu"])
+        check_untouched(old, "PNG, Ctrl-C before frame 0")
+        check(listing(folder) == ["frame-0000.png"], f"left behind: {listing(folder)}")
+        generate(folder, frames=frames)
+        check(listing(folder) == [f"frame-{i:04d}.png" for i in range(int(frames))],
+              f"after a finished run: {listing(folder)}")
+        png_size(old)
+        # A folder the run created is removed again when it fails before frame 0.
+        fresh = os.path.join(tmp, "new", "deeper") + "/"
+        interrupt_early(["generate", "--model", TINY, "--prompt", PROMPT, "--out", fresh,
+                         "--steps", "10000", "--threads", "1", "--device", "cpu"])
+        check(listing(tmp) == ["frames"], f"left behind: {listing(tmp)}")
+
+
+# ---- write errors (disk full) ---------------------------------------------------------
+
+def limited(max_bytes):
+    """preexec_fn: files may not grow past max_bytes, as on a full disk. SIGXFSZ is
+    ignored (the disposition survives exec), so write() fails with EFBIG instead."""
+    def apply():
+        import resource
+        resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, max_bytes))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    return apply
+
+
+def run_limited(max_bytes, *args):
+    proc = subprocess.run([VDIT, *args], capture_output=True, text=True, timeout=120,
+                          preexec_fn=limited(max_bytes))
+    if proc.returncode < 0:
+        raise Failure(f"vdit {' '.join(args)} died of signal {-proc.returncode}:\n{proc.stderr}")
+    return proc
+
+
+def case_disk_full():
+    """A write error fails the run with the file and the OS error named, and leaves
+    nothing partial behind: no temporary, no truncated frame, the old output intact."""
+    cfg = tiny_config()
+    frame_bytes = 3 * cfg["video"]["width"] * cfg["video"]["height"]
+    frames = str(frame_counts()[1])
+    efbig, enospc = os.strerror(errno.EFBIG), os.strerror(errno.ENOSPC)
+    with tempfile.TemporaryDirectory() as tmp:
+        for existing in (True, False):
+            out = os.path.join(tmp, "clip.y4m")
+            if existing:
+                with open(out, "wb") as f:
+                    f.write(PRECIOUS)
+            # Room for the header, frame 0 and half of frame 1.
+            proc = run_limited(64 + 6 + frame_bytes + frame_bytes // 2, "generate",
+                               "--model", TINY, "--prompt", PROMPT, "--out", out,
+                               "--frames", frames, *FAST)
+            label = f"y4m, disk full ({'existing' if existing else 'new'} file)"
+            check(proc.returncode == 1, f"{label}: exit {proc.returncode}\n{proc.stderr}")
+            check("clip.y4m" in proc.stderr and efbig in proc.stderr,
+                  f"{label}: the message should name clip.y4m and '{efbig}':\n{proc.stderr}")
+            if existing:
+                check_untouched(out, label)
+                os.unlink(out)
+            check(listing(tmp) == [], f"{label}: left behind {listing(tmp)}")
+
+        # PNG frames: frame 0 does not fit.
+        folder = os.path.join(tmp, "png") + "/"
+        proc = run_limited(100, "generate", "--model", TINY, "--prompt", PROMPT, "--out",
+                           folder, "--frames", frames, *FAST)
+        check(proc.returncode == 1, f"PNG, disk full: exit {proc.returncode}\n{proc.stderr}")
+        check("frame-0000.png" in proc.stderr and efbig in proc.stderr,
+              f"PNG, disk full: the message should name frame-0000.png and '{efbig}':\n"
+              f"{proc.stderr}")
+        check(listing(tmp) == [], f"PNG, disk full: left behind {listing(tmp)}")
+        # The same into an existing folder: its frame stays as it was.
+        os.mkdir(folder)
+        old = os.path.join(folder, "frame-0000.png")
+        with open(old, "wb") as f:
+            f.write(PRECIOUS)
+        proc = run_limited(100, "generate", "--model", TINY, "--prompt", PROMPT, "--out",
+                           folder, "--frames", frames, *FAST)
+        check(proc.returncode == 1 and efbig in proc.stderr,
+              f"PNG, disk full, existing folder: exit {proc.returncode}\n{proc.stderr}")
+        check_untouched(old, "PNG, disk full, existing folder")
+        check(listing(folder) == ["frame-0000.png"],
+              f"PNG, disk full, existing folder: left {listing(folder)}")
+        shutil.rmtree(folder)
+
+        # /dev/full through a link: written in place (it is no regular file), and the
+        # error is ENOSPC; the link itself stays.
+        if os.path.exists("/dev/full"):
+            full = os.path.join(tmp, "full.y4m")
+            os.symlink("/dev/full", full)
+            proc = run("generate", "--model", TINY, "--prompt", PROMPT, "--out", full, *FAST)
+            check(proc.returncode == 1 and "full.y4m" in proc.stderr and enospc in proc.stderr,
+                  f"/dev/full: exit {proc.returncode}, expected 1 naming full.y4m and "
+                  f"'{enospc}':\n{proc.stderr}")
+            check(os.path.islink(full), "/dev/full: the link was removed")
+            check(listing(tmp) == ["full.y4m"], f"/dev/full: left behind {listing(tmp)}")
+
+
+# ---- --prompt-file --------------------------------------------------------------------
+
+def case_prompt_file():
+    frames = str(frame_counts()[0])
+    with tempfile.TemporaryDirectory() as tmp:
+        ref = os.path.join(tmp, "ref.y4m")
+        generate(ref, frames=frames)
+        want = open(ref, "rb").read()
+        common = ["generate", "--model", TINY, "--seed", "1", "--frames", frames, *FAST]
+
+        # A file with a final newline gives what --prompt gives.
+        pfile = os.path.join(tmp, "prompt.txt")
+        with open(pfile, "w") as f:
+            f.write(PROMPT + "\n")
+        out = os.path.join(tmp, "file.y4m")
+        run_ok(*common, "--prompt-file", pfile, "--out", out)
+        check(open(out, "rb").read() == want, "--prompt-file differs from --prompt")
+
+        # A byte-order mark (Windows editors) is not part of the prompt.
+        with open(pfile, "wb") as f:
+            f.write(b"\xef\xbb\xbf" + PROMPT.encode() + b"\r\n")
+        run_ok(*common, "--prompt-file", pfile, "--out", out)
+        check(open(out, "rb").read() == want, "--prompt-file with a BOM differs from --prompt")
+
+        # "-" reads standard input.
+        proc = subprocess.run([VDIT, *common, "--prompt-file", "-", "--out", "-"],
+                              input=(PROMPT + "\r\n").encode(), capture_output=True,
+                              timeout=120)
+        check(proc.returncode == 0 and proc.stdout == want,
+              f"--prompt-file - : exit {proc.returncode}, {len(proc.stdout)} bytes\n"
+              f"{proc.stderr.decode(errors='replace')}")
+
+        # Longer than one command-line argument may be (128 KiB).
+        long = os.path.join(tmp, "long.txt")
+        with open(long, "w") as f:
+            f.write(("a red ball bouncing on a green field. " * 4000).strip() + "\n")
+        check(os.path.getsize(long) > 128 * 1024, "the long prompt is not long")
+        out = os.path.join(tmp, "long.y4m")
+        run_ok(*common, "--prompt-file", long, "--out", out)
+        check(len(read_y4m(out)[1]) == int(frames), "long prompt: wrong clip")
+
+        out = os.path.join(tmp, "never.y4m")
+        both = [*common, "--out", out]
+        expect_error([*both, "--prompt", PROMPT, "--prompt-file", pfile], 2,
+                     ["--prompt", "--prompt-file"], out)
+        expect_error(both, 2, ["--prompt", "--prompt-file"], out)
+        missing = os.path.join(tmp, "no-such-prompt.txt")
+        expect_error([*both, "--prompt-file", missing], 1, ["no-such-prompt.txt"], out)
+        expect_error([*both, "--prompt-file", tmp], 1, [tmp], out)
+        bad = os.path.join(tmp, "latin1.txt")
+        with open(bad, "wb") as f:
+            f.write("une balle rouge sur un pr\u00e9\n".encode("latin-1"))
+        expect_error([*both, "--prompt-file", bad], 1, ["latin1.txt", "UTF-8"], out)
+        nul = os.path.join(tmp, "nul.txt")
+        with open(nul, "wb") as f:
+            f.write(b"a red\0ball\n")
+        expect_error([*both, "--prompt-file", nul], 1, ["nul.txt"], out)
+        for text in ("", "\n", "  \t\n\n"):
+            empty = os.path.join(tmp, "empty.txt")
+            with open(empty, "w") as f:
+                f.write(text)
+            expect_error([*both, "--prompt-file", empty], 1, ["empty.txt", "empty"], out)
+        if os.geteuid() != 0:
+            locked = os.path.join(tmp, "locked.txt")
+            with open(locked, "w") as f:
+                f.write(PROMPT)
+            os.chmod(locked, 0)
+            expect_error([*both, "--prompt-file", locked], 1, ["locked.txt"], out)
+        proc = run_ok("generate", "--help")
+        check("--prompt-file" in proc.stdout, f"--help lacks --prompt-file:\n{proc.stdout}")
 
 
 CASES = {name[5:]: fn for name, fn in globals().items() if name.startswith("case_")}
