@@ -6,6 +6,9 @@
 #include "backend_util.h"
 
 #include <math.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 typedef struct {
   void *table; /* (6, D) */
@@ -307,11 +310,65 @@ vdit_dit_ws_tokens (const vdit_dit_ws *ws)
 
 /* ---- forward ----------------------------------------------------------------------- */
 
-/* Self-attention, cross-attention and FFN of one block, updating ws->x. */
+/* Time the CPU spends in dense attention between two looks at the cancel flag. */
+#define CANCEL_CHUNK_US 30000
+
+static gboolean
+cancelled (const vdit_backend *be, const gint *cancel, GError **error)
+{
+  if (cancel == NULL || !g_atomic_int_get (cancel))
+    return FALSE;
+  be->iface->sync (be->context, NULL);
+  g_set_error (error, VDIT_ERROR, VDIT_ERROR_CANCELLED, "generation cancelled");
+  return TRUE;
+}
+
+/* Dense self-attention of n tokens. The CPU backend computes an op before it returns, so
+ * a long one (seconds at tens of thousands of tokens) runs in chunks of query rows with a
+ * look at the cancel flag before each. A chunk's size follows its measured time (about
+ * CANCEL_CHUNK_US whatever the threads, cores and shapes), never below four tasks (a
+ * head's 64 rows) a thread so the threads stay balanced. Rows are independent and chunks
+ * start on the kernel's 64-row tiles, so the result is the same bit for bit. A GPU queues
+ * its ops: a check between launches would not stop anything sooner, so it gets one call. */
+static gboolean
+dit_self_attention (vdit_dit *dit, vdit_dit_ws *ws, void *q, void *k, void *v, float scale,
+                    const gint *cancel, GError **error)
+{
+  vdit_backend *be = dit->be;
+  const vdit_backend_i *f = be->iface;
+  const int n = ws->n, d = dit->cfg->hidden, heads = dit->cfg->heads, hd = dit->cfg->head_dim;
+  int rows = n, min_rows = n;
+  if (cancel && g_str_equal (f->name, "cpu")) {
+#ifdef _OPENMP
+    const int threads = omp_get_max_threads ();
+#else
+    const int threads = 1;
+#endif
+    min_rows = rows = (int) MIN ((int64_t) n, 64 * (((int64_t) 4 * threads + heads - 1) / heads));
+  }
+  for (int r0 = 0, nr; r0 < n; r0 += nr) {
+    if (cancelled (be, cancel, error))
+      return FALSE;
+    nr = MIN (rows, n - r0);
+    const size_t qo = (size_t) r0 * 3 * d, oo = (size_t) r0 * d;
+    const gint64 t0 = g_get_monotonic_time ();
+    f->attention (be->context, vdit_buf_at (be, ws->att, oo), d, vdit_buf_at (be, q, qo), 3 * d,
+                  k, 3 * d, v, 3 * d, nr, n, heads, hd, scale, NULL, NULL, NULL);
+    const gint64 us = g_get_monotonic_time () - t0;
+    if (rows < n && us < CANCEL_CHUNK_US / 2 && nr == rows)
+      rows = (int) MIN ((int64_t) n, 2 * (int64_t) rows);
+    else if (us > 2 * CANCEL_CHUNK_US && rows / 2 >= min_rows)
+      rows = rows / 2 / 64 * 64;
+  }
+  return !cancelled (be, cancel, error);
+}
+
+/* Self-attention, cross-attention and FFN of one block, updating ws->x; on the CPU a
+ * cancel is seen between its parts and inside the self-attention. */
 static gboolean
 dit_block_forward (vdit_dit *dit, vdit_dit_ws *ws, const dit_block *b, int layer,
                    const vdit_dit_text *text, vdit_attn_policy *policy, int step, int pass,
-                   GError **error)
+                   const gint *cancel, GError **error)
 {
   vdit_backend *be = dit->be;
   const vdit_backend_i *f = be->iface;
@@ -332,15 +389,17 @@ dit_block_forward (vdit_dit *dit, vdit_dit_ws *ws, const dit_block *b, int layer
   f->rope (c, q, 3 * d, ws->rope_cos, ws->rope_sin, n, heads, hd, 3);
   f->rope (c, k, 3 * d, ws->rope_cos, ws->rope_sin, n, heads, hd, 3);
   if (policy) {
-    if (!vdit_attn_policy_run (policy, step, layer, pass, ws->att, d, q, 3 * d, k, 3 * d, v,
+    if (cancelled (be, cancel, error) ||
+        !vdit_attn_policy_run (policy, step, layer, pass, ws->att, d, q, 3 * d, k, 3 * d, v,
                                3 * d, scale, error))
       return FALSE;
-  } else {
-    f->attention (c, ws->att, d, q, 3 * d, k, 3 * d, v, 3 * d, n, n, heads, hd, scale, NULL,
-                  NULL, NULL);
+  } else if (!dit_self_attention (dit, ws, q, k, v, scale, cancel, error)) {
+    return FALSE;
   }
   f->matmul (c, ws->h, d, ws->att, d, b->o_w, b->o_b, n, d, d, VDIT_ACT_NONE, FALSE);
   f->add_gated (c, ws->x, ws->h, gate_msa, n, d);
+  if (cancelled (be, cancel, error))
+    return FALSE;
 
   /* cross-attention to the caption: no norm, no gate */
   void *kv = text->kv[layer];
@@ -348,6 +407,8 @@ dit_block_forward (vdit_dit *dit, vdit_dit_ws *ws, const dit_block *b, int layer
   f->attention (c, ws->att, d, q, d, kv, 2 * d, vdit_buf_at (be, kv, d), 2 * d, n, text->n,
                 heads, hd, scale, NULL, NULL, NULL);
   f->matmul (c, ws->x, d, ws->att, d, b->co_w, b->co_b, n, d, d, VDIT_ACT_NONE, TRUE);
+  if (cancelled (be, cancel, error))
+    return FALSE;
 
   /* feed-forward */
   f->layernorm_modulate (c, ws->h, ws->x, shift_mlp, scale_mlp, n, d, cfg->eps);
@@ -371,7 +432,8 @@ vdit_dit_forward (vdit_dit *dit, vdit_dit_ws *ws, const float *patches, float ti
 
   /* patch embedding and adaLN-single; the timestep's frequencies are made on the
    * backend, so no upload waits for them */
-  if (!f->upload (c, ws->in, patches, (size_t) n * patch, VDIT_ELEM_ACT, error))
+  if (cancelled (be, cancel, error) ||
+      !f->upload (c, ws->in, patches, (size_t) n * patch, VDIT_ELEM_ACT, error))
     return FALSE;
   f->timestep_embedding (c, ws->temb, &timestep, 1, cfg->freq_dim);
   f->matmul (c, ws->x, d, ws->in, patch, dit->pe_w, dit->pe_b, n, d, patch, VDIT_ACT_NONE, FALSE);
@@ -384,14 +446,13 @@ vdit_dit_forward (vdit_dit *dit, vdit_dit_ws *ws, const float *patches, float ti
   f->matmul (c, ws->mod, 6 * d, ws->se, d, dit->ada_w, dit->ada_b, 1, 6 * d, d, VDIT_ACT_NONE, FALSE);
 
   for (int i = 0; i < cfg->depth; i++) {
-    if (!dit_block_forward (dit, ws, &dit->blocks[i], i, text, policy, step, pass, error))
+    if (cancelled (be, cancel, error) ||
+        !dit_block_forward (dit, ws, &dit->blocks[i], i, text, policy, step, pass, cancel,
+                            error))
       return FALSE;
-    if (cancel && g_atomic_int_get (cancel)) {
-      f->sync (c, NULL);
-      g_set_error (error, VDIT_ERROR, VDIT_ERROR_CANCELLED, "generation cancelled");
-      return FALSE;
-    }
   }
+  if (cancelled (be, cancel, error))
+    return FALSE;
 
   /* final layer: shift, scale = table + embedded timestep */
   void *shift = ws->fin, *scale = vdit_buf_at (be, ws->fin, d);

@@ -13,6 +13,7 @@
 
 #include <math.h>
 #include <string.h>
+#include <unistd.h>
 
 struct vdit_ctx {
   vdit_model *model;
@@ -68,6 +69,108 @@ vdit_ctx_params_check (const vdit_ctx_params *p, int *cuda_device, GError **erro
   return TRUE;
 }
 
+/* ---- memory ------------------------------------------------------------------------ */
+
+/* What a generation holds at its peak, in bytes. Doubles, so that no size overflows
+ * before it is compared. */
+typedef struct {
+  double tokens;  /* DiT tokens of the clip */
+  double latent;  /* host: the latent and its five working copies */
+  double host;    /* host: RoPE tables, a decoded frame */
+  double acts;    /* backend: DiT workspace, both prompts' K/V, the text encoder's peak */
+  double weights; /* backend: the model's weights */
+} mem_need;
+
+/* Mirrors gen_prepare, vdit_dit_ws_new, vdit_dit_text_new and vdit_text_encoder_run. */
+static void
+memory_need (const vdit_ctx *ctx, int frames, mem_need *m)
+{
+  const vdit_model *model = ctx->model;
+  const vdit_config *c = model->config;
+  const vdit_dit_config *dc = &c->dit;
+  const vdit_text_config *tc = &c->text;
+  const double act = ctx->be.act_size, t = tc->max_tokens;
+  int grid[3];
+  vdit_model_token_grid (model, frames, grid);
+  const double n = (double) grid[0] * grid[1] * grid[2], d = dc->hidden;
+  const double patch = (double) dc->patch[0] * dc->patch[1] * dc->patch[2] * dc->in_channels;
+  const double pairs = dc->head_dim / 2;
+  const double values = (double) vdit_model_latent_frames (model, frames) * c->height *
+                        c->width * dc->in_channels;
+  const double inner = (double) tc->n_heads * tc->d_kv;
+  m->tokens = n;
+  m->latent = 6.0 * values * sizeof (float);
+  m->host = 2.0 * n * pairs * sizeof (float) + (dc->abs_pos ? n * d * sizeof (float) : 0.0) +
+            3.0 * c->width * c->height;
+  m->acts = n * (2.0 * patch + 6.0 * d + dc->ffn_hidden) * act +
+            2.0 * n * pairs * sizeof (float) + (dc->abs_pos ? n * d * act : 0.0) +
+            2.0 * dc->depth * t * 2.0 * d * act +
+            (tc->n_heads * t * t + t * (2.0 * tc->d_model + 4.0 * inner + 2.0 * tc->d_ff)) * act;
+  m->weights = (double) model->info.n_params * act;
+}
+
+/* The host's memory in bytes: physical memory, or less where a cgroup (a container)
+ * limits the process. */
+static double
+host_memory (void)
+{
+  const long pages = sysconf (_SC_PHYS_PAGES), page = sysconf (_SC_PAGE_SIZE);
+  double bytes = pages > 0 && page > 0 ? (double) pages * page : INFINITY;
+  static const char *const limits[] = {
+    "/sys/fs/cgroup/memory.max",                   /* cgroup v2, namespaced */
+    "/sys/fs/cgroup/memory/memory.limit_in_bytes", /* cgroup v1 */
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (limits); i++) {
+    g_autofree char *text = NULL;
+    if (g_file_get_contents (limits[i], &text, NULL, NULL)) {
+      char *end = NULL;
+      const double limit = g_ascii_strtod (text, &end);
+      if (end != text && limit > 0) /* "max" = no limit */
+        bytes = MIN (bytes, limit);
+    }
+  }
+  return bytes;
+}
+
+#define GIB(x) ((x) / (1024.0 * 1024.0 * 1024.0))
+
+/* Refuses a clip of `frames` whose memory estimate exceeds the host's memory (all of it
+ * where the backend's buffers are host memory: the CPU), before anything is allocated.
+ * at_ctx: the check of vdit_ctx_new (the model's shortest clip, weights not loaded yet). */
+static gboolean
+check_memory (const vdit_ctx *ctx, int frames, gboolean at_ctx, GError **error)
+{
+  const vdit_config *c = ctx->model->config;
+  mem_need m;
+  memory_need (ctx, frames, &m);
+  /* host_alloc is NULL exactly where buffers already are host memory */
+  const gboolean be_on_host = ctx->be.iface->host_alloc == NULL;
+  const double need = m.latent + m.host + (be_on_host ? m.acts + m.weights : 0.0);
+  const double have = host_memory ();
+  if (need > have) {
+    g_autofree char *what = at_ctx
+      ? g_strdup_printf ("model %s is too large for this host: its shortest clip, %d frames "
+                         "of %d×%d, needs", ctx->model->info.name, frames, c->width, c->height)
+      : g_strdup_printf ("%d frames of %d×%d need", frames, c->width, c->height);
+    g_set_error (error, VDIT_ERROR, VDIT_ERROR_OUT_OF_MEMORY,
+                 "%s about %.1f GiB of host memory (latent %.1f GiB, activations %.1f GiB, "
+                 "weights %.1f GiB), more than the host's %.1f GiB%s", what, GIB (need),
+                 GIB (m.latent + m.host), be_on_host ? GIB (m.acts) : 0.0,
+                 be_on_host ? GIB (m.weights) : 0.0, GIB (have),
+                 at_ctx ? "" : ": ask for fewer frames");
+    return FALSE;
+  }
+  if (m.tokens > G_MAXINT) {
+    g_set_error (error, VDIT_ERROR, VDIT_ERROR_INVALID_ARGUMENT,
+                 "%d frames of %d×%d make %.0f tokens, more than the engine's limit of %d",
+                 frames, c->width, c->height, m.tokens, G_MAXINT);
+    return FALSE;
+  }
+  g_debug ("%d frames: about %.2f GiB on the host, %.2f GiB on the %s backend", frames,
+           GIB (m.latent + m.host), GIB (m.acts + m.weights), ctx->be.iface->name);
+  return TRUE;
+}
+
 static gboolean
 ctx_init_backend (vdit_ctx *ctx, GError **error)
 {
@@ -89,10 +192,9 @@ vdit_ctx_new (vdit_model *model, const vdit_ctx_params *params, GError **error)
     ctx->params = *params;
   else
     vdit_ctx_params_init (&ctx->params);
-  if (!ctx_init_backend (ctx, error))
+  if (!ctx_init_backend (ctx, error) ||
+      !check_memory (ctx, model->info.frame_offset + model->info.frame_multiple, TRUE, error))
     goto fail;
-  uint64_t need = vdit_model_memory_estimate (model, model->info.frames, ctx->be.act_size);
-  g_debug ("%s backend, about %.1f MiB for the default clip", ctx->be.iface->name, need / 1048576.0);
   if (!(ctx->te = vdit_text_encoder_new (&ctx->be, &model->config->text, model->weights, error)) ||
       !(ctx->dit = vdit_dit_new (&ctx->be, model->config, model->weights, error)))
     goto fail;
@@ -220,7 +322,7 @@ resolve_params (vdit_ctx *ctx, const vdit_gen_params *p, resolved_params *r, GEr
   }
   r->frames = p->frames > 0 ? p->frames : m->info.frames;
   r->steps = p->steps > 0 ? p->steps : m->info.steps;
-  r->guidance = p->guidance >= 0 || isnan (p->guidance) ? p->guidance : m->info.guidance;
+  r->guidance = p->guidance == VDIT_GUIDANCE_DEFAULT ? m->info.guidance : p->guidance;
   r->attention = p->attention == VDIT_ATTENTION_DEFAULT ? m->config->attention.mode : p->attention;
   r->sparsity = p->sparsity;
   if (p->frames < 0) {
@@ -234,9 +336,17 @@ resolve_params (vdit_ctx *ctx, const vdit_gen_params *p, resolved_params *r, GEr
                  p->steps);
     return FALSE;
   }
-  if (!isfinite (r->guidance) || r->guidance > 100.0f) {
-    g_set_error (error, VDIT_ERROR, VDIT_ERROR_INVALID_ARGUMENT, "guidance = %g is out of range (0..100)",
-                 r->guidance);
+  /* one rule: -1 = the model's; 0 ≤ g ≤ 1 disables guidance; 1 < g ≤ 100 guides; any
+   * other value (another negative one, NaN, ±inf) is an error, never the default */
+  if (!(r->guidance >= 0.0f && r->guidance <= VDIT_GUIDANCE_MAX)) {
+    if (p->guidance == VDIT_GUIDANCE_DEFAULT)
+      g_set_error (error, VDIT_ERROR, VDIT_ERROR_INVALID_ARGUMENT,
+                   "the model's default guidance = %g (sampler.guidance) is out of range "
+                   "(0 to %g): pass a guidance scale", r->guidance, VDIT_GUIDANCE_MAX);
+    else
+      g_set_error (error, VDIT_ERROR, VDIT_ERROR_INVALID_ARGUMENT,
+                   "guidance = %g is out of range: 0 to %g (0 to 1 disables guidance), or "
+                   "-1 for the model's default", r->guidance, VDIT_GUIDANCE_MAX);
     return FALSE;
   }
   if (r->attention < VDIT_ATTENTION_FULL || r->attention > VDIT_ATTENTION_ADAPTIVE) {
@@ -288,6 +398,20 @@ report (const gen_state *g, VditStage stage, int step, int steps)
 {
   if (g->p->progress)
     g->p->progress (g->p->user_data, stage, step, steps);
+}
+
+/* dst(n_latent) = the normals of noise stream `stream`, in stretches with a look at the
+ * cancel flag between them: a 4096-frame latent of the tiny model takes 0.1 s. */
+static gboolean
+gen_noise (gen_state *g, float *dst, uint32_t stream, GError **error)
+{
+  const size_t stretch = (size_t) 1 << 20;
+  for (size_t i = 0; i < g->n_latent; i += stretch) {
+    if (!check_cancel (g->ctx, error))
+      return FALSE;
+    vdit_philox_normal (dst + i, MIN (stretch, g->n_latent - i), g->p->seed, stream, i);
+  }
+  return TRUE;
 }
 
 static gboolean
@@ -354,11 +478,55 @@ gen_prepare (gen_state *g, GError **error)
     if (!(g->policy = vdit_attn_policy_new (&ctx->be, cfg, &pp, error)))
       return FALSE;
   }
-  vdit_philox_normal (g->latent, g->n_latent, g->p->seed, 0, 0);
+  if (!gen_noise (g, g->latent, 0, error))
+    return FALSE;
   const float s0 = vdit_sampler_init_sigma (g->sampler);
+  if (!isfinite (s0)) {
+    g_set_error (error, VDIT_ERROR, VDIT_ERROR_NOT_FINITE,
+                 "the latent became NaN/inf at step 0 (initial sigma = %g): the sampler "
+                 "settings are broken", s0);
+    return FALSE;
+  }
   for (size_t i = 0; i < g->n_latent; i++)
     g->latent[i] *= s0;
   return TRUE;
+}
+
+/* Index of the first NaN or ±inf of x(n), or n: one pass of integer tests (all-ones
+ * exponent), which vectorises, then a search only in a bad stretch. */
+static size_t
+first_non_finite (const float *x, size_t n)
+{
+  const size_t stretch = 16384;
+  for (size_t i0 = 0; i0 < n; i0 += stretch) {
+    const size_t i1 = MIN (n, i0 + stretch);
+    uint32_t bad = 0;
+    for (size_t i = i0; i < i1; i++) {
+      uint32_t bits;
+      memcpy (&bits, &x[i], sizeof bits);
+      bad |= (bits & 0x7f800000u) == 0x7f800000u;
+    }
+    if (bad) {
+      for (size_t i = i0; i < i1; i++)
+        if (!isfinite (x[i]))
+          return i;
+    }
+  }
+  return n;
+}
+
+/* After step k (1-based): a NaN or inf never heals and would decode to a grey clip. The
+ * latent is on the host after every step whatever the backend, so this costs one pass. */
+static gboolean
+check_latent (const gen_state *g, int step, GError **error)
+{
+  const size_t i = first_non_finite (g->latent, g->n_latent);
+  if (G_LIKELY (i == g->n_latent))
+    return TRUE;
+  g_set_error (error, VDIT_ERROR, VDIT_ERROR_NOT_FINITE,
+               "the latent became NaN/inf at step %d of %d (value %zu is %g): the weights or "
+               "sampler settings are broken", step, g->r.steps, i, g->latent[i]);
+  return FALSE;
 }
 
 /* One model evaluation of the latent at step k: out_cond, guided if needed. */
@@ -412,6 +580,14 @@ gen_decode (gen_state *g, GError **error)
 }
 
 gboolean
+vdit_gen_params_check (vdit_ctx *ctx, const vdit_gen_params *p, GError **error)
+{
+  g_return_val_if_fail (ctx != NULL && p != NULL, FALSE);
+  resolved_params r;
+  return resolve_params (ctx, p, &r, error) && check_memory (ctx, r.frames, FALSE, error);
+}
+
+gboolean
 vdit_generate (vdit_ctx *ctx, const vdit_gen_params *p, GError **error)
 {
   return vdit_generate_latent (ctx, p, NULL, error);
@@ -436,18 +612,21 @@ vdit_generate_with_policy (vdit_ctx *ctx, const vdit_gen_params *p, vdit_attn_po
   g_return_val_if_fail (ctx != NULL && p != NULL, FALSE);
   gen_state g = { .ctx = ctx, .p = p, .external = policy };
   gboolean ok = FALSE;
-  if (!resolve_params (ctx, p, &g.r, error) || !check_cancel (ctx, error) ||
-      !gen_prepare (&g, error))
+  if (!resolve_params (ctx, p, &g.r, error) || !check_memory (ctx, g.r.frames, FALSE, error) ||
+      !check_cancel (ctx, error) || !gen_prepare (&g, error))
     goto out;
   for (int k = 0; k < g.r.steps; k++) {
-    if (!gen_model_eval (&g, k, error))
+    if (!check_cancel (ctx, error) || !gen_model_eval (&g, k, error))
       goto out;
     const float *noise = NULL;
     if (vdit_sampler_needs_noise (g.sampler, k)) {
-      vdit_philox_normal (g.noise, g.n_latent, p->seed, 1 + k, 0);
+      if (!gen_noise (&g, g.noise, 1 + k, error))
+        goto out;
       noise = g.noise;
     }
     vdit_sampler_step (g.sampler, k, g.latent, g.out_cond, noise, g.n_latent);
+    if (!check_latent (&g, k + 1, error))
+      goto out;
     report (&g, VDIT_STAGE_DENOISE, k + 1, g.r.steps);
   }
   if (latent_out)
@@ -474,7 +653,8 @@ vdit_bench_dit_step (vdit_ctx *ctx, int frames, VditAttention attention, int rep
   gen_state g = { .ctx = ctx, .p = &p };
   gboolean ok = FALSE;
   double total = 0.0, best = G_MAXDOUBLE;
-  if (!resolve_params (ctx, &p, &g.r, error) || !gen_prepare (&g, error))
+  if (!resolve_params (ctx, &p, &g.r, error) || !check_memory (ctx, g.r.frames, FALSE, error) ||
+      !gen_prepare (&g, error))
     goto out;
   for (int k = 0; k < warmup + repeat; k++) {
     gint64 t0 = g_get_monotonic_time ();

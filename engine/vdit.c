@@ -52,7 +52,7 @@ vdit_gen_params_init (vdit_gen_params *params)
     .negative_prompt = NULL,
     .frames = 0,
     .steps = 0,
-    .guidance = -1.0f,
+    .guidance = VDIT_GUIDANCE_DEFAULT,
     .seed = 0,
     .attention = VDIT_ATTENTION_DEFAULT,
     .sparsity = -1.0f,

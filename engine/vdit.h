@@ -27,6 +27,7 @@ typedef enum {
   VDIT_ERROR_OUT_OF_MEMORY,    /* allocation failed (message has the numbers) */
   VDIT_ERROR_BACKEND,          /* a backend call failed */
   VDIT_ERROR_CANCELLED,        /* vdit_cancel() was called */
+  VDIT_ERROR_NOT_FINITE,       /* the latent became NaN/inf: broken weights or sampler settings */
 } VditError;
 
 typedef enum {
@@ -83,12 +84,19 @@ typedef struct {
   void *log_user_data;
 } vdit_ctx_params;
 
+/* The guidance scale: exactly -1 asks for the model's default; 0 ≤ g ≤ 1 disables
+ * guidance (one pass a step, the negative prompt unused); 1 < g ≤ VDIT_GUIDANCE_MAX
+ * guides, out = u + g·(c − u). Any other value (another negative one, NaN, ±inf, more
+ * than the maximum) is VDIT_ERROR_INVALID_ARGUMENT naming the value, never the default. */
+#define VDIT_GUIDANCE_DEFAULT (-1.0f)
+#define VDIT_GUIDANCE_MAX 100.0f
+
 typedef struct {
   const char *prompt;           /* required, non-empty */
   const char *negative_prompt;  /* NULL or "" = unconditional */
   int frames;                   /* 0 = model default */
   int steps;                    /* 0 = model default */
-  float guidance;               /* < 0 = model default */
+  float guidance;               /* VDIT_GUIDANCE_DEFAULT (-1) = the model's; see below */
   uint64_t seed;
   VditAttention attention;      /* DEFAULT = model's */
   float sparsity;               /* adaptive: target fraction of skipped blocks; < 0 = model's */
@@ -113,16 +121,28 @@ void vdit_ctx_params_init (vdit_ctx_params *params);
  * for the CPU. */
 gboolean vdit_ctx_params_check (const vdit_ctx_params *params, int *cuda_device,
                                 GError **error);
+/* Fails with VDIT_ERROR_OUT_OF_MEMORY (the numbers in the message) before loading the
+ * weights when the model's shortest clip would not fit in the host's memory (physical,
+ * or the cgroup's limit; on the CPU backend weights and activations count too). */
 vdit_ctx *vdit_ctx_new (vdit_model *model, const vdit_ctx_params *params, GError **error);
 void vdit_ctx_free (vdit_ctx *ctx);
 /* "cpu" or "cuda": the backend actually in use. */
 const char *vdit_ctx_get_device_name (const vdit_ctx *ctx);
 
 void vdit_gen_params_init (vdit_gen_params *params);
-/* Blocking. Returns FALSE with a GError on failure or cancellation. */
+/* What vdit_generate checks before any work, without doing any: every parameter
+ * (VDIT_ERROR_INVALID_ARGUMENT) and the memory the clip needs against the host's
+ * (VDIT_ERROR_OUT_OF_MEMORY, with the estimate and what the host has). Allocates
+ * nothing; for hosts that want to refuse a request up front. */
+gboolean vdit_gen_params_check (vdit_ctx *ctx, const vdit_gen_params *params, GError **error);
+/* Blocking. Returns FALSE with a GError on failure or cancellation; a latent that becomes
+ * NaN or infinite (broken weights or sampler settings) fails with VDIT_ERROR_NOT_FINITE
+ * naming the step, instead of decoding to grey frames. */
 gboolean vdit_generate (vdit_ctx *ctx, const vdit_gen_params *params, GError **error);
-/* Thread-safe: makes a running (or the next) vdit_generate stop within one transformer
- * block and fail with VDIT_ERROR_CANCELLED. */
+/* Thread-safe: makes a running (or the next) vdit_generate stop and fail with
+ * VDIT_ERROR_CANCELLED. On the CPU dense attention checks between chunks of query rows
+ * and a block between its parts, so the stop comes within a fraction of a second even
+ * for the longest clip; on a GPU, within one transformer block's queued work. */
 void vdit_cancel (vdit_ctx *ctx);
 /* Clears a cancel request so the context can generate again. */
 void vdit_reset_cancel (vdit_ctx *ctx);

@@ -57,7 +57,7 @@ GST_DEBUG_CATEGORY_STATIC (gst_vdit_src_debug);
 #define DEFAULT_NEGATIVE_PROMPT   NULL
 #define DEFAULT_FRAMES            0
 #define DEFAULT_STEPS             0
-#define DEFAULT_GUIDANCE          -1.0f
+#define DEFAULT_GUIDANCE          VDIT_GUIDANCE_DEFAULT
 #define DEFAULT_SEED              0
 #define DEFAULT_GPUS              1
 #define DEFAULT_DEVICE            VDIT_DEVICE_AUTO
@@ -260,8 +260,10 @@ gst_vdit_src_class_init (GstVditSrcClass * klass)
           0, 10000, DEFAULT_STEPS, rw));
   g_object_class_install_property (gobject_class, PROP_GUIDANCE,
       g_param_spec_float ("guidance", "Guidance",
-          "Classifier-free guidance scale (-1 = the model's default)",
-          -1.0f, 100.0f, DEFAULT_GUIDANCE, rw));
+          "Classifier-free guidance scale: 0 to 1 disables guidance, -1 = the "
+          "model's default; other values below 0 are refused when the element "
+          "starts", VDIT_GUIDANCE_DEFAULT, VDIT_GUIDANCE_MAX, DEFAULT_GUIDANCE,
+          rw));
   g_object_class_install_property (gobject_class, PROP_SEED,
       g_param_spec_uint64 ("seed", "Seed",
           "Seed of the initial noise; the same seed gives the same video",
@@ -1076,6 +1078,20 @@ gst_vdit_src_start (GstBaseSrc * bsrc)
   if (self->ctx == NULL)
     goto ctx_failed;
 
+  self->gen.prompt = g_steal_pointer (&prompt);
+  self->gen.negative_prompt = g_steal_pointer (&negative);
+  self->gen.frames = frames;
+  self->gen.progress = gst_vdit_src_on_progress;
+  self->gen.on_frame = gst_vdit_src_on_frame;
+  self->gen.user_data = self;
+  self->stage = VDIT_STAGE_ENCODE_TEXT;
+  self->stage_step = self->stage_steps = 0;
+
+  /* every setting, and the memory the clip needs against the host's, before the
+   * generation allocates any of it */
+  if (!vdit_gen_params_check (self->ctx, &self->gen, &err))
+    goto bad_request;
+
   text = g_strdup_printf ("Loaded model %s (%" G_GINT64_FORMAT
       " parameters, %dx%d) on %s", minfo->name, (gint64) minfo->n_params,
       minfo->width, minfo->height, vdit_ctx_get_device_name (self->ctx));
@@ -1086,14 +1102,6 @@ gst_vdit_src_start (GstBaseSrc * bsrc)
 
   gst_util_double_to_fraction (minfo->fps > 0 ? minfo->fps : 8.0, &fps_n,
       &fps_d);
-  self->gen.prompt = g_steal_pointer (&prompt);
-  self->gen.negative_prompt = g_steal_pointer (&negative);
-  self->gen.frames = frames;
-  self->gen.progress = gst_vdit_src_on_progress;
-  self->gen.on_frame = gst_vdit_src_on_frame;
-  self->gen.user_data = self;
-  self->stage = VDIT_STAGE_ENCODE_TEXT;
-  self->stage_step = self->stage_steps = 0;
 
   GST_OBJECT_LOCK (self);
   self->width = minfo->width;
@@ -1164,7 +1172,16 @@ ctx_failed:
   {
     gst_vdit_src_post_progress (self, GST_PROGRESS_TYPE_ERROR, "load-model",
         "No backend for the model");
-    gst_vdit_src_post_error (self, "Could not set up the device", err);
+    gst_vdit_src_post_error (self, g_error_matches (err, VDIT_ERROR,
+            VDIT_ERROR_OUT_OF_MEMORY) ? "Not enough memory for the model" :
+        "Could not set up the device", err);
+    goto failed;
+  }
+bad_request:
+  {
+    gst_vdit_src_post_progress (self, GST_PROGRESS_TYPE_ERROR, "load-model",
+        "The generation cannot run");
+    gst_vdit_src_post_error (self, "Cannot generate this clip", err);
     goto failed;
   }
 no_thread:

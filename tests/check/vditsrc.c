@@ -7,6 +7,7 @@
 #include <gst/check/gstharness.h>
 #include <gst/video/video.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "vdit.h"
 #include "test_model.h"
@@ -402,6 +403,184 @@ GST_START_TEST (test_error_cuda_without_gpu)
 
 GST_END_TEST;
 
+/* `props` are refused when the element starts: the state change fails at once (no
+ * thread is started), with an element error of domain/code whose message contains
+ * `needle`. */
+static void
+expect_start_error (const gchar * props, GQuark domain, gint code,
+    const gchar * needle)
+{
+  gchar *launch = g_strdup_printf ("vditsrc name=src %s ! fakesink", props);
+  GstElement *pipeline = gst_parse_launch (launch, NULL);
+  GstBus *bus;
+  GstMessage *msg;
+  GError *err = NULL;
+  gchar *debug = NULL;
+
+  fail_unless (pipeline != NULL);
+  bus = gst_element_get_bus (pipeline);
+  fail_unless_equals_int (gst_element_set_state (pipeline, GST_STATE_PAUSED),
+      GST_STATE_CHANGE_FAILURE);
+  msg = gst_bus_pop_filtered (bus, GST_MESSAGE_ERROR);
+  fail_unless (msg != NULL, "no error from %s", launch);
+  gst_message_parse_error (msg, &err, &debug);
+  GST_INFO ("%s: %s (%s)", launch, err->message, debug);
+  fail_unless (err->domain == domain, "%s: domain %s", err->message,
+      g_quark_to_string (err->domain));
+  fail_unless_equals_int (err->code, code);
+  fail_unless (strstr (err->message, needle) != NULL,
+      "\"%s\" does not mention \"%s\"", err->message, needle);
+
+  g_error_free (err);
+  g_free (debug);
+  gst_message_unref (msg);
+  gst_element_set_state (pipeline, GST_STATE_NULL);
+  gst_object_unref (bus);
+  gst_object_unref (pipeline);
+  g_free (launch);
+}
+
+/* guidance: -1 is the model's default, 0 to 100 a scale; the property range stops
+ * what lies outside, start() what lies between -1 and 0. */
+GST_START_TEST (test_error_guidance)
+{
+  GstElement *src = gst_element_factory_make ("vditsrc", NULL);
+  GParamSpecFloat *spec = G_PARAM_SPEC_FLOAT (g_object_class_find_property
+      (G_OBJECT_GET_CLASS (src), "guidance"));
+  gchar *props;
+
+  fail_unless_equals_float (spec->minimum, -1.0f);
+  fail_unless_equals_float (spec->maximum, 100.0f);
+  fail_unless_equals_float (spec->default_value, -1.0f);
+  gst_object_unref (src);
+
+  props = g_strdup_printf ("model=\"%s\" guidance=-0.5", model_dir);
+  expect_start_error (props, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS,
+      "guidance = -0.5");
+  g_free (props);
+}
+
+GST_END_TEST;
+
+/* A request far beyond the host's memory is an element error with the engine's
+ * numbers when the element starts, not a failed negotiation or an abort. */
+GST_START_TEST (test_error_memory)
+{
+  gchar *dir = g_dir_make_tmp ("vditsrc-XXXXXX", NULL);
+  gchar *src_config = g_build_filename (model_dir, "config.json", NULL);
+  gchar *config = g_build_filename (dir, "config.json", NULL);
+  const gchar *links[] = { "model.safetensors", "tokenizer.model" };
+  gchar *text = NULL, *props;
+  GString *edited;
+
+  fail_unless (g_file_get_contents (src_config, &text, NULL, NULL));
+  edited = g_string_new (text);
+  fail_unless (g_string_replace (edited, "\"height\": 16", "\"height\": 8192",
+          1) == 1);
+  fail_unless (g_string_replace (edited, "\"width\": 16", "\"width\": 8192",
+          1) == 1);
+  fail_unless (g_file_set_contents (config, edited->str, -1, NULL));
+  for (guint i = 0; i < G_N_ELEMENTS (links); i++) {
+    gchar *target = g_build_filename (model_dir, links[i], NULL);
+    gchar *link = g_build_filename (dir, links[i], NULL);
+
+    fail_unless (symlink (target, link) == 0);
+    g_free (target);
+    g_free (link);
+  }
+
+  props = g_strdup_printf ("model=\"%s\" frames=4096", dir);
+  expect_start_error (props, GST_RESOURCE_ERROR,
+      GST_RESOURCE_ERROR_NO_SPACE_LEFT, "GiB");
+
+  for (guint i = 0; i < G_N_ELEMENTS (links); i++) {
+    gchar *link = g_build_filename (dir, links[i], NULL);
+
+    g_unlink (link);
+    g_free (link);
+  }
+  g_unlink (config);
+  g_rmdir (dir);
+  g_string_free (edited, TRUE);
+  g_free (props);
+  g_free (text);
+  g_free (config);
+  g_free (src_config);
+  g_free (dir);
+}
+
+GST_END_TEST;
+
+typedef struct
+{
+  GMutex lock;
+  GCond cond;
+  gboolean denoising;
+} stop_watch;
+
+static GstBusSyncReply
+note_encoded (GstBus * bus, GstMessage * msg, gpointer user_data)
+{
+  stop_watch *w = user_data;
+  const GstStructure *s = gst_message_get_structure (msg);
+  gint step = 0, steps = -1;
+
+  if (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_ELEMENT &&
+      gst_structure_has_name (s, "vdit-progress") &&
+      g_str_equal (gst_structure_get_string (s, "stage"), "encode-text") &&
+      gst_structure_get (s, "step", G_TYPE_INT, &step, "steps", G_TYPE_INT,
+          &steps, NULL) && step == steps) {
+    g_mutex_lock (&w->lock);
+    w->denoising = TRUE;
+    g_cond_signal (&w->cond);
+    g_mutex_unlock (&w->lock);
+  }
+  return GST_BUS_PASS;
+}
+
+/* Going to NULL in the middle of a long transformer block (4096 frames of the tiny
+ * model: seconds per block on the CPU) returns within a bounded time. */
+#define STOP_LATENCY_BOUND_MS 1000
+
+GST_START_TEST (test_stop_latency)
+{
+  gchar *launch = g_strdup_printf ("vditsrc model=\"%s\" frames=4096 steps=1 "
+      "device=cpu ! fakesink", model_dir);
+  GstElement *pipeline = gst_parse_launch (launch, NULL);
+  GstBus *bus = gst_element_get_bus (pipeline);
+  stop_watch w;
+  gint64 t0, ms;
+
+  g_mutex_init (&w.lock);
+  g_cond_init (&w.cond);
+  w.denoising = FALSE;
+  gst_bus_set_sync_handler (bus, note_encoded, &w, NULL);
+  fail_if (gst_element_set_state (pipeline, GST_STATE_PLAYING) ==
+      GST_STATE_CHANGE_FAILURE);
+  g_mutex_lock (&w.lock);
+  while (!w.denoising)
+    g_cond_wait (&w.cond, &w.lock);
+  g_mutex_unlock (&w.lock);
+  g_usleep (300 * 1000);        /* inside the first transformer block */
+
+  t0 = g_get_monotonic_time ();
+  fail_unless_equals_int (gst_element_set_state (pipeline, GST_STATE_NULL),
+      GST_STATE_CHANGE_SUCCESS);
+  ms = (g_get_monotonic_time () - t0) / 1000;
+  GST_INFO ("state change to NULL took %" G_GINT64_FORMAT " ms", ms);
+  fail_unless (ms < STOP_LATENCY_BOUND_MS, "stop took %" G_GINT64_FORMAT
+      " ms", ms);
+
+  gst_bus_set_sync_handler (bus, NULL, NULL, NULL);
+  g_mutex_clear (&w.lock);
+  g_cond_clear (&w.cond);
+  gst_object_unref (bus);
+  gst_object_unref (pipeline);
+  g_free (launch);
+}
+
+GST_END_TEST;
+
 static GstPadProbeReturn
 count_buffer (GstPad * pad, GstPadProbeInfo * info, gpointer user_data)
 {
@@ -583,6 +762,9 @@ vditsrc_suite (void)
   tcase_add_test (tc, test_error_malformed_model);
   tcase_add_test (tc, test_error_bad_values);
   tcase_add_test (tc, test_error_cuda_without_gpu);
+  tcase_add_test (tc, test_error_guidance);
+  tcase_add_test (tc, test_error_memory);
+  tcase_add_test (tc, test_stop_latency);
   tcase_add_test (tc, test_live);
   tcase_add_test (tc, test_progress_messages);
   tcase_add_test (tc, test_start_stop_cycles);
