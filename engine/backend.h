@@ -155,7 +155,10 @@ vdit_buf_at (const vdit_backend *be, void *buf, size_t offset)
 
 /* Backend constructors. vdit_backend_cuda_new fails with VDIT_ERROR_NO_DEVICE when the
  * engine was built without CUDA or no GPU is present. */
+/* threads: 0 = the CPUs this process may use (affinity, cgroup quota, physical cores);
+ * otherwise 1 to 4 per such CPU (vdit_cpu_threads_check). */
 gboolean vdit_backend_cpu_init (vdit_backend *be, int threads, GError **error);
+gboolean vdit_cpu_threads_check (int threads, GError **error);
 gboolean vdit_backend_cuda_init (vdit_backend *be, int device_id, GError **error);
 
 static inline void

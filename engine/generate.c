@@ -35,6 +35,8 @@ vdit_ctx_params_check (const vdit_ctx_params *p, int *cuda_device, GError **erro
     g_set_error (error, VDIT_ERROR, VDIT_ERROR_INVALID_ARGUMENT, "gpus = %d must be at least 1", p->gpus);
     return FALSE;
   }
+  if (!vdit_cpu_threads_check (p->threads, error))
+    return FALSE;
   int n_gpus = 0;
   /* device=cpu needs no probe of the driver */
   const gboolean have_cuda = p->device != VDIT_DEVICE_CPU && vdit_cuda_available (&n_gpus);

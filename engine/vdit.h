@@ -79,7 +79,8 @@ typedef struct {
   VditDevice device;    /* default AUTO: CUDA when a GPU is present, else CPU */
   int device_id;        /* first GPU to use; -1 = auto (0) */
   int gpus;             /* number of GPUs for sequence parallelism; default 1 */
-  int threads;          /* CPU threads; 0 = all cores */
+  int threads;          /* CPU threads; 0 = the CPUs this process may use (affinity,
+                           cgroup quota, physical cores); at most 4 per such CPU */
   vdit_log_cb log;
   void *log_user_data;
 } vdit_ctx_params;

@@ -187,7 +187,7 @@ vdit_cmd_bench_attention (int argc, char **argv)
       "(default 64)", "B" },
     { "backend", 0, 0, G_OPTION_ARG_STRING, &backend_name, "cpu or cuda (default cpu)", "BE" },
     { "device-id", 0, 0, G_OPTION_ARG_INT, &device_id, "GPU to use (default 0)", "ID" },
-    { "threads", 't', 0, G_OPTION_ARG_INT, &threads, "CPU threads (default: all cores)", "N" },
+    { "threads", 't', 0, G_OPTION_ARG_INT, &threads, "CPU threads (default: the CPUs this process may use)", "N" },
     { "repeat", 'r', 0, G_OPTION_ARG_INT, &a.repeat, "Timed runs (default 5)", "R" },
     { "warmup", 'w', 0, G_OPTION_ARG_INT, &a.warmup, "Untimed runs first (default 1)", "W" },
     { NULL }

@@ -48,7 +48,7 @@ vdit_cmd_bench_step (int argc, char **argv)
     { "device", 'd', 0, G_OPTION_ARG_STRING, &device_name, "auto, cpu or cuda (default auto)",
       "DEV" },
     { "gpus", 0, 0, G_OPTION_ARG_INT, &gpus, "GPUs for sequence parallelism (default 1)", "N" },
-    { "threads", 't', 0, G_OPTION_ARG_INT, &threads, "CPU threads (default: all cores)", "N" },
+    { "threads", 't', 0, G_OPTION_ARG_INT, &threads, "CPU threads (default: the CPUs this process may use)", "N" },
     { "attention", 'a', 0, G_OPTION_ARG_STRING, &attention_name,
       "full, tile or adaptive (default: the model's)", "MODE" },
     { "repeat", 'r', 0, G_OPTION_ARG_INT, &repeat, "Timed runs (default 5)", "R" },

@@ -169,7 +169,7 @@ parse_options (int argc, char **argv, generate_options *o)
       "auto, cpu or cuda (default auto)", "DEV" },
     { "gpus", 0, 0, G_OPTION_ARG_INT, &o->gpus, "GPUs for sequence parallelism (default 1)",
       "N" },
-    { "threads", 't', 0, G_OPTION_ARG_INT, &o->threads, "CPU threads (default: all cores)",
+    { "threads", 't', 0, G_OPTION_ARG_INT, &o->threads, "CPU threads (default: the CPUs this process may use)",
       "N" },
     { "attention", 'a', 0, G_OPTION_ARG_STRING, &o->attention_name,
       "full, tile or adaptive (default: the model's)", "MODE" },

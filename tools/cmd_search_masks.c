@@ -102,7 +102,7 @@ vdit_cmd_search_masks (int argc, char **argv)
       "Noise seed of the first prompt, the next ones count up (default 0)", "X" },
     { "device", 'd', 0, G_OPTION_ARG_STRING, &device_name, "auto, cpu or cuda (default auto)",
       "DEV" },
-    { "threads", 't', 0, G_OPTION_ARG_INT, &threads, "CPU threads (default: all cores)", "N" },
+    { "threads", 't', 0, G_OPTION_ARG_INT, &threads, "CPU threads (default: the CPUs this process may use)", "N" },
     { "dry-run", 'n', 0, G_OPTION_ARG_NONE, &dry_run, "Print the plan, leave config.json alone",
       NULL },
     { "json", 0, 0, G_OPTION_ARG_NONE, &json, "One JSON line per layer, then a summary line",

@@ -10,6 +10,7 @@
  * the AVX2 and the 4-lane kernels sum in different orders).
  */
 #include "cpu_attention.h"
+#include "cpu_ops.h"
 #include "vdit.h"
 
 #include <math.h>
@@ -159,7 +160,7 @@ cpu_attention (void *ctx, void *out, int ldo, const void *q, int ldq, const void
   const int64_t n_tasks = per_head * heads;
   const attend_rows_fn attend = pick_attend_rows ();
 
-#pragma omp parallel
+#pragma omp parallel num_threads (CPU_THREADS (ctx))
   {
     attn_scratch sc;
     sc.kt = g_new (float, (size_t) head_dim * TK);
@@ -271,7 +272,7 @@ cpu_block_scores (void *ctx, float *scores, const void *q, int ldq, const void *
   const int64_t n_tasks = (int64_t) heads * nqb;
   const score_row_fn score = pick_score_row ();
 
-#pragma omp parallel
+#pragma omp parallel num_threads (CPU_THREADS (ctx))
   {
     float *kt = g_new (float, (size_t) head_dim * TK);
     float *s = g_new (float, (size_t) TQ * TK);

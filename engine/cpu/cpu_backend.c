@@ -4,6 +4,7 @@
 #include "cpu_attention.h"
 #include "cpu_frames.h"
 #include "cpu_ops.h"
+#include "cpu_threads.h"
 #include "vdit.h"
 
 #include <cblas.h>
@@ -13,10 +14,6 @@
 
 /* Declared by OpenBLAS's cblas.h on Debian; repeated here for other builds. */
 void openblas_set_num_threads (int num_threads);
-
-typedef struct {
-  int threads;
-} cpu_context;
 
 static void
 cpu_free (void *ctx)
@@ -87,10 +84,19 @@ static const vdit_backend_i cpu_backend_i = {
 gboolean
 vdit_backend_cpu_init (vdit_backend *be, int threads, GError **error)
 {
+  if (!vdit_cpu_threads_check (threads, error))
+    return FALSE;
   cpu_context *c = g_new0 (cpu_context, 1);
-  c->threads = threads > 0 ? threads : (int) g_get_num_processors ();
+  char *why = NULL;
+  const int usable = vdit_cpu_default_threads (&why);
+  c->threads = threads > 0 ? threads : usable;
+  if (threads > 0)
+    g_info ("CPU backend: %d threads as asked (%d by default: %s)", c->threads, usable, why);
+  else
+    g_info ("CPU backend: %d threads (%s)", c->threads, why);
+  g_free (why);
   omp_set_num_threads (c->threads);
-  openblas_set_num_threads (c->threads);
+  openblas_set_num_threads (1); /* GEMMs are split across the OpenMP threads instead */
   be->iface = &cpu_backend_i;
   be->context = c;
   be->act_size = sizeof (float);

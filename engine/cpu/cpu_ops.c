@@ -9,6 +9,8 @@
 
 /* Below this many elements a loop runs on one thread: waking the team costs more. */
 #define PARALLEL_MIN 16384
+/* multiply-adds below which a GEMM runs on one thread */
+#define GEMM_PARALLEL_MIN (1u << 18)
 
 float
 cpu_gelu_tanh (float x)
@@ -45,12 +47,33 @@ cpu_matmul (void *ctx, void *out_, int ldo, const void *in_, int ldi, const void
   const float *in = in_, *w = w_, *bias = bias_;
   if (m <= 0 || n <= 0)
     return;
-  /* out = in · wᵀ (+ out when accumulating) */
-  cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, in, ldi, w, k,
-               accumulate ? 1.0f : 0.0f, out, ldo);
+  /* out = in · wᵀ (+ out when accumulating), BLAS single-threaded on each thread's slice:
+   * rows of out when there are enough, else columns (the weight's rows) */
+  const int nt = CPU_THREADS (ctx);
+  const float beta = accumulate ? 1.0f : 0.0f;
+  if (nt > 1 && (size_t) m * n * k >= GEMM_PARALLEL_MIN) {
+    const gboolean by_rows = m >= 8 * nt;
+    const int len = by_rows ? m : n, align = by_rows ? 4 : 16;
+    const int chunk = ((len + nt - 1) / nt + align - 1) / align * align;
+#pragma omp parallel for schedule(static) num_threads (nt)
+    for (int t = 0; t < nt; t++) {
+      const int a = t * chunk, b = MIN (len, a + chunk);
+      if (a >= b)
+        continue;
+      if (by_rows)
+        cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, b - a, n, k, 1.0f,
+                     in + (size_t) a * ldi, ldi, w, k, beta, out + (size_t) a * ldo, ldo);
+      else
+        cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, m, b - a, k, 1.0f, in, ldi,
+                     w + (size_t) a * k, k, beta, out + a, ldo);
+    }
+  } else {
+    cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, in, ldi, w, k, beta,
+                 out, ldo);
+  }
   if (bias == NULL && act == VDIT_ACT_NONE)
     return;
-#pragma omp parallel for schedule(static) if ((size_t) m * n >= PARALLEL_MIN)
+#pragma omp parallel for schedule(static) num_threads (CPU_THREADS (ctx)) if ((size_t) m * n >= PARALLEL_MIN)
   for (int i = 0; i < m; i++) {
     float *row = out + (size_t) i * ldo;
     for (int j = 0; j < n; j++)
@@ -63,7 +86,7 @@ cpu_rmsnorm (void *ctx, void *out_, const void *x_, const void *w_, int m, int d
 {
   float *out = out_;
   const float *x = x_, *w = w_;
-#pragma omp parallel for schedule(static) if ((size_t) m * d >= PARALLEL_MIN)
+#pragma omp parallel for schedule(static) num_threads (CPU_THREADS (ctx)) if ((size_t) m * d >= PARALLEL_MIN)
   for (int i = 0; i < m; i++) {
     const float *xi = x + (size_t) i * d;
     float *oi = out + (size_t) i * d;
@@ -82,7 +105,7 @@ cpu_layernorm_modulate (void *ctx, void *out_, const void *x_, const void *shift
 {
   float *out = out_;
   const float *x = x_, *shift = shift_, *scale = scale_;
-#pragma omp parallel for schedule(static) if ((size_t) m * d >= PARALLEL_MIN)
+#pragma omp parallel for schedule(static) num_threads (CPU_THREADS (ctx)) if ((size_t) m * d >= PARALLEL_MIN)
   for (int i = 0; i < m; i++) {
     const float *xi = x + (size_t) i * d;
     float *oi = out + (size_t) i * d;
@@ -106,7 +129,7 @@ cpu_add_gated (void *ctx, void *x_, const void *h_, const void *gate_, int m, in
 {
   float *x = x_;
   const float *h = h_, *gate = gate_;
-#pragma omp parallel for schedule(static) if ((size_t) m * d >= PARALLEL_MIN)
+#pragma omp parallel for schedule(static) num_threads (CPU_THREADS (ctx)) if ((size_t) m * d >= PARALLEL_MIN)
   for (int i = 0; i < m; i++) {
     float *xi = x + (size_t) i * d;
     const float *hi = h + (size_t) i * d;
@@ -120,7 +143,7 @@ cpu_mul (void *ctx, void *out_, const void *a_, const void *b_, size_t n)
 {
   float *out = out_;
   const float *a = a_, *b = b_;
-#pragma omp parallel for schedule(static) if (n >= PARALLEL_MIN)
+#pragma omp parallel for schedule(static) num_threads (CPU_THREADS (ctx)) if (n >= PARALLEL_MIN)
   for (size_t i = 0; i < n; i++)
     out[i] = a[i] * b[i];
 }
@@ -130,7 +153,7 @@ cpu_add (void *ctx, void *out_, const void *a_, const void *b_, size_t n)
 {
   float *out = out_;
   const float *a = a_, *b = b_;
-#pragma omp parallel for schedule(static) if (n >= PARALLEL_MIN)
+#pragma omp parallel for schedule(static) num_threads (CPU_THREADS (ctx)) if (n >= PARALLEL_MIN)
   for (size_t i = 0; i < n; i++)
     out[i] = a[i] + b[i];
 }
@@ -140,7 +163,7 @@ cpu_activate (void *ctx, void *out_, const void *in_, size_t n, VditActivation a
 {
   float *out = out_;
   const float *in = in_;
-#pragma omp parallel for schedule(static) if (n >= PARALLEL_MIN)
+#pragma omp parallel for schedule(static) num_threads (CPU_THREADS (ctx)) if (n >= PARALLEL_MIN)
   for (size_t i = 0; i < n; i++)
     out[i] = apply_activation (in[i], act);
 }
@@ -151,7 +174,7 @@ cpu_rope (void *ctx, void *x_, int ld, const float *cos_t, const float *sin_t, i
 {
   float *x = x_;
   const int chunk = head_dim / n_chunks, half = chunk / 2, pairs = head_dim / 2;
-#pragma omp parallel for schedule(static) if ((size_t) n * heads * head_dim >= PARALLEL_MIN)
+#pragma omp parallel for schedule(static) num_threads (CPU_THREADS (ctx)) if ((size_t) n * heads * head_dim >= PARALLEL_MIN)
   for (int i = 0; i < n; i++) {
     const float *c = cos_t + (size_t) i * pairs, *s = sin_t + (size_t) i * pairs;
     for (int h = 0; h < heads; h++) {

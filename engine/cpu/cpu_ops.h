@@ -4,6 +4,23 @@
 
 #include "backend.h"
 
+#include <omp.h>
+
+/* The CPU backend's context: every parallel region runs `threads` OpenMP threads (a
+ * num_threads clause, so it holds on whichever thread calls the engine), and BLAS runs
+ * single-threaded inside them: one pool, nothing left spinning against it. */
+typedef struct {
+  int threads;
+} cpu_context;
+
+/* Threads of a parallel region; kernels called directly (tests) may pass no context. */
+static inline int
+cpu_threads (const void *ctx)
+{
+  return ctx ? ((const cpu_context *) ctx)->threads : omp_get_max_threads ();
+}
+#define CPU_THREADS(ctx) cpu_threads (ctx)
+
 void cpu_matmul (void *ctx, void *out, int ldo, const void *in, int ldi, const void *w,
                  const void *bias, int m, int n, int k, VditActivation act, gboolean accumulate);
 void cpu_rmsnorm (void *ctx, void *out, const void *x, const void *w, int m, int d, float eps);
