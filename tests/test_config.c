@@ -1,6 +1,7 @@
 /* config.json: a good config, defaults, writing the plan back, one case per rule of
  * docs/model-format.md whose error must name the file, the key and the bad value, and
  * hostile files (deep nesting, repeated keys, a FIFO, a huge file). */
+#include "test_trap.h"
 #include "config.h"
 #include "st_writer.h"
 
@@ -370,18 +371,6 @@ test_limits_inclusive (void)
   g_assert_cmpfloat (c->fps, ==, 0.1);
   vdit_config_free (c);
   g_string_free (json, TRUE);
-}
-
-/* Hostile input may crash or hang the loader: such tests run in a subprocess with a time
- * limit, so that a failure is reported as one and the other tests still run. */
-static gboolean
-run_in_subprocess (void)
-{
-  if (g_test_subprocess ())
-    return TRUE;
-  g_test_trap_subprocess (NULL, 20 * G_USEC_PER_SEC, G_TEST_SUBPROCESS_INHERIT_STDERR);
-  g_test_trap_assert_passed ();
-  return FALSE;
 }
 
 /* good_json with `extra` as the value of an unknown top-level key. */

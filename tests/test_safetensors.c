@@ -1,5 +1,6 @@
 /* The safetensors reader: every malformed file is its own case with a clear error; a
  * good file round-trips F32, F16 and BF16 values. */
+#include "test_trap.h"
 #include "safetensors.h"
 #include "st_writer.h"
 #include "vdit.h"
@@ -166,18 +167,6 @@ test_bad_offsets_order (void)
   EXPECT_FAIL (path, VDIT_ERROR_FORMAT, "'r'", "data_offsets");
   st_writer_free (w);
   g_free (path);
-}
-
-/* Hostile input may crash or hang the reader: such tests run in a subprocess with a time
- * limit, so that a failure is reported as one and the other tests still run. */
-static gboolean
-run_in_subprocess (void)
-{
-  if (g_test_subprocess ())
-    return TRUE;
-  g_test_trap_subprocess (NULL, 20 * G_USEC_PER_SEC, G_TEST_SUBPROCESS_INHERIT_STDERR);
-  g_test_trap_assert_passed ();
-  return FALSE;
 }
 
 /* 200,000 nested arrays (400 KB) overflowed the stack of json-glib's recursive parser. */

@@ -1,6 +1,7 @@
 /* The weight table: the expected list, loading from several files, one case per kind of
  * mismatch (missing, wrong shape, extra, duplicate, no file), FIFOs in the model
  * directory, and random weights. */
+#include "test_trap.h"
 #include "st_writer.h"
 #include "weights.h"
 
@@ -361,18 +362,6 @@ test_tiny_model (void)
   }
   g_free (config);
   g_free (dir);
-}
-
-/* Hostile input may hang the loader: such tests run in a subprocess with a time limit, so
- * that a failure is reported as one and the other tests still run. */
-static gboolean
-run_in_subprocess (void)
-{
-  if (g_test_subprocess ())
-    return TRUE;
-  g_test_trap_subprocess (NULL, 20 * G_USEC_PER_SEC, G_TEST_SUBPROCESS_INHERIT_STDERR);
-  g_test_trap_assert_passed ();
-  return FALSE;
 }
 
 /* A FIFO named *.safetensors in the model directory blocked the load in open(). */
