@@ -427,6 +427,23 @@ vdit_attn_policy_run (vdit_attn_policy *p, int step, int layer, int pass, void *
   return ok;
 }
 
+gboolean
+vdit_attn_policy_take_dense (vdit_attn_policy *p, int step, int layer, int pass)
+{
+  if (p->recorder || p->mode == VDIT_ATTENTION_FULL || layer < 0 || layer >= p->depth ||
+      pass < 0 || pass >= N_PASSES || step < 0)
+    return FALSE;
+  const gboolean dense = p->mode == VDIT_ATTENTION_TILE ? p->layer_k[layer] >= p->frames
+                                                        : step < p->warmup_steps;
+  if (dense) { /* what vdit_attn_policy_run records for a dense call */
+    attn_slot *s = &p->slots[(size_t) pass * p->depth + layer];
+    s->density = 1.0;
+    s->stamp = step;
+    p->last_step = step;
+  }
+  return dense;
+}
+
 double
 vdit_attn_policy_density (const vdit_attn_policy *p)
 {

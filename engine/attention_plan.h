@@ -31,6 +31,11 @@ gboolean vdit_attn_policy_run (vdit_attn_policy *p, int step, int layer, int pas
                                int ldo, const void *q, int ldq, const void *k, int ldk,
                                const void *v, int ldv, float scale, GError **error);
 
+/* TRUE when this call of a TILE or ADAPTIVE policy is plain dense attention (a layer whose
+ * plan keeps every frame, an adaptive warm-up step): the caller runs it itself (the DiT
+ * splits it into cancellable chunks on the CPU) and the policy records it as if it had
+ * run it. FULL and recorder policies always run their own calls. */
+gboolean vdit_attn_policy_take_dense (vdit_attn_policy *p, int step, int layer, int pass);
 /* Fraction of (query-block, key-block) pairs kept, averaged over layers and heads, at
  * the last step run (1.0 for full). */
 double vdit_attn_policy_density (const vdit_attn_policy *p);

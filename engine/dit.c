@@ -388,7 +388,7 @@ dit_block_forward (vdit_dit *dit, vdit_dit_ws *ws, const dit_block *b, int layer
   f->matmul (c, ws->qkv, 3 * d, ws->h, d, b->qkv_w, b->qkv_b, n, 3 * d, d, VDIT_ACT_NONE, FALSE);
   f->rope (c, q, 3 * d, ws->rope_cos, ws->rope_sin, n, heads, hd, 3);
   f->rope (c, k, 3 * d, ws->rope_cos, ws->rope_sin, n, heads, hd, 3);
-  if (policy) {
+  if (policy && !vdit_attn_policy_take_dense (policy, step, layer, pass)) {
     if (cancelled (be, cancel, error) ||
         !vdit_attn_policy_run (policy, step, layer, pass, ws->att, d, q, 3 * d, k, 3 * d, v,
                                3 * d, scale, error))

@@ -404,6 +404,8 @@ cancel_in_first_step (gpointer data)
  * of dense attention per block on the CPU) stops the generation within a bounded time. */
 #define CANCEL_LATENCY_BOUND_MS 500
 
+/* data: NULL for the model's FULL attention, else a VditAttention* (ADAPTIVE: its dense
+ * warm-up step, which the policy hands back to the DiT to run in chunks). */
 static void
 test_cancel_latency (fixture *f, gconstpointer data)
 {
@@ -415,6 +417,10 @@ test_cancel_latency (fixture *f, gconstpointer data)
   params (&p, "a red circle moving left", 1);
   p.frames = 4096;
   p.steps = 1;
+  if (data) {
+    p.attention = *(const VditAttention *) data;
+    p.steps = 5; /* warm-up 0.2: step 0 is dense */
+  }
   p.progress = on_progress_encoded;
   p.user_data = &c;
   GThread *t = g_thread_new ("cancel", cancel_in_first_step, &c);
@@ -684,6 +690,9 @@ main (int argc, char **argv)
   g_test_add_func ("/generate/non-finite-weights", test_non_finite_weights);
   g_test_add ("/generate/cancel-latency", fixture, NULL, fixture_setup, test_cancel_latency,
               fixture_teardown);
+  static const VditAttention adaptive = VDIT_ATTENTION_ADAPTIVE;
+  g_test_add ("/generate/cancel-latency-adaptive", fixture, &adaptive, fixture_setup,
+              test_cancel_latency, fixture_teardown);
   g_test_add ("/generate/chunked-attention-exact", fixture, NULL, fixture_setup,
               test_chunked_attention_exact, fixture_teardown);
   g_test_add_func ("/generate/memory-too-large", test_memory_too_large);
