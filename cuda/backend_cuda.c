@@ -100,6 +100,30 @@ cuda_alloc (void *ctx, size_t n, VditElem elem, GError **error)
   return p;
 }
 
+/* Free device memory, plus what the stream-ordered pool keeps unused (freed blocks stay
+ * reserved for the next generation, so cudaMemGetInfo alone would under-count). */
+static gboolean
+cuda_mem_info (void *ctx, size_t *available, size_t *total)
+{
+  vdit_cuda_ctx *c = ctx;
+  size_t free_b = 0, total_b = 0;
+  if (!vdit_cuda_enter (c) || cudaMemGetInfo (&free_b, &total_b) != cudaSuccess) {
+    cudaGetLastError ();
+    return FALSE;
+  }
+  cudaMemPool_t pool;
+  uint64_t reserved = 0, used = 0;
+  if (cudaDeviceGetDefaultMemPool (&pool, c->device) == cudaSuccess &&
+      cudaMemPoolGetAttribute (pool, cudaMemPoolAttrReservedMemCurrent, &reserved) == cudaSuccess &&
+      cudaMemPoolGetAttribute (pool, cudaMemPoolAttrUsedMemCurrent, &used) == cudaSuccess &&
+      reserved > used)
+    free_b += (size_t) (reserved - used);
+  cudaGetLastError ();
+  *available = free_b;
+  *total = total_b;
+  return TRUE;
+}
+
 static void
 cuda_release (void *ctx, void *buf)
 {
@@ -306,6 +330,7 @@ static const vdit_backend_i cuda_iface = {
   /* .decode_rgb = */ vdit_cuda_decode_rgb_op,
   /* .host_alloc = */ vdit_cuda_host_alloc,
   /* .host_free = */ vdit_cuda_host_free,
+  /* .mem_info = */ cuda_mem_info,
 };
 
 typedef struct {

@@ -145,6 +145,11 @@ struct vdit_backend_i {
    * the device). NULL where buffers already are host memory (CPU). */
   void *(*host_alloc) (void *ctx, size_t bytes, GError **error);
   void (*host_free) (void *ctx, void *p);
+
+  /* Optional (NULL-checked): bytes the backend could still allocate (free device memory
+   * plus blocks its memory pool holds unused) and its total; FALSE when unknown. NULL
+   * where buffers are host memory. */
+  gboolean (*mem_info) (void *ctx, size_t *available, size_t *total);
 };
 
 static inline void *

@@ -137,7 +137,8 @@ host_memory (void)
 #define GIB(x) ((x) / (1024.0 * 1024.0 * 1024.0))
 
 /* Refuses a clip of `frames` whose memory estimate exceeds the host's memory (all of it
- * where the backend's buffers are host memory: the CPU), before anything is allocated.
+ * where the backend's buffers are host memory: the CPU) or what the device can still
+ * allocate (backends with mem_info: CUDA), before anything is allocated.
  * at_ctx: the check of vdit_ctx_new (the model's shortest clip, weights not loaded yet). */
 static gboolean
 check_memory (const vdit_ctx *ctx, int frames, gboolean at_ctx, GError **error)
@@ -161,6 +162,27 @@ check_memory (const vdit_ctx *ctx, int frames, gboolean at_ctx, GError **error)
                  be_on_host ? GIB (m.weights) : 0.0, GIB (have),
                  at_ctx ? "" : ": ask for fewer frames");
     return FALSE;
+  }
+  /* the device: its activations (and, before the model is loaded, its weights) against
+   * what it can still allocate */
+  size_t avail = 0, total = 0;
+  if (!be_on_host && ctx->be.iface->mem_info &&
+      ctx->be.iface->mem_info (ctx->be.context, &avail, &total)) {
+    const double dev_need = m.acts + (at_ctx ? m.weights : 0.0);
+    if (dev_need > (double) avail) {
+      g_autofree char *what = at_ctx
+        ? g_strdup_printf ("model %s is too large for this device: its shortest clip, %d "
+                           "frames of %d×%d, needs", ctx->model->info.name, frames, c->width,
+                           c->height)
+        : g_strdup_printf ("%d frames of %d×%d need", frames, c->width, c->height);
+      g_set_error (error, VDIT_ERROR, VDIT_ERROR_OUT_OF_MEMORY,
+                   "%s about %.1f GiB on the %s device (activations %.1f GiB, weights %.1f "
+                   "GiB), more than the %.1f GiB it can still allocate of %.1f GiB%s", what,
+                   GIB (dev_need), ctx->be.iface->name, GIB (m.acts),
+                   at_ctx ? GIB (m.weights) : 0.0, GIB ((double) avail), GIB ((double) total),
+                   at_ctx ? "" : ": ask for fewer frames");
+      return FALSE;
+    }
   }
   if (m.tokens > G_MAXINT) {
     g_set_error (error, VDIT_ERROR, VDIT_ERROR_INVALID_ARGUMENT,

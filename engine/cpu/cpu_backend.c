@@ -79,6 +79,7 @@ static const vdit_backend_i cpu_backend_i = {
   /* .decode_rgb = */ cpu_decode_rgb,
   /* .host_alloc = */ NULL, /* buffers are host memory: frames decode on the host */
   /* .host_free = */ NULL,
+  /* .mem_info = */ NULL, /* host memory: generate.c checks it */
 };
 
 gboolean
