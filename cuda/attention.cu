@@ -215,7 +215,8 @@ vdit_cuda_attention_launch (const vdit_cuda_attn_args *a, cudaStream_t stream)
   // same key tiles (dense, frame tiles), not for 64-row blocks with their own patterns
   const bool pairs_agree = lay == nullptr || lay->block_q >= 2 * ATTN_BR;
   const int forced = forced_kernel ();
-  if (vec && !bias && (hd == 64 || hd == 96 || hd == 128) && forced == 0 &&
+  // (no keys: a TMA tensor map needs at least one row; the sm_80 kernel writes the zeros)
+  if (vec && !bias && (hd == 64 || hd == 96 || hd == 128) && a->nk > 0 && forced == 0 &&
       vdit_cuda_attention_fa3_usable ()) {
     AttnParams w = p;
     if (lay && pairs_agree) {
