@@ -3,6 +3,7 @@
 #include "attention_plan.h"
 #include "ctx.h"
 #include "backend.h"
+#include "cpu/cpu_threads.h"
 #include "decoder.h"
 #include "dit.h"
 #include "model.h"
@@ -201,9 +202,20 @@ ctx_init_backend (vdit_ctx *ctx, GError **error)
   int cuda_device;
   if (!vdit_ctx_params_check (&ctx->params, &cuda_device, error))
     return FALSE;
-  if (cuda_device < 0)
-    return vdit_backend_cpu_init (&ctx->be, ctx->params.threads, error);
-  return vdit_backend_cuda_init (&ctx->be, cuda_device, error);
+  if (cuda_device >= 0)
+    return vdit_backend_cuda_init (&ctx->be, cuda_device, error);
+  if (!vdit_backend_cpu_init (&ctx->be, ctx->params.threads, error))
+    return FALSE;
+  if (ctx->params.log) { /* the host's log (vdit generate -v) says how many threads and why */
+    g_autofree char *why = NULL;
+    const int usable = vdit_cpu_default_threads (&why);
+    g_autofree char *msg = ctx->params.threads > 0
+      ? g_strdup_printf ("CPU backend: %d threads as asked (%d by default: %s)",
+                         ctx->params.threads, usable, why)
+      : g_strdup_printf ("CPU backend: %d threads (%s)", usable, why);
+    ctx->params.log (ctx->params.log_user_data, G_LOG_LEVEL_INFO, msg);
+  }
+  return TRUE;
 }
 
 vdit_ctx *
