@@ -14,7 +14,10 @@
  * vditsrc generates a short video from a text prompt with a video diffusion
  * transformer and pushes the frames downstream as raw video, each frame as soon
  * as the engine has decoded it. It produces exactly #GstVditSrc:frames buffers,
- * timestamped from 0 at #GstVditSrc:framerate, then EOS.
+ * timestamped from 0 at #GstVditSrc:framerate, then EOS. That rate (else the
+ * model's) is the only one offered: put videorate downstream for another.
+ * With #GstVditSrc:is-live, timestamps are running times one frame duration
+ * apart, from the running time the first frame was produced at.
  *
  * The model is loaded when the element goes from READY to PAUSED, and
  * generation starts right away on a thread of its own. Progress is posted on the
@@ -130,6 +133,7 @@ struct _GstVditSrc
   gint width, height;           /* 0 until a model is loaded */
   gint n_frames;
   gint model_fps_n, model_fps_d;
+  gint rate_n, rate_d;          /* the one output rate: framerate, else the model's */
 
   /* generation thread and its frame queue, under the object lock + cond */
   GThread *thread;
@@ -140,8 +144,8 @@ struct _GstVditSrc
   gboolean finished;            /* vdit_generate() has returned */
   GError *error;                /* why it failed, if it did */
   gint frames_done;
-  gint64 gen_start_us;
-  GstClockTime time_per_frame;
+  GstClockTime first_ready;     /* clock time frame 0 was queued (NONE: no clock) */
+  GstClockTime latency;         /* LATENCY query answer: a frame, raised when late */
 
   /* generation thread only: the last progress report */
   VditStage stage;
@@ -151,7 +155,9 @@ struct _GstVditSrc
   GstVideoInfo info;
   GstVideoConverter *convert;
   gint n_out;
-  GstClockTime next_pts;
+  GstClockTime next_pts;        /* end of the last frame pushed */
+  GstClockTime ts_base;         /* PTS of frame ts_base_n; frames after it are */
+  gint ts_base_n;               /* spaced by exactly one frame duration */
 };
 
 #define gst_vdit_src_parent_class parent_class
@@ -290,7 +296,7 @@ gst_vdit_src_class_init (GstVditSrcClass * klass)
           "(-1 = the model's default)", -1.0f, 0.99f, DEFAULT_SPARSITY, rw));
   g_object_class_install_property (gobject_class, PROP_FRAMERATE,
       gst_param_spec_fraction ("framerate", "Frame rate",
-          "Frame rate of the output (0/1 = the model's default)",
+          "Frame rate of the clip, the only one offered (0/1 = the model's)",
           0, 1, G_MAXINT, 1, DEFAULT_FPS_N, DEFAULT_FPS_D, rw));
   g_object_class_install_property (gobject_class, PROP_IS_LIVE,
       g_param_spec_boolean ("is-live", "Is live",
@@ -350,7 +356,9 @@ gst_vdit_src_init (GstVditSrc * self)
   gst_video_info_init (&self->info);
   gst_video_info_init (&self->rgb_info);
   self->model_fps_d = 1;
-  self->time_per_frame = GST_CLOCK_TIME_NONE;
+  self->rate_d = 1;
+  self->first_ready = GST_CLOCK_TIME_NONE;
+  self->latency = GST_CLOCK_TIME_NONE;
 
   /* generation is slower than real time: a non-live source stamping from 0 */
   gst_base_src_set_format (GST_BASE_SRC (self), GST_FORMAT_TIME);
@@ -603,10 +611,18 @@ gst_vdit_src_on_frame (void *user_data, int index, int n_frames,
   GstVditSrc *self = GST_VDIT_SRC (user_data);
   GstBuffer *buf;
   GstMapInfo map;
+  GstClock *clock;
+  GstClockTime ready = GST_CLOCK_TIME_NONE;
   gsize row = (gsize) width * 3;
 
   if (G_UNLIKELY (width != self->width || height != self->height))
     goto wrong_size;
+
+  /* a live source stamps frame 0 with the running time it was produced at */
+  if (index == 0 && (clock = gst_element_get_clock (GST_ELEMENT (self)))) {
+    ready = gst_clock_get_time (clock);
+    gst_object_unref (clock);
+  }
 
   buf = gst_buffer_new_allocate (NULL, GST_VIDEO_INFO_SIZE (&self->rgb_info),
       NULL);
@@ -627,9 +643,9 @@ gst_vdit_src_on_frame (void *user_data, int index, int n_frames,
     return FALSE;
   }
   g_queue_push_tail (&self->queue, buf);
+  if (index == 0)
+    self->first_ready = ready;
   self->frames_done++;
-  self->time_per_frame = (g_get_monotonic_time () - self->gen_start_us) *
-      GST_USECOND / self->frames_done;
   g_cond_broadcast (&self->cond);
   GST_OBJECT_UNLOCK (self);
 
@@ -700,20 +716,16 @@ gst_vdit_src_get_caps (GstBaseSrc * bsrc, GstCaps * filter)
   GstVditSrc *self = GST_VDIT_SRC (bsrc);
   GstCaps *caps = gst_pad_get_pad_template_caps (GST_BASE_SRC_PAD (bsrc));
 
-  /* with a model loaded the size is the model's; any rate but 0/1 is fine,
-   * the frames are the same whatever their timestamps */
+  /* with a model loaded the size is the model's and the rate the clip's (the
+   * framerate property, else the model's): another rate would play the clip
+   * faster or slower, so videorate downstream converts instead */
   GST_OBJECT_LOCK (self);
   if (self->width > 0) {
     caps = gst_caps_make_writable (caps);
     gst_caps_set_simple (caps, "width", G_TYPE_INT, self->width,
         "height", G_TYPE_INT, self->height,
-        "pixel-aspect-ratio", GST_TYPE_FRACTION, 1, 1, NULL);
-    if (self->fps_n > 0)
-      gst_caps_set_simple (caps, "framerate", GST_TYPE_FRACTION, self->fps_n,
-          self->fps_d, NULL);
-    else
-      gst_caps_set_simple (caps, "framerate", GST_TYPE_FRACTION_RANGE,
-          1, G_MAXINT, G_MAXINT, 1, NULL);
+        "pixel-aspect-ratio", GST_TYPE_FRACTION, 1, 1,
+        "framerate", GST_TYPE_FRACTION, self->rate_n, self->rate_d, NULL);
   }
   GST_OBJECT_UNLOCK (self);
 
@@ -738,8 +750,8 @@ gst_vdit_src_fixate (GstBaseSrc * bsrc, GstCaps * caps)
   GST_OBJECT_LOCK (self);
   width = self->width > 0 ? self->width : 320;
   height = self->height > 0 ? self->height : 240;
-  fps_n = self->model_fps_n > 0 ? self->model_fps_n : 30;
-  fps_d = self->model_fps_n > 0 ? self->model_fps_d : 1;
+  fps_n = self->rate_n > 0 ? self->rate_n : 30;
+  fps_d = self->rate_n > 0 ? self->rate_d : 1;
   GST_OBJECT_UNLOCK (self);
 
   caps = gst_caps_make_writable (caps);
@@ -779,7 +791,8 @@ gst_vdit_src_set_caps (GstBaseSrc * bsrc, GstCaps * caps)
 
   GST_OBJECT_LOCK (self);
   if (G_UNLIKELY (self->width == 0 || info.width != self->width ||
-          info.height != self->height || info.fps_n <= 0))
+          info.height != self->height || info.fps_n <= 0 ||
+          info.fps_n != self->rate_n || info.fps_d != self->rate_d))
     goto wrong_size;
 
   /* the converter wants the same timing on both sides */
@@ -803,6 +816,14 @@ gst_vdit_src_set_caps (GstBaseSrc * bsrc, GstCaps * caps)
   if (self->convert != NULL)
     gst_video_converter_free (self->convert);
   self->convert = convert;
+  /* the rate is the clip's, so only the format changes mid-stream; were the
+   * rate to change, timestamps would go on from the end of the last frame,
+   * never backwards */
+  if (self->n_out > 0 && (info.fps_n != self->info.fps_n ||
+          info.fps_d != self->info.fps_d)) {
+    self->ts_base = self->next_pts;
+    self->ts_base_n = self->n_out;
+  }
   self->info = info;
   GST_OBJECT_UNLOCK (self);
 
@@ -899,10 +920,8 @@ gst_vdit_src_query (GstBaseSrc * bsrc, GstQuery * query)
 
       gst_query_parse_duration (query, &format, NULL);
       GST_OBJECT_LOCK (self);
-      fps_n = self->info.fps_n > 0 ? self->info.fps_n : self->fps_n > 0 ?
-          self->fps_n : self->model_fps_n;
-      fps_d = self->info.fps_n > 0 ? self->info.fps_d : self->fps_n > 0 ?
-          self->fps_d : self->model_fps_d;
+      fps_n = self->rate_n;
+      fps_d = self->rate_d;
       if (self->n_frames > 0 && format == GST_FORMAT_TIME && fps_n > 0) {
         gst_query_set_duration (query, GST_FORMAT_TIME,
             gst_util_uint64_scale_int_round (self->n_frames * GST_SECOND,
@@ -934,14 +953,11 @@ gst_vdit_src_query (GstBaseSrc * bsrc, GstQuery * query)
     case GST_QUERY_LATENCY:{
       GstClockTime latency = GST_CLOCK_TIME_NONE;
 
-      /* live: a frame is ready one measured generation time per frame late */
+      /* live: one frame duration, raised (with a LATENCY message) only when a
+       * frame turned out later than that; never the raw measured time per
+       * frame, which changes at every frame */
       GST_OBJECT_LOCK (self);
-      if (self->info.fps_n > 0) {
-        latency = gst_util_uint64_scale (GST_SECOND, self->info.fps_d,
-            self->info.fps_n);
-        if (GST_CLOCK_TIME_IS_VALID (self->time_per_frame))
-          latency = MAX (latency, self->time_per_frame);
-      }
+      latency = self->latency;
       GST_OBJECT_UNLOCK (self);
       if (GST_CLOCK_TIME_IS_VALID (latency)) {
         gst_query_set_latency (query, gst_base_src_is_live (bsrc), latency,
@@ -998,13 +1014,18 @@ gst_vdit_src_reset (GstVditSrc * self)
   self->stopping = FALSE;
   self->finished = FALSE;
   self->frames_done = 0;
-  self->time_per_frame = GST_CLOCK_TIME_NONE;
+  self->first_ready = GST_CLOCK_TIME_NONE;
+  self->latency = GST_CLOCK_TIME_NONE;
   self->width = self->height = 0;
   self->n_frames = 0;
   self->model_fps_n = 0;
   self->model_fps_d = 1;
+  self->rate_n = 0;
+  self->rate_d = 1;
   self->n_out = 0;
   self->next_pts = 0;
+  self->ts_base = 0;
+  self->ts_base_n = 0;
   gst_video_info_init (&self->info);
   gst_video_info_init (&self->rgb_info);
   if (self->convert != NULL) {
@@ -1108,12 +1129,16 @@ gst_vdit_src_start (GstBaseSrc * bsrc)
   self->height = minfo->height;
   self->model_fps_n = fps_n;
   self->model_fps_d = fps_d;
+  self->rate_n = self->fps_n > 0 ? self->fps_n : fps_n;
+  self->rate_d = self->fps_n > 0 ? self->fps_d : fps_d;
+  /* live: frame n is pushed at PTS(0) + n frames, a burst is ready by then */
+  self->latency = gst_util_uint64_scale_int (GST_SECOND, self->rate_d,
+      self->rate_n);
   self->n_frames = frames;
   gst_video_info_set_format (&self->rgb_info, GST_VIDEO_FORMAT_RGB,
       minfo->width, minfo->height);
   g_free (self->device_used);
   self->device_used = g_strdup (vdit_ctx_get_device_name (self->ctx));
-  self->gen_start_us = g_get_monotonic_time ();
   GST_OBJECT_UNLOCK (self);
   g_object_notify (G_OBJECT (self), "device-used");
 
@@ -1238,12 +1263,52 @@ gst_vdit_src_unlock_stop (GstBaseSrc * bsrc)
   return TRUE;
 }
 
+/* The running time now, NONE without a clock. */
+static GstClockTime
+gst_vdit_src_running_time (GstVditSrc * self)
+{
+  GstClock *clock = gst_element_get_clock (GST_ELEMENT (self));
+  GstClockTime now, base_time;
+
+  if (clock == NULL)
+    return GST_CLOCK_TIME_NONE;
+  now = gst_clock_get_time (clock);
+  base_time = gst_element_get_base_time (GST_ELEMENT (self));
+  gst_object_unref (clock);
+  return now >= base_time ? now - base_time : 0;
+}
+
+/* A live frame was handed over `delay` after its timestamp: when that is more
+ * than the latency, raise the latency to the next whole number of frames and
+ * post a LATENCY message, so the query answer only changes with one. */
+static void
+gst_vdit_src_check_latency (GstVditSrc * self, GstClockTime delay)
+{
+  GstClockTime frame, latency;
+
+  GST_OBJECT_LOCK (self);
+  if (!GST_CLOCK_TIME_IS_VALID (self->latency) || delay <= self->latency) {
+    GST_OBJECT_UNLOCK (self);
+    return;
+  }
+  frame = gst_util_uint64_scale_int (GST_SECOND, self->info.fps_d,
+      self->info.fps_n);
+  latency = (delay + frame - 1) / frame * frame;
+  self->latency = latency;
+  GST_OBJECT_UNLOCK (self);
+
+  GST_INFO_OBJECT (self, "frame %" GST_TIME_FORMAT " late: latency now %"
+      GST_TIME_FORMAT, GST_TIME_ARGS (delay), GST_TIME_ARGS (latency));
+  gst_element_post_message (GST_ELEMENT (self),
+      gst_message_new_latency (GST_OBJECT (self)));
+}
+
 static GstFlowReturn
 gst_vdit_src_fill (GstPushSrc * psrc, GstBuffer * buffer)
 {
   GstVditSrc *self = GST_VDIT_SRC (psrc);
   GstVideoFrame in_frame, out_frame;
-  GstClockTime pts, next;
+  GstClockTime pts, next, now = GST_CLOCK_TIME_NONE;
   GstBuffer *rgb;
   GError *err;
 
@@ -1276,29 +1341,38 @@ gst_vdit_src_fill (GstPushSrc * psrc, GstBuffer * buffer)
   gst_video_frame_unmap (&in_frame);
   gst_buffer_unref (rgb);
 
-  pts = gst_util_uint64_scale (self->n_out, self->info.fps_d * GST_SECOND,
-      self->info.fps_n);
-  next = gst_util_uint64_scale (self->n_out + 1, self->info.fps_d * GST_SECOND,
-      self->info.fps_n);
+  if (gst_base_src_is_live (GST_BASE_SRC (self)))
+    now = gst_vdit_src_running_time (self);
+  if (self->n_out == 0 && GST_CLOCK_TIME_IS_VALID (now)) {
+    /* live: frame 0 at the running time the engine produced it (the time it
+     * is taken here when that was before PLAYING or on another clock) */
+    GstClockTime base_time = gst_element_get_base_time (GST_ELEMENT (self));
+
+    GST_OBJECT_LOCK (self);
+    self->ts_base = now;
+    if (GST_CLOCK_TIME_IS_VALID (self->first_ready) &&
+        self->first_ready >= base_time)
+      self->ts_base = MIN (now, self->first_ready - base_time);
+    self->ts_base_n = 0;
+    GST_OBJECT_UNLOCK (self);
+  }
+
+  /* then one frame duration per frame, live or not, as videotestsrc does:
+   * a syncing sink plays a burst of frames at the frame rate */
+  pts = self->ts_base + gst_util_uint64_scale (self->n_out - self->ts_base_n,
+      self->info.fps_d * GST_SECOND, self->info.fps_n);
+  next = self->ts_base + gst_util_uint64_scale (self->n_out + 1 -
+      self->ts_base_n, self->info.fps_d * GST_SECOND, self->info.fps_n);
   GST_BUFFER_DURATION (buffer) = next - pts;
   GST_BUFFER_OFFSET (buffer) = self->n_out;
   GST_BUFFER_OFFSET_END (buffer) = self->n_out + 1;
   self->n_out++;
+  self->next_pts = next;
 
-  if (gst_base_src_is_live (GST_BASE_SRC (self))) {
-    GstClock *clock = gst_element_get_clock (GST_ELEMENT (self));
-
-    /* live: stamped when ready, never earlier than the previous frame's end,
-     * so a burst of frames still plays at the frame rate */
-    if (clock != NULL) {
-      GstClockTime now = gst_clock_get_time (clock) -
-          gst_element_get_base_time (GST_ELEMENT (self));
-
-      pts = GST_BUFFER_OFFSET (buffer) == 0 ? now : MAX (now, self->next_pts);
-      gst_object_unref (clock);
-    }
-    self->next_pts = pts + GST_BUFFER_DURATION (buffer);
-  }
+  /* live: a frame ready later than its timestamp plus the latency would be
+   * late at a syncing sink; raise the latency to whole frames and say so */
+  if (GST_CLOCK_TIME_IS_VALID (now) && now > pts)
+    gst_vdit_src_check_latency (self, now - pts);
   GST_BUFFER_PTS (buffer) = pts;
   GST_BUFFER_DTS (buffer) = GST_CLOCK_TIME_NONE;
 

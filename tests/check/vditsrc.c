@@ -743,6 +743,225 @@ GST_START_TEST (test_start_stop_cycles)
 
 GST_END_TEST;
 
+typedef struct
+{
+  GstElement *capsfilter;       /* switched to 25/1 after two frames */
+  guint n;
+  GstClockTime first, last_end;
+  gboolean contiguous;          /* each PTS is the previous frame's end */
+  gboolean monotonic;
+  gint fps_n, fps_d;            /* the source's caps at the last frame */
+} ts_watch;
+
+static GstPadProbeReturn
+watch_timestamps (GstPad * pad, GstPadProbeInfo * info, gpointer user_data)
+{
+  ts_watch *w = user_data;
+  GstBuffer *buf = GST_PAD_PROBE_INFO_BUFFER (info);
+  GstCaps *caps = gst_pad_get_current_caps (pad);
+  GstStructure *s = gst_caps_get_structure (caps, 0);
+
+  fail_unless (GST_BUFFER_PTS_IS_VALID (buf));
+  fail_unless (GST_BUFFER_DURATION_IS_VALID (buf));
+  if (w->n == 0)
+    w->first = GST_BUFFER_PTS (buf);
+  else {
+    if (GST_BUFFER_PTS (buf) != w->last_end)
+      w->contiguous = FALSE;
+    if (GST_BUFFER_PTS (buf) < w->last_end)
+      w->monotonic = FALSE;
+  }
+  GST_INFO ("frame %u pts %" GST_TIME_FORMAT " duration %" GST_TIME_FORMAT,
+      w->n, GST_TIME_ARGS (GST_BUFFER_PTS (buf)),
+      GST_TIME_ARGS (GST_BUFFER_DURATION (buf)));
+  w->last_end = GST_BUFFER_PTS (buf) + GST_BUFFER_DURATION (buf);
+  fail_unless (gst_structure_get_fraction (s, "framerate", &w->fps_n,
+          &w->fps_d));
+  gst_caps_unref (caps);
+  if (++w->n == 2 && w->capsfilter != NULL) {
+    GstCaps *to = gst_caps_from_string ("video/x-raw,framerate=25/1");
+
+    g_object_set (w->capsfilter, "caps", to, NULL);
+    gst_caps_unref (to);
+  }
+  return GST_PAD_PROBE_OK;
+}
+
+static GstPadProbeReturn
+count_out (GstPad * pad, GstPadProbeInfo * info, gpointer user_data)
+{
+  g_atomic_int_inc ((gint *) user_data);
+  return GST_PAD_PROBE_OK;
+}
+
+/* Runs `launch` (vditsrc named src) to EOS, watching the timestamps vditsrc
+ * pushes in `w`; a capsfilter named cf is switched to 25/1 after two frames;
+ * `out` (if not NULL) counts the buffers reaching the element named sink. */
+static void
+run_to_eos (const gchar * launch, ts_watch * w, gint * out)
+{
+  GstElement *pipeline = gst_parse_launch (launch, NULL);
+  GstElement *src = gst_bin_get_by_name (GST_BIN (pipeline), "src");
+  GstPad *pad = gst_element_get_static_pad (src, "src");
+  GstBus *bus = gst_element_get_bus (pipeline);
+  GstMessage *msg;
+
+  fail_unless (pipeline != NULL, "%s", launch);
+  w->capsfilter = gst_bin_get_by_name (GST_BIN (pipeline), "cf");
+  gst_pad_add_probe (pad, GST_PAD_PROBE_TYPE_BUFFER, watch_timestamps, w,
+      NULL);
+  if (out != NULL) {
+    GstElement *sink = gst_bin_get_by_name (GST_BIN (pipeline), "sink");
+    GstPad *sinkpad = gst_element_get_static_pad (sink, "sink");
+
+    gst_pad_add_probe (sinkpad, GST_PAD_PROBE_TYPE_BUFFER, count_out, out,
+        NULL);
+    gst_object_unref (sinkpad);
+    gst_object_unref (sink);
+  }
+  gst_element_set_state (pipeline, GST_STATE_PLAYING);
+  msg = gst_bus_timed_pop_filtered (bus, 60 * GST_SECOND,
+      GST_MESSAGE_ERROR | GST_MESSAGE_EOS);
+  fail_unless (msg != NULL);
+  fail_unless_equals_string (GST_MESSAGE_TYPE_NAME (msg), "eos");
+  gst_message_unref (msg);
+  gst_element_set_state (pipeline, GST_STATE_NULL);
+  if (w->capsfilter != NULL)
+    gst_object_unref (w->capsfilter);
+  gst_object_unref (bus);
+  gst_object_unref (pad);
+  gst_object_unref (src);
+  gst_object_unref (pipeline);
+}
+
+/* Live: frame 0 at the running time it was produced, then exactly one frame
+ * duration per frame, whatever the pipeline latency, so a syncing sink plays a
+ * burst at the frame rate (it was stamped with the clock after each push). */
+GST_START_TEST (test_live_timestamps)
+{
+  gchar *launch = g_strdup_printf ("vditsrc name=src model=\"%s\" frames=4 "
+      "is-live=true ! fakesink name=sink sync=true", model_dir);
+  ts_watch w = { NULL, 0, 0, 0, TRUE, TRUE, 0, 1 };
+
+  run_to_eos (launch, &w, NULL);
+  fail_unless_equals_int (w.n, 4);
+  fail_unless (w.contiguous, "live frames not spaced by the frame duration");
+  fail_unless_equals_uint64 (w.last_end - w.first,
+      gst_util_uint64_scale_int (4 * GST_SECOND, w.fps_d, w.fps_n));
+  g_free (launch);
+}
+
+GST_END_TEST;
+
+static GstBusSyncReply
+count_latency (GstBus * bus, GstMessage * msg, gpointer user_data)
+{
+  /* only vditsrc's own (the bin may post some too) */
+  if (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_LATENCY &&
+      g_str_equal (GST_OBJECT_NAME (GST_MESSAGE_SRC (msg)), "src"))
+    g_atomic_int_inc ((gint *) user_data);
+  return GST_BUS_PASS;
+}
+
+static GstClockTime
+query_latency (GstElement * src)
+{
+  GstQuery *query = gst_query_new_latency ();
+  GstClockTime min = GST_CLOCK_TIME_NONE, max = 0;
+  gboolean live = FALSE;
+
+  fail_unless (gst_element_query (src, query));
+  gst_query_parse_latency (query, &live, &min, &max);
+  fail_unless (live);
+  gst_query_unref (query);
+  return min;
+}
+
+/* Live latency: at least one frame, and the answer never changes without a
+ * LATENCY message (it was the measured time per frame, new at every frame). */
+GST_START_TEST (test_live_latency)
+{
+  gchar *launch = g_strdup_printf ("vditsrc name=src model=\"%s\" frames=4 "
+      "framerate=1000/1 is-live=true ! fakesink sync=true", model_dir);
+  GstElement *pipeline = gst_parse_launch (launch, NULL);
+  GstElement *src = gst_bin_get_by_name (GST_BIN (pipeline), "src");
+  GstPad *pad = gst_element_get_static_pad (src, "src");
+  GstBus *bus = gst_element_get_bus (pipeline);
+  GstClockTime before, after;
+  GstMessage *msg;
+  gint posted = 0;
+
+  gst_bus_set_sync_handler (bus, count_latency, &posted, NULL);
+  fail_unless_equals_int (gst_element_set_state (pipeline, GST_STATE_PAUSED),
+      GST_STATE_CHANGE_NO_PREROLL);
+  for (gint i = 0; i < 500 && !gst_pad_has_current_caps (pad); i++)
+    g_usleep (10 * 1000);
+  before = query_latency (src);
+  fail_unless (before >= GST_MSECOND);
+  gst_element_set_state (pipeline, GST_STATE_PLAYING);
+  msg = gst_bus_timed_pop_filtered (bus, 60 * GST_SECOND,
+      GST_MESSAGE_ERROR | GST_MESSAGE_EOS);
+  fail_unless (msg != NULL);
+  fail_unless_equals_string (GST_MESSAGE_TYPE_NAME (msg), "eos");
+  gst_message_unref (msg);
+  after = query_latency (src);
+  GST_INFO ("latency %" GST_TIME_FORMAT " then %" GST_TIME_FORMAT ", %d "
+      "LATENCY messages", GST_TIME_ARGS (before), GST_TIME_ARGS (after),
+      g_atomic_int_get (&posted));
+  fail_unless (after == before || g_atomic_int_get (&posted) > 0,
+      "latency changed without a LATENCY message");
+
+  gst_element_set_state (pipeline, GST_STATE_NULL);
+  gst_bus_set_sync_handler (bus, NULL, NULL, NULL);
+  gst_object_unref (bus);
+  gst_object_unref (pad);
+  gst_object_unref (src);
+  gst_object_unref (pipeline);
+  g_free (launch);
+}
+
+GST_END_TEST;
+
+/* Downstream asks for 25/1 in the middle of the stream: the source's
+ * timestamps go on forward (they restarted from n × 40 ms). */
+GST_START_TEST (test_renegotiate_monotonic)
+{
+  gchar *launch = g_strdup_printf ("vditsrc name=src model=\"%s\" frames=8 ! "
+      "videorate ! capsfilter name=cf caps=video/x-raw,framerate=8/1 ! "
+      "fakesink sync=false", model_dir);
+  ts_watch w = { NULL, 0, 0, 0, TRUE, TRUE, 0, 1 };
+
+  run_to_eos (launch, &w, NULL);
+  fail_unless_equals_int (w.n, 8);
+  fail_unless (w.monotonic, "timestamps went backwards");
+  g_free (launch);
+}
+
+GST_END_TEST;
+
+/* The source offers only the clip's rate: videorate makes 30/1 out of the
+ * tiny model's 8/1 (the source itself output 30/1, 3.75x too fast). */
+GST_START_TEST (test_videorate_converts)
+{
+  gchar *launch = g_strdup_printf ("vditsrc name=src model=\"%s\" frames=8 ! "
+      "videorate ! video/x-raw,framerate=30/1 ! fakesink name=sink "
+      "sync=false", model_dir);
+  ts_watch w = { NULL, 0, 0, 0, TRUE, TRUE, 0, 1 };
+  gint out = 0;
+
+  run_to_eos (launch, &w, &out);
+  fail_unless_equals_int (w.n, 8);
+  fail_unless_equals_int (w.fps_n, 8);
+  fail_unless_equals_int (w.fps_d, 1);
+  fail_unless_equals_uint64 (w.last_end, GST_SECOND);
+  /* about one second at 30/1 (videorate stops at the last frame's start);
+   * 8 when the source itself ran at 30/1 */
+  fail_unless (out >= 26 && out <= 31, "%d frames out", out);
+  g_free (launch);
+}
+
+GST_END_TEST;
+
 static Suite *
 vditsrc_suite (void)
 {
@@ -766,6 +985,10 @@ vditsrc_suite (void)
   tcase_add_test (tc, test_error_memory);
   tcase_add_test (tc, test_stop_latency);
   tcase_add_test (tc, test_live);
+  tcase_add_test (tc, test_live_timestamps);
+  tcase_add_test (tc, test_live_latency);
+  tcase_add_test (tc, test_renegotiate_monotonic);
+  tcase_add_test (tc, test_videorate_converts);
   tcase_add_test (tc, test_progress_messages);
   tcase_add_test (tc, test_start_stop_cycles);
   suite_add_tcase (s, tc);
