@@ -207,6 +207,28 @@ line_of (const char *text, gsize at)
   return line;
 }
 
+/* Messages quote the file's own text (json-glib's token, a repeated key), which may hold
+ * raw line breaks: control characters become escapes so that an error stays one line. */
+static char *
+one_line (const char *s)
+{
+  GString *out = g_string_sized_new (strlen (s));
+  for (; *s != '\0'; s++) {
+    const guchar c = (guchar) *s;
+    if (c == '\n')
+      g_string_append (out, "\\n");
+    else if (c == '\r')
+      g_string_append (out, "\\r");
+    else if (c == '\t')
+      g_string_append (out, "\\t");
+    else if (c < 0x20 || c == 0x7f)
+      g_string_append_printf (out, "\\x%02x", c);
+    else
+      g_string_append_c (out, (char) c);
+  }
+  return g_string_free (out, FALSE);
+}
+
 static gboolean G_GNUC_PRINTF (2, 3)
 fail (GError **error, const char *fmt, ...)
 {
@@ -214,7 +236,9 @@ fail (GError **error, const char *fmt, ...)
   va_start (ap, fmt);
   char *msg = g_strdup_vprintf (fmt, ap);
   va_end (ap);
-  g_set_error_literal (error, VDIT_ERROR, VDIT_ERROR_FORMAT, msg);
+  char *shown = one_line (msg);
+  g_set_error_literal (error, VDIT_ERROR, VDIT_ERROR_FORMAT, shown);
+  g_free (shown);
   g_free (msg);
   return FALSE;
 }

@@ -6,7 +6,7 @@ VDIT_PACKAGES="meson ninja-build pkg-config gcc g++ libglib2.0-dev libjson-glib-
   libsentencepiece-dev libopenblas-dev libpng-dev libgstreamer1.0-dev
   libgstreamer-plugins-base1.0-dev gstreamer1.0-tools gstreamer1.0-plugins-base
   gstreamer1.0-plugins-good check valgrind python3 python3-gi gir1.2-gstreamer-1.0
-  python3-torch python3-numpy python3-sentencepiece"
+  python3-torch python3-numpy python3-sentencepiece clang libclang-rt-14-dev libomp-dev"
 
 # Prints the packages of "$@" that are not installed.
 vdit_missing_packages () {
@@ -52,13 +52,20 @@ vdit_add_cuda_to_path () {
   fi
 }
 
-# Configures (or reconfigures) and compiles the build directory "$1".
-vdit_build () {
+# Configures (or reconfigures) the build directory "$1" with the meson options that follow.
+vdit_setup () {
   dir=$1
+  shift
   if [ -f "$dir/meson-private/coredata.dat" ]; then
-    meson setup --reconfigure "$dir" || return 1
+    meson setup --reconfigure "$dir" "$@" || return 1
   else
-    meson setup "$dir" || return 1
+    meson setup "$dir" "$@" || return 1
   fi
-  meson compile -C "$dir" -j "${VDIT_JOBS:-$(nproc 2>/dev/null || echo 2)}"
+}
+
+# Configures (or reconfigures) and compiles the build directory "$1"; further arguments
+# are meson options ("-Dcuda=disabled").
+vdit_build () {
+  vdit_setup "$@" || return 1
+  meson compile -C "$1" -j "${VDIT_JOBS:-$(nproc 2>/dev/null || echo 2)}"
 }

@@ -215,6 +215,27 @@ test_not_json (void)
   g_error_free (err);
 }
 
+/* json-glib quotes the offending token, and a string token may hold a raw line break:
+ * the error must still be one line (found by fuzz/fuzz_json). */
+static void
+test_error_one_line (void)
+{
+  GError *err = NULL;
+  g_assert_null (vdit_config_parse ("{\n  \"name\": \"tiny\",\n  \"vid4,\n    \"x\": 1\n}\n",
+                                    -1, "broken/config.json", &err));
+  test_check_error (err, VDIT_ERROR, VDIT_ERROR_FORMAT, "broken/config.json", "not valid JSON",
+                    "\\n", NULL);
+  g_assert_null (strchr (err->message, '\n'));
+  g_assert_null (strchr (err->message, '\r'));
+  g_clear_error (&err);
+
+  /* a repeated key quoted in the message, holding a raw line break */
+  g_assert_null (vdit_config_parse ("{\"a\nb\": 1, \"a\nb\": 2}", -1, "broken/config.json", &err));
+  test_check_error (err, VDIT_ERROR, VDIT_ERROR_FORMAT, "broken/config.json", "a\\nb", NULL);
+  g_assert_null (strchr (err->message, '\n'));
+  g_error_free (err);
+}
+
 /* One bad value: `from` in the good config becomes `to`; the message must hold `key`
  * and `value` (and `why`, when given). */
 typedef struct {
@@ -548,6 +569,7 @@ main (int argc, char **argv)
   g_test_add_func ("/config/bad/save-plan-depth", test_save_plan_wrong_depth);
   g_test_add_func ("/config/bad/missing-file", test_missing_file);
   g_test_add_func ("/config/bad/not-json", test_not_json);
+  g_test_add_func ("/config/bad/error-one-line", test_error_one_line);
   g_test_add_func ("/config/bad/ddim-steps", test_ddim_steps);
   g_test_add_func ("/config/limits-inclusive", test_limits_inclusive);
   g_test_add_func ("/config/nesting-limit", test_nesting_limit);

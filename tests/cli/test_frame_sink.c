@@ -42,7 +42,7 @@ listing (const char *dir)
 {
   GDir *d = g_dir_open (dir, 0, NULL);
   g_assert_nonnull (d);
-  GPtrArray *names = g_ptr_array_new ();
+  GPtrArray *names = g_ptr_array_new_with_free_func (g_free);
   const char *name;
   while ((name = g_dir_read_name (d)) != NULL)
     g_ptr_array_add (names, g_strdup (name));
