@@ -676,36 +676,56 @@ out:
 /* ---- benchmark --------------------------------------------------------------------- */
 
 gboolean
-vdit_bench_dit_step (vdit_ctx *ctx, int frames, VditAttention attention, int repeat, int warmup,
-                     double *ms_per_step, double *ms_min, GError **error)
+vdit_bench_dit_step (vdit_ctx *ctx, const vdit_bench_step_params *params,
+                     vdit_bench_step_result *result, GError **error)
 {
   vdit_gen_params p;
   vdit_gen_params_init (&p);
   p.prompt = "a benchmark prompt";
-  p.frames = frames;
-  p.attention = attention;
+  p.frames = params->frames;
+  p.attention = params->attention;
   p.guidance = 0.0f; /* one pass per step: the figure is per DiT forward */
-  p.steps = MAX (repeat + warmup, 1);
+  p.steps = MAX (params->repeat + params->warmup, 1);
   gen_state g = { .ctx = ctx, .p = &p };
+  vdit_backend *be = &ctx->be;
+  vdit_backend_timing *timing = NULL;
   gboolean ok = FALSE;
   double total = 0.0, best = G_MAXDOUBLE;
+  *result = (vdit_bench_step_result) { 0 };
   if (!resolve_params (ctx, &p, &g.r, error) || !check_memory (ctx, g.r.frames, FALSE, error) ||
       !gen_prepare (&g, error))
     goto out;
-  for (int k = 0; k < warmup + repeat; k++) {
+  if (params->breakdown)
+    timing = vdit_backend_timing_wrap (be);
+  for (int k = 0; k < params->warmup + params->repeat; k++) {
+    vdit_op_times times = { 0 };
+    if (k == params->warmup && be->iface->mem_peak)
+      be->iface->mem_peak (be->context, TRUE, &result->peak_bytes);
     gint64 t0 = g_get_monotonic_time ();
     if (!gen_model_eval (&g, k, error))
       goto out;
     double ms = (g_get_monotonic_time () - t0) / 1000.0;
-    if (k >= warmup) {
+    if (timing && !vdit_backend_timing_collect (timing, &times, error))
+      goto out;
+    if (k >= params->warmup) {
       total += ms;
       best = MIN (best, ms);
+      for (int i = 0; i < VDIT_OP_KINDS; i++) {
+        result->per_step.ms[i] += times.ms[i] / params->repeat;
+        result->per_step.calls[i] += times.calls[i];
+      }
     }
   }
-  *ms_per_step = repeat > 0 ? total / repeat : 0.0;
-  *ms_min = repeat > 0 ? best : 0.0;
+  if (be->iface->mem_peak && params->repeat > 0)
+    result->have_peak = be->iface->mem_peak (be->context, FALSE, &result->peak_bytes);
+  result->ms = params->repeat > 0 ? total / params->repeat : 0.0;
+  result->ms_min = params->repeat > 0 ? best : 0.0;
+  for (int i = 0; i < VDIT_OP_KINDS && params->repeat > 0; i++)
+    result->per_step.calls[i] /= params->repeat;
   ok = TRUE;
 out:
+  if (timing)
+    vdit_backend_timing_unwrap (be, timing);
   gen_state_clear (&g);
   return ok;
 }
