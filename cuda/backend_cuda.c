@@ -474,7 +474,7 @@ vdit_backend_cuda_init (vdit_backend *be, int device_id, GError **error)
   g_mutex_init (&c->error_lock);
   g_mutex_init (&c->io_lock);
   g_mutex_init (&c->lt_lock);
-  c->lt_algos = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  c->lt_algos = vdit_cuda_matmul_plans_new ();
   c->device = device_id;
   c->n_sm = prop.multiProcessorCount;
   c->lt_workspace_size = LT_WORKSPACE_BYTES;
