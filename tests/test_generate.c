@@ -636,10 +636,29 @@ test_random_model (void)
   g_assert_no_error (error);
   vdit_gen_params p;
   params (&p, "random weights", 1);
-  g_assert_true (vdit_generate (ctx, &p, &error));
+  sink s;
+  g_autofree char *a = NULL, *b = NULL;
+  g_assert_true (run (&(fixture) { m, ctx }, &p, &s, &a, &error));
   g_assert_no_error (error);
   vdit_ctx_free (ctx);
   vdit_model_free (m);
+  /* vdit_model_load on a config.json alone: the same architecture, random weights of
+   * seed 0, so a different clip from seed 3's */
+  m = vdit_model_load (cfg, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (vdit_model_get_info (m)->n_params, >, 0);
+  ctx = vdit_ctx_new (m, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_true (run (&(fixture) { m, ctx }, &p, &s, &b, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (s.frames, ==, vdit_model_get_info (m)->frames);
+  g_assert_cmpstr (a, !=, b);
+  vdit_ctx_free (ctx);
+  vdit_model_free (m);
+  g_autofree char *other = test_source_path ("models/tiny/tokenizer.model");
+  g_assert_null (vdit_model_load (other, &error));
+  g_assert_error (error, VDIT_ERROR, VDIT_ERROR_MISSING);
+  g_clear_error (&error);
 }
 
 /* Without a tokenizer bytes become ids 3..vocab_size−1: a smaller vocabulary is an

@@ -3,7 +3,7 @@
 # DiT step beside the PyTorch peers (tools/bench/peers.py). Logs go to OUTDIR:
 #   env.txt (GPU, driver, versions)  build.log  gpu-tests.log  bench.jsonl
 #
-#   tools/bench/gpu-run.sh OUTDIR [tests,sass,attention,attention-sm80,peers,ncu,step,nsys,peers-step]
+#   tools/bench/gpu-run.sh OUTDIR [tests,sass,attention,attention-sm80,peers,ncu,step,nsys,peers-step,element]
 #
 # PEER_BATCH (default 1; "1,2" adds the guided pair) and PEER_IMPLS (default eager,compile)
 # choose the PyTorch step peers.
@@ -29,7 +29,8 @@ export PATH=/usr/local/cuda/bin:$PATH
 
 log "build"
 reconf=; [ -f build-gpu/build.ninja ] && reconf=--reconfigure
-if ! { meson setup $reconf build-gpu -Dgst=disabled -Dgpu_archs=90a &&
+gst=disabled; has element && gst=enabled
+if ! { meson setup $reconf build-gpu -Dgst=$gst -Dgpu_archs=90a &&
        ninja -C build-gpu; } > "$out/build.log" 2>&1; then
   tail -40 "$out/build.log"
   exit 1
@@ -126,5 +127,16 @@ if has peers-step; then
   PYTHONUNBUFFERED=1 timeout 300 python3 tools/bench/peers.py --no-attention --step \
     --frames 8,24 --batch ${PEER_BATCH:-1} --step-impls ${PEER_IMPLS:-eager,compile} \
     --step-repeat 2 2>> "$out/env.txt" | tee -a "$out/bench.jsonl"
+fi
+if has element; then
+  # vditsrc on the GPU: the shipped model, and the Open-Sora-Plan v1.2 shape (random
+  # weights from the config alone) with 8 steps at T=8 (29 frames' worth of tokens)
+  log "element (vditsrc device=cuda)"
+  export GST_PLUGIN_PATH=$PWD/build-gpu/gst
+  for pipe in "vditsrc model=models/default device=cuda ! fakesink name=sink" \
+      "vditsrc model=tools/bench/osp12-720p.json device=cuda steps=8 guidance=1 frames=8 attention=full ! fakesink name=sink" \
+      "vditsrc model=tools/bench/osp12-720p.json device=cuda steps=8 guidance=1 frames=8 attention=tile ! fakesink name=sink"; do
+    timeout 200 build-gpu/gst/vdit-element-timing "$pipe" 2>> "$out/env.txt" | tee -a "$out/bench.jsonl"
+  done
 fi
 log "done"
