@@ -140,12 +140,6 @@ dispatch (const AttnParams &p, bool vec, bool bias, dim3 grid, cudaStream_t s)
   return bias ? launch<D, false, true> (p, grid, s) : launch<D, false, false> (p, grid, s);
 }
 
-bool
-aligned16 (const void *ptr)
-{
-  return (reinterpret_cast<uintptr_t> (ptr) & 15) == 0;
-}
-
 // VDIT_CUDA_ATTN=sm80 or sm90 forces the mma.sync or the first wgmma kernel (to
 // compare kernels in one run); unset, the fastest usable one runs.
 int

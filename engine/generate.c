@@ -684,7 +684,8 @@ vdit_bench_dit_step (vdit_ctx *ctx, const vdit_bench_step_params *params,
   p.prompt = "a benchmark prompt";
   p.frames = params->frames;
   p.attention = params->attention;
-  p.guidance = 0.0f; /* one pass per step: the figure is per DiT forward */
+  /* one pass per step unless guided: then both passes, as a generation runs them */
+  p.guidance = params->guidance > 1.0f ? params->guidance : 0.0f;
   p.steps = MAX (params->repeat + params->warmup, 1);
   gen_state g = { .ctx = ctx, .p = &p };
   vdit_backend *be = &ctx->be;

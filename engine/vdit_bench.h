@@ -12,6 +12,7 @@ typedef struct {
   VditAttention attention; /* resolved mode (not DEFAULT) */
   int repeat, warmup;      /* timed runs, untimed runs first */
   gboolean breakdown;      /* time each op kind (backend_timing.h) */
+  float guidance;          /* > 1: a guided step (conditional and unconditional pass) */
 } vdit_bench_step_params;
 
 typedef struct {
@@ -21,7 +22,8 @@ typedef struct {
   size_t peak_bytes;       /* the most in use at once during the timed runs */
 } vdit_bench_step_result;
 
-/* Times one DiT forward (one sampling step without guidance) on random latents: warmup
+/* Times one sampling step's DiT work on random latents (one forward, or with guidance > 1
+ * the conditional and the unconditional forward and their mix): warmup
  * untimed runs, then repeat timed ones. With breakdown every op is bracketed by marks,
  * which adds a little time to ms; the kinds' times are measured on the backend's queue
  * (GPU) or the host clock (CPU). */

@@ -20,7 +20,10 @@ print_result (const char *model, const char *backend, const vdit_bench_step_para
   vdit_json_string (&j, "attention", vdit_attention_name (bp->attention));
   vdit_json_int (&j, "tokens", tokens);
   vdit_json_int (&j, "frames", bp->frames);
-  vdit_json_int (&j, "batch", 1);
+  /* a guided step is a batch of two: conditional and unconditional */
+  vdit_json_int (&j, "batch", bp->guidance > 1.0f ? 2 : 1);
+  if (bp->guidance > 1.0f)
+    vdit_json_double (&j, "guidance", bp->guidance);
   /* Microseconds are the most a wall clock here resolves. */
   vdit_json_double (&j, "ms", round (r->ms * 1000) / 1000);
   vdit_json_double (&j, "ms_min", round (r->ms_min * 1000) / 1000);
@@ -54,6 +57,7 @@ vdit_cmd_bench_step (int argc, char **argv)
   char *seed_text = NULL;
   gboolean random_weights = FALSE, breakdown = FALSE;
   int frames = 0, repeat = 5, warmup = 1, threads = 0, gpus = 1;
+  double guidance = 0.0;
   GOptionEntry entries[] = {
     { "model", 'm', 0, G_OPTION_ARG_FILENAME, &model_dir, "Model directory", "DIR" },
     { "config", 'c', 0, G_OPTION_ARG_FILENAME, &config,
@@ -71,6 +75,8 @@ vdit_cmd_bench_step (int argc, char **argv)
       "full, tile or adaptive (default: the model's)", "MODE" },
     { "repeat", 'r', 0, G_OPTION_ARG_INT, &repeat, "Timed runs (default 5)", "R" },
     { "warmup", 'w', 0, G_OPTION_ARG_INT, &warmup, "Untimed runs first (default 1)", "W" },
+    { "guidance", 'g', 0, G_OPTION_ARG_DOUBLE, &guidance,
+      "Time a guided step: both passes, mixed with this scale (> 1; default unguided)", "G" },
     { "breakdown", 0, 0, G_OPTION_ARG_NONE, &breakdown,
       "Also time each kind of op (gemm, attention, norm, elementwise, transfer)", NULL },
     { NULL }
@@ -90,7 +96,8 @@ vdit_cmd_bench_step (int argc, char **argv)
       "once during the timed runs, weights included. --breakdown adds \"breakdown\": the\n"
       "mean ms per step of each op kind, timed on the GPU's stream (CUDA events) or by\n"
       "the host clock (CPU), and \"unaccounted\" (ms minus their sum), with \"calls\" per\n"
-      "step; the marks add a little to ms.\n");
+      "step; the marks add a little to ms. --guidance G (> 1) times a guided step, the\n"
+      "conditional and unconditional pass (\"batch\":2), as a generation runs it.\n");
   if (!vdit_cli_parse (octx, cmd, &argc, &argv, &status))
     goto out;
 
@@ -107,6 +114,10 @@ vdit_cmd_bench_step (int argc, char **argv)
   }
   if (config != NULL && !random_weights) {
     status = vdit_cli_usage (cmd, "--config needs --random-weights");
+    goto out;
+  }
+  if (!(guidance == 0.0 || (guidance > 1.0 && guidance <= 1000.0))) {
+    status = vdit_cli_usage (cmd, "--guidance must be above 1 (and at most 1000)");
     goto out;
   }
   if (frames < 0 || repeat < 1 || warmup < 0 || gpus < 1 || threads < 0) {
@@ -147,6 +158,7 @@ vdit_cmd_bench_step (int argc, char **argv)
     .repeat = repeat,
     .warmup = warmup,
     .breakdown = breakdown,
+    .guidance = (float) guidance,
   };
   vdit_bench_step_result r;
   if (!vdit_bench_dit_step (ctx, &bp, &r, &error))

@@ -355,6 +355,17 @@ def case_bench_step():
           + 0.01, f"unaccounted is not ms minus the kinds: {rec}")
     for k in ("gemm", "attention", "norm", "elementwise"):
         check(rec["calls"][k] > 0, f"no {k} calls counted: {rec}")
+    proc = run_ok("bench", "step", "--config", config, "--random-weights", "--device", "cpu",
+                  "--threads", "1", "--repeat", "1", "--warmup", "0", "--guidance", "4",
+                  "--breakdown")
+    guided = json.loads(proc.stdout)
+    check(guided["batch"] == 2 and guided["guidance"] == 4, f"{guided}")
+    # two passes: twice the ops of one
+    check(guided["calls"]["gemm"] == 2 * rec["calls"]["gemm"], f"{guided} vs {rec}")
+    expect_error(["bench", "step", "--config", config, "--random-weights", "--guidance", "1"],
+                 2, ["--guidance"])
+    expect_error(["bench", "step", "--config", config, "--random-weights", "--guidance", "nan"],
+                 2, ["--guidance"])
     expect_error(["bench", "step", "--config", config], 2, ["--random-weights"])
     expect_error(["bench", "step"], 2, ["--model"])
     proc = run_ok("bench", "step", "--model", TINY, "--device", "cpu", "--threads", "1",

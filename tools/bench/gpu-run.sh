@@ -5,8 +5,8 @@
 #
 #   tools/bench/gpu-run.sh OUTDIR [tests,sass,attention,attention-sm80,peers,ncu,step,nsys,peers-step,element]
 #
-# PEER_BATCH (default 1; "1,2" adds the guided pair) and PEER_IMPLS (default eager,compile)
-# choose the PyTorch step peers.
+# PEER_BATCH (default 1; "1,2" adds the guided pair at T=8) and PEER_IMPLS (default
+# eager,compile) choose the PyTorch step peers.
 #
 # Needs .devdeps (../shared/device/fetch-debs.sh .devdeps pkgconf pkgconf-bin libpkgconf3
 # pkg-config libpng-dev libpng16-16) carried to the machine. Every part has its own time
@@ -108,6 +108,8 @@ if has step; then
     log "step (ours) frames $f"
     step --frames $f --attention full
   done
+  log "step (ours) guided (conditional + unconditional pass)"
+  step --frames 8 --attention full --guidance 4.5
   log "step (ours) with the tile plans"
   step --frames 8 --attention tile
   step k3 --frames 24 --attention tile
@@ -124,9 +126,11 @@ if has nsys; then
 fi
 if has peers-step; then
   log "step (peers)"
-  PYTHONUNBUFFERED=1 timeout 300 python3 tools/bench/peers.py --no-attention --step \
-    --frames 8,24 --batch ${PEER_BATCH:-1} --step-impls ${PEER_IMPLS:-eager,compile} \
-    --step-repeat 2 2>> "$out/env.txt" | tee -a "$out/bench.jsonl"
+  for fb in 8:${PEER_BATCH:-1} 24:1; do
+    PYTHONUNBUFFERED=1 timeout 280 python3 tools/bench/peers.py --no-attention --step \
+      --frames ${fb%%:*} --batch ${fb#*:} --step-impls ${PEER_IMPLS:-eager,compile} \
+      --step-repeat 2 2>> "$out/env.txt" | tee -a "$out/bench.jsonl"
+  done
 fi
 if has element; then
   # vditsrc on the GPU: the shipped model, and the Open-Sora-Plan v1.2 shape (random
