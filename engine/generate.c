@@ -19,7 +19,6 @@
 struct vdit_ctx {
   vdit_model *model;
   vdit_backend be;
-  vdit_text_encoder *te;
   vdit_dit *dit;
   gint cancelled; /* atomic */
   vdit_ctx_params params;
@@ -231,8 +230,7 @@ vdit_ctx_new (vdit_model *model, const vdit_ctx_params *params, GError **error)
   if (!ctx_init_backend (ctx, error) ||
       !check_memory (ctx, model->info.frame_offset + model->info.frame_multiple, TRUE, error))
     goto fail;
-  if (!(ctx->te = vdit_text_encoder_new (&ctx->be, &model->config->text, model->weights, error)) ||
-      !(ctx->dit = vdit_dit_new (&ctx->be, model->config, model->weights, error)))
+  if (!(ctx->dit = vdit_dit_new (&ctx->be, model->config, model->weights, error)))
     goto fail;
   return ctx;
 fail:
@@ -245,7 +243,6 @@ vdit_ctx_free (vdit_ctx *ctx)
 {
   if (ctx == NULL)
     return;
-  vdit_text_encoder_free (ctx->te);
   vdit_dit_free (ctx->dit);
   vdit_backend_free (&ctx->be);
   g_free (ctx);
@@ -316,7 +313,7 @@ vdit_ctx_tokenize (vdit_ctx *ctx, const char *text, int32_t **ids, int *n, GErro
 
 /* Text embeddings and their projected cross-attention K/V for one prompt. */
 static vdit_dit_text *
-encode_prompt (vdit_ctx *ctx, const char *text, GError **error)
+encode_prompt (vdit_ctx *ctx, vdit_text_encoder *te, const char *text, GError **error)
 {
   vdit_backend *be = &ctx->be;
   g_autofree int32_t *ids = NULL;
@@ -328,7 +325,7 @@ encode_prompt (vdit_ctx *ctx, const char *text, GError **error)
   if (emb == NULL)
     return NULL;
   vdit_dit_text *t = NULL;
-  if (vdit_text_encoder_run (ctx->te, ids, n, emb, error))
+  if (vdit_text_encoder_run (te, ids, n, emb, error))
     t = vdit_dit_text_new (ctx->dit, emb, n, error);
   be->iface->release (be->context, emb);
   return t;
@@ -476,20 +473,28 @@ gen_prepare (gen_state *g, GError **error)
   if (!(g->sampler = vdit_sampler_new (&cfg->sampler, g->r.steps, error)))
     return FALSE;
 
-  /* every activation of the DiT is allocated here, before any work, so running out of
-   * device memory is reported up front with the numbers */
+  /* The text encoder is on the backend only while it encodes: its weights (9 GiB for
+   * mT5-XXL) are not needed while sampling, so they never sit beside the DiT's
+   * activations. */
+  report (g, VDIT_STAGE_ENCODE_TEXT, 0, 2);
+  vdit_text_encoder *te = vdit_text_encoder_new (&ctx->be, &cfg->text, ctx->model->weights,
+                                                 error);
+  gboolean encoded = te != NULL &&
+                     (g->text[0] = encode_prompt (ctx, te, g->p->prompt, error)) != NULL &&
+                     check_cancel (ctx, error);
+  if (encoded && g->r.guidance > 1.0f) {
+    const char *neg = g->p->negative_prompt ? g->p->negative_prompt : "";
+    encoded = (g->text[1] = encode_prompt (ctx, te, neg, error)) != NULL;
+  }
+  vdit_text_encoder_free (te);
+  if (!encoded)
+    return FALSE;
+  report (g, VDIT_STAGE_ENCODE_TEXT, 2, 2);
+
+  /* every activation of the DiT is allocated here, before the sampling loop, so running
+   * out of device memory is reported before it starts, with the numbers */
   if (!(g->ws = vdit_dit_ws_new (ctx->dit, g->gt, g->gh, g->gw, error)))
     return FALSE;
-
-  report (g, VDIT_STAGE_ENCODE_TEXT, 0, 2);
-  if (!(g->text[0] = encode_prompt (ctx, g->p->prompt, error)) || !check_cancel (ctx, error))
-    return FALSE;
-  if (g->r.guidance > 1.0f) {
-    const char *neg = g->p->negative_prompt ? g->p->negative_prompt : "";
-    if (!(g->text[1] = encode_prompt (ctx, neg, error)))
-      return FALSE;
-  }
-  report (g, VDIT_STAGE_ENCODE_TEXT, 2, 2);
 
   if (g->external) {
     /* the policy's attention covers its own token count: it must be this clip's */
