@@ -45,6 +45,7 @@
  */
 
 #include "gstvditsrc.h"
+#include "gstvditerror.h"
 #include "gstvditmodel.h"
 
 #include <gio/gio.h>
@@ -57,6 +58,7 @@ GST_DEBUG_CATEGORY_STATIC (gst_vdit_src_debug);
 #define GST_CAT_DEFAULT gst_vdit_src_debug
 
 #define DEFAULT_PROMPT            "a red circle moving left"
+#define DEFAULT_MODEL             NULL
 #define DEFAULT_NEGATIVE_PROMPT   NULL
 #define DEFAULT_FRAMES            0
 #define DEFAULT_STEPS             0
@@ -93,7 +95,10 @@ enum
   PROP_FRAMERATE,
   PROP_IS_LIVE,
   PROP_DEVICE_USED,
+  N_PROPS
 };
+
+static GParamSpec *properties[N_PROPS];
 
 #define VDIT_SRC_CAPS GST_VIDEO_CAPS_MAKE ("{ RGB, BGR, RGBA, BGRA, ARGB, " \
     "ABGR, RGBx, BGRx, xRGB, xBGR, I420, YV12, NV12, NV21, Y42B, Y444, " \
@@ -123,6 +128,7 @@ struct _GstVditSrc
   VditAttention attention;
   gfloat sparsity;
   gint fps_n, fps_d;
+  gboolean is_live;             /* applied to the base class at READY → PAUSED */
   gchar *device_used;
 
   /* engine state, from start() to stop(); read-only while the thread runs */
@@ -184,10 +190,9 @@ static gboolean gst_vdit_src_start (GstBaseSrc * bsrc);
 static gboolean gst_vdit_src_stop (GstBaseSrc * bsrc);
 static gboolean gst_vdit_src_unlock (GstBaseSrc * bsrc);
 static gboolean gst_vdit_src_unlock_stop (GstBaseSrc * bsrc);
+static GstStateChangeReturn gst_vdit_src_change_state (GstElement * element,
+    GstStateChange transition);
 static GstFlowReturn gst_vdit_src_fill (GstPushSrc * psrc, GstBuffer * buffer);
-
-/* The shipped model, looked for where it is installed and in the source tree. */
-static gchar *default_model;
 
 GType
 gst_vdit_src_device_get_type (void)
@@ -239,72 +244,73 @@ gst_vdit_src_class_init (GstVditSrcClass * klass)
   GST_DEBUG_CATEGORY_INIT (gst_vdit_src_debug, "vditsrc", 0,
       "Video diffusion source");
 
-  default_model = gst_vdit_model_find (NULL);
-
   gobject_class->set_property = gst_vdit_src_set_property;
   gobject_class->get_property = gst_vdit_src_get_property;
   gobject_class->finalize = gst_vdit_src_finalize;
 
-  g_object_class_install_property (gobject_class, PROP_PROMPT,
+  properties[PROP_PROMPT] =
       g_param_spec_string ("prompt", "Prompt",
-          "Text describing the video to generate", DEFAULT_PROMPT, rw));
-  g_object_class_install_property (gobject_class, PROP_NEGATIVE_PROMPT,
+          "Text describing the video to generate", DEFAULT_PROMPT, rw);
+  properties[PROP_NEGATIVE_PROMPT] =
       g_param_spec_string ("negative-prompt", "Negative prompt",
           "Text describing what to steer away from (empty = unconditional)",
-          DEFAULT_NEGATIVE_PROMPT, rw));
-  g_object_class_install_property (gobject_class, PROP_MODEL,
+          DEFAULT_NEGATIVE_PROMPT, rw);
+  properties[PROP_MODEL] =
       g_param_spec_string ("model", "Model",
-          "Model directory, or the name of an installed model",
-          default_model, rw));
-  g_object_class_install_property (gobject_class, PROP_FRAMES,
+          "Model directory, or the name of an installed model (NULL = the "
+          "default model, looked up when the element starts)", DEFAULT_MODEL,
+          rw);
+  properties[PROP_FRAMES] =
       g_param_spec_int ("frames", "Frames",
           "Number of frames to generate (0 = the model's default)",
-          0, G_MAXINT, DEFAULT_FRAMES, rw));
-  g_object_class_install_property (gobject_class, PROP_STEPS,
+          0, G_MAXINT, DEFAULT_FRAMES, rw);
+  properties[PROP_STEPS] =
       g_param_spec_int ("steps", "Steps",
           "Sampling steps (0 = the model's default)",
-          0, 10000, DEFAULT_STEPS, rw));
-  g_object_class_install_property (gobject_class, PROP_GUIDANCE,
+          0, 10000, DEFAULT_STEPS, rw);
+  properties[PROP_GUIDANCE] =
       g_param_spec_float ("guidance", "Guidance",
           "Classifier-free guidance scale: 0 to 1 disables guidance, -1 = the "
           "model's default; other values below 0 are refused when the element "
           "starts", VDIT_GUIDANCE_DEFAULT, VDIT_GUIDANCE_MAX, DEFAULT_GUIDANCE,
-          rw));
-  g_object_class_install_property (gobject_class, PROP_SEED,
+          rw);
+  properties[PROP_SEED] =
       g_param_spec_uint64 ("seed", "Seed",
           "Seed of the initial noise; the same seed gives the same video",
-          0, G_MAXUINT64, DEFAULT_SEED, rw));
-  g_object_class_install_property (gobject_class, PROP_GPUS,
+          0, G_MAXUINT64, DEFAULT_SEED, rw);
+  properties[PROP_GPUS] =
       g_param_spec_int ("gpus", "GPUs",
           "Number of GPUs to split each step over (sequence parallelism)",
-          1, 64, DEFAULT_GPUS, rw));
-  g_object_class_install_property (gobject_class, PROP_DEVICE,
+          1, 64, DEFAULT_GPUS, rw);
+  properties[PROP_DEVICE] =
       g_param_spec_enum ("device", "Device",
           "Where to run the model", GST_TYPE_VDIT_SRC_DEVICE, DEFAULT_DEVICE,
-          rw));
-  g_object_class_install_property (gobject_class, PROP_CUDA_DEVICE_ID,
+          rw);
+  properties[PROP_CUDA_DEVICE_ID] =
       g_param_spec_int ("cuda-device-id", "CUDA device ID",
           "First CUDA device to use (-1 = auto)",
-          -1, G_MAXINT, DEFAULT_CUDA_DEVICE_ID, rw));
-  g_object_class_install_property (gobject_class, PROP_ATTENTION,
+          -1, G_MAXINT, DEFAULT_CUDA_DEVICE_ID, rw);
+  properties[PROP_ATTENTION] =
       g_param_spec_enum ("attention", "Attention",
           "Self-attention policy of the transformer",
-          GST_TYPE_VDIT_SRC_ATTENTION, DEFAULT_ATTENTION, rw));
-  g_object_class_install_property (gobject_class, PROP_SPARSITY,
+          GST_TYPE_VDIT_SRC_ATTENTION, DEFAULT_ATTENTION, rw);
+  properties[PROP_SPARSITY] =
       g_param_spec_float ("sparsity", "Sparsity",
           "Target fraction of attention blocks skipped with attention=adaptive "
-          "(-1 = the model's default)", -1.0f, 0.99f, DEFAULT_SPARSITY, rw));
-  g_object_class_install_property (gobject_class, PROP_FRAMERATE,
+          "(-1 = the model's default)", -1.0f, 0.99f, DEFAULT_SPARSITY, rw);
+  properties[PROP_FRAMERATE] =
       gst_param_spec_fraction ("framerate", "Frame rate",
           "Frame rate of the clip, the only one offered (0/1 = the model's)",
-          0, 1, G_MAXINT, 1, DEFAULT_FPS_N, DEFAULT_FPS_D, rw));
-  g_object_class_install_property (gobject_class, PROP_IS_LIVE,
+          0, 1, G_MAXINT, 1, DEFAULT_FPS_N, DEFAULT_FPS_D, rw);
+  properties[PROP_IS_LIVE] =
       g_param_spec_boolean ("is-live", "Is live",
-          "Whether to act as a live source", DEFAULT_IS_LIVE, rw));
-  g_object_class_install_property (gobject_class, PROP_DEVICE_USED,
+          "Whether to act as a live source", DEFAULT_IS_LIVE, rw);
+  properties[PROP_DEVICE_USED] =
       g_param_spec_string ("device-used", "Device used",
           "Backend the running model uses (cpu or cuda), known once started",
-          DEFAULT_DEVICE_USED, G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
+          DEFAULT_DEVICE_USED, G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+
+  g_object_class_install_properties (gobject_class, N_PROPS, properties);
 
   gst_element_class_set_static_metadata (element_class,
       "Video diffusion source", "Source/Video",
@@ -327,6 +333,7 @@ gst_vdit_src_class_init (GstVditSrcClass * klass)
   basesrc_class->unlock_stop = GST_DEBUG_FUNCPTR (gst_vdit_src_unlock_stop);
 
   pushsrc_class->fill = GST_DEBUG_FUNCPTR (gst_vdit_src_fill);
+  element_class->change_state = GST_DEBUG_FUNCPTR (gst_vdit_src_change_state);
 
   gst_type_mark_as_plugin_api (GST_TYPE_VDIT_SRC_DEVICE, 0);
   gst_type_mark_as_plugin_api (GST_TYPE_VDIT_SRC_ATTENTION, 0);
@@ -337,7 +344,7 @@ gst_vdit_src_init (GstVditSrc * self)
 {
   self->prompt = g_strdup (DEFAULT_PROMPT);
   self->negative_prompt = g_strdup (DEFAULT_NEGATIVE_PROMPT);
-  self->model = g_strdup (default_model);
+  self->model = g_strdup (DEFAULT_MODEL);
   self->frames = DEFAULT_FRAMES;
   self->steps = DEFAULT_STEPS;
   self->guidance = DEFAULT_GUIDANCE;
@@ -349,6 +356,7 @@ gst_vdit_src_init (GstVditSrc * self)
   self->sparsity = DEFAULT_SPARSITY;
   self->fps_n = DEFAULT_FPS_N;
   self->fps_d = DEFAULT_FPS_D;
+  self->is_live = DEFAULT_IS_LIVE;
   self->device_used = g_strdup (DEFAULT_DEVICE_USED);
 
   g_cond_init (&self->cond);
@@ -384,11 +392,6 @@ gst_vdit_src_set_property (GObject * object, guint prop_id,
     const GValue * value, GParamSpec * pspec)
 {
   GstVditSrc *self = GST_VDIT_SRC (object);
-
-  if (prop_id == PROP_IS_LIVE) {
-    gst_base_src_set_live (GST_BASE_SRC (self), g_value_get_boolean (value));
-    return;
-  }
 
   GST_OBJECT_LOCK (self);
   switch (prop_id) {
@@ -435,6 +438,9 @@ gst_vdit_src_set_property (GObject * object, guint prop_id,
       self->fps_n = gst_value_get_fraction_numerator (value);
       self->fps_d = gst_value_get_fraction_denominator (value);
       break;
+    case PROP_IS_LIVE:
+      self->is_live = g_value_get_boolean (value);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -447,11 +453,6 @@ gst_vdit_src_get_property (GObject * object, guint prop_id, GValue * value,
     GParamSpec * pspec)
 {
   GstVditSrc *self = GST_VDIT_SRC (object);
-
-  if (prop_id == PROP_IS_LIVE) {
-    g_value_set_boolean (value, gst_base_src_is_live (GST_BASE_SRC (self)));
-    return;
-  }
 
   GST_OBJECT_LOCK (self);
   switch (prop_id) {
@@ -494,6 +495,9 @@ gst_vdit_src_get_property (GObject * object, guint prop_id, GValue * value,
     case PROP_FRAMERATE:
       gst_value_set_fraction (value, self->fps_n, self->fps_d);
       break;
+    case PROP_IS_LIVE:
+      g_value_set_boolean (value, self->is_live);
+      break;
     case PROP_DEVICE_USED:
       g_value_set_string (value, self->device_used);
       break;
@@ -502,50 +506,6 @@ gst_vdit_src_get_property (GObject * object, guint prop_id, GValue * value,
       break;
   }
   GST_OBJECT_UNLOCK (self);
-}
-
-/* The element error code for an engine error: the domain a user can act on. */
-static GstResourceError
-resource_error_of (const GError * err)
-{
-  if (err->domain == G_IO_ERROR)
-    return err->code == G_IO_ERROR_NOT_FOUND ? GST_RESOURCE_ERROR_NOT_FOUND :
-        GST_RESOURCE_ERROR_READ;
-  if (err->domain != VDIT_ERROR)
-    return GST_RESOURCE_ERROR_READ;
-  switch ((VditError) err->code) {
-    case VDIT_ERROR_MISSING:
-      return GST_RESOURCE_ERROR_NOT_FOUND;
-    case VDIT_ERROR_INVALID_ARGUMENT:
-    case VDIT_ERROR_NO_DEVICE:
-      return GST_RESOURCE_ERROR_SETTINGS;
-    case VDIT_ERROR_OUT_OF_MEMORY:
-      return GST_RESOURCE_ERROR_NO_SPACE_LEFT;
-    default:
-      return GST_RESOURCE_ERROR_FAILED;
-  }
-}
-
-/* Posts err as an element error "what: message"; errors already in a GStreamer domain
- * (the element's own) keep it, engine errors are mapped by resource_error_of. */
-static void
-gst_vdit_src_post_error (GstVditSrc * self, const gchar * what,
-    const GError * err)
-{
-  GQuark domain = GST_RESOURCE_ERROR;
-  gint code;
-
-  if (err->domain == GST_STREAM_ERROR || err->domain == GST_CORE_ERROR ||
-      err->domain == GST_LIBRARY_ERROR || err->domain == GST_RESOURCE_ERROR) {
-    domain = err->domain;
-    code = err->code;
-  } else {
-    code = resource_error_of (err);
-  }
-  gst_element_message_full (GST_ELEMENT (self), GST_MESSAGE_ERROR, domain, code,
-      g_strdup_printf ("%s: %s", what, err->message),
-      g_strdup_printf ("%s error %d", g_quark_to_string (err->domain),
-          err->code), __FILE__, GST_FUNCTION, __LINE__);
 }
 
 static void
@@ -995,6 +955,8 @@ gst_vdit_src_get_times (GstBaseSrc * bsrc, GstBuffer * buffer,
 static void
 gst_vdit_src_reset (GstVditSrc * self)
 {
+  gboolean had_device;
+
   GST_OBJECT_LOCK (self);
   self->stopping = TRUE;
   g_cond_broadcast (&self->cond);
@@ -1034,6 +996,13 @@ gst_vdit_src_reset (GstVditSrc * self)
   }
   GST_OBJECT_UNLOCK (self);
 
+  GST_OBJECT_LOCK (self);
+  had_device = self->device_used != NULL;
+  g_clear_pointer (&self->device_used, g_free);
+  GST_OBJECT_UNLOCK (self);
+  if (had_device)
+    g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_DEVICE_USED]);
+
   g_clear_pointer (&self->ctx, vdit_ctx_free);
   g_clear_pointer (&self->vmodel, vdit_model_free);
   g_free ((gchar *) self->gen.prompt);
@@ -1072,9 +1041,13 @@ gst_vdit_src_start (GstBaseSrc * bsrc)
 
   if (prompt == NULL || *g_strstrip (prompt) == '\0')
     goto no_prompt;
-  if (name == NULL || *name == '\0')
-    goto no_model;
+  /* no model set: the default one, looked up now so that VDIT_MODEL_PATH set
+   * after the plug-in was loaded counts */
+  if (name != NULL && *name == '\0')
+    g_clear_pointer (&name, g_free);
   path = gst_vdit_model_find (name);
+  if (path == NULL && name == NULL)
+    goto no_model;
   if (path == NULL || !g_file_test (path, G_FILE_TEST_IS_DIR))
     goto model_not_found;
 
@@ -1140,7 +1113,7 @@ gst_vdit_src_start (GstBaseSrc * bsrc)
   g_free (self->device_used);
   self->device_used = g_strdup (vdit_ctx_get_device_name (self->ctx));
   GST_OBJECT_UNLOCK (self);
-  g_object_notify (G_OBJECT (self), "device-used");
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_DEVICE_USED]);
 
   /* generation starts now, so the first frame is ready as early as possible */
   self->thread = g_thread_try_new ("vditsrc", gst_vdit_src_generate, self,
@@ -1175,29 +1148,28 @@ model_not_found:
   }
 bad_device:
   {
-    gst_vdit_src_post_error (self, "Cannot use the requested device", err);
+    gst_vdit_post_error (self, "Cannot use the requested device", err);
     goto failed;
   }
 load_failed:
   {
     gst_vdit_src_post_progress (self, GST_PROGRESS_TYPE_ERROR, "load-model",
         "Model failed to load");
-    gst_vdit_src_post_error (self, "Could not load the model", err);
+    gst_vdit_post_error (self, "Could not load the model", err);
     goto failed;
   }
 bad_frames:
   {
     gst_vdit_src_post_progress (self, GST_PROGRESS_TYPE_ERROR, "load-model",
         "Invalid frame count");
-    GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
-        ("Invalid number of frames: %s", err->message), (NULL));
+    gst_vdit_post_error (self, "Invalid number of frames", err);
     goto failed;
   }
 ctx_failed:
   {
     gst_vdit_src_post_progress (self, GST_PROGRESS_TYPE_ERROR, "load-model",
         "No backend for the model");
-    gst_vdit_src_post_error (self, g_error_matches (err, VDIT_ERROR,
+    gst_vdit_post_error (self, g_error_matches (err, VDIT_ERROR,
             VDIT_ERROR_OUT_OF_MEMORY) ? "Not enough memory for the model" :
         "Could not set up the device", err);
     goto failed;
@@ -1206,12 +1178,12 @@ bad_request:
   {
     gst_vdit_src_post_progress (self, GST_PROGRESS_TYPE_ERROR, "load-model",
         "The generation cannot run");
-    gst_vdit_src_post_error (self, "Cannot generate this clip", err);
+    gst_vdit_post_error (self, "Cannot generate this clip", err);
     goto failed;
   }
 no_thread:
   {
-    GST_ELEMENT_ERROR (self, RESOURCE, FAILED,
+    GST_ELEMENT_ERROR (self, CORE, THREAD,
         ("Could not start the generation thread: %s", err->message), (NULL));
     goto failed;
   }
@@ -1235,6 +1207,24 @@ gst_vdit_src_stop (GstBaseSrc * bsrc)
   GST_DEBUG_OBJECT (self, "stopping");
   gst_vdit_src_reset (self);
   return TRUE;
+}
+
+/* is-live is GST_PARAM_MUTABLE_READY: the base class learns it as the element
+ * leaves READY, before it decides whether to preroll, and never mid-stream. */
+static GstStateChangeReturn
+gst_vdit_src_change_state (GstElement * element, GstStateChange transition)
+{
+  GstVditSrc *self = GST_VDIT_SRC (element);
+
+  if (transition == GST_STATE_CHANGE_READY_TO_PAUSED) {
+    gboolean live;
+
+    GST_OBJECT_LOCK (self);
+    live = self->is_live;
+    GST_OBJECT_UNLOCK (self);
+    gst_base_src_set_live (GST_BASE_SRC (self), live);
+  }
+  return GST_ELEMENT_CLASS (parent_class)->change_state (element, transition);
 }
 
 /* Wakes fill(); the generation goes on, stop() is what ends it. */
@@ -1400,7 +1390,7 @@ flushing:
 map_failed:
   {
     gst_buffer_unref (rgb);
-    GST_ELEMENT_ERROR (self, RESOURCE, WRITE, ("Could not map a video frame."),
+    GST_ELEMENT_ERROR (self, CORE, FAILED, ("Could not map a video frame."),
         (NULL));
     return GST_FLOW_ERROR;
   }
@@ -1418,7 +1408,7 @@ finished:
       g_error_free (err);
       return GST_FLOW_FLUSHING;
     }
-    gst_vdit_src_post_error (self, "Generation failed", err);
+    gst_vdit_post_error (self, "Generation failed", err);
     g_error_free (err);
     return GST_FLOW_ERROR;
   }
