@@ -46,7 +46,9 @@
 
 #include "gstvditsrc.h"
 #include "gstvditerror.h"
+#include "gstvditframes.h"
 #include "gstvditmodel.h"
+#include "gstvdittimeline.h"
 
 #include <gio/gio.h>
 #include <gst/video/video.h>
@@ -74,8 +76,12 @@ GST_DEBUG_CATEGORY_STATIC (gst_vdit_src_debug);
 #define DEFAULT_IS_LIVE           FALSE
 #define DEFAULT_DEVICE_USED       NULL
 
-/* Frames decoded ahead of downstream; bounds memory when downstream is slow. */
+/* Frames decoded ahead of downstream when they are not kept; bounds memory
+ * when downstream is slow. */
 #define MAX_QUEUED_FRAMES         4
+/* A clip is kept whole (and is seekable) up to this many bytes of RGB frames;
+ * a bigger one streams through MAX_QUEUED_FRAMES and cannot seek. */
+#define MAX_KEPT_BYTES            (G_GUINT64_CONSTANT (1) << 30)
 
 enum
 {
@@ -141,16 +147,12 @@ struct _GstVditSrc
   gint model_fps_n, model_fps_d;
   gint rate_n, rate_d;          /* the one output rate: framerate, else the model's */
 
-  /* generation thread and its frame queue, under the object lock + cond */
+  /* the generation thread and the RGB frames it decoded; the pointer under
+   * the object lock (unlock() uses it), the store has a lock of its own */
   GThread *thread;
-  GCond cond;
-  GQueue queue;                 /* RGB GstBuffers not yet handed to fill() */
-  gboolean flushing;            /* unlock(): fill() returns at once */
-  gboolean stopping;            /* stop(): the generation must give up */
-  gboolean finished;            /* vdit_generate() has returned */
-  GError *error;                /* why it failed, if it did */
-  gint frames_done;
-  GstClockTime first_ready;     /* clock time frame 0 was queued (NONE: no clock) */
+  GstVditFrames *store;
+  gint frames_done;             /* generation thread: of this clip */
+  GstClockTime first_ready;     /* clock time frame 0 was decoded (NONE: no clock) */
   GstClockTime latency;         /* LATENCY query answer: a frame, raised when late */
 
   /* generation thread only: the last progress report */
@@ -160,10 +162,8 @@ struct _GstVditSrc
   /* streaming thread; info and convert also under the object lock */
   GstVideoInfo info;
   GstVideoConverter *convert;
-  gint n_out;
-  GstClockTime next_pts;        /* end of the last frame pushed */
-  GstClockTime ts_base;         /* PTS of frame ts_base_n; frames after it are */
-  gint ts_base_n;               /* spaced by exactly one frame duration */
+  gint n_out;                   /* frames pushed since start */
+  GstVditTimeline timeline;     /* the next frame and its timestamps */
 };
 
 #define gst_vdit_src_parent_class parent_class
@@ -183,6 +183,7 @@ static gboolean gst_vdit_src_set_caps (GstBaseSrc * bsrc, GstCaps * caps);
 static gboolean gst_vdit_src_decide_allocation (GstBaseSrc * bsrc,
     GstQuery * query);
 static gboolean gst_vdit_src_is_seekable (GstBaseSrc * bsrc);
+static gboolean gst_vdit_src_do_seek (GstBaseSrc * bsrc, GstSegment * segment);
 static gboolean gst_vdit_src_query (GstBaseSrc * bsrc, GstQuery * query);
 static void gst_vdit_src_get_times (GstBaseSrc * bsrc, GstBuffer * buffer,
     GstClockTime * start, GstClockTime * end);
@@ -325,6 +326,7 @@ gst_vdit_src_class_init (GstVditSrcClass * klass)
   basesrc_class->decide_allocation =
       GST_DEBUG_FUNCPTR (gst_vdit_src_decide_allocation);
   basesrc_class->is_seekable = GST_DEBUG_FUNCPTR (gst_vdit_src_is_seekable);
+  basesrc_class->do_seek = GST_DEBUG_FUNCPTR (gst_vdit_src_do_seek);
   basesrc_class->query = GST_DEBUG_FUNCPTR (gst_vdit_src_query);
   basesrc_class->get_times = GST_DEBUG_FUNCPTR (gst_vdit_src_get_times);
   basesrc_class->start = GST_DEBUG_FUNCPTR (gst_vdit_src_start);
@@ -359,8 +361,6 @@ gst_vdit_src_init (GstVditSrc * self)
   self->is_live = DEFAULT_IS_LIVE;
   self->device_used = g_strdup (DEFAULT_DEVICE_USED);
 
-  g_cond_init (&self->cond);
-  g_queue_init (&self->queue);
   gst_video_info_init (&self->info);
   gst_video_info_init (&self->rgb_info);
   self->model_fps_d = 1;
@@ -382,7 +382,6 @@ gst_vdit_src_finalize (GObject * object)
   g_free (self->negative_prompt);
   g_free (self->model);
   g_free (self->device_used);
-  g_cond_clear (&self->cond);
 
   G_OBJECT_CLASS (parent_class)->finalize (object);
 }
@@ -593,20 +592,16 @@ gst_vdit_src_on_frame (void *user_data, int index, int n_frames,
   }
   gst_buffer_unmap (buf, &map);
 
-  GST_OBJECT_LOCK (self);
-  while (g_queue_get_length (&self->queue) >= MAX_QUEUED_FRAMES &&
-      !self->stopping)
-    g_cond_wait (&self->cond, GST_OBJECT_GET_LOCK (self));
-  if (G_UNLIKELY (self->stopping)) {
-    GST_OBJECT_UNLOCK (self);
-    gst_buffer_unref (buf);
-    return FALSE;
-  }
-  g_queue_push_tail (&self->queue, buf);
-  if (index == 0)
+  if (index == 0) {
+    GST_OBJECT_LOCK (self);
     self->first_ready = ready;
+    GST_OBJECT_UNLOCK (self);
+  }
+  /* waits while downstream is behind (unless the clip is kept) */
+  if (!gst_vdit_frames_push (self->store, buf))
+    return FALSE;
+  GST_OBJECT_LOCK (self);
   self->frames_done++;
-  g_cond_broadcast (&self->cond);
   GST_OBJECT_UNLOCK (self);
 
   GST_LOG_OBJECT (self, "frame %d/%d ready", index + 1, n_frames);
@@ -615,12 +610,9 @@ gst_vdit_src_on_frame (void *user_data, int index, int n_frames,
 
 wrong_size:
   {
-    GST_OBJECT_LOCK (self);
-    if (self->error == NULL)
-      g_set_error (&self->error, GST_STREAM_ERROR, GST_STREAM_ERROR_FORMAT,
-          "The engine produced %dx%d frames, the model says %dx%d",
-          width, height, self->width, self->height);
-    GST_OBJECT_UNLOCK (self);
+    gst_vdit_frames_finish (self->store, g_error_new (GST_STREAM_ERROR,
+            GST_STREAM_ERROR_FORMAT, "The engine produced %dx%d frames, the "
+            "model says %dx%d", width, height, self->width, self->height));
     return FALSE;
   }
 }
@@ -646,27 +638,19 @@ gst_vdit_src_generate (gpointer data)
 {
   GstVditSrc *self = GST_VDIT_SRC (data);
   GError *err = NULL;
-  gboolean ok, stopped;
+  gboolean ok;
 
   ok = vdit_generate (self->ctx, &self->gen, &err);
-
-  GST_OBJECT_LOCK (self);
-  self->finished = TRUE;
-  stopped = self->stopping;
-  if (!ok && self->error == NULL)
-    self->error = g_steal_pointer (&err);
-  g_cond_broadcast (&self->cond);
-  GST_OBJECT_UNLOCK (self);
 
   /* no GST_MESSAGE_PROGRESS here: gst-launch would wait for it to complete
    * before PLAYING, and the generation needs PLAYING to drain its queue */
   if (ok)
     GST_DEBUG_OBJECT (self, "generation done");
-  else if (stopped)
+  else if (g_error_matches (err, VDIT_ERROR, VDIT_ERROR_CANCELLED))
     GST_DEBUG_OBJECT (self, "generation cancelled");
   else
-    GST_WARNING_OBJECT (self, "generation failed");
-  g_clear_error (&err);
+    GST_WARNING_OBJECT (self, "generation failed: %s", err->message);
+  gst_vdit_frames_finish (self->store, g_steal_pointer (&err));
   return NULL;
 }
 
@@ -776,14 +760,8 @@ gst_vdit_src_set_caps (GstBaseSrc * bsrc, GstCaps * caps)
   if (self->convert != NULL)
     gst_video_converter_free (self->convert);
   self->convert = convert;
-  /* the rate is the clip's, so only the format changes mid-stream; were the
-   * rate to change, timestamps would go on from the end of the last frame,
-   * never backwards */
-  if (self->n_out > 0 && (info.fps_n != self->info.fps_n ||
-          info.fps_d != self->info.fps_d)) {
-    self->ts_base = self->next_pts;
-    self->ts_base_n = self->n_out;
-  }
+  /* the rate is the clip's (checked above), so only the format changes
+   * mid-stream and the timestamps go on from where they were */
   self->info = info;
   GST_OBJECT_UNLOCK (self);
 
@@ -860,11 +838,40 @@ gst_vdit_src_decide_allocation (GstBaseSrc * bsrc, GstQuery * query)
   return GST_BASE_SRC_CLASS (parent_class)->decide_allocation (bsrc, query);
 }
 
-/* Frame k cannot be computed without the whole generation: not seekable. */
+/* Frame k cannot be computed without the whole generation, but the clip is
+ * deterministic and finite: seekable while its frames are kept (not live, not
+ * too big). */
 static gboolean
 gst_vdit_src_is_seekable (GstBaseSrc * bsrc)
 {
-  return FALSE;
+  GstVditSrc *self = GST_VDIT_SRC (bsrc);
+  gboolean seekable;
+
+  GST_OBJECT_LOCK (self);
+  seekable = self->store != NULL && gst_vdit_frames_keeps (self->store);
+  GST_OBJECT_UNLOCK (self);
+  return seekable;
+}
+
+/* Called under the stream lock (the streaming thread is stopped), also for
+ * the initial segment at start. */
+static gboolean
+gst_vdit_src_do_seek (GstBaseSrc * bsrc, GstSegment * segment)
+{
+  GstVditSrc *self = GST_VDIT_SRC (bsrc);
+
+  if (!gst_vdit_timeline_seek (&self->timeline, segment))
+    goto refused;
+  GST_DEBUG_OBJECT (self, "from frame %" G_GUINT64_FORMAT "%s, segment %"
+      GST_SEGMENT_FORMAT, self->timeline.next, self->timeline.reverse ?
+      " backwards" : "", segment);
+  return TRUE;
+
+refused:
+  {
+    GST_WARNING_OBJECT (self, "cannot seek to %" GST_SEGMENT_FORMAT, segment);
+    return FALSE;
+  }
 }
 
 static gboolean
@@ -876,19 +883,18 @@ gst_vdit_src_query (GstBaseSrc * bsrc, GstQuery * query)
   switch (GST_QUERY_TYPE (query)) {
     case GST_QUERY_DURATION:{
       GstFormat format;
-      gint fps_n, fps_d;
+      GstClockTime duration;
 
       gst_query_parse_duration (query, &format, NULL);
       GST_OBJECT_LOCK (self);
-      fps_n = self->rate_n;
-      fps_d = self->rate_d;
-      if (self->n_frames > 0 && format == GST_FORMAT_TIME && fps_n > 0) {
-        gst_query_set_duration (query, GST_FORMAT_TIME,
-            gst_util_uint64_scale_int_round (self->n_frames * GST_SECOND,
-                fps_d, fps_n));
+      duration = gst_vdit_timeline_duration (&self->timeline);
+      if (GST_CLOCK_TIME_IS_VALID (duration) && format == GST_FORMAT_TIME) {
+        gst_query_set_duration (query, GST_FORMAT_TIME, duration);
         res = TRUE;
-      } else if (self->n_frames > 0 && format == GST_FORMAT_DEFAULT) {
-        gst_query_set_duration (query, GST_FORMAT_DEFAULT, self->n_frames);
+      } else if (GST_CLOCK_TIME_IS_VALID (duration) &&
+          format == GST_FORMAT_DEFAULT) {
+        gst_query_set_duration (query, GST_FORMAT_DEFAULT,
+            self->timeline.n_frames);
         res = TRUE;
       }
       GST_OBJECT_UNLOCK (self);
@@ -896,15 +902,40 @@ gst_vdit_src_query (GstBaseSrc * bsrc, GstQuery * query)
         res = GST_BASE_SRC_CLASS (parent_class)->query (bsrc, query);
       break;
     }
+    case GST_QUERY_SEEKING:{
+      GstFormat format;
+      GstClockTime duration;
+      gint64 end = -1;
+
+      /* frames (DEFAULT) as well as TIME: seeks in frames are converted */
+      gst_query_parse_seeking (query, &format, NULL, NULL, NULL);
+      if (format != GST_FORMAT_TIME && format != GST_FORMAT_DEFAULT) {
+        res = GST_BASE_SRC_CLASS (parent_class)->query (bsrc, query);
+        break;
+      }
+      GST_OBJECT_LOCK (self);
+      duration = gst_vdit_timeline_duration (&self->timeline);
+      if (GST_CLOCK_TIME_IS_VALID (duration))
+        end = format == GST_FORMAT_TIME ? (gint64) duration :
+            (gint64) self->timeline.n_frames;
+      GST_OBJECT_UNLOCK (self);
+      gst_query_set_seeking (query, format, gst_vdit_src_is_seekable (bsrc), 0,
+          end);
+      res = TRUE;
+      break;
+    }
     case GST_QUERY_CONVERT:{
       GstFormat src_fmt, dest_fmt;
       gint64 src_val, dest_val;
 
+      /* frames and time at the clip's rate once started; bytes once
+       * negotiated */
       gst_query_parse_convert (query, &src_fmt, &src_val, &dest_fmt, &dest_val);
       GST_OBJECT_LOCK (self);
-      res = GST_VIDEO_INFO_FORMAT (&self->info) != GST_VIDEO_FORMAT_UNKNOWN &&
-          gst_video_info_convert (&self->info, src_fmt, src_val, dest_fmt,
-          &dest_val);
+      res = gst_vdit_timeline_convert (&self->timeline, src_fmt, src_val,
+          dest_fmt, &dest_val) || (GST_VIDEO_INFO_FORMAT (&self->info) !=
+          GST_VIDEO_FORMAT_UNKNOWN && gst_video_info_convert (&self->info,
+              src_fmt, src_val, dest_fmt, &dest_val));
       GST_OBJECT_UNLOCK (self);
       if (res)
         gst_query_set_convert (query, src_fmt, src_val, dest_fmt, dest_val);
@@ -957,11 +988,12 @@ gst_vdit_src_reset (GstVditSrc * self)
 {
   gboolean had_device;
 
-  GST_OBJECT_LOCK (self);
-  self->stopping = TRUE;
-  g_cond_broadcast (&self->cond);
-  GST_OBJECT_UNLOCK (self);
+  GstVditFrames *frames;
 
+  /* the store wakes a generation waiting for room, the engine stops at its
+   * next cancel check */
+  if (self->store != NULL)
+    gst_vdit_frames_close (self->store);
   if (self->ctx != NULL)
     vdit_cancel (self->ctx);
   if (self->thread != NULL) {
@@ -970,11 +1002,7 @@ gst_vdit_src_reset (GstVditSrc * self)
   }
 
   GST_OBJECT_LOCK (self);
-  g_queue_clear_full (&self->queue, (GDestroyNotify) gst_buffer_unref);
-  g_clear_error (&self->error);
-  self->flushing = FALSE;
-  self->stopping = FALSE;
-  self->finished = FALSE;
+  frames = g_steal_pointer (&self->store);
   self->frames_done = 0;
   self->first_ready = GST_CLOCK_TIME_NONE;
   self->latency = GST_CLOCK_TIME_NONE;
@@ -985,9 +1013,7 @@ gst_vdit_src_reset (GstVditSrc * self)
   self->rate_n = 0;
   self->rate_d = 1;
   self->n_out = 0;
-  self->next_pts = 0;
-  self->ts_base = 0;
-  self->ts_base_n = 0;
+  gst_vdit_timeline_init (&self->timeline, 0, 1, 0, FALSE);
   gst_video_info_init (&self->info);
   gst_video_info_init (&self->rgb_info);
   if (self->convert != NULL) {
@@ -995,6 +1021,8 @@ gst_vdit_src_reset (GstVditSrc * self)
     self->convert = NULL;
   }
   GST_OBJECT_UNLOCK (self);
+
+  gst_vdit_frames_free (frames);
 
   GST_OBJECT_LOCK (self);
   had_device = self->device_used != NULL;
@@ -1019,6 +1047,7 @@ gst_vdit_src_start (GstBaseSrc * bsrc)
   GError *err = NULL;
   gchar *prompt, *negative, *name, *path = NULL, *text;
   gint frames, fps_n, fps_d;
+  gboolean keep;
 
   GST_OBJECT_LOCK (self);
   prompt = g_strdup (self->prompt);
@@ -1114,6 +1143,17 @@ gst_vdit_src_start (GstBaseSrc * bsrc)
   self->device_used = g_strdup (vdit_ctx_get_device_name (self->ctx));
   GST_OBJECT_UNLOCK (self);
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_DEVICE_USED]);
+
+  /* keep the clip's frames (seekable) when they fit; live: stream them */
+  keep = !gst_base_src_is_live (bsrc) && (guint64) frames *
+      GST_VIDEO_INFO_SIZE (&self->rgb_info) <= MAX_KEPT_BYTES;
+  GST_OBJECT_LOCK (self);
+  self->store = gst_vdit_frames_new (keep, MAX_QUEUED_FRAMES);
+  gst_vdit_timeline_init (&self->timeline, self->rate_n, self->rate_d, frames,
+      FALSE);
+  GST_OBJECT_UNLOCK (self);
+  GST_DEBUG_OBJECT (self, "%s the clip's frames", keep ? "keeping" :
+      "streaming");
 
   /* generation starts now, so the first frame is ready as early as possible */
   self->thread = g_thread_try_new ("vditsrc", gst_vdit_src_generate, self,
@@ -1235,8 +1275,8 @@ gst_vdit_src_unlock (GstBaseSrc * bsrc)
 
   GST_DEBUG_OBJECT (self, "unlock");
   GST_OBJECT_LOCK (self);
-  self->flushing = TRUE;
-  g_cond_broadcast (&self->cond);
+  if (self->store != NULL)
+    gst_vdit_frames_set_flushing (self->store, TRUE);
   GST_OBJECT_UNLOCK (self);
   return TRUE;
 }
@@ -1248,7 +1288,8 @@ gst_vdit_src_unlock_stop (GstBaseSrc * bsrc)
 
   GST_DEBUG_OBJECT (self, "unlock stop");
   GST_OBJECT_LOCK (self);
-  self->flushing = FALSE;
+  if (self->store != NULL)
+    gst_vdit_frames_set_flushing (self->store, FALSE);
   GST_OBJECT_UNLOCK (self);
   return TRUE;
 }
@@ -1293,33 +1334,51 @@ gst_vdit_src_check_latency (GstVditSrc * self, GstClockTime delay)
       gst_message_new_latency (GST_OBJECT (self)));
 }
 
+/* Live: frame 0 at the running time the engine produced it (the time it is
+ * taken here when that was before PLAYING or on another clock), then one frame
+ * duration per frame, as videotestsrc does: a syncing sink plays a burst of
+ * frames at the frame rate. */
+static void
+gst_vdit_src_live_base (GstVditSrc * self, guint64 index, GstClockTime now)
+{
+  GstClockTime base_time = gst_element_get_base_time (GST_ELEMENT (self));
+  GstClockTime pts = now;
+
+  GST_OBJECT_LOCK (self);
+  if (GST_CLOCK_TIME_IS_VALID (self->first_ready) &&
+      self->first_ready >= base_time)
+    pts = MIN (now, self->first_ready - base_time);
+  GST_OBJECT_UNLOCK (self);
+  gst_vdit_timeline_rebase (&self->timeline, index, pts);
+}
+
 static GstFlowReturn
 gst_vdit_src_fill (GstPushSrc * psrc, GstBuffer * buffer)
 {
   GstVditSrc *self = GST_VDIT_SRC (psrc);
   GstVideoFrame in_frame, out_frame;
-  GstClockTime pts, next, now = GST_CLOCK_TIME_NONE;
-  GstBuffer *rgb;
-  GError *err;
+  GstClockTime now = GST_CLOCK_TIME_NONE;
+  GstBuffer *rgb = NULL;
+  GError *err = NULL;
+  guint64 index;
 
-  GST_OBJECT_LOCK (self);
+  /* info, convert, the timeline and the store pointer change only in this
+   * thread (set_caps, do_seek under the stream lock) or while it is stopped
+   * (start, stop), so they are used here without the object lock */
   if (G_UNLIKELY (self->convert == NULL))
     goto not_negotiated;
-  if (self->n_out >= self->n_frames)
+  if (!gst_vdit_timeline_peek (&self->timeline, &index))
     goto eos;
-  while (g_queue_is_empty (&self->queue) && !self->finished &&
-      !self->flushing)
-    g_cond_wait (&self->cond, GST_OBJECT_GET_LOCK (self));
-  if (self->flushing)
-    goto flushing;
-  rgb = g_queue_pop_head (&self->queue);
-  if (rgb == NULL)
-    goto finished;
-  g_cond_broadcast (&self->cond);
-  GST_OBJECT_UNLOCK (self);
+  /* after a seek before the generation got there, this waits for the frame */
+  switch (gst_vdit_frames_get (self->store, index, &rgb, &err)) {
+    case GST_VDIT_FRAMES_OK:
+      break;
+    case GST_VDIT_FRAMES_FLUSHING:
+      goto flushing;
+    case GST_VDIT_FRAMES_ENDED:
+      goto finished;
+  }
 
-  /* info and convert change only in this thread (set_caps) or after it
-   * stopped (stop), so the conversion runs without the lock */
   if (!gst_video_frame_map (&in_frame, &self->rgb_info, rgb, GST_MAP_READ))
     goto map_failed;
   if (!gst_video_frame_map (&out_frame, &self->info, buffer, GST_MAP_WRITE)) {
@@ -1333,57 +1392,32 @@ gst_vdit_src_fill (GstPushSrc * psrc, GstBuffer * buffer)
 
   if (gst_base_src_is_live (GST_BASE_SRC (self)))
     now = gst_vdit_src_running_time (self);
-  if (self->n_out == 0 && GST_CLOCK_TIME_IS_VALID (now)) {
-    /* live: frame 0 at the running time the engine produced it (the time it
-     * is taken here when that was before PLAYING or on another clock) */
-    GstClockTime base_time = gst_element_get_base_time (GST_ELEMENT (self));
-
-    GST_OBJECT_LOCK (self);
-    self->ts_base = now;
-    if (GST_CLOCK_TIME_IS_VALID (self->first_ready) &&
-        self->first_ready >= base_time)
-      self->ts_base = MIN (now, self->first_ready - base_time);
-    self->ts_base_n = 0;
-    GST_OBJECT_UNLOCK (self);
-  }
-
-  /* then one frame duration per frame, live or not, as videotestsrc does:
-   * a syncing sink plays a burst of frames at the frame rate */
-  pts = self->ts_base + gst_util_uint64_scale (self->n_out - self->ts_base_n,
-      self->info.fps_d * GST_SECOND, self->info.fps_n);
-  next = self->ts_base + gst_util_uint64_scale (self->n_out + 1 -
-      self->ts_base_n, self->info.fps_d * GST_SECOND, self->info.fps_n);
-  GST_BUFFER_DURATION (buffer) = next - pts;
-  GST_BUFFER_OFFSET (buffer) = self->n_out;
-  GST_BUFFER_OFFSET_END (buffer) = self->n_out + 1;
+  if (self->n_out == 0 && GST_CLOCK_TIME_IS_VALID (now))
+    gst_vdit_src_live_base (self, index, now);
+  gst_vdit_timeline_stamp (&self->timeline, buffer, index);
+  gst_vdit_timeline_advance (&self->timeline);
   self->n_out++;
-  self->next_pts = next;
 
   /* live: a frame ready later than its timestamp plus the latency would be
    * late at a syncing sink; raise the latency to whole frames and say so */
-  if (GST_CLOCK_TIME_IS_VALID (now) && now > pts)
-    gst_vdit_src_check_latency (self, now - pts);
-  GST_BUFFER_PTS (buffer) = pts;
-  GST_BUFFER_DTS (buffer) = GST_CLOCK_TIME_NONE;
+  if (GST_CLOCK_TIME_IS_VALID (now) && now > GST_BUFFER_PTS (buffer))
+    gst_vdit_src_check_latency (self, now - GST_BUFFER_PTS (buffer));
 
   GST_LOG_OBJECT (self, "frame %" G_GUINT64_FORMAT " pts %" GST_TIME_FORMAT,
-      GST_BUFFER_OFFSET (buffer), GST_TIME_ARGS (pts));
+      index, GST_TIME_ARGS (GST_BUFFER_PTS (buffer)));
   return GST_FLOW_OK;
 
 not_negotiated:
   {
-    GST_OBJECT_UNLOCK (self);
     return GST_FLOW_NOT_NEGOTIATED;
   }
 eos:
   {
-    GST_OBJECT_UNLOCK (self);
-    GST_DEBUG_OBJECT (self, "all %d frames pushed", self->n_frames);
+    GST_DEBUG_OBJECT (self, "end of the clip after %d frames", self->n_out);
     return GST_FLOW_EOS;
   }
 flushing:
   {
-    GST_OBJECT_UNLOCK (self);
     GST_DEBUG_OBJECT (self, "flushing");
     return GST_FLOW_FLUSHING;
   }
@@ -1396,12 +1430,10 @@ map_failed:
   }
 finished:
   {
-    err = self->error != NULL ? g_error_copy (self->error) : NULL;
-    GST_OBJECT_UNLOCK (self);
     if (err == NULL) {
       /* the engine ended early without an error: end the stream honestly */
-      GST_WARNING_OBJECT (self, "engine gave %d of %d frames", self->n_out,
-          self->n_frames);
+      GST_WARNING_OBJECT (self, "the engine gave no frame %" G_GUINT64_FORMAT
+          " of %d", index, self->n_frames);
       return GST_FLOW_EOS;
     }
     if (g_error_matches (err, VDIT_ERROR, VDIT_ERROR_CANCELLED)) {
