@@ -48,6 +48,7 @@
 #include "gstvditerror.h"
 #include "gstvditframes.h"
 #include "gstvditmodel.h"
+#include "gstvditsrcuri.h"
 #include "gstvdittimeline.h"
 
 #include <gio/gio.h>
@@ -167,7 +168,9 @@ struct _GstVditSrc
 };
 
 #define gst_vdit_src_parent_class parent_class
-G_DEFINE_TYPE (GstVditSrc, gst_vdit_src, GST_TYPE_PUSH_SRC);
+G_DEFINE_TYPE_WITH_CODE (GstVditSrc, gst_vdit_src, GST_TYPE_PUSH_SRC,
+    G_IMPLEMENT_INTERFACE (GST_TYPE_URI_HANDLER,
+        gst_vdit_src_uri_handler_init));
 GST_ELEMENT_REGISTER_DEFINE (vditsrc, "vditsrc", GST_RANK_NONE,
     GST_TYPE_VDIT_SRC);
 
