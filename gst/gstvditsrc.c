@@ -75,6 +75,7 @@ GST_DEBUG_CATEGORY_STATIC (gst_vdit_src_debug);
 #define DEFAULT_FPS_N             0
 #define DEFAULT_FPS_D             1
 #define DEFAULT_IS_LIVE           FALSE
+#define DEFAULT_LOOP              FALSE
 #define DEFAULT_DEVICE_USED       NULL
 
 /* Frames decoded ahead of downstream when they are not kept; bounds memory
@@ -101,6 +102,7 @@ enum
   PROP_SPARSITY,
   PROP_FRAMERATE,
   PROP_IS_LIVE,
+  PROP_LOOP,
   PROP_DEVICE_USED,
   N_PROPS
 };
@@ -136,6 +138,7 @@ struct _GstVditSrc
   gfloat sparsity;
   gint fps_n, fps_d;
   gboolean is_live;             /* applied to the base class at READY → PAUSED */
+  gboolean loop;
   gchar *device_used;
 
   /* engine state, from start() to stop(); read-only while the thread runs */
@@ -153,6 +156,8 @@ struct _GstVditSrc
   GThread *thread;
   GstVditFrames *store;
   gint frames_done;             /* generation thread: of this clip */
+  gboolean looping;             /* continuous mode, from start() to stop() */
+  guint64 clip;                 /* generation thread: the clip being made */
   GstClockTime first_ready;     /* clock time frame 0 was decoded (NONE: no clock) */
   GstClockTime latency;         /* LATENCY query answer: a frame, raised when late */
 
@@ -309,6 +314,11 @@ gst_vdit_src_class_init (GstVditSrcClass * klass)
   properties[PROP_IS_LIVE] =
       g_param_spec_boolean ("is-live", "Is live",
           "Whether to act as a live source", DEFAULT_IS_LIVE, rw);
+  properties[PROP_LOOP] =
+      g_param_spec_boolean ("loop", "Loop",
+          "Continuous mode: clip after clip on one timeline, never ending; "
+          "the seed goes up by one each clip and a changed prompt is used "
+          "from the next clip the engine starts", DEFAULT_LOOP, rw);
   properties[PROP_DEVICE_USED] =
       g_param_spec_string ("device-used", "Device used",
           "Backend the running model uses (cpu or cuda), known once started",
@@ -362,6 +372,7 @@ gst_vdit_src_init (GstVditSrc * self)
   self->fps_n = DEFAULT_FPS_N;
   self->fps_d = DEFAULT_FPS_D;
   self->is_live = DEFAULT_IS_LIVE;
+  self->loop = DEFAULT_LOOP;
   self->device_used = g_strdup (DEFAULT_DEVICE_USED);
 
   gst_video_info_init (&self->info);
@@ -443,6 +454,9 @@ gst_vdit_src_set_property (GObject * object, guint prop_id,
     case PROP_IS_LIVE:
       self->is_live = g_value_get_boolean (value);
       break;
+    case PROP_LOOP:
+      self->loop = g_value_get_boolean (value);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -500,6 +514,9 @@ gst_vdit_src_get_property (GObject * object, guint prop_id, GValue * value,
     case PROP_IS_LIVE:
       g_value_set_boolean (value, self->is_live);
       break;
+    case PROP_LOOP:
+      g_value_set_boolean (value, self->loop);
+      break;
     case PROP_DEVICE_USED:
       g_value_set_string (value, self->device_used);
       break;
@@ -508,6 +525,12 @@ gst_vdit_src_get_property (GObject * object, guint prop_id, GValue * value,
       break;
   }
   GST_OBJECT_UNLOCK (self);
+}
+
+static GQuark
+clip_quark (void)
+{
+  return g_quark_from_static_string ("vdit-clip");
 }
 
 static void
@@ -581,7 +604,8 @@ gst_vdit_src_on_frame (void *user_data, int index, int n_frames,
     goto wrong_size;
 
   /* a live source stamps frame 0 with the running time it was produced at */
-  if (index == 0 && (clock = gst_element_get_clock (GST_ELEMENT (self)))) {
+  if (index == 0 && self->clip == 0 &&
+      (clock = gst_element_get_clock (GST_ELEMENT (self)))) {
     ready = gst_clock_get_time (clock);
     gst_object_unref (clock);
   }
@@ -595,7 +619,14 @@ gst_vdit_src_on_frame (void *user_data, int index, int n_frames,
   }
   gst_buffer_unmap (buf, &map);
 
-  if (index == 0) {
+  /* continuous mode: the streaming thread announces each clip as it starts */
+  if (self->looping && index == 0)
+    gst_mini_object_set_qdata (GST_MINI_OBJECT_CAST (buf), clip_quark (),
+        gst_structure_new ("vdit-clip", "clip", G_TYPE_UINT64, self->clip,
+            "prompt", G_TYPE_STRING, self->gen.prompt, "seed", G_TYPE_UINT64,
+            (guint64) self->gen.seed, NULL), (GDestroyNotify) gst_structure_free);
+
+  if (index == 0 && self->clip == 0) {
     GST_OBJECT_LOCK (self);
     self->first_ready = ready;
     GST_OBJECT_UNLOCK (self);
@@ -636,6 +667,44 @@ gst_vdit_src_on_log (void *user_data, GLogLevelFlags level,
     GST_DEBUG_OBJECT (self, "%s", message);
 }
 
+/* Continuous mode, between two clips: seed + 1, and the prompt property if it
+ * changed (a prompt the engine refuses is reported and the last one kept). */
+static gboolean
+gst_vdit_src_next_clip (GstVditSrc * self)
+{
+  const gchar *old = self->gen.prompt;
+  GError *err = NULL;
+  gchar *prompt;
+
+  GST_OBJECT_LOCK (self);
+  prompt = g_strdup (self->prompt);
+  GST_OBJECT_UNLOCK (self);
+
+  self->clip++;
+  self->gen.seed++;
+  self->frames_done = 0;
+  if (prompt != NULL && g_strcmp0 (g_strstrip (prompt), old) != 0) {
+    self->gen.prompt = prompt;
+    if (*prompt == '\0' || !vdit_gen_params_check (self->ctx, &self->gen,
+            &err)) {
+      GST_ELEMENT_WARNING (self, RESOURCE, SETTINGS,
+          ("Prompt \"%s\" refused: clip %" G_GUINT64_FORMAT " keeps \"%s\"",
+              prompt, self->clip, old), ("%s", err != NULL ? err->message :
+              "the prompt is empty"));
+      self->gen.prompt = old;
+      g_clear_error (&err);
+      g_free (prompt);
+    } else {
+      GST_INFO_OBJECT (self, "clip %" G_GUINT64_FORMAT ": \"%s\"", self->clip,
+          prompt);
+      g_free ((gchar *) old);
+    }
+  } else {
+    g_free (prompt);
+  }
+  return TRUE;
+}
+
 static gpointer
 gst_vdit_src_generate (gpointer data)
 {
@@ -643,7 +712,10 @@ gst_vdit_src_generate (gpointer data)
   GError *err = NULL;
   gboolean ok;
 
-  ok = vdit_generate (self->ctx, &self->gen, &err);
+  /* one clip, or in continuous mode clip after clip until stopped */
+  do {
+    ok = vdit_generate (self->ctx, &self->gen, &err);
+  } while (ok && self->looping && gst_vdit_src_next_clip (self));
 
   /* no GST_MESSAGE_PROGRESS here: gst-launch would wait for it to complete
    * before PLAYING, and the generation needs PLAYING to drain its queue */
@@ -1007,6 +1079,8 @@ gst_vdit_src_reset (GstVditSrc * self)
   GST_OBJECT_LOCK (self);
   frames = g_steal_pointer (&self->store);
   self->frames_done = 0;
+  self->looping = FALSE;
+  self->clip = 0;
   self->first_ready = GST_CLOCK_TIME_NONE;
   self->latency = GST_CLOCK_TIME_NONE;
   self->width = self->height = 0;
@@ -1050,7 +1124,7 @@ gst_vdit_src_start (GstBaseSrc * bsrc)
   GError *err = NULL;
   gchar *prompt, *negative, *name, *path = NULL, *text;
   gint frames, fps_n, fps_d;
-  gboolean keep;
+  gboolean keep, fits;
 
   GST_OBJECT_LOCK (self);
   prompt = g_strdup (self->prompt);
@@ -1147,13 +1221,20 @@ gst_vdit_src_start (GstBaseSrc * bsrc)
   GST_OBJECT_UNLOCK (self);
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_DEVICE_USED]);
 
-  /* keep the clip's frames (seekable) when they fit; live: stream them */
-  keep = !gst_base_src_is_live (bsrc) && (guint64) frames *
-      GST_VIDEO_INFO_SIZE (&self->rgb_info) <= MAX_KEPT_BYTES;
+  /* keep the clip's frames (seekable) when they fit; live: stream them;
+   * continuous: room for a whole clip, so the next one is made while the
+   * current one plays */
+  fits = (guint64) frames * GST_VIDEO_INFO_SIZE (&self->rgb_info) <=
+      MAX_KEPT_BYTES;
+  keep = !gst_base_src_is_live (bsrc) && fits;
   GST_OBJECT_LOCK (self);
-  self->store = gst_vdit_frames_new (keep, MAX_QUEUED_FRAMES);
+  self->looping = self->loop;
+  self->clip = 0;
+  keep = keep && !self->looping;
+  self->store = gst_vdit_frames_new (keep, self->looping && fits ?
+      MAX (frames, MAX_QUEUED_FRAMES) : MAX_QUEUED_FRAMES);
   gst_vdit_timeline_init (&self->timeline, self->rate_n, self->rate_d, frames,
-      FALSE);
+      self->looping);
   GST_OBJECT_UNLOCK (self);
   GST_DEBUG_OBJECT (self, "%s the clip's frames", keep ? "keeping" :
       "streaming");
@@ -1362,6 +1443,7 @@ gst_vdit_src_fill (GstPushSrc * psrc, GstBuffer * buffer)
   GstVideoFrame in_frame, out_frame;
   GstClockTime now = GST_CLOCK_TIME_NONE;
   GstBuffer *rgb = NULL;
+  GstStructure *clip_info;
   GError *err = NULL;
   guint64 index;
 
@@ -1382,6 +1464,10 @@ gst_vdit_src_fill (GstPushSrc * psrc, GstBuffer * buffer)
       goto finished;
   }
 
+  clip_info = gst_mini_object_get_qdata (GST_MINI_OBJECT_CAST (rgb),
+      clip_quark ());
+  if (clip_info != NULL)
+    clip_info = gst_structure_copy (clip_info);
   if (!gst_video_frame_map (&in_frame, &self->rgb_info, rgb, GST_MAP_READ))
     goto map_failed;
   if (!gst_video_frame_map (&out_frame, &self->info, buffer, GST_MAP_WRITE)) {
@@ -1406,6 +1492,14 @@ gst_vdit_src_fill (GstPushSrc * psrc, GstBuffer * buffer)
   if (GST_CLOCK_TIME_IS_VALID (now) && now > GST_BUFFER_PTS (buffer))
     gst_vdit_src_check_latency (self, now - GST_BUFFER_PTS (buffer));
 
+  /* continuous mode: a clip starts with this frame */
+  if (clip_info != NULL) {
+    gst_structure_set (clip_info, "timestamp", G_TYPE_UINT64,
+        GST_BUFFER_PTS (buffer), "frame", G_TYPE_UINT64, index, NULL);
+    gst_element_post_message (GST_ELEMENT (self),
+        gst_message_new_element (GST_OBJECT (self), clip_info));
+  }
+
   GST_LOG_OBJECT (self, "frame %" G_GUINT64_FORMAT " pts %" GST_TIME_FORMAT,
       index, GST_TIME_ARGS (GST_BUFFER_PTS (buffer)));
   return GST_FLOW_OK;
@@ -1427,6 +1521,8 @@ flushing:
 map_failed:
   {
     gst_buffer_unref (rgb);
+    if (clip_info != NULL)
+      gst_structure_free (clip_info);
     GST_ELEMENT_ERROR (self, CORE, FAILED, ("Could not map a video frame."),
         (NULL));
     return GST_FLOW_ERROR;
