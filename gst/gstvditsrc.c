@@ -207,7 +207,10 @@ gst_vdit_src_class_init (GstVditSrcClass * klass)
 
   properties[PROP_PROMPT] =
       g_param_spec_string ("prompt", "Prompt",
-          "Text describing the video to generate", DEFAULT_PROMPT, rw);
+          "Text describing the video to generate (read at start; with "
+          "loop=true also from the next clip on)", DEFAULT_PROMPT,
+          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+          GST_PARAM_MUTABLE_PLAYING);
   properties[PROP_NEGATIVE_PROMPT] =
       g_param_spec_string ("negative-prompt", "Negative prompt",
           "Text describing what to steer away from (empty = unconditional)",
@@ -327,7 +330,6 @@ gst_vdit_src_init (GstVditSrc * self)
   gst_video_info_init (&self->rgb_info);
   self->model_fps_d = 1;
   self->rate_d = 1;
-  self->first_ready = GST_CLOCK_TIME_NONE;
   self->latency = GST_CLOCK_TIME_NONE;
 
   /* generation is slower than real time: a non-live source stamping from 0 */
@@ -835,7 +837,6 @@ gst_vdit_src_reset (GstVditSrc * self)
   self->frames_done = 0;
   self->looping = FALSE;
   self->clip = 0;
-  self->first_ready = GST_CLOCK_TIME_NONE;
   self->latency = GST_CLOCK_TIME_NONE;
   self->width = self->height = 0;
   self->n_frames = 0;
@@ -1172,22 +1173,17 @@ gst_vdit_src_check_latency (GstVditSrc * self, GstClockTime delay)
       gst_message_new_latency (GST_OBJECT (self)));
 }
 
-/* Live: frame 0 at the running time the engine produced it (the time it is
- * taken here when that was before PLAYING or on another clock), then one frame
- * duration per frame, as videotestsrc does: a syncing sink plays a burst of
- * frames at the frame rate. */
-static void
-gst_vdit_src_live_base (GstVditSrc * self, guint64 index, GstClockTime now)
+/* The running time a frame was decoded at (its RGB buffer carries the clock
+ * time); NONE when that was before PLAYING or without a clock. */
+static GstClockTime
+gst_vdit_src_ready_time (GstVditSrc * self, GstBuffer * rgb)
 {
+  GstClockTime ready = GST_BUFFER_PTS (rgb);
   GstClockTime base_time = gst_element_get_base_time (GST_ELEMENT (self));
-  GstClockTime pts = now;
 
-  GST_OBJECT_LOCK (self);
-  if (GST_CLOCK_TIME_IS_VALID (self->first_ready) &&
-      self->first_ready >= base_time)
-    pts = MIN (now, self->first_ready - base_time);
-  GST_OBJECT_UNLOCK (self);
-  gst_vdit_timeline_rebase (&self->timeline, index, pts);
+  if (!GST_CLOCK_TIME_IS_VALID (ready) || ready < base_time)
+    return GST_CLOCK_TIME_NONE;
+  return ready - base_time;
 }
 
 static GstFlowReturn
@@ -1195,7 +1191,7 @@ gst_vdit_src_fill (GstPushSrc * psrc, GstBuffer * buffer)
 {
   GstVditSrc *self = GST_VDIT_SRC (psrc);
   GstVideoFrame in_frame, out_frame;
-  GstClockTime now = GST_CLOCK_TIME_NONE;
+  GstClockTime now = GST_CLOCK_TIME_NONE, ready = GST_CLOCK_TIME_NONE;
   GstBuffer *rgb = NULL;
   GstStructure *clip_info;
   GError *err = NULL;
@@ -1231,20 +1227,29 @@ gst_vdit_src_fill (GstPushSrc * psrc, GstBuffer * buffer)
   gst_video_converter_frame (self->convert, &in_frame, &out_frame);
   gst_video_frame_unmap (&out_frame);
   gst_video_frame_unmap (&in_frame);
-  gst_buffer_unref (rgb);
 
-  if (gst_base_src_is_live (GST_BASE_SRC (self)))
+  if (gst_base_src_is_live (GST_BASE_SRC (self))) {
     now = gst_vdit_src_running_time (self);
+    ready = gst_vdit_src_ready_time (self, rgb);
+  }
+  gst_buffer_unref (rgb);
+  /* live: frame 0 at the running time the engine produced it (the time it is
+   * taken here when that was before PLAYING), then one frame duration per
+   * frame, as videotestsrc does: a syncing sink plays a burst of frames at the
+   * frame rate */
   if (self->n_out == 0 && GST_CLOCK_TIME_IS_VALID (now))
-    gst_vdit_src_live_base (self, index, now);
+    gst_vdit_timeline_rebase (&self->timeline, index,
+        GST_CLOCK_TIME_IS_VALID (ready) ? MIN (now, ready) : now);
   gst_vdit_timeline_stamp (&self->timeline, buffer, index);
   gst_vdit_timeline_advance (&self->timeline);
   self->n_out++;
 
-  /* live: a frame ready later than its timestamp plus the latency would be
-   * late at a syncing sink; raise the latency to whole frames and say so */
-  if (GST_CLOCK_TIME_IS_VALID (now) && now > GST_BUFFER_PTS (buffer))
-    gst_vdit_src_check_latency (self, now - GST_BUFFER_PTS (buffer));
+  /* live: a frame decoded later than its timestamp plus the latency would be
+   * late at a syncing sink; raise the latency to whole frames and say so. One
+   * decoded in time that only waited for downstream (a blocking push) is not
+   * late. */
+  if (GST_CLOCK_TIME_IS_VALID (ready) && ready > GST_BUFFER_PTS (buffer))
+    gst_vdit_src_check_latency (self, ready - GST_BUFFER_PTS (buffer));
 
   /* continuous mode: a clip starts with this frame */
   if (clip_info != NULL) {

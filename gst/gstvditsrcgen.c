@@ -80,9 +80,9 @@ gst_vdit_src_on_frame (void *user_data, int index, int n_frames,
   if (G_UNLIKELY (width != self->width || height != self->height))
     goto wrong_size;
 
-  /* a live source stamps frame 0 with the running time it was produced at */
-  if (index == 0 && self->clip == 0 &&
-      (clock = gst_element_get_clock (GST_ELEMENT (self)))) {
+  /* live: the clock time each frame was decoded at tells a late frame from
+   * one that only waited for downstream */
+  if ((clock = gst_element_get_clock (GST_ELEMENT (self))) != NULL) {
     ready = gst_clock_get_time (clock);
     gst_object_unref (clock);
   }
@@ -95,6 +95,7 @@ gst_vdit_src_on_frame (void *user_data, int index, int n_frames,
         rgb + (gsize) y * stride, row);
   }
   gst_buffer_unmap (buf, &map);
+  GST_BUFFER_PTS (buf) = ready;        /* internal: not a stream timestamp */
 
   /* continuous mode: the streaming thread announces each clip as it starts */
   if (self->looping && index == 0)
@@ -103,11 +104,6 @@ gst_vdit_src_on_frame (void *user_data, int index, int n_frames,
             "prompt", G_TYPE_STRING, self->gen.prompt, "seed", G_TYPE_UINT64,
             (guint64) self->gen.seed, NULL), (GDestroyNotify) gst_structure_free);
 
-  if (index == 0 && self->clip == 0) {
-    GST_OBJECT_LOCK (self);
-    self->first_ready = ready;
-    GST_OBJECT_UNLOCK (self);
-  }
   /* waits while downstream is behind (unless the clip is kept) */
   if (!gst_vdit_frames_push (self->store, buf))
     return FALSE;

@@ -54,7 +54,6 @@ struct _GstVditSrc
   gint frames_done;             /* generation thread: of this clip */
   gboolean looping;             /* continuous mode, from start() to stop() */
   guint64 clip;                 /* generation thread: the clip being made */
-  GstClockTime first_ready;     /* clock time frame 0 was decoded (NONE: no clock) */
   GstClockTime latency;         /* LATENCY query answer: a frame, raised when late */
 
   /* generation thread only: the last progress report */

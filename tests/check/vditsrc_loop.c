@@ -136,6 +136,8 @@ GST_START_TEST (test_loop_prompt_change)
     g_ptr_array_unref (changed);
   }
 
+  /* messages posted while stopping would keep the bin alive through the bus */
+  gst_bus_set_flushing (bus, TRUE);
   gst_harness_teardown (h);
   gst_object_unref (src);
   gst_object_unref (bus);
