@@ -19,6 +19,12 @@
  * With #GstVditSrc:is-live, timestamps are running times one frame duration
  * apart, from the running time the first frame was produced at.
  *
+ * The clip's frames are kept, so it is seekable in TIME and DEFAULT (frames)
+ * formats, forwards and in reverse. `vdit:///?prompt=...&seed=3` URIs set the
+ * properties (playbin, gst-play-1.0). With #GstVditSrc:loop the element makes
+ * clip after clip on one timeline (seed + 1 each, a new prompt from the next
+ * clip) and posts a `vdit-clip` element message as each starts.
+ *
  * The model is loaded when the element goes from READY to PAUSED, and
  * generation starts right away on a thread of its own. Progress is posted on the
  * bus as element messages named `vdit-progress` with the fields `stage`

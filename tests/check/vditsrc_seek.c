@@ -282,6 +282,17 @@ GST_START_TEST (test_seek_segment)
           frame_time (2), GST_SEEK_TYPE_SET, frame_time (4)));
   fail_unless_equals_int (run_play (&r), GST_MESSAGE_SEGMENT_DONE);
   expect_frames (&r, ref, 2, 1, 2);
+
+  /* looping as players do it: a non-flushing segment seek after SEGMENT_DONE */
+  g_mutex_lock (&r.rec.lock);
+  g_array_set_size (r.rec.pts, 0);
+  g_ptr_array_set_size (r.rec.sums, 0);
+  g_mutex_unlock (&r.rec.lock);
+  fail_unless (gst_element_seek (r.pipeline, 1.0, GST_FORMAT_TIME,
+          GST_SEEK_FLAG_SEGMENT, GST_SEEK_TYPE_SET, 0, GST_SEEK_TYPE_SET,
+          frame_time (3)));
+  fail_unless_equals_int (run_play (&r), GST_MESSAGE_SEGMENT_DONE);
+  expect_frames (&r, ref, 0, 1, 3);
   run_clear (&r);
   g_ptr_array_unref (ref);
 }
