@@ -843,6 +843,7 @@ gst_vdit_src_reset (GstVditSrc * self)
   self->frames_done = 0;
   self->looping = FALSE;
   self->clip = 0;
+  g_clear_pointer (&self->refused_prompt, g_free);
   self->latency = GST_CLOCK_TIME_NONE;
   self->width = self->height = 0;
   self->n_frames = 0;

@@ -156,7 +156,9 @@ gst_vdit_src_next_clip (GstVditSrc * self)
   self->clip++;
   self->gen.seed++;
   self->frames_done = 0;
-  if (prompt != NULL && g_strcmp0 (g_strstrip (prompt), old) != 0) {
+  /* a prompt refused once is not tried (nor reported) again at every clip */
+  if (prompt != NULL && g_strcmp0 (g_strstrip (prompt), old) != 0 &&
+      g_strcmp0 (prompt, self->refused_prompt) != 0) {
     self->gen.prompt = prompt;
     if (*prompt == '\0' || !vdit_gen_params_check (self->ctx, &self->gen,
             &err)) {
@@ -166,7 +168,8 @@ gst_vdit_src_next_clip (GstVditSrc * self)
               "the prompt is empty"));
       self->gen.prompt = old;
       g_clear_error (&err);
-      g_free (prompt);
+      g_free (self->refused_prompt);
+      self->refused_prompt = prompt;
     } else {
       GST_INFO_OBJECT (self, "clip %" G_GUINT64_FORMAT ": \"%s\"", self->clip,
           prompt);

@@ -54,6 +54,7 @@ struct _GstVditSrc
   gint frames_done;             /* generation thread: of this clip */
   gboolean looping;             /* continuous mode, from start() to stop() */
   guint64 clip;                 /* generation thread: the clip being made */
+  gchar *refused_prompt;        /* generation thread: the last prompt refused */
   GstClockTime latency;         /* LATENCY query answer: a frame, raised when late */
 
   /* generation thread only: the last progress report */
