@@ -916,7 +916,10 @@ gst_vdit_src_start (GstBaseSrc * bsrc)
   path = gst_vdit_model_find (name);
   if (path == NULL && name == NULL)
     goto no_model;
-  if (path == NULL || !g_file_test (path, G_FILE_TEST_IS_DIR))
+  /* a directory, or a config.json alone (random weights: timing a model's shape) */
+  if (path == NULL || !(g_file_test (path, G_FILE_TEST_IS_DIR) ||
+          (g_str_has_suffix (path, ".json") &&
+              g_file_test (path, G_FILE_TEST_IS_REGULAR))))
     goto model_not_found;
 
   /* refuse an impossible device before loading anything */
