@@ -19,6 +19,12 @@
  * With #GstVditSrc:is-live, timestamps are running times one frame duration
  * apart, from the running time the first frame was produced at.
  *
+ * The clip's frames are kept, so it is seekable in TIME and DEFAULT (frames)
+ * formats, forwards and in reverse. `vdit:///?prompt=...&seed=3` URIs set the
+ * properties (playbin, gst-play-1.0). With #GstVditSrc:loop the element makes
+ * clip after clip on one timeline (seed + 1 each, a new prompt from the next
+ * clip) and posts a `vdit-clip` element message as each starts.
+ *
  * The model is loaded when the element goes from READY to PAUSED, and
  * generation starts right away on a thread of its own. Progress is posted on the
  * bus as element messages named `vdit-progress` with the fields `stage`
@@ -45,7 +51,12 @@
  */
 
 #include "gstvditsrc.h"
+#include "gstvditsrcpriv.h"
+#include "gstvditerror.h"
+#include "gstvditframes.h"
 #include "gstvditmodel.h"
+#include "gstvditsrcuri.h"
+#include "gstvdittimeline.h"
 
 #include <gio/gio.h>
 #include <gst/video/video.h>
@@ -53,10 +64,11 @@
 
 #include "vdit.h"
 
-GST_DEBUG_CATEGORY_STATIC (gst_vdit_src_debug);
+GST_DEBUG_CATEGORY (gst_vdit_src_debug);
 #define GST_CAT_DEFAULT gst_vdit_src_debug
 
 #define DEFAULT_PROMPT            "a red circle moving left"
+#define DEFAULT_MODEL             NULL
 #define DEFAULT_NEGATIVE_PROMPT   NULL
 #define DEFAULT_FRAMES            0
 #define DEFAULT_STEPS             0
@@ -70,10 +82,15 @@ GST_DEBUG_CATEGORY_STATIC (gst_vdit_src_debug);
 #define DEFAULT_FPS_N             0
 #define DEFAULT_FPS_D             1
 #define DEFAULT_IS_LIVE           FALSE
+#define DEFAULT_LOOP              FALSE
 #define DEFAULT_DEVICE_USED       NULL
 
-/* Frames decoded ahead of downstream; bounds memory when downstream is slow. */
+/* Frames decoded ahead of downstream when they are not kept; bounds memory
+ * when downstream is slow. */
 #define MAX_QUEUED_FRAMES         4
+/* A clip is kept whole (and is seekable) up to this many bytes of RGB frames;
+ * a bigger one streams through MAX_QUEUED_FRAMES and cannot seek. */
+#define MAX_KEPT_BYTES            (G_GUINT64_CONSTANT (1) << 30)
 
 enum
 {
@@ -92,8 +109,12 @@ enum
   PROP_SPARSITY,
   PROP_FRAMERATE,
   PROP_IS_LIVE,
+  PROP_LOOP,
   PROP_DEVICE_USED,
+  N_PROPS
 };
+
+static GParamSpec *properties[N_PROPS];
 
 #define VDIT_SRC_CAPS GST_VIDEO_CAPS_MAKE ("{ RGB, BGR, RGBA, BGRA, ARGB, " \
     "ABGR, RGBx, BGRx, xRGB, xBGR, I420, YV12, NV12, NV21, Y42B, Y444, " \
@@ -105,63 +126,10 @@ GST_STATIC_PAD_TEMPLATE ("src",
     GST_PAD_ALWAYS,
     GST_STATIC_CAPS (VDIT_SRC_CAPS));
 
-struct _GstVditSrc
-{
-  GstPushSrc parent;
-
-  /* properties, under the object lock */
-  gchar *prompt;
-  gchar *negative_prompt;
-  gchar *model;
-  gint frames;
-  gint steps;
-  gfloat guidance;
-  guint64 seed;
-  gint gpus;
-  VditDevice device;
-  gint cuda_device_id;
-  VditAttention attention;
-  gfloat sparsity;
-  gint fps_n, fps_d;
-  gchar *device_used;
-
-  /* engine state, from start() to stop(); read-only while the thread runs */
-  vdit_model *vmodel;
-  vdit_ctx *ctx;
-  vdit_gen_params gen;
-  GstVideoInfo rgb_info;        /* frames as the engine hands them over */
-  gint width, height;           /* 0 until a model is loaded */
-  gint n_frames;
-  gint model_fps_n, model_fps_d;
-  gint rate_n, rate_d;          /* the one output rate: framerate, else the model's */
-
-  /* generation thread and its frame queue, under the object lock + cond */
-  GThread *thread;
-  GCond cond;
-  GQueue queue;                 /* RGB GstBuffers not yet handed to fill() */
-  gboolean flushing;            /* unlock(): fill() returns at once */
-  gboolean stopping;            /* stop(): the generation must give up */
-  gboolean finished;            /* vdit_generate() has returned */
-  GError *error;                /* why it failed, if it did */
-  gint frames_done;
-  GstClockTime first_ready;     /* clock time frame 0 was queued (NONE: no clock) */
-  GstClockTime latency;         /* LATENCY query answer: a frame, raised when late */
-
-  /* generation thread only: the last progress report */
-  VditStage stage;
-  gint stage_step, stage_steps;
-
-  /* streaming thread; info and convert also under the object lock */
-  GstVideoInfo info;
-  GstVideoConverter *convert;
-  gint n_out;
-  GstClockTime next_pts;        /* end of the last frame pushed */
-  GstClockTime ts_base;         /* PTS of frame ts_base_n; frames after it are */
-  gint ts_base_n;               /* spaced by exactly one frame duration */
-};
-
 #define gst_vdit_src_parent_class parent_class
-G_DEFINE_TYPE (GstVditSrc, gst_vdit_src, GST_TYPE_PUSH_SRC);
+G_DEFINE_TYPE_WITH_CODE (GstVditSrc, gst_vdit_src, GST_TYPE_PUSH_SRC,
+    G_IMPLEMENT_INTERFACE (GST_TYPE_URI_HANDLER,
+        gst_vdit_src_uri_handler_init));
 GST_ELEMENT_REGISTER_DEFINE (vditsrc, "vditsrc", GST_RANK_NONE,
     GST_TYPE_VDIT_SRC);
 
@@ -177,6 +145,7 @@ static gboolean gst_vdit_src_set_caps (GstBaseSrc * bsrc, GstCaps * caps);
 static gboolean gst_vdit_src_decide_allocation (GstBaseSrc * bsrc,
     GstQuery * query);
 static gboolean gst_vdit_src_is_seekable (GstBaseSrc * bsrc);
+static gboolean gst_vdit_src_do_seek (GstBaseSrc * bsrc, GstSegment * segment);
 static gboolean gst_vdit_src_query (GstBaseSrc * bsrc, GstQuery * query);
 static void gst_vdit_src_get_times (GstBaseSrc * bsrc, GstBuffer * buffer,
     GstClockTime * start, GstClockTime * end);
@@ -184,10 +153,9 @@ static gboolean gst_vdit_src_start (GstBaseSrc * bsrc);
 static gboolean gst_vdit_src_stop (GstBaseSrc * bsrc);
 static gboolean gst_vdit_src_unlock (GstBaseSrc * bsrc);
 static gboolean gst_vdit_src_unlock_stop (GstBaseSrc * bsrc);
+static GstStateChangeReturn gst_vdit_src_change_state (GstElement * element,
+    GstStateChange transition);
 static GstFlowReturn gst_vdit_src_fill (GstPushSrc * psrc, GstBuffer * buffer);
-
-/* The shipped model, looked for where it is installed and in the source tree. */
-static gchar *default_model;
 
 GType
 gst_vdit_src_device_get_type (void)
@@ -239,72 +207,81 @@ gst_vdit_src_class_init (GstVditSrcClass * klass)
   GST_DEBUG_CATEGORY_INIT (gst_vdit_src_debug, "vditsrc", 0,
       "Video diffusion source");
 
-  default_model = gst_vdit_model_find (NULL);
-
   gobject_class->set_property = gst_vdit_src_set_property;
   gobject_class->get_property = gst_vdit_src_get_property;
   gobject_class->finalize = gst_vdit_src_finalize;
 
-  g_object_class_install_property (gobject_class, PROP_PROMPT,
+  properties[PROP_PROMPT] =
       g_param_spec_string ("prompt", "Prompt",
-          "Text describing the video to generate", DEFAULT_PROMPT, rw));
-  g_object_class_install_property (gobject_class, PROP_NEGATIVE_PROMPT,
+          "Text describing the video to generate (read at start; with "
+          "loop=true also from the next clip on)", DEFAULT_PROMPT,
+          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+          GST_PARAM_MUTABLE_PLAYING);
+  properties[PROP_NEGATIVE_PROMPT] =
       g_param_spec_string ("negative-prompt", "Negative prompt",
           "Text describing what to steer away from (empty = unconditional)",
-          DEFAULT_NEGATIVE_PROMPT, rw));
-  g_object_class_install_property (gobject_class, PROP_MODEL,
+          DEFAULT_NEGATIVE_PROMPT, rw);
+  properties[PROP_MODEL] =
       g_param_spec_string ("model", "Model",
-          "Model directory, or the name of an installed model",
-          default_model, rw));
-  g_object_class_install_property (gobject_class, PROP_FRAMES,
+          "Model directory, or the name of an installed model (NULL = the "
+          "default model, looked up when the element starts)", DEFAULT_MODEL,
+          rw);
+  properties[PROP_FRAMES] =
       g_param_spec_int ("frames", "Frames",
           "Number of frames to generate (0 = the model's default)",
-          0, G_MAXINT, DEFAULT_FRAMES, rw));
-  g_object_class_install_property (gobject_class, PROP_STEPS,
+          0, G_MAXINT, DEFAULT_FRAMES, rw);
+  properties[PROP_STEPS] =
       g_param_spec_int ("steps", "Steps",
           "Sampling steps (0 = the model's default)",
-          0, 10000, DEFAULT_STEPS, rw));
-  g_object_class_install_property (gobject_class, PROP_GUIDANCE,
+          0, 10000, DEFAULT_STEPS, rw);
+  properties[PROP_GUIDANCE] =
       g_param_spec_float ("guidance", "Guidance",
           "Classifier-free guidance scale: 0 to 1 disables guidance, -1 = the "
           "model's default; other values below 0 are refused when the element "
           "starts", VDIT_GUIDANCE_DEFAULT, VDIT_GUIDANCE_MAX, DEFAULT_GUIDANCE,
-          rw));
-  g_object_class_install_property (gobject_class, PROP_SEED,
+          rw);
+  properties[PROP_SEED] =
       g_param_spec_uint64 ("seed", "Seed",
           "Seed of the initial noise; the same seed gives the same video",
-          0, G_MAXUINT64, DEFAULT_SEED, rw));
-  g_object_class_install_property (gobject_class, PROP_GPUS,
+          0, G_MAXUINT64, DEFAULT_SEED, rw);
+  properties[PROP_GPUS] =
       g_param_spec_int ("gpus", "GPUs",
           "Number of GPUs to split each step over (sequence parallelism)",
-          1, 64, DEFAULT_GPUS, rw));
-  g_object_class_install_property (gobject_class, PROP_DEVICE,
+          1, 64, DEFAULT_GPUS, rw);
+  properties[PROP_DEVICE] =
       g_param_spec_enum ("device", "Device",
           "Where to run the model", GST_TYPE_VDIT_SRC_DEVICE, DEFAULT_DEVICE,
-          rw));
-  g_object_class_install_property (gobject_class, PROP_CUDA_DEVICE_ID,
+          rw);
+  properties[PROP_CUDA_DEVICE_ID] =
       g_param_spec_int ("cuda-device-id", "CUDA device ID",
           "First CUDA device to use (-1 = auto)",
-          -1, G_MAXINT, DEFAULT_CUDA_DEVICE_ID, rw));
-  g_object_class_install_property (gobject_class, PROP_ATTENTION,
+          -1, G_MAXINT, DEFAULT_CUDA_DEVICE_ID, rw);
+  properties[PROP_ATTENTION] =
       g_param_spec_enum ("attention", "Attention",
           "Self-attention policy of the transformer",
-          GST_TYPE_VDIT_SRC_ATTENTION, DEFAULT_ATTENTION, rw));
-  g_object_class_install_property (gobject_class, PROP_SPARSITY,
+          GST_TYPE_VDIT_SRC_ATTENTION, DEFAULT_ATTENTION, rw);
+  properties[PROP_SPARSITY] =
       g_param_spec_float ("sparsity", "Sparsity",
           "Target fraction of attention blocks skipped with attention=adaptive "
-          "(-1 = the model's default)", -1.0f, 0.99f, DEFAULT_SPARSITY, rw));
-  g_object_class_install_property (gobject_class, PROP_FRAMERATE,
+          "(-1 = the model's default)", -1.0f, 0.99f, DEFAULT_SPARSITY, rw);
+  properties[PROP_FRAMERATE] =
       gst_param_spec_fraction ("framerate", "Frame rate",
           "Frame rate of the clip, the only one offered (0/1 = the model's)",
-          0, 1, G_MAXINT, 1, DEFAULT_FPS_N, DEFAULT_FPS_D, rw));
-  g_object_class_install_property (gobject_class, PROP_IS_LIVE,
+          0, 1, G_MAXINT, 1, DEFAULT_FPS_N, DEFAULT_FPS_D, rw);
+  properties[PROP_IS_LIVE] =
       g_param_spec_boolean ("is-live", "Is live",
-          "Whether to act as a live source", DEFAULT_IS_LIVE, rw));
-  g_object_class_install_property (gobject_class, PROP_DEVICE_USED,
+          "Whether to act as a live source", DEFAULT_IS_LIVE, rw);
+  properties[PROP_LOOP] =
+      g_param_spec_boolean ("loop", "Loop",
+          "Continuous mode: clip after clip on one timeline, never ending; "
+          "the seed goes up by one each clip and a changed prompt is used "
+          "from the next clip the engine starts", DEFAULT_LOOP, rw);
+  properties[PROP_DEVICE_USED] =
       g_param_spec_string ("device-used", "Device used",
           "Backend the running model uses (cpu or cuda), known once started",
-          DEFAULT_DEVICE_USED, G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
+          DEFAULT_DEVICE_USED, G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+
+  g_object_class_install_properties (gobject_class, N_PROPS, properties);
 
   gst_element_class_set_static_metadata (element_class,
       "Video diffusion source", "Source/Video",
@@ -319,6 +296,7 @@ gst_vdit_src_class_init (GstVditSrcClass * klass)
   basesrc_class->decide_allocation =
       GST_DEBUG_FUNCPTR (gst_vdit_src_decide_allocation);
   basesrc_class->is_seekable = GST_DEBUG_FUNCPTR (gst_vdit_src_is_seekable);
+  basesrc_class->do_seek = GST_DEBUG_FUNCPTR (gst_vdit_src_do_seek);
   basesrc_class->query = GST_DEBUG_FUNCPTR (gst_vdit_src_query);
   basesrc_class->get_times = GST_DEBUG_FUNCPTR (gst_vdit_src_get_times);
   basesrc_class->start = GST_DEBUG_FUNCPTR (gst_vdit_src_start);
@@ -327,6 +305,7 @@ gst_vdit_src_class_init (GstVditSrcClass * klass)
   basesrc_class->unlock_stop = GST_DEBUG_FUNCPTR (gst_vdit_src_unlock_stop);
 
   pushsrc_class->fill = GST_DEBUG_FUNCPTR (gst_vdit_src_fill);
+  element_class->change_state = GST_DEBUG_FUNCPTR (gst_vdit_src_change_state);
 
   gst_type_mark_as_plugin_api (GST_TYPE_VDIT_SRC_DEVICE, 0);
   gst_type_mark_as_plugin_api (GST_TYPE_VDIT_SRC_ATTENTION, 0);
@@ -337,7 +316,7 @@ gst_vdit_src_init (GstVditSrc * self)
 {
   self->prompt = g_strdup (DEFAULT_PROMPT);
   self->negative_prompt = g_strdup (DEFAULT_NEGATIVE_PROMPT);
-  self->model = g_strdup (default_model);
+  self->model = g_strdup (DEFAULT_MODEL);
   self->frames = DEFAULT_FRAMES;
   self->steps = DEFAULT_STEPS;
   self->guidance = DEFAULT_GUIDANCE;
@@ -349,15 +328,14 @@ gst_vdit_src_init (GstVditSrc * self)
   self->sparsity = DEFAULT_SPARSITY;
   self->fps_n = DEFAULT_FPS_N;
   self->fps_d = DEFAULT_FPS_D;
+  self->is_live = DEFAULT_IS_LIVE;
+  self->loop = DEFAULT_LOOP;
   self->device_used = g_strdup (DEFAULT_DEVICE_USED);
 
-  g_cond_init (&self->cond);
-  g_queue_init (&self->queue);
   gst_video_info_init (&self->info);
   gst_video_info_init (&self->rgb_info);
   self->model_fps_d = 1;
   self->rate_d = 1;
-  self->first_ready = GST_CLOCK_TIME_NONE;
   self->latency = GST_CLOCK_TIME_NONE;
 
   /* generation is slower than real time: a non-live source stamping from 0 */
@@ -374,7 +352,6 @@ gst_vdit_src_finalize (GObject * object)
   g_free (self->negative_prompt);
   g_free (self->model);
   g_free (self->device_used);
-  g_cond_clear (&self->cond);
 
   G_OBJECT_CLASS (parent_class)->finalize (object);
 }
@@ -384,11 +361,6 @@ gst_vdit_src_set_property (GObject * object, guint prop_id,
     const GValue * value, GParamSpec * pspec)
 {
   GstVditSrc *self = GST_VDIT_SRC (object);
-
-  if (prop_id == PROP_IS_LIVE) {
-    gst_base_src_set_live (GST_BASE_SRC (self), g_value_get_boolean (value));
-    return;
-  }
 
   GST_OBJECT_LOCK (self);
   switch (prop_id) {
@@ -435,6 +407,12 @@ gst_vdit_src_set_property (GObject * object, guint prop_id,
       self->fps_n = gst_value_get_fraction_numerator (value);
       self->fps_d = gst_value_get_fraction_denominator (value);
       break;
+    case PROP_IS_LIVE:
+      self->is_live = g_value_get_boolean (value);
+      break;
+    case PROP_LOOP:
+      self->loop = g_value_get_boolean (value);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -447,11 +425,6 @@ gst_vdit_src_get_property (GObject * object, guint prop_id, GValue * value,
     GParamSpec * pspec)
 {
   GstVditSrc *self = GST_VDIT_SRC (object);
-
-  if (prop_id == PROP_IS_LIVE) {
-    g_value_set_boolean (value, gst_base_src_is_live (GST_BASE_SRC (self)));
-    return;
-  }
 
   GST_OBJECT_LOCK (self);
   switch (prop_id) {
@@ -494,6 +467,12 @@ gst_vdit_src_get_property (GObject * object, guint prop_id, GValue * value,
     case PROP_FRAMERATE:
       gst_value_set_fraction (value, self->fps_n, self->fps_d);
       break;
+    case PROP_IS_LIVE:
+      g_value_set_boolean (value, self->is_live);
+      break;
+    case PROP_LOOP:
+      g_value_set_boolean (value, self->loop);
+      break;
     case PROP_DEVICE_USED:
       g_value_set_string (value, self->device_used);
       break;
@@ -504,210 +483,12 @@ gst_vdit_src_get_property (GObject * object, guint prop_id, GValue * value,
   GST_OBJECT_UNLOCK (self);
 }
 
-/* The element error code for an engine error: the domain a user can act on. */
-static GstResourceError
-resource_error_of (const GError * err)
-{
-  if (err->domain == G_IO_ERROR)
-    return err->code == G_IO_ERROR_NOT_FOUND ? GST_RESOURCE_ERROR_NOT_FOUND :
-        GST_RESOURCE_ERROR_READ;
-  if (err->domain != VDIT_ERROR)
-    return GST_RESOURCE_ERROR_READ;
-  switch ((VditError) err->code) {
-    case VDIT_ERROR_MISSING:
-      return GST_RESOURCE_ERROR_NOT_FOUND;
-    case VDIT_ERROR_INVALID_ARGUMENT:
-    case VDIT_ERROR_NO_DEVICE:
-      return GST_RESOURCE_ERROR_SETTINGS;
-    case VDIT_ERROR_OUT_OF_MEMORY:
-      return GST_RESOURCE_ERROR_NO_SPACE_LEFT;
-    default:
-      return GST_RESOURCE_ERROR_FAILED;
-  }
-}
-
-/* Posts err as an element error "what: message"; errors already in a GStreamer domain
- * (the element's own) keep it, engine errors are mapped by resource_error_of. */
-static void
-gst_vdit_src_post_error (GstVditSrc * self, const gchar * what,
-    const GError * err)
-{
-  GQuark domain = GST_RESOURCE_ERROR;
-  gint code;
-
-  if (err->domain == GST_STREAM_ERROR || err->domain == GST_CORE_ERROR ||
-      err->domain == GST_LIBRARY_ERROR || err->domain == GST_RESOURCE_ERROR) {
-    domain = err->domain;
-    code = err->code;
-  } else {
-    code = resource_error_of (err);
-  }
-  gst_element_message_full (GST_ELEMENT (self), GST_MESSAGE_ERROR, domain, code,
-      g_strdup_printf ("%s: %s", what, err->message),
-      g_strdup_printf ("%s error %d", g_quark_to_string (err->domain),
-          err->code), __FILE__, GST_FUNCTION, __LINE__);
-}
-
 static void
 gst_vdit_src_post_progress (GstVditSrc * self, GstProgressType type,
     const gchar * code, const gchar * text)
 {
   gst_element_post_message (GST_ELEMENT (self),
       gst_message_new_progress (GST_OBJECT (self), type, code, text));
-}
-
-static const gchar *
-gst_vdit_src_stage_name (VditStage stage)
-{
-  switch (stage) {
-    case VDIT_STAGE_ENCODE_TEXT:
-      return "encode-text";
-    case VDIT_STAGE_DENOISE:
-      return "denoise";
-    case VDIT_STAGE_DECODE:
-      return "decode";
-  }
-  return "unknown";
-}
-
-/* Element message for progress bars; posted from the generation thread. */
-static void
-gst_vdit_src_post_step (GstVditSrc * self)
-{
-  GstStructure *s;
-  gint frame;
-
-  GST_OBJECT_LOCK (self);
-  frame = self->frames_done;
-  GST_OBJECT_UNLOCK (self);
-
-  s = gst_structure_new ("vdit-progress",
-      "stage", G_TYPE_STRING, gst_vdit_src_stage_name (self->stage),
-      "step", G_TYPE_INT, self->stage_step,
-      "steps", G_TYPE_INT, self->stage_steps,
-      "frame", G_TYPE_INT, frame, "frames", G_TYPE_INT, self->n_frames, NULL);
-  gst_element_post_message (GST_ELEMENT (self),
-      gst_message_new_element (GST_OBJECT (self), s));
-}
-
-static void
-gst_vdit_src_on_progress (void *user_data, VditStage stage, int step,
-    int steps)
-{
-  GstVditSrc *self = GST_VDIT_SRC (user_data);
-
-  self->stage = stage;
-  self->stage_step = step;
-  self->stage_steps = steps;
-  gst_vdit_src_post_step (self);
-}
-
-/* Copies the engine's frame (valid only during the call) into the queue,
- * waiting while the queue is full; returns FALSE to end the generation. */
-static gboolean
-gst_vdit_src_on_frame (void *user_data, int index, int n_frames,
-    const uint8_t * rgb, int width, int height, int stride)
-{
-  GstVditSrc *self = GST_VDIT_SRC (user_data);
-  GstBuffer *buf;
-  GstMapInfo map;
-  GstClock *clock;
-  GstClockTime ready = GST_CLOCK_TIME_NONE;
-  gsize row = (gsize) width * 3;
-
-  if (G_UNLIKELY (width != self->width || height != self->height))
-    goto wrong_size;
-
-  /* a live source stamps frame 0 with the running time it was produced at */
-  if (index == 0 && (clock = gst_element_get_clock (GST_ELEMENT (self)))) {
-    ready = gst_clock_get_time (clock);
-    gst_object_unref (clock);
-  }
-
-  buf = gst_buffer_new_allocate (NULL, GST_VIDEO_INFO_SIZE (&self->rgb_info),
-      NULL);
-  gst_buffer_map (buf, &map, GST_MAP_WRITE);
-  for (gint y = 0; y < height; y++) {
-    memcpy (map.data + y * GST_VIDEO_INFO_PLANE_STRIDE (&self->rgb_info, 0),
-        rgb + (gsize) y * stride, row);
-  }
-  gst_buffer_unmap (buf, &map);
-
-  GST_OBJECT_LOCK (self);
-  while (g_queue_get_length (&self->queue) >= MAX_QUEUED_FRAMES &&
-      !self->stopping)
-    g_cond_wait (&self->cond, GST_OBJECT_GET_LOCK (self));
-  if (G_UNLIKELY (self->stopping)) {
-    GST_OBJECT_UNLOCK (self);
-    gst_buffer_unref (buf);
-    return FALSE;
-  }
-  g_queue_push_tail (&self->queue, buf);
-  if (index == 0)
-    self->first_ready = ready;
-  self->frames_done++;
-  g_cond_broadcast (&self->cond);
-  GST_OBJECT_UNLOCK (self);
-
-  GST_LOG_OBJECT (self, "frame %d/%d ready", index + 1, n_frames);
-  gst_vdit_src_post_step (self);
-  return TRUE;
-
-wrong_size:
-  {
-    GST_OBJECT_LOCK (self);
-    if (self->error == NULL)
-      g_set_error (&self->error, GST_STREAM_ERROR, GST_STREAM_ERROR_FORMAT,
-          "The engine produced %dx%d frames, the model says %dx%d",
-          width, height, self->width, self->height);
-    GST_OBJECT_UNLOCK (self);
-    return FALSE;
-  }
-}
-
-static void
-gst_vdit_src_on_log (void *user_data, GLogLevelFlags level,
-    const char *message)
-{
-  GstVditSrc *self = GST_VDIT_SRC (user_data);
-
-  if (level & (G_LOG_LEVEL_ERROR | G_LOG_LEVEL_CRITICAL))
-    GST_ERROR_OBJECT (self, "%s", message);
-  else if (level & G_LOG_LEVEL_WARNING)
-    GST_WARNING_OBJECT (self, "%s", message);
-  else if (level & (G_LOG_LEVEL_MESSAGE | G_LOG_LEVEL_INFO))
-    GST_INFO_OBJECT (self, "%s", message);
-  else
-    GST_DEBUG_OBJECT (self, "%s", message);
-}
-
-static gpointer
-gst_vdit_src_generate (gpointer data)
-{
-  GstVditSrc *self = GST_VDIT_SRC (data);
-  GError *err = NULL;
-  gboolean ok, stopped;
-
-  ok = vdit_generate (self->ctx, &self->gen, &err);
-
-  GST_OBJECT_LOCK (self);
-  self->finished = TRUE;
-  stopped = self->stopping;
-  if (!ok && self->error == NULL)
-    self->error = g_steal_pointer (&err);
-  g_cond_broadcast (&self->cond);
-  GST_OBJECT_UNLOCK (self);
-
-  /* no GST_MESSAGE_PROGRESS here: gst-launch would wait for it to complete
-   * before PLAYING, and the generation needs PLAYING to drain its queue */
-  if (ok)
-    GST_DEBUG_OBJECT (self, "generation done");
-  else if (stopped)
-    GST_DEBUG_OBJECT (self, "generation cancelled");
-  else
-    GST_WARNING_OBJECT (self, "generation failed");
-  g_clear_error (&err);
-  return NULL;
 }
 
 static GstCaps *
@@ -816,14 +597,8 @@ gst_vdit_src_set_caps (GstBaseSrc * bsrc, GstCaps * caps)
   if (self->convert != NULL)
     gst_video_converter_free (self->convert);
   self->convert = convert;
-  /* the rate is the clip's, so only the format changes mid-stream; were the
-   * rate to change, timestamps would go on from the end of the last frame,
-   * never backwards */
-  if (self->n_out > 0 && (info.fps_n != self->info.fps_n ||
-          info.fps_d != self->info.fps_d)) {
-    self->ts_base = self->next_pts;
-    self->ts_base_n = self->n_out;
-  }
+  /* the rate is the clip's (checked above), so only the format changes
+   * mid-stream and the timestamps go on from where they were */
   self->info = info;
   GST_OBJECT_UNLOCK (self);
 
@@ -900,11 +675,40 @@ gst_vdit_src_decide_allocation (GstBaseSrc * bsrc, GstQuery * query)
   return GST_BASE_SRC_CLASS (parent_class)->decide_allocation (bsrc, query);
 }
 
-/* Frame k cannot be computed without the whole generation: not seekable. */
+/* Frame k cannot be computed without the whole generation, but the clip is
+ * deterministic and finite: seekable while its frames are kept (not live, not
+ * too big). */
 static gboolean
 gst_vdit_src_is_seekable (GstBaseSrc * bsrc)
 {
-  return FALSE;
+  GstVditSrc *self = GST_VDIT_SRC (bsrc);
+  gboolean seekable;
+
+  GST_OBJECT_LOCK (self);
+  seekable = self->store != NULL && gst_vdit_frames_keeps (self->store);
+  GST_OBJECT_UNLOCK (self);
+  return seekable;
+}
+
+/* Called under the stream lock (the streaming thread is stopped), also for
+ * the initial segment at start. */
+static gboolean
+gst_vdit_src_do_seek (GstBaseSrc * bsrc, GstSegment * segment)
+{
+  GstVditSrc *self = GST_VDIT_SRC (bsrc);
+
+  if (!gst_vdit_timeline_seek (&self->timeline, segment))
+    goto refused;
+  GST_DEBUG_OBJECT (self, "from frame %" G_GUINT64_FORMAT "%s, segment %"
+      GST_SEGMENT_FORMAT, self->timeline.next, self->timeline.reverse ?
+      " backwards" : "", segment);
+  return TRUE;
+
+refused:
+  {
+    GST_WARNING_OBJECT (self, "cannot seek to %" GST_SEGMENT_FORMAT, segment);
+    return FALSE;
+  }
 }
 
 static gboolean
@@ -916,19 +720,18 @@ gst_vdit_src_query (GstBaseSrc * bsrc, GstQuery * query)
   switch (GST_QUERY_TYPE (query)) {
     case GST_QUERY_DURATION:{
       GstFormat format;
-      gint fps_n, fps_d;
+      GstClockTime duration;
 
       gst_query_parse_duration (query, &format, NULL);
       GST_OBJECT_LOCK (self);
-      fps_n = self->rate_n;
-      fps_d = self->rate_d;
-      if (self->n_frames > 0 && format == GST_FORMAT_TIME && fps_n > 0) {
-        gst_query_set_duration (query, GST_FORMAT_TIME,
-            gst_util_uint64_scale_int_round (self->n_frames * GST_SECOND,
-                fps_d, fps_n));
+      duration = gst_vdit_timeline_duration (&self->timeline);
+      if (GST_CLOCK_TIME_IS_VALID (duration) && format == GST_FORMAT_TIME) {
+        gst_query_set_duration (query, GST_FORMAT_TIME, duration);
         res = TRUE;
-      } else if (self->n_frames > 0 && format == GST_FORMAT_DEFAULT) {
-        gst_query_set_duration (query, GST_FORMAT_DEFAULT, self->n_frames);
+      } else if (GST_CLOCK_TIME_IS_VALID (duration) &&
+          format == GST_FORMAT_DEFAULT) {
+        gst_query_set_duration (query, GST_FORMAT_DEFAULT,
+            self->timeline.n_frames);
         res = TRUE;
       }
       GST_OBJECT_UNLOCK (self);
@@ -936,15 +739,40 @@ gst_vdit_src_query (GstBaseSrc * bsrc, GstQuery * query)
         res = GST_BASE_SRC_CLASS (parent_class)->query (bsrc, query);
       break;
     }
+    case GST_QUERY_SEEKING:{
+      GstFormat format;
+      GstClockTime duration;
+      gint64 end = -1;
+
+      /* frames (DEFAULT) as well as TIME: seeks in frames are converted */
+      gst_query_parse_seeking (query, &format, NULL, NULL, NULL);
+      if (format != GST_FORMAT_TIME && format != GST_FORMAT_DEFAULT) {
+        res = GST_BASE_SRC_CLASS (parent_class)->query (bsrc, query);
+        break;
+      }
+      GST_OBJECT_LOCK (self);
+      duration = gst_vdit_timeline_duration (&self->timeline);
+      if (GST_CLOCK_TIME_IS_VALID (duration))
+        end = format == GST_FORMAT_TIME ? (gint64) duration :
+            (gint64) self->timeline.n_frames;
+      GST_OBJECT_UNLOCK (self);
+      gst_query_set_seeking (query, format, gst_vdit_src_is_seekable (bsrc), 0,
+          end);
+      res = TRUE;
+      break;
+    }
     case GST_QUERY_CONVERT:{
       GstFormat src_fmt, dest_fmt;
       gint64 src_val, dest_val;
 
+      /* frames and time at the clip's rate once started; bytes once
+       * negotiated */
       gst_query_parse_convert (query, &src_fmt, &src_val, &dest_fmt, &dest_val);
       GST_OBJECT_LOCK (self);
-      res = GST_VIDEO_INFO_FORMAT (&self->info) != GST_VIDEO_FORMAT_UNKNOWN &&
-          gst_video_info_convert (&self->info, src_fmt, src_val, dest_fmt,
-          &dest_val);
+      res = gst_vdit_timeline_convert (&self->timeline, src_fmt, src_val,
+          dest_fmt, &dest_val) || (GST_VIDEO_INFO_FORMAT (&self->info) !=
+          GST_VIDEO_FORMAT_UNKNOWN && gst_video_info_convert (&self->info,
+              src_fmt, src_val, dest_fmt, &dest_val));
       GST_OBJECT_UNLOCK (self);
       if (res)
         gst_query_set_convert (query, src_fmt, src_val, dest_fmt, dest_val);
@@ -995,11 +823,14 @@ gst_vdit_src_get_times (GstBaseSrc * bsrc, GstBuffer * buffer,
 static void
 gst_vdit_src_reset (GstVditSrc * self)
 {
-  GST_OBJECT_LOCK (self);
-  self->stopping = TRUE;
-  g_cond_broadcast (&self->cond);
-  GST_OBJECT_UNLOCK (self);
+  gboolean had_device;
 
+  GstVditFrames *frames;
+
+  /* the store wakes a generation waiting for room, the engine stops at its
+   * next cancel check */
+  if (self->store != NULL)
+    gst_vdit_frames_close (self->store);
   if (self->ctx != NULL)
     vdit_cancel (self->ctx);
   if (self->thread != NULL) {
@@ -1008,13 +839,11 @@ gst_vdit_src_reset (GstVditSrc * self)
   }
 
   GST_OBJECT_LOCK (self);
-  g_queue_clear_full (&self->queue, (GDestroyNotify) gst_buffer_unref);
-  g_clear_error (&self->error);
-  self->flushing = FALSE;
-  self->stopping = FALSE;
-  self->finished = FALSE;
+  frames = g_steal_pointer (&self->store);
   self->frames_done = 0;
-  self->first_ready = GST_CLOCK_TIME_NONE;
+  self->looping = FALSE;
+  self->clip = 0;
+  g_clear_pointer (&self->refused_prompt, g_free);
   self->latency = GST_CLOCK_TIME_NONE;
   self->width = self->height = 0;
   self->n_frames = 0;
@@ -1023,9 +852,7 @@ gst_vdit_src_reset (GstVditSrc * self)
   self->rate_n = 0;
   self->rate_d = 1;
   self->n_out = 0;
-  self->next_pts = 0;
-  self->ts_base = 0;
-  self->ts_base_n = 0;
+  gst_vdit_timeline_init (&self->timeline, 0, 1, 0, FALSE);
   gst_video_info_init (&self->info);
   gst_video_info_init (&self->rgb_info);
   if (self->convert != NULL) {
@@ -1033,6 +860,15 @@ gst_vdit_src_reset (GstVditSrc * self)
     self->convert = NULL;
   }
   GST_OBJECT_UNLOCK (self);
+
+  gst_vdit_frames_free (frames);
+
+  GST_OBJECT_LOCK (self);
+  had_device = self->device_used != NULL;
+  g_clear_pointer (&self->device_used, g_free);
+  GST_OBJECT_UNLOCK (self);
+  if (had_device)
+    g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_DEVICE_USED]);
 
   g_clear_pointer (&self->ctx, vdit_ctx_free);
   g_clear_pointer (&self->vmodel, vdit_model_free);
@@ -1050,6 +886,7 @@ gst_vdit_src_start (GstBaseSrc * bsrc)
   GError *err = NULL;
   gchar *prompt, *negative, *name, *path = NULL, *text;
   gint frames, fps_n, fps_d;
+  gboolean keep, fits;
 
   GST_OBJECT_LOCK (self);
   prompt = g_strdup (self->prompt);
@@ -1072,9 +909,13 @@ gst_vdit_src_start (GstBaseSrc * bsrc)
 
   if (prompt == NULL || *g_strstrip (prompt) == '\0')
     goto no_prompt;
-  if (name == NULL || *name == '\0')
-    goto no_model;
+  /* no model set: the default one, looked up now so that VDIT_MODEL_PATH set
+   * after the plug-in was loaded counts */
+  if (name != NULL && *name == '\0')
+    g_clear_pointer (&name, g_free);
   path = gst_vdit_model_find (name);
+  if (path == NULL && name == NULL)
+    goto no_model;
   /* a directory, or a config.json alone (random weights: timing a model's shape) */
   if (path == NULL || !(g_file_test (path, G_FILE_TEST_IS_DIR) ||
           (g_str_has_suffix (path, ".json") &&
@@ -1143,7 +984,25 @@ gst_vdit_src_start (GstBaseSrc * bsrc)
   g_free (self->device_used);
   self->device_used = g_strdup (vdit_ctx_get_device_name (self->ctx));
   GST_OBJECT_UNLOCK (self);
-  g_object_notify (G_OBJECT (self), "device-used");
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_DEVICE_USED]);
+
+  /* keep the clip's frames (seekable) when they fit; live: stream them;
+   * continuous: room for a whole clip, so the next one is made while the
+   * current one plays */
+  fits = (guint64) frames * GST_VIDEO_INFO_SIZE (&self->rgb_info) <=
+      MAX_KEPT_BYTES;
+  keep = !gst_base_src_is_live (bsrc) && fits;
+  GST_OBJECT_LOCK (self);
+  self->looping = self->loop;
+  self->clip = 0;
+  keep = keep && !self->looping;
+  self->store = gst_vdit_frames_new (keep, self->looping && fits ?
+      MAX (frames, MAX_QUEUED_FRAMES) : MAX_QUEUED_FRAMES);
+  gst_vdit_timeline_init (&self->timeline, self->rate_n, self->rate_d, frames,
+      self->looping);
+  GST_OBJECT_UNLOCK (self);
+  GST_DEBUG_OBJECT (self, "%s the clip's frames", keep ? "keeping" :
+      "streaming");
 
   /* generation starts now, so the first frame is ready as early as possible */
   self->thread = g_thread_try_new ("vditsrc", gst_vdit_src_generate, self,
@@ -1178,29 +1037,28 @@ model_not_found:
   }
 bad_device:
   {
-    gst_vdit_src_post_error (self, "Cannot use the requested device", err);
+    gst_vdit_post_error (self, "Cannot use the requested device", err);
     goto failed;
   }
 load_failed:
   {
     gst_vdit_src_post_progress (self, GST_PROGRESS_TYPE_ERROR, "load-model",
         "Model failed to load");
-    gst_vdit_src_post_error (self, "Could not load the model", err);
+    gst_vdit_post_error (self, "Could not load the model", err);
     goto failed;
   }
 bad_frames:
   {
     gst_vdit_src_post_progress (self, GST_PROGRESS_TYPE_ERROR, "load-model",
         "Invalid frame count");
-    GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
-        ("Invalid number of frames: %s", err->message), (NULL));
+    gst_vdit_post_error (self, "Invalid number of frames", err);
     goto failed;
   }
 ctx_failed:
   {
     gst_vdit_src_post_progress (self, GST_PROGRESS_TYPE_ERROR, "load-model",
         "No backend for the model");
-    gst_vdit_src_post_error (self, g_error_matches (err, VDIT_ERROR,
+    gst_vdit_post_error (self, g_error_matches (err, VDIT_ERROR,
             VDIT_ERROR_OUT_OF_MEMORY) ? "Not enough memory for the model" :
         "Could not set up the device", err);
     goto failed;
@@ -1209,12 +1067,12 @@ bad_request:
   {
     gst_vdit_src_post_progress (self, GST_PROGRESS_TYPE_ERROR, "load-model",
         "The generation cannot run");
-    gst_vdit_src_post_error (self, "Cannot generate this clip", err);
+    gst_vdit_post_error (self, "Cannot generate this clip", err);
     goto failed;
   }
 no_thread:
   {
-    GST_ELEMENT_ERROR (self, RESOURCE, FAILED,
+    GST_ELEMENT_ERROR (self, CORE, THREAD,
         ("Could not start the generation thread: %s", err->message), (NULL));
     goto failed;
   }
@@ -1240,6 +1098,24 @@ gst_vdit_src_stop (GstBaseSrc * bsrc)
   return TRUE;
 }
 
+/* is-live is GST_PARAM_MUTABLE_READY: the base class learns it as the element
+ * leaves READY, before it decides whether to preroll, and never mid-stream. */
+static GstStateChangeReturn
+gst_vdit_src_change_state (GstElement * element, GstStateChange transition)
+{
+  GstVditSrc *self = GST_VDIT_SRC (element);
+
+  if (transition == GST_STATE_CHANGE_READY_TO_PAUSED) {
+    gboolean live;
+
+    GST_OBJECT_LOCK (self);
+    live = self->is_live;
+    GST_OBJECT_UNLOCK (self);
+    gst_base_src_set_live (GST_BASE_SRC (self), live);
+  }
+  return GST_ELEMENT_CLASS (parent_class)->change_state (element, transition);
+}
+
 /* Wakes fill(); the generation goes on, stop() is what ends it. */
 static gboolean
 gst_vdit_src_unlock (GstBaseSrc * bsrc)
@@ -1248,8 +1124,8 @@ gst_vdit_src_unlock (GstBaseSrc * bsrc)
 
   GST_DEBUG_OBJECT (self, "unlock");
   GST_OBJECT_LOCK (self);
-  self->flushing = TRUE;
-  g_cond_broadcast (&self->cond);
+  if (self->store != NULL)
+    gst_vdit_frames_set_flushing (self->store, TRUE);
   GST_OBJECT_UNLOCK (self);
   return TRUE;
 }
@@ -1261,7 +1137,8 @@ gst_vdit_src_unlock_stop (GstBaseSrc * bsrc)
 
   GST_DEBUG_OBJECT (self, "unlock stop");
   GST_OBJECT_LOCK (self);
-  self->flushing = FALSE;
+  if (self->store != NULL)
+    gst_vdit_frames_set_flushing (self->store, FALSE);
   GST_OBJECT_UNLOCK (self);
   return TRUE;
 }
@@ -1306,33 +1183,51 @@ gst_vdit_src_check_latency (GstVditSrc * self, GstClockTime delay)
       gst_message_new_latency (GST_OBJECT (self)));
 }
 
+/* The running time a frame was decoded at (its RGB buffer carries the clock
+ * time); NONE when that was before PLAYING or without a clock. */
+static GstClockTime
+gst_vdit_src_ready_time (GstVditSrc * self, GstBuffer * rgb)
+{
+  GstClockTime ready = GST_BUFFER_PTS (rgb);
+  GstClockTime base_time = gst_element_get_base_time (GST_ELEMENT (self));
+
+  if (!GST_CLOCK_TIME_IS_VALID (ready) || ready < base_time)
+    return GST_CLOCK_TIME_NONE;
+  return ready - base_time;
+}
+
 static GstFlowReturn
 gst_vdit_src_fill (GstPushSrc * psrc, GstBuffer * buffer)
 {
   GstVditSrc *self = GST_VDIT_SRC (psrc);
   GstVideoFrame in_frame, out_frame;
-  GstClockTime pts, next, now = GST_CLOCK_TIME_NONE;
-  GstBuffer *rgb;
-  GError *err;
+  GstClockTime now = GST_CLOCK_TIME_NONE, ready = GST_CLOCK_TIME_NONE;
+  GstBuffer *rgb = NULL;
+  GstStructure *clip_info;
+  GError *err = NULL;
+  guint64 index;
 
-  GST_OBJECT_LOCK (self);
+  /* info, convert, the timeline and the store pointer change only in this
+   * thread (set_caps, do_seek under the stream lock) or while it is stopped
+   * (start, stop), so they are used here without the object lock */
   if (G_UNLIKELY (self->convert == NULL))
     goto not_negotiated;
-  if (self->n_out >= self->n_frames)
+  if (!gst_vdit_timeline_peek (&self->timeline, &index))
     goto eos;
-  while (g_queue_is_empty (&self->queue) && !self->finished &&
-      !self->flushing)
-    g_cond_wait (&self->cond, GST_OBJECT_GET_LOCK (self));
-  if (self->flushing)
-    goto flushing;
-  rgb = g_queue_pop_head (&self->queue);
-  if (rgb == NULL)
-    goto finished;
-  g_cond_broadcast (&self->cond);
-  GST_OBJECT_UNLOCK (self);
+  /* after a seek before the generation got there, this waits for the frame */
+  switch (gst_vdit_frames_get (self->store, index, &rgb, &err)) {
+    case GST_VDIT_FRAMES_OK:
+      break;
+    case GST_VDIT_FRAMES_FLUSHING:
+      goto flushing;
+    case GST_VDIT_FRAMES_ENDED:
+      goto finished;
+  }
 
-  /* info and convert change only in this thread (set_caps) or after it
-   * stopped (stop), so the conversion runs without the lock */
+  clip_info = gst_mini_object_get_qdata (GST_MINI_OBJECT_CAST (rgb),
+      gst_vdit_src_clip_quark ());
+  if (clip_info != NULL)
+    clip_info = gst_structure_copy (clip_info);
   if (!gst_video_frame_map (&in_frame, &self->rgb_info, rgb, GST_MAP_READ))
     goto map_failed;
   if (!gst_video_frame_map (&out_frame, &self->info, buffer, GST_MAP_WRITE)) {
@@ -1342,86 +1237,78 @@ gst_vdit_src_fill (GstPushSrc * psrc, GstBuffer * buffer)
   gst_video_converter_frame (self->convert, &in_frame, &out_frame);
   gst_video_frame_unmap (&out_frame);
   gst_video_frame_unmap (&in_frame);
-  gst_buffer_unref (rgb);
 
-  if (gst_base_src_is_live (GST_BASE_SRC (self)))
+  if (gst_base_src_is_live (GST_BASE_SRC (self))) {
     now = gst_vdit_src_running_time (self);
-  if (self->n_out == 0 && GST_CLOCK_TIME_IS_VALID (now)) {
-    /* live: frame 0 at the running time the engine produced it (the time it
-     * is taken here when that was before PLAYING or on another clock) */
-    GstClockTime base_time = gst_element_get_base_time (GST_ELEMENT (self));
+    ready = gst_vdit_src_ready_time (self, rgb);
+  }
+  gst_buffer_unref (rgb);
+  /* live: frame 0 at the running time the engine produced it (the time it is
+   * taken here when that was before PLAYING), then one frame duration per
+   * frame, as videotestsrc does: a syncing sink plays a burst of frames at the
+   * frame rate */
+  if (self->n_out == 0 && GST_CLOCK_TIME_IS_VALID (now))
+    gst_vdit_timeline_rebase (&self->timeline, index,
+        GST_CLOCK_TIME_IS_VALID (ready) ? MIN (now, ready) : now);
+  gst_vdit_timeline_stamp (&self->timeline, buffer, index);
+  gst_vdit_timeline_advance (&self->timeline);
+  self->n_out++;
 
-    GST_OBJECT_LOCK (self);
-    self->ts_base = now;
-    if (GST_CLOCK_TIME_IS_VALID (self->first_ready) &&
-        self->first_ready >= base_time)
-      self->ts_base = MIN (now, self->first_ready - base_time);
-    self->ts_base_n = 0;
-    GST_OBJECT_UNLOCK (self);
+  /* live: a frame decoded later than its timestamp plus the latency would be
+   * late at a syncing sink; raise the latency to whole frames and say so. One
+   * decoded in time that only waited for downstream (a blocking push) is not
+   * late. */
+  if (GST_CLOCK_TIME_IS_VALID (ready) && ready > GST_BUFFER_PTS (buffer))
+    gst_vdit_src_check_latency (self, ready - GST_BUFFER_PTS (buffer));
+
+  /* continuous mode: a clip starts with this frame */
+  if (clip_info != NULL) {
+    gst_structure_set (clip_info, "timestamp", G_TYPE_UINT64,
+        GST_BUFFER_PTS (buffer), "frame", G_TYPE_UINT64, index, NULL);
+    gst_element_post_message (GST_ELEMENT (self),
+        gst_message_new_element (GST_OBJECT (self), clip_info));
   }
 
-  /* then one frame duration per frame, live or not, as videotestsrc does:
-   * a syncing sink plays a burst of frames at the frame rate */
-  pts = self->ts_base + gst_util_uint64_scale (self->n_out - self->ts_base_n,
-      self->info.fps_d * GST_SECOND, self->info.fps_n);
-  next = self->ts_base + gst_util_uint64_scale (self->n_out + 1 -
-      self->ts_base_n, self->info.fps_d * GST_SECOND, self->info.fps_n);
-  GST_BUFFER_DURATION (buffer) = next - pts;
-  GST_BUFFER_OFFSET (buffer) = self->n_out;
-  GST_BUFFER_OFFSET_END (buffer) = self->n_out + 1;
-  self->n_out++;
-  self->next_pts = next;
-
-  /* live: a frame ready later than its timestamp plus the latency would be
-   * late at a syncing sink; raise the latency to whole frames and say so */
-  if (GST_CLOCK_TIME_IS_VALID (now) && now > pts)
-    gst_vdit_src_check_latency (self, now - pts);
-  GST_BUFFER_PTS (buffer) = pts;
-  GST_BUFFER_DTS (buffer) = GST_CLOCK_TIME_NONE;
-
   GST_LOG_OBJECT (self, "frame %" G_GUINT64_FORMAT " pts %" GST_TIME_FORMAT,
-      GST_BUFFER_OFFSET (buffer), GST_TIME_ARGS (pts));
+      index, GST_TIME_ARGS (GST_BUFFER_PTS (buffer)));
   return GST_FLOW_OK;
 
 not_negotiated:
   {
-    GST_OBJECT_UNLOCK (self);
     return GST_FLOW_NOT_NEGOTIATED;
   }
 eos:
   {
-    GST_OBJECT_UNLOCK (self);
-    GST_DEBUG_OBJECT (self, "all %d frames pushed", self->n_frames);
+    GST_DEBUG_OBJECT (self, "end of the clip after %d frames", self->n_out);
     return GST_FLOW_EOS;
   }
 flushing:
   {
-    GST_OBJECT_UNLOCK (self);
     GST_DEBUG_OBJECT (self, "flushing");
     return GST_FLOW_FLUSHING;
   }
 map_failed:
   {
     gst_buffer_unref (rgb);
-    GST_ELEMENT_ERROR (self, RESOURCE, WRITE, ("Could not map a video frame."),
+    if (clip_info != NULL)
+      gst_structure_free (clip_info);
+    GST_ELEMENT_ERROR (self, CORE, FAILED, ("Could not map a video frame."),
         (NULL));
     return GST_FLOW_ERROR;
   }
 finished:
   {
-    err = self->error != NULL ? g_error_copy (self->error) : NULL;
-    GST_OBJECT_UNLOCK (self);
     if (err == NULL) {
       /* the engine ended early without an error: end the stream honestly */
-      GST_WARNING_OBJECT (self, "engine gave %d of %d frames", self->n_out,
-          self->n_frames);
+      GST_WARNING_OBJECT (self, "the engine gave no frame %" G_GUINT64_FORMAT
+          " of %d", index, self->n_frames);
       return GST_FLOW_EOS;
     }
     if (g_error_matches (err, VDIT_ERROR, VDIT_ERROR_CANCELLED)) {
       g_error_free (err);
       return GST_FLOW_FLUSHING;
     }
-    gst_vdit_src_post_error (self, "Generation failed", err);
+    gst_vdit_post_error (self, "Generation failed", err);
     g_error_free (err);
     return GST_FLOW_ERROR;
   }
