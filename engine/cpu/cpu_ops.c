@@ -2,6 +2,7 @@
  * rest. Row loops use static scheduling and no cross-thread reductions, so results do
  * not depend on the thread count's timing: the same inputs give the same bits. */
 #include "cpu_ops.h"
+#include "cpu_act.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -12,33 +13,6 @@
 /* multiply-adds below which a GEMM runs on one thread */
 #define GEMM_PARALLEL_MIN (1u << 18)
 
-float
-cpu_gelu_tanh (float x)
-{
-  const float k = 0.7978845608028654f; /* sqrt(2/pi) */
-  return 0.5f * x * (1.0f + tanhf (k * (x + 0.044715f * x * x * x)));
-}
-
-float
-cpu_silu (float x)
-{
-  return x / (1.0f + expf (-x));
-}
-
-static inline float
-apply_activation (float x, VditActivation act)
-{
-  switch (act) {
-    case VDIT_ACT_GELU_TANH:
-      return cpu_gelu_tanh (x);
-    case VDIT_ACT_SILU:
-      return cpu_silu (x);
-    case VDIT_ACT_NONE:
-    default:
-      return x;
-  }
-}
-
 void
 cpu_matmul (void *ctx, void *out_, int ldo, const void *in_, int ldi, const void *w_,
             const void *bias_, int m, int n, int k, VditActivation act, gboolean accumulate)
@@ -48,7 +22,8 @@ cpu_matmul (void *ctx, void *out_, int ldo, const void *in_, int ldi, const void
   if (m <= 0 || n <= 0)
     return;
   /* out = in · wᵀ (+ out when accumulating), BLAS single-threaded on each thread's slice:
-   * rows of out when there are enough, else columns (the weight's rows) */
+   * rows of out when there are enough, else columns (the weight's rows); each thread
+   * then adds the bias and applies the activation to its slice while it is in cache */
   const int nt = CPU_THREADS (ctx);
   const float beta = accumulate ? 1.0f : 0.0f;
   if (nt > 1 && (size_t) m * n * k >= GEMM_PARALLEL_MIN) {
@@ -60,24 +35,21 @@ cpu_matmul (void *ctx, void *out_, int ldo, const void *in_, int ldi, const void
       const int a = t * chunk, b = MIN (len, a + chunk);
       if (a >= b)
         continue;
-      if (by_rows)
+      if (by_rows) {
+        float *o = out + (size_t) a * ldo;
         cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, b - a, n, k, 1.0f,
-                     in + (size_t) a * ldi, ldi, w, k, beta, out + (size_t) a * ldo, ldo);
-      else
+                     in + (size_t) a * ldi, ldi, w, k, beta, o, ldo);
+        cpu_bias_act_rows (o, ldo, bias, b - a, n, act);
+      } else {
         cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, m, b - a, k, 1.0f, in, ldi,
                      w + (size_t) a * k, k, beta, out + a, ldo);
+        cpu_bias_act_rows (out + a, ldo, bias ? bias + a : NULL, m, b - a, act);
+      }
     }
   } else {
     cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, in, ldi, w, k, beta,
                  out, ldo);
-  }
-  if (bias == NULL && act == VDIT_ACT_NONE)
-    return;
-#pragma omp parallel for schedule(static) num_threads (CPU_THREADS (ctx)) if ((size_t) m * n >= PARALLEL_MIN)
-  for (int i = 0; i < m; i++) {
-    float *row = out + (size_t) i * ldo;
-    for (int j = 0; j < n; j++)
-      row[j] = apply_activation (row[j] + (bias ? bias[j] : 0.0f), act);
+    cpu_bias_act_rows (out, ldo, bias, m, n, act);
   }
 }
 
@@ -163,9 +135,16 @@ cpu_activate (void *ctx, void *out_, const void *in_, size_t n, VditActivation a
 {
   float *out = out_;
   const float *in = in_;
+  if (out != in && n)
+    memcpy (out, in, n * sizeof (float));
+  /* in chunks of whole vectors, so that a split never moves an element to a tail */
+  const size_t chunk = 4096;
+  const int64_t n_chunks = (int64_t) ((n + chunk - 1) / chunk);
 #pragma omp parallel for schedule(static) num_threads (CPU_THREADS (ctx)) if (n >= PARALLEL_MIN)
-  for (size_t i = 0; i < n; i++)
-    out[i] = apply_activation (in[i], act);
+  for (int64_t c = 0; c < n_chunks; c++) {
+    const size_t a = (size_t) c * chunk, len = MIN (chunk, n - a);
+    cpu_bias_act_rows (out + a, (int) len, NULL, 1, (int) len, act);
+  }
 }
 
 void

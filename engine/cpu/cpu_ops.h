@@ -33,8 +33,4 @@ void cpu_activate (void *ctx, void *out, const void *in, size_t n, VditActivatio
 void cpu_rope (void *ctx, void *x, int ld, const float *cos_t, const float *sin_t, int n,
                int heads, int head_dim, int n_chunks);
 
-/* Scalar forms shared with other CPU code. */
-float cpu_gelu_tanh (float x);
-float cpu_silu (float x);
-
 #endif
