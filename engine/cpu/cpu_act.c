@@ -13,6 +13,7 @@
 #define HAVE_AVX2_KERNELS 1
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
+#pragma GCC optimize("fp-contract=fast") /* -std=c11 turns contraction off */
 #define VW 8
 #define KNAME(name) name##_avx2
 #include "cpu_act_kernels.h"

@@ -27,7 +27,6 @@ typedef struct {
 } cpu_layout;
 
 typedef struct {
-  float *kt;  /* (head_dim, TK) key tile, transposed, zero-padded */
   float *s;   /* (TQ, TK) scores, then probabilities */
   float *acc; /* (TQ, head_dim) un-normalised output */
   float m[TQ], l[TQ];
@@ -41,7 +40,8 @@ typedef struct {
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define HAVE_AVX2_KERNELS 1
 #pragma GCC push_options
-#pragma GCC target("avx2")
+#pragma GCC target("avx2,fma")
+#pragma GCC optimize("fp-contract=fast") /* -std=c11 turns contraction off */
 #define VW 8
 #define KNAME(name) name##_avx2
 #include "cpu_attention_kernels.h"
@@ -56,7 +56,7 @@ typedef struct {
 #undef KNAME
 
 typedef void (*attend_rows_fn) (attn_scratch *sc, float *out, int ldo, const float *q, int ldq,
-                                const float *k, int ldk, const float *v, int ldv, int r0,
+                                const float *kt, int ldkt, const float *v, int ldv, int r0,
                                 int nr, int nk, int head_dim, float scale, const float *bias,
                                 const int *spans, int n_spans, float *lse);
 typedef void (*score_row_fn) (double *row, float *kt, float *s, const float *q, int ldq,
@@ -68,7 +68,7 @@ static gboolean
 use_avx2 (void)
 {
 #ifdef HAVE_AVX2_KERNELS
-  return __builtin_cpu_supports ("avx2");
+  return __builtin_cpu_supports ("avx2") && __builtin_cpu_supports ("fma");
 #else
   return FALSE;
 #endif
@@ -138,6 +138,31 @@ layout_spans (const cpu_layout *lay, int head, int qblock, int nk, int *spans)
   return n;
 }
 
+/* Keys of every head transposed once per call: kt(h, d, j) = k(j, h·head_dim + d), rows
+ * of ldkt ≥ nk + 16 columns, zero past nk, so that a tile may read whole vectors past
+ * its last key. Each key tile is then read by every query block without being copied. */
+static void
+transpose_keys (void *ctx, float *kt, int ldkt, const float *k, int ldk, int nk, int heads,
+                int head_dim)
+{
+  const int chunk = 64, n_chunks = ceil_div (nk, chunk);
+  const int64_t n_tasks = (int64_t) heads * n_chunks;
+#pragma omp parallel for schedule(static) num_threads (CPU_THREADS (ctx)) if ((int64_t) nk * heads * head_dim >= 65536)
+  for (int64_t t = 0; t < n_tasks; t++) {
+    const int h = (int) (t / n_chunks), j0 = (int) (t % n_chunks) * chunk;
+    const int j1 = imin (nk, j0 + chunk);
+    float *kh = kt + (size_t) h * head_dim * ldkt;
+    for (int j = j0; j < j1; j++) {
+      const float *kj = k + (size_t) j * ldk + (size_t) h * head_dim;
+      for (int d = 0; d < head_dim; d++)
+        kh[(size_t) d * ldkt + j] = kj[d];
+    }
+    if (j1 == nk)
+      for (int d = 0; d < head_dim; d++)
+        memset (kh + (size_t) d * ldkt + nk, 0, sizeof (float) * (ldkt - nk));
+  }
+}
+
 void
 cpu_attention (void *ctx, void *out, int ldo, const void *q, int ldq, const void *k, int ldk,
                const void *v, int ldv, int nq, int nk, int heads, int head_dim, float scale,
@@ -159,14 +184,29 @@ cpu_attention (void *ctx, void *out, int ldo, const void *q, int ldq, const void
   const int64_t per_head = (int64_t) nqb * sub;
   const int64_t n_tasks = per_head * heads;
   const attend_rows_fn attend = pick_attend_rows ();
+  const int nt = CPU_THREADS (ctx);
 
-#pragma omp parallel num_threads (CPU_THREADS (ctx))
+  /* scratch: the transposed keys, then per thread scores, accumulator and spans, each
+   * rounded to 64 bytes; kept in the context from call to call */
+  cpu_context local = { 0 };
+  cpu_context *c = ctx ? ctx : &local;
+  const int ldkt = (MAX (nk, 0) + 16 + 15) / 16 * 16;
+  const size_t kt_floats = (size_t) heads * head_dim * ldkt;
+  const size_t per_thread = ((size_t) TQ * TK * 4 + 63) / 64 * 64
+                            + ((size_t) TQ * head_dim * 4 + 63) / 64 * 64
+                            + ((size_t) 2 * n_kblocks * sizeof (int) + 63) / 64 * 64;
+  float *kt = cpu_scratch_get (&c->attn_keys, kt_floats * sizeof (float));
+  char *work = cpu_scratch_get (&c->attn_work, per_thread * nt);
+  if (nk > 0)
+    transpose_keys (ctx, kt, ldkt, k, ldk, nk, heads, head_dim);
+
+#pragma omp parallel num_threads (nt)
   {
+    char *mine = work + per_thread * omp_get_thread_num ();
     attn_scratch sc;
-    sc.kt = g_new (float, (size_t) head_dim * TK);
-    sc.s = g_new (float, (size_t) TQ * TK);
-    sc.acc = g_new (float, (size_t) TQ * head_dim);
-    int *spans = g_new (int, 2 * (size_t) n_kblocks);
+    sc.s = (float *) mine;
+    sc.acc = (float *) (mine + ((size_t) TQ * TK * 4 + 63) / 64 * 64);
+    int *spans = (int *) ((char *) sc.acc + ((size_t) TQ * head_dim * 4 + 63) / 64 * 64);
 
 #pragma omp for schedule(static, 1)
     for (int64_t t = 0; t < n_tasks; t++) {
@@ -186,16 +226,15 @@ cpu_attention (void *ctx, void *out, int ldo, const void *q, int ldq, const void
       }
       const size_t col = (size_t) h * head_dim;
       attend (&sc, (float *) out + col, ldo, (const float *) q + col, ldq,
-              (const float *) k + col, ldk, (const float *) v + col, ldv, (int) r0,
+              kt + (size_t) h * head_dim * ldkt, ldkt, (const float *) v + col, ldv, (int) r0,
               imin (TQ, r_end - (int) r0), nk, head_dim, scale,
               bias ? (const float *) bias + (size_t) h * nq * nk : NULL, spans,
               nk > 0 ? n_spans : 0, lse ? lse + (size_t) h * nq : NULL);
     }
-
-    g_free (spans);
-    g_free (sc.acc);
-    g_free (sc.s);
-    g_free (sc.kt);
+  }
+  if (c == &local) {
+    cpu_scratch_free (&local.attn_keys);
+    cpu_scratch_free (&local.attn_work);
   }
 }
 

@@ -18,7 +18,10 @@ void openblas_set_num_threads (int num_threads);
 static void
 cpu_free (void *ctx)
 {
-  g_free (ctx);
+  cpu_context *c = ctx;
+  cpu_scratch_free (&c->attn_keys);
+  cpu_scratch_free (&c->attn_work);
+  g_free (c);
 }
 
 static void *

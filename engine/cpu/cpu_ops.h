@@ -3,6 +3,7 @@
 #define VDIT_CPU_OPS_H
 
 #include "backend.h"
+#include "cpu_scratch.h"
 
 #include <omp.h>
 
@@ -11,6 +12,8 @@
  * single-threaded inside them: one pool, nothing left spinning against it. */
 typedef struct {
   int threads;
+  /* attention's scratch, reused from call to call; one caller at a time per context */
+  cpu_scratch attn_keys, attn_work;
 } cpu_context;
 
 /* Threads of a parallel region; kernels called directly (tests) may pass no context. */
