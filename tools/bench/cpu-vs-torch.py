@@ -10,13 +10,17 @@ Prints JSON lines: one per implementation and model,
    "attention":..,"ms":..,"ms_min":..,"ms_rounds":[..],"rounds":..,"repeat":..}
 "load1" is the machine's 1-minute load average after the rounds; then one
 {"impl":"ratio",...} line with torch's time over ours: "speedup" the median over rounds
-of each round's ratio of means, "speedup_min" the ratio of the fastest forwards (above
-1 means vdit is faster).
+of each round's ratio of means, "speedup_min" the ratio of the fastest forwards,
+"speedup_cpu" the median of the per-round ratios of CPU time (above 1 means vdit is
+faster).
 
 Each round runs `vdit bench step` (a fresh process: `repeat` timed forwards after
 `warmup`) and then `repeat` timed PyTorch forwards after `warmup`, so both see the same
 machine load; "ms" is the median over rounds of each round's mean, "ms_min" the fastest
-single forward of all rounds. PyTorch runs eagerly under torch.inference_mode with
+single forward of all rounds, "cpu_ms" the median over rounds of the CPU time (user +
+system, all threads) per forward, which other jobs on a shared machine disturb less
+than wall time (vdit's from two runs, one of a single step, subtracted). PyTorch runs eagerly under torch.inference_mode, torch.set_num_threads and OpenBLAS
+(the BLAS Debian's torch calls) both set to the thread count, with
 torch's fused tanh-GELU (vdit_torch.dit.set_fast_kernels), the model's tile masks where
 its attention mode is tile (dense where the plan keeps every frame), and the same prompt
 as `vdit bench step` ("a benchmark prompt"), encoded by the reference text encoder.
@@ -28,6 +32,7 @@ rows); vdit does that once per prompt.
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -40,12 +45,38 @@ sys.path.insert(0, os.path.join(ROOT, "train"))
 PROMPT = "a benchmark prompt"  # engine/generate.c, vdit_bench_dit_step
 
 
+def children_cpu_s():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def run_vdit(vdit, model_dir, threads, repeat, warmup):
-    out = subprocess.run([vdit, "bench", "step", "--model", model_dir, "--device", "cpu",
-                          "--threads", str(threads), "--repeat", str(repeat),
-                          "--warmup", str(warmup)],
-                         check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    """`vdit bench step`'s JSON line, plus "cpu_ms": CPU time (user + system, all
+    threads) per forward, from a second run of one step subtracted (model load, text
+    encoding and the first step cancel out)."""
+    def bench(r, w):
+        t0 = children_cpu_s()
+        out = subprocess.run([vdit, "bench", "step", "--model", model_dir, "--device", "cpu",
+                              "--threads", str(threads), "--repeat", str(r),
+                              "--warmup", str(w)],
+                             check=True, capture_output=True, text=True).stdout
+        return json.loads(out.strip().splitlines()[-1]), children_cpu_s() - t0
+
+    line, cpu_full = bench(repeat, warmup)
+    _, cpu_one = bench(1, 0)
+    line["cpu_ms"] = max(cpu_full - cpu_one, 0.0) * 1000.0 / max(repeat + warmup - 1, 1)
+    return line
+
+
+def set_openblas_threads(threads):
+    """Debian's torch multiplies through the system BLAS (OpenBLAS) without telling it how
+    many threads to use, so OpenBLAS would start one per CPU whatever
+    torch.set_num_threads says: give it the same count."""
+    import ctypes
+    try:
+        ctypes.CDLL("libopenblas.so.0").openblas_set_num_threads(threads)
+    except (OSError, AttributeError):
+        pass  # another BLAS: torch.set_num_threads is all there is
 
 
 class TorchForward:
@@ -57,6 +88,7 @@ class TorchForward:
 
         self.torch = torch
         torch.set_num_threads(threads)
+        set_openblas_threads(threads)
         dit_mod.set_fast_kernels(True)
         self.model = VditModel.from_dir(model_dir)
         cfg = self.model.cfg
@@ -73,42 +105,53 @@ class TorchForward:
         self.t = torch.tensor([500.0])
 
     def time_ms(self, repeat, warmup):
+        """Wall milliseconds of each timed forward, and CPU milliseconds (user + system,
+        all threads) per forward."""
         torch = self.torch
         times = []
         with torch.inference_mode():
             for i in range(warmup + repeat):
+                if i == warmup:
+                    c0 = time.process_time()
                 t0 = time.perf_counter()
                 self.model.dit(self.x, self.t, self.text, None, self.masks)
                 ms = (time.perf_counter() - t0) * 1000.0
                 if i >= warmup:
                     times.append(ms)
-        return times
+        return times, (time.process_time() - c0) * 1000.0 / repeat
 
 
 def bench_model(a, model_dir, threads):
     tf = TorchForward(model_dir, threads)
-    ours, theirs, ratios, ours_min, theirs_min = [], [], [], [], []
+    ms = {"vdit": [], "torch": []}
+    ms_min = {"vdit": [], "torch": []}
+    cpu = {"vdit": [], "torch": []}
+    ratios, cpu_ratios = [], []
     name = attention = None
     for _ in range(a.rounds):
         v = run_vdit(a.vdit, model_dir, threads, a.repeat, a.warmup)
         name, attention = v["model"], v["attention"]
-        t = tf.time_ms(a.repeat, a.warmup)
-        ours.append(v["ms"])
-        ours_min.append(v["ms_min"])
-        theirs.append(statistics.mean(t))
-        theirs_min.append(min(t))
-        ratios.append(theirs[-1] / ours[-1])
+        t, t_cpu = tf.time_ms(a.repeat, a.warmup)
+        for impl, mean, mn, c in (("vdit", v["ms"], v["ms_min"], v["cpu_ms"]),
+                                  ("torch", statistics.mean(t), min(t), t_cpu)):
+            ms[impl].append(mean)
+            ms_min[impl].append(mn)
+            cpu[impl].append(c)
+        ratios.append(ms["torch"][-1] / ms["vdit"][-1])
+        cpu_ratios.append(cpu["torch"][-1] / max(cpu["vdit"][-1], 1e-9))
     common = {"bench": "cpu-vs-torch", "model": name, "threads": threads,
               "tokens": tf.tokens, "rounds": a.rounds, "repeat": a.repeat,
               "load1": round(os.getloadavg()[0], 2)}
-    for impl, ms, mn, att in (("vdit", ours, ours_min, attention),
-                              ("torch", theirs, theirs_min, tf.attention)):
+    for impl, att in (("vdit", attention), ("torch", tf.attention)):
         print(json.dumps(dict(common, impl=impl, attention=att,
-                              ms=round(statistics.median(ms), 3), ms_min=round(min(mn), 3),
-                              ms_rounds=[round(x, 3) for x in ms])), flush=True)
+                              ms=round(statistics.median(ms[impl]), 3),
+                              ms_min=round(min(ms_min[impl]), 3),
+                              cpu_ms=round(statistics.median(cpu[impl]), 3),
+                              ms_rounds=[round(x, 3) for x in ms[impl]])), flush=True)
     print(json.dumps(dict(common, impl="ratio", speedup=round(statistics.median(ratios), 3),
                           speedup_rounds=[round(x, 3) for x in ratios],
-                          speedup_min=round(min(theirs_min) / min(ours_min), 3))),
+                          speedup_min=round(min(ms_min["torch"]) / min(ms_min["vdit"]), 3),
+                          speedup_cpu=round(statistics.median(cpu_ratios), 3))),
           flush=True)
 
 
