@@ -103,11 +103,14 @@ cpu_matmul (void *ctx, void *out, int ldo, const void *in, int ldi, const void *
 {
   if (m <= 0 || n <= 0)
     return;
-  /* out = in · wᵀ (+ out when accumulating), BLAS single-threaded on each thread's slice:
-   * rows of out when there are enough, else columns */
+  /* out = in · wᵀ (+ out when accumulating), BLAS single-threaded on each thread's slice.
+   * BLAS packs both operands of every call, so a thread given rows packs all of w and a
+   * thread given columns all of in: split the side that is larger (n > m: a DiT of a few
+   * hundred tokens), as long as each slice keeps a few rows or 16 columns. */
   const int nt = CPU_THREADS (ctx);
+  const gboolean by_rows = n < 16 * nt || (m >= 8 * nt && m >= n);
   gemm_job g = { out, ldo, ldi, m, n, k, 0, in, w, bias, accumulate ? 1.0f : 0.0f,
-                 m >= 8 * nt, act };
+                 by_rows, act };
   if (nt > 1 && (size_t) m * n * k >= GEMM_PARALLEL_MIN) {
     const int len = g.by_rows ? m : n, align = g.by_rows ? 4 : 16;
     g.chunk = ((len + nt - 1) / nt + align - 1) / align * align;
