@@ -153,6 +153,38 @@ cpu_rmsnorm (void *ctx, void *out, const void *x, const void *w, int m, int d, f
   cpu_parallel_range (ctx, m, rows_per_chunk (d), rmsnorm_rows, &j);
 }
 
+/* Σ x and Σ (x − mean)² in double over four interleaved partial sums, combined in a
+ * fixed order: four chains of adds run side by side where one would wait on each. */
+static inline double
+sum_f64 (const float *x, int d)
+{
+  double s[4] = { 0.0, 0.0, 0.0, 0.0 };
+  int c = 0;
+  for (; c + 4 <= d; c += 4)
+    for (int l = 0; l < 4; l++)
+      s[l] += x[c + l];
+  for (; c < d; c++)
+    s[0] += x[c];
+  return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+static inline double
+sum_sq_dev_f64 (const float *x, float mean, int d)
+{
+  double s[4] = { 0.0, 0.0, 0.0, 0.0 };
+  int c = 0;
+  for (; c + 4 <= d; c += 4)
+    for (int l = 0; l < 4; l++) {
+      const float dev = x[c + l] - mean;
+      s[l] += (double) dev * dev;
+    }
+  for (; c < d; c++) {
+    const float dev = x[c] - mean;
+    s[0] += (double) dev * dev;
+  }
+  return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
 static void
 layernorm_modulate_rows (void *arg, int64_t r0, int64_t r1, int worker)
 {
@@ -161,16 +193,9 @@ layernorm_modulate_rows (void *arg, int64_t r0, int64_t r1, int worker)
   for (int64_t i = r0; i < r1; i++) {
     const float *xi = j->x + (size_t) i * d;
     float *oi = j->out + (size_t) i * d;
-    double sum = 0.0;
-    for (int c = 0; c < d; c++)
-      sum += xi[c];
-    float mean = (float) (sum / d);
-    double var = 0.0;
-    for (int c = 0; c < d; c++) {
-      float dev = xi[c] - mean;
-      var += (double) dev * dev;
-    }
-    float r = 1.0f / sqrtf ((float) (var / d) + j->eps);
+    const float mean = (float) (sum_f64 (xi, d) / d);
+    const double var = sum_sq_dev_f64 (xi, mean, d);
+    const float r = 1.0f / sqrtf ((float) (var / d) + j->eps);
     for (int c = 0; c < d; c++)
       oi[c] = (xi[c] - mean) * r * (1.0f + j->scale[c]) + j->shift[c];
   }
