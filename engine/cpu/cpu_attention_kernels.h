@@ -7,6 +7,34 @@
 
 #include "cpu_vec.h"
 
+typedef float KNAME (v4) __attribute__ ((vector_size (16)));
+#define v4 KNAME (v4)
+
+INLINE v4
+KNAME (vload4) (const float *p)
+{
+  v4 v;
+  memcpy (&v, p, sizeof v);
+  return v;
+}
+
+INLINE void
+KNAME (vstore4) (float *p, v4 v)
+{
+  memcpy (p, &v, sizeof v);
+}
+
+/* out(d) = in(d)·f for d < n (in place allowed). */
+INLINE void
+KNAME (scale_row) (float *out, const float *in, float f, int n)
+{
+  int d = 0;
+  for (; d + VW <= n; d += VW)
+    KNAME (vstore) (out + d, KNAME (vload) (in + d) * f);
+  for (; d < n; d++)
+    out[d] = in[d] * f;
+}
+
 /* kt(d, j) = k(j, d) for j < nc, 0 beyond. */
 INLINE void
 KNAME (load_key_tile) (float *kt, const float *k, int ldk, int nc, int head_dim)
@@ -105,6 +133,18 @@ KNAME (tile_pv) (float *acc, const float *p, int nr, const float *v, int ldv, in
       KNAME (vstore) (c0 + d, a0), KNAME (vstore) (c1 + d, a1);
       KNAME (vstore) (c2 + d, a2), KNAME (vstore) (c3 + d, a3);
     }
+#if VW > 4
+    for (; d + 4 <= head_dim; d += 4) { /* a half vector: head dims such as 60 = 7.5 × 8 */
+      v4 a0 = KNAME (vload4) (c0 + d), a1 = KNAME (vload4) (c1 + d);
+      v4 a2 = KNAME (vload4) (c2 + d), a3 = KNAME (vload4) (c3 + d);
+      for (int j = 0; j < nc; j++) {
+        const v4 x = KNAME (vload4) (v + (size_t) j * ldv + d);
+        a0 += p0[j] * x, a1 += p1[j] * x, a2 += p2[j] * x, a3 += p3[j] * x;
+      }
+      KNAME (vstore4) (c0 + d, a0), KNAME (vstore4) (c1 + d, a1);
+      KNAME (vstore4) (c2 + d, a2), KNAME (vstore4) (c3 + d, a3);
+    }
+#endif
     for (; d < head_dim; d++) { /* in registers: the stores would alias p */
       float s0 = c0[d], s1 = c1[d], s2 = c2[d], s3 = c3[d];
       for (int j = 0; j < nc; j++) {
@@ -159,8 +199,7 @@ KNAME (softmax_row) (float *si, int ncw, float *m, float *l, float *acc, int hea
   }
   const float alpha = *m == -INFINITY ? 0.0f : expf (*m - mx);
   if (alpha != 1.0f)
-    for (int d = 0; d < head_dim; d++)
-      acc[d] *= alpha;
+    KNAME (scale_row) (acc, acc, alpha, head_dim);
   *l = *l * alpha + KNAME (vsum) (sum);
   *m = mx;
 }
@@ -205,9 +244,7 @@ KNAME (attend_rows) (attn_scratch *sc, float *out, int ldo, const float *q, int 
     float *oi = out + (size_t) (r0 + i) * ldo;
     const float *ai = sc->acc + (size_t) i * head_dim;
     if (sc->l[i] > 0.0f) {
-      const float inv = 1.0f / sc->l[i];
-      for (int d = 0; d < head_dim; d++)
-        oi[d] = ai[d] * inv;
+      KNAME (scale_row) (oi, ai, 1.0f / sc->l[i], head_dim);
       if (lse)
         lse[r0 + i] = sc->m[i] + logf (sc->l[i]);
     } else {
@@ -247,4 +284,5 @@ KNAME (score_row) (double *row, float *kt, float *s, const float *q, int ldq, co
   }
 }
 
+#undef v4
 #include "cpu_vec_end.h"
