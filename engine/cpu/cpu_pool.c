@@ -13,9 +13,9 @@
 #define CPU_RELAX() ((void) 0)
 #endif
 
-/* Pause iterations an idle helper polls for new work before it sleeps: about 20-50 µs,
- * longer than the host-side gap between two kernels of a step, far shorter than a
- * scheduler tick. */
+/* Pause iterations an idle helper polls for new work before it sleeps: some tens of
+ * microseconds (a pause is 10-40 ns), longer than the host-side gap between two kernels
+ * of a step, far shorter than a scheduler tick. */
 #define HELPER_SPIN 2000
 /* Pause iterations the caller polls for running tasks before it yields its CPU. */
 #define CALLER_SPIN 2000

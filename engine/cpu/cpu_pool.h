@@ -6,7 +6,8 @@
  * set aside stalls the step (measured on the 2-core machine under other builds: 224 ms a
  * step with 2 spinning OpenMP threads against 35 ms with one). Here the caller runs
  * every task no helper has claimed yet, and waits only for tasks already running; idle
- * helpers spin for a few microseconds (the gap between two kernels) and then sleep. */
+ * helpers poll for some tens of microseconds (longer than the gap between two kernels)
+ * and then sleep. */
 #ifndef VDIT_CPU_POOL_H
 #define VDIT_CPU_POOL_H
 
