@@ -370,7 +370,7 @@ vdit_cmd_generate (int argc, char **argv)
   if (!ok)
     goto fail;
   if (!o.quiet)
-    g_printerr ("vdit: wrote %d frames to %s in %.1f s\n", written,
+    g_printerr ("vdit: wrote %d frames to %s in %.2f s\n", written,
                 g_str_equal (o.out, "-") ? "standard output" : o.out,
                 (g_get_monotonic_time () - start) / 1e6);
   goto out;

@@ -27,7 +27,6 @@ typedef struct {
 } cpu_layout;
 
 typedef struct {
-  float *kt;  /* (head_dim, TK) key tile, transposed, zero-padded */
   float *s;   /* (TQ, TK) scores, then probabilities */
   float *acc; /* (TQ, head_dim) un-normalised output */
   float m[TQ], l[TQ];
@@ -41,7 +40,8 @@ typedef struct {
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define HAVE_AVX2_KERNELS 1
 #pragma GCC push_options
-#pragma GCC target("avx2")
+#pragma GCC target("avx2,fma")
+#pragma GCC optimize("fp-contract=fast") /* -std=c11 turns contraction off */
 #define VW 8
 #define KNAME(name) name##_avx2
 #include "cpu_attention_kernels.h"
@@ -56,7 +56,7 @@ typedef struct {
 #undef KNAME
 
 typedef void (*attend_rows_fn) (attn_scratch *sc, float *out, int ldo, const float *q, int ldq,
-                                const float *k, int ldk, const float *v, int ldv, int r0,
+                                const float *kt, int ldkt, const float *v, int ldv, int r0,
                                 int nr, int nk, int head_dim, float scale, const float *bias,
                                 const int *spans, int n_spans, float *lse);
 typedef void (*score_row_fn) (double *row, float *kt, float *s, const float *q, int ldq,
@@ -68,7 +68,7 @@ static gboolean
 use_avx2 (void)
 {
 #ifdef HAVE_AVX2_KERNELS
-  return __builtin_cpu_supports ("avx2");
+  return __builtin_cpu_supports ("avx2") && __builtin_cpu_supports ("fma");
 #else
   return FALSE;
 #endif
@@ -138,6 +138,106 @@ layout_spans (const cpu_layout *lay, int head, int qblock, int nk, int *spans)
   return n;
 }
 
+/* Keys of every head transposed once per call: kt(h, d, j) = k(j, h·head_dim + d), rows
+ * of ldkt ≥ nk + 16 columns, zero past nk, so that a tile may read whole vectors past
+ * its last key. Each key tile is then read by every query block without being copied. */
+typedef struct {
+  float *kt;
+  const float *k;
+  int ldkt, ldk, nk, head_dim, chunk, n_chunks;
+} transpose_job;
+
+#define TRANSPOSE_CHUNK 64 /* keys per task */
+
+static void
+transpose_task (void *arg, int64_t t, int worker)
+{
+  const transpose_job *j = arg;
+  const int h = (int) (t / j->n_chunks), j0 = (int) (t % j->n_chunks) * TRANSPOSE_CHUNK;
+  const int j1 = imin (j->nk, j0 + TRANSPOSE_CHUNK), hd = j->head_dim;
+  float *kh = j->kt + (size_t) h * hd * j->ldkt;
+  for (int r = j0; r < j1; r++) {
+    const float *kr = j->k + (size_t) r * j->ldk + (size_t) h * hd;
+    for (int d = 0; d < hd; d++)
+      kh[(size_t) d * j->ldkt + r] = kr[d];
+  }
+  if (j1 == j->nk)
+    for (int d = 0; d < hd; d++)
+      memset (kh + (size_t) d * j->ldkt + j->nk, 0, sizeof (float) * (j->ldkt - j->nk));
+}
+
+static void
+transpose_keys (void *ctx, float *kt, int ldkt, const float *k, int ldk, int nk, int heads,
+                int head_dim)
+{
+  transpose_job j = { kt, k, ldkt, ldk, nk, head_dim, TRANSPOSE_CHUNK,
+                      ceil_div (nk, TRANSPOSE_CHUNK) };
+  const int64_t n_tasks = (int64_t) heads * j.n_chunks;
+  if ((int64_t) nk * heads * head_dim < 65536) {
+    for (int64_t t = 0; t < n_tasks; t++)
+      transpose_task (&j, t, 0);
+  } else {
+    cpu_run (ctx, n_tasks, transpose_task, &j);
+  }
+}
+
+/* Per-thread scratch of the attention: scores, accumulator, spans, each 64-byte aligned. */
+static size_t
+scores_bytes (void)
+{
+  return ((size_t) TQ * TK * 4 + 63) / 64 * 64;
+}
+
+static size_t
+acc_bytes (int head_dim)
+{
+  return ((size_t) TQ * head_dim * 4 + 63) / 64 * 64;
+}
+
+typedef struct {
+  const cpu_layout *lay;
+  attend_rows_fn attend;
+  float *out, *lse;
+  const float *q, *kt, *v, *bias;
+  char *work;
+  size_t per_thread;
+  int ldo, ldq, ldkt, ldv, nq, nk, head_dim, bq, sub;
+  int64_t per_head;
+  float scale;
+} attention_job;
+
+/* Task t: head t / per_head, query block (t % per_head) / sub, its sub-tile t % sub. */
+static void
+attention_task (void *arg, int64_t t, int worker)
+{
+  const attention_job *j = arg;
+  const int h = (int) (t / j->per_head);
+  const int qb = (int) (t % j->per_head / j->sub);
+  const int st = (int) (t % j->sub);
+  const int64_t r0 = (int64_t) qb * j->bq + (int64_t) st * TQ;
+  const int r_end = mul_min (qb + 1, j->bq, j->nq);
+  if (r0 >= r_end)
+    return;
+  char *mine = j->work + j->per_thread * worker;
+  attn_scratch sc;
+  sc.s = (float *) mine;
+  sc.acc = (float *) (mine + scores_bytes ());
+  int *spans = (int *) ((char *) sc.acc + acc_bytes (j->head_dim));
+  int n_spans = 1;
+  if (j->lay) {
+    n_spans = layout_spans (j->lay, h, qb, j->nk, spans);
+  } else {
+    spans[0] = 0;
+    spans[1] = j->nk;
+  }
+  const size_t col = (size_t) h * j->head_dim;
+  j->attend (&sc, j->out + col, j->ldo, j->q + col, j->ldq,
+             j->kt + (size_t) h * j->head_dim * j->ldkt, j->ldkt, j->v + col, j->ldv, (int) r0,
+             imin (TQ, r_end - (int) r0), j->nk, j->head_dim, j->scale,
+             j->bias ? j->bias + (size_t) h * j->nq * j->nk : NULL, spans,
+             j->nk > 0 ? n_spans : 0, j->lse ? j->lse + (size_t) h * j->nq : NULL);
+}
+
 void
 cpu_attention (void *ctx, void *out, int ldo, const void *q, int ldq, const void *k, int ldk,
                const void *v, int ldv, int nq, int nk, int heads, int head_dim, float scale,
@@ -156,46 +256,31 @@ cpu_attention (void *ctx, void *out, int ldo, const void *q, int ldq, const void
   const int nqb = lay ? lay->l.n_qblocks : ceil_div (nq, bq);
   const int n_kblocks = lay ? lay->l.n_kblocks : 1;
   const int sub = ceil_div (bq, TQ);
-  const int64_t per_head = (int64_t) nqb * sub;
-  const int64_t n_tasks = per_head * heads;
-  const attend_rows_fn attend = pick_attend_rows ();
+  const int nt = CPU_THREADS (ctx);
 
-#pragma omp parallel num_threads (CPU_THREADS (ctx))
-  {
-    attn_scratch sc;
-    sc.kt = g_new (float, (size_t) head_dim * TK);
-    sc.s = g_new (float, (size_t) TQ * TK);
-    sc.acc = g_new (float, (size_t) TQ * head_dim);
-    int *spans = g_new (int, 2 * (size_t) n_kblocks);
+  /* scratch, kept in the context from call to call: the transposed keys, then per
+   * thread the scores, accumulator and spans */
+  cpu_context local = { 0 };
+  cpu_context *c = ctx ? ctx : &local;
+  const int ldkt = (MAX (nk, 0) + 16 + 15) / 16 * 16;
+  const size_t kt_floats = (size_t) heads * head_dim * ldkt;
+  const size_t per_thread = scores_bytes () + acc_bytes (head_dim)
+                            + ((size_t) 2 * n_kblocks * sizeof (int) + 63) / 64 * 64;
+  float *kt = cpu_scratch_get (&c->attn_keys, kt_floats * sizeof (float));
+  char *work = cpu_scratch_get (&c->attn_work, per_thread * nt);
+  if (nk > 0)
+    transpose_keys (ctx, kt, ldkt, k, ldk, nk, heads, head_dim);
 
-#pragma omp for schedule(static, 1)
-    for (int64_t t = 0; t < n_tasks; t++) {
-      const int h = (int) (t / per_head);
-      const int qb = (int) (t % per_head / sub);
-      const int st = (int) (t % sub);
-      const int64_t r0 = (int64_t) qb * bq + (int64_t) st * TQ;
-      const int r_end = mul_min (qb + 1, bq, nq);
-      if (r0 >= r_end)
-        continue;
-      int n_spans = 1;
-      if (lay) {
-        n_spans = layout_spans (lay, h, qb, nk, spans);
-      } else {
-        spans[0] = 0;
-        spans[1] = nk;
-      }
-      const size_t col = (size_t) h * head_dim;
-      attend (&sc, (float *) out + col, ldo, (const float *) q + col, ldq,
-              (const float *) k + col, ldk, (const float *) v + col, ldv, (int) r0,
-              imin (TQ, r_end - (int) r0), nk, head_dim, scale,
-              bias ? (const float *) bias + (size_t) h * nq * nk : NULL, spans,
-              nk > 0 ? n_spans : 0, lse ? lse + (size_t) h * nq : NULL);
-    }
-
-    g_free (spans);
-    g_free (sc.acc);
-    g_free (sc.s);
-    g_free (sc.kt);
+  attention_job j = {
+    .lay = lay, .attend = pick_attend_rows (), .out = out, .lse = lse, .q = q, .kt = kt,
+    .v = v, .bias = bias, .work = work, .per_thread = per_thread, .ldo = ldo, .ldq = ldq,
+    .ldkt = ldkt, .ldv = ldv, .nq = nq, .nk = nk, .head_dim = head_dim, .bq = bq,
+    .sub = sub, .per_head = (int64_t) nqb * sub, .scale = scale,
+  };
+  cpu_run (ctx, j.per_head * heads, attention_task, &j);
+  if (c == &local) {
+    cpu_scratch_free (&local.attn_keys);
+    cpu_scratch_free (&local.attn_work);
   }
 }
 
@@ -260,6 +345,31 @@ cpu_layout_free (void *ctx, void *layout)
   g_free (lay);
 }
 
+typedef struct {
+  score_row_fn score;
+  float *scores, *kt, *s;
+  double *row;
+  const float *q, *k, *lse;
+  int ldq, ldk, nq, nk, head_dim, block_q, block_k, nqb, nkb;
+  float scale;
+} scores_job;
+
+static void
+scores_task (void *arg, int64_t t, int worker)
+{
+  const scores_job *j = arg;
+  const int h = (int) (t / j->nqb), qb = (int) (t % j->nqb);
+  const size_t col = (size_t) h * j->head_dim;
+  float *kt = j->kt + (size_t) worker * j->head_dim * TK, *s = j->s + (size_t) worker * TQ * TK;
+  double *row = j->row + (size_t) worker * j->nkb;
+  j->score (row, kt, s, j->q + col, j->ldq, j->k + col, j->ldk, j->lse + (size_t) h * j->nq,
+            qb * j->block_q, mul_min (qb + 1, j->block_q, j->nq), j->nk, j->head_dim, j->scale,
+            j->block_k, j->nkb);
+  float *dst = j->scores + (size_t) t * j->nkb;
+  for (int kb = 0; kb < j->nkb; kb++)
+    dst[kb] = (float) row[kb];
+}
+
 void
 cpu_block_scores (void *ctx, float *scores, const void *q, int ldq, const void *k, int ldk,
                   const float *lse, int nq, int nk, int heads, int head_dim, float scale,
@@ -267,32 +377,19 @@ cpu_block_scores (void *ctx, float *scores, const void *q, int ldq, const void *
 {
   if (nq <= 0 || nk <= 0 || heads <= 0)
     return;
-  const int nqb = ceil_div (nq, block_q);
-  const int nkb = ceil_div (nk, block_k);
-  const int64_t n_tasks = (int64_t) heads * nqb;
-  const score_row_fn score = pick_score_row ();
-
-#pragma omp parallel num_threads (CPU_THREADS (ctx))
-  {
-    float *kt = g_new (float, (size_t) head_dim * TK);
-    float *s = g_new (float, (size_t) TQ * TK);
-    double *row = g_new (double, nkb);
-
-#pragma omp for schedule(static, 1)
-    for (int64_t t = 0; t < n_tasks; t++) {
-      const int h = (int) (t / nqb);
-      const int qb = (int) (t % nqb);
-      const size_t col = (size_t) h * head_dim;
-      score (row, kt, s, (const float *) q + col, ldq, (const float *) k + col, ldk,
-             lse + (size_t) h * nq, qb * block_q, mul_min (qb + 1, block_q, nq), nk, head_dim,
-             scale, block_k, nkb);
-      float *dst = scores + (size_t) t * nkb;
-      for (int kb = 0; kb < nkb; kb++)
-        dst[kb] = (float) row[kb];
-    }
-
-    g_free (row);
-    g_free (s);
-    g_free (kt);
-  }
+  const int nt = CPU_THREADS (ctx);
+  scores_job j = {
+    .score = pick_score_row (), .scores = scores, .q = q, .k = k, .lse = lse, .ldq = ldq,
+    .ldk = ldk, .nq = nq, .nk = nk, .head_dim = head_dim, .block_q = block_q,
+    .block_k = block_k, .nqb = ceil_div (nq, block_q), .nkb = ceil_div (nk, block_k),
+    .scale = scale,
+  };
+  /* per-thread scratch for the search step (not the per-step path) */
+  j.kt = g_new (float, (size_t) nt * head_dim * TK);
+  j.s = g_new (float, (size_t) nt * TQ * TK);
+  j.row = g_new (double, (size_t) nt * j.nkb);
+  cpu_run (ctx, (int64_t) heads * j.nqb, scores_task, &j);
+  g_free (j.row);
+  g_free (j.s);
+  g_free (j.kt);
 }

@@ -5,70 +5,34 @@
  * Register blocks are 4 query rows × 2 vectors; every sum runs in a fixed order, so a
  * given build on a given machine gives bit-identical results every run. */
 
-typedef float KNAME (vf) __attribute__ ((vector_size (4 * VW)));
-typedef int32_t KNAME (vi) __attribute__ ((vector_size (4 * VW)));
-#define vf KNAME (vf)
-#define vi KNAME (vi)
-#define INLINE static inline __attribute__ ((always_inline))
+#include "cpu_vec.h"
 
-INLINE vf
-KNAME (vload) (const float *p)
+typedef float KNAME (v4) __attribute__ ((vector_size (16)));
+#define v4 KNAME (v4)
+
+INLINE v4
+KNAME (vload4) (const float *p)
 {
-  vf v;
+  v4 v;
   memcpy (&v, p, sizeof v);
   return v;
 }
 
 INLINE void
-KNAME (vstore) (float *p, vf v)
+KNAME (vstore4) (float *p, v4 v)
 {
   memcpy (p, &v, sizeof v);
 }
 
-INLINE vf
-KNAME (vsplat) (float x)
+/* out(d) = in(d)·f for d < n (in place allowed). */
+INLINE void
+KNAME (scale_row) (float *out, const float *in, float f, int n)
 {
-  return (vf) { 0 } + x;
-}
-
-/* mask ? a : b, lane by lane (mask lanes all ones or all zeros) */
-INLINE vf
-KNAME (vselect) (vi mask, vf a, vf b)
-{
-  return (vf) (((vi) a & mask) | ((vi) b & ~mask));
-}
-
-INLINE float
-KNAME (vsum) (vf v)
-{
-  float s = 0.0f;
-  for (int c = 0; c < VW; c++)
-    s += v[c];
-  return s;
-}
-
-/* exp(x) lane by lane (Cephes' expf: Cody–Waite reduction, degree-6 polynomial; under
- * 2 ulp). Lanes below -87.3, -inf included, give exactly 0. */
-INLINE vf
-KNAME (vexp) (vf x)
-{
-  const vf magic = KNAME (vsplat) (12582912.0f); /* 1.5·2²³: adding it rounds to an integer */
-  const vi dead = x < KNAME (vsplat) (-87.3f);
-  x = KNAME (vselect) (x > KNAME (vsplat) (88.3f), KNAME (vsplat) (88.3f), x);
-  x = KNAME (vselect) (dead, KNAME (vsplat) (0.0f), x);
-  const vf t = x * 1.44269504088896341f + magic;
-  const vf n = t - magic;
-  const vf r = x - n * 0.693359375f - n * -2.12194440e-4f;
-  vf p = KNAME (vsplat) (1.9875691500e-4f);
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3333519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  const vi bits = ((vi) t - (vi) magic + 127) << 23;
-  const vf y = p * (vf) bits;
-  return (vf) ((vi) y & ~dead);
+  int d = 0;
+  for (; d + VW <= n; d += VW)
+    KNAME (vstore) (out + d, KNAME (vload) (in + d) * f);
+  for (; d < n; d++)
+    out[d] = in[d] * f;
 }
 
 /* kt(d, j) = k(j, d) for j < nc, 0 beyond. */
@@ -84,20 +48,21 @@ KNAME (load_key_tile) (float *kt, const float *k, int ldk, int nc, int head_dim)
   }
 }
 
-/* s(i, j) = q(i)·k(j)·scale for nr rows and all TK columns of the (zero-padded) key
- * tile; columns ≥ nc are then set to -inf. */
+/* s(i, j) = q(i)·k(j)·scale for nr rows and the first ncw columns (a multiple of 2·VW,
+ * at least nc) of a transposed key tile kt(d, j) of row stride ldkt whose columns up to
+ * ncw hold finite values; columns in [nc, ncw) are then set to -inf. */
 INLINE void
-KNAME (tile_scores) (float *s, const float *q, int ldq, int nr, const float *kt, int nc,
-                     int head_dim, float scale)
+KNAME (tile_scores) (float *s, const float *q, int ldq, int nr, const float *kt, int ldkt,
+                     int nc, int ncw, int head_dim, float scale)
 {
   int i = 0;
   for (; i + 4 <= nr; i += 4) {
     const float *q0 = q + (size_t) i * ldq, *q1 = q0 + ldq, *q2 = q1 + ldq, *q3 = q2 + ldq;
-    for (int j = 0; j < TK; j += 2 * VW) {
+    for (int j = 0; j < ncw; j += 2 * VW) {
       vf a0 = { 0 }, b0 = { 0 }, a1 = { 0 }, b1 = { 0 };
       vf a2 = { 0 }, b2 = { 0 }, a3 = { 0 }, b3 = { 0 };
       for (int d = 0; d < head_dim; d++) {
-        const float *kd = kt + (size_t) d * TK + j;
+        const float *kd = kt + (size_t) d * ldkt + j;
         const vf k0 = KNAME (vload) (kd), k1 = KNAME (vload) (kd + VW);
         a0 += q0[d] * k0, b0 += q0[d] * k1;
         a1 += q1[d] * k0, b1 += q1[d] * k1;
@@ -113,18 +78,18 @@ KNAME (tile_scores) (float *s, const float *q, int ldq, int nr, const float *kt,
   }
   for (; i < nr; i++) {
     const float *qi = q + (size_t) i * ldq;
-    for (int j = 0; j < TK; j += 2 * VW) {
+    for (int j = 0; j < ncw; j += 2 * VW) {
       vf a = { 0 }, b = { 0 };
       for (int d = 0; d < head_dim; d++) {
-        a += qi[d] * KNAME (vload) (kt + (size_t) d * TK + j);
-        b += qi[d] * KNAME (vload) (kt + (size_t) d * TK + j + VW);
+        a += qi[d] * KNAME (vload) (kt + (size_t) d * ldkt + j);
+        b += qi[d] * KNAME (vload) (kt + (size_t) d * ldkt + j + VW);
       }
       KNAME (vstore) (s + (size_t) i * TK + j, a * scale);
       KNAME (vstore) (s + (size_t) i * TK + j + VW, b * scale);
     }
   }
-  for (i = 0; nc < TK && i < nr; i++)
-    for (int j = nc; j < TK; j++)
+  for (i = 0; nc < ncw && i < nr; i++)
+    for (int j = nc; j < ncw; j++)
       s[(size_t) i * TK + j] = -INFINITY;
 }
 
@@ -168,11 +133,26 @@ KNAME (tile_pv) (float *acc, const float *p, int nr, const float *v, int ldv, in
       KNAME (vstore) (c0 + d, a0), KNAME (vstore) (c1 + d, a1);
       KNAME (vstore) (c2 + d, a2), KNAME (vstore) (c3 + d, a3);
     }
-    for (; d < head_dim; d++)
+#if VW > 4
+    for (; d + 4 <= head_dim; d += 4) { /* a half vector: head dims such as 60 = 7.5 × 8 */
+      v4 a0 = KNAME (vload4) (c0 + d), a1 = KNAME (vload4) (c1 + d);
+      v4 a2 = KNAME (vload4) (c2 + d), a3 = KNAME (vload4) (c3 + d);
+      for (int j = 0; j < nc; j++) {
+        const v4 x = KNAME (vload4) (v + (size_t) j * ldv + d);
+        a0 += p0[j] * x, a1 += p1[j] * x, a2 += p2[j] * x, a3 += p3[j] * x;
+      }
+      KNAME (vstore4) (c0 + d, a0), KNAME (vstore4) (c1 + d, a1);
+      KNAME (vstore4) (c2 + d, a2), KNAME (vstore4) (c3 + d, a3);
+    }
+#endif
+    for (; d < head_dim; d++) { /* in registers: the stores would alias p */
+      float s0 = c0[d], s1 = c1[d], s2 = c2[d], s3 = c3[d];
       for (int j = 0; j < nc; j++) {
         const float x = v[(size_t) j * ldv + d];
-        c0[d] += p0[j] * x, c1[d] += p1[j] * x, c2[d] += p2[j] * x, c3[d] += p3[j] * x;
+        s0 += p0[j] * x, s1 += p1[j] * x, s2 += p2[j] * x, s3 += p3[j] * x;
       }
+      c0[d] = s0, c1[d] = s1, c2[d] = s2, c3[d] = s3;
+    }
   }
   for (; i < nr; i++) {
     float *ci = acc + (size_t) i * head_dim;
@@ -184,20 +164,23 @@ KNAME (tile_pv) (float *acc, const float *p, int nr, const float *v, int ldv, in
         a += pi[j] * KNAME (vload) (v + (size_t) j * ldv + d);
       KNAME (vstore) (ci + d, a);
     }
-    for (; d < head_dim; d++)
+    for (; d < head_dim; d++) {
+      float si = ci[d];
       for (int j = 0; j < nc; j++)
-        ci[d] += pi[j] * v[(size_t) j * ldv + d];
+        si += pi[j] * v[(size_t) j * ldv + d];
+      ci[d] = si;
+    }
   }
 }
 
-/* One row of the online softmax: new running max, rescale of what was accumulated,
- * p = exp(s − max) in place (0 for masked keys; all 0 while the row has no finite
- * score). */
+/* One row of the online softmax over the first ncw (a multiple of VW) columns: new
+ * running max, rescale of what was accumulated, p = exp(s − max) in place (0 for masked
+ * keys; all 0 while the row has no finite score). */
 INLINE void
-KNAME (softmax_row) (float *si, float *m, float *l, float *acc, int head_dim)
+KNAME (softmax_row) (float *si, int ncw, float *m, float *l, float *acc, int head_dim)
 {
   vf vmx = KNAME (vsplat) (-INFINITY);
-  for (int j = 0; j < TK; j += VW) {
+  for (int j = 0; j < ncw; j += VW) {
     const vf x = KNAME (vload) (si + j);
     vmx = KNAME (vselect) (x > vmx, x, vmx);
   }
@@ -205,29 +188,30 @@ KNAME (softmax_row) (float *si, float *m, float *l, float *acc, int head_dim)
   for (int c = 0; c < VW; c++)
     mx = vmx[c] > mx ? vmx[c] : mx;
   if (mx == -INFINITY) {
-    memset (si, 0, sizeof (float) * TK);
+    memset (si, 0, sizeof (float) * ncw);
     return;
   }
   vf sum = { 0 };
-  for (int j = 0; j < TK; j += VW) {
+  for (int j = 0; j < ncw; j += VW) {
     const vf e = KNAME (vexp) (KNAME (vload) (si + j) - mx);
     KNAME (vstore) (si + j, e);
     sum += e;
   }
   const float alpha = *m == -INFINITY ? 0.0f : expf (*m - mx);
   if (alpha != 1.0f)
-    for (int d = 0; d < head_dim; d++)
-      acc[d] *= alpha;
+    KNAME (scale_row) (acc, acc, alpha, head_dim);
   *l = *l * alpha + KNAME (vsum) (sum);
   *m = mx;
 }
 
 /* Rows [r0, r0 + nr) of one head against the key spans [spans[2i], spans[2i+1]).
- * q/k/v/out point at the head's first column; bias at the head's (nq, nk) plane. */
+ * q/v/out point at the head's first column, kt at the head's transposed keys (head_dim
+ * rows of stride ldkt, finite up to 2·VW columns past nk); bias at the head's (nq, nk)
+ * plane. */
 static void
 KNAME (attend_rows) (attn_scratch *sc, float *out, int ldo, const float *q, int ldq,
-                     const float *k, int ldk, const float *v, int ldv, int r0, int nr, int nk,
-                     int head_dim, float scale, const float *bias, const int *spans,
+                     const float *kt, int ldkt, const float *v, int ldv, int r0, int nr,
+                     int nk, int head_dim, float scale, const float *bias, const int *spans,
                      int n_spans, float *lse)
 {
   for (int i = 0; i < nr; i++) {
@@ -239,8 +223,9 @@ KNAME (attend_rows) (attn_scratch *sc, float *out, int ldo, const float *q, int 
   for (int sp = 0; sp < n_spans; sp++) {
     for (int k0 = spans[2 * sp]; k0 < spans[2 * sp + 1]; k0 += TK) {
       const int nc = MIN (TK, spans[2 * sp + 1] - k0);
-      KNAME (load_key_tile) (sc->kt, k + (size_t) k0 * ldk, ldk, nc, head_dim);
-      KNAME (tile_scores) (sc->s, q + (size_t) r0 * ldq, ldq, nr, sc->kt, nc, head_dim, scale);
+      const int ncw = (nc + 2 * VW - 1) / (2 * VW) * (2 * VW);
+      KNAME (tile_scores) (sc->s, q + (size_t) r0 * ldq, ldq, nr, kt + k0, ldkt, nc, ncw,
+                           head_dim, scale);
       for (int i = 0; i < nr; i++) {
         float *si = sc->s + (size_t) i * TK;
         if (bias) {
@@ -248,7 +233,7 @@ KNAME (attend_rows) (attn_scratch *sc, float *out, int ldo, const float *q, int 
           for (int j = 0; j < nc; j++)
             si[j] += bi[j];
         }
-        KNAME (softmax_row) (si, &sc->m[i], &sc->l[i], sc->acc + (size_t) i * head_dim,
+        KNAME (softmax_row) (si, ncw, &sc->m[i], &sc->l[i], sc->acc + (size_t) i * head_dim,
                              head_dim);
       }
       KNAME (tile_pv) (sc->acc, sc->s, nr, v + (size_t) k0 * ldv, ldv, nc, head_dim);
@@ -259,9 +244,7 @@ KNAME (attend_rows) (attn_scratch *sc, float *out, int ldo, const float *q, int 
     float *oi = out + (size_t) (r0 + i) * ldo;
     const float *ai = sc->acc + (size_t) i * head_dim;
     if (sc->l[i] > 0.0f) {
-      const float inv = 1.0f / sc->l[i];
-      for (int d = 0; d < head_dim; d++)
-        oi[d] = ai[d] * inv;
+      KNAME (scale_row) (oi, ai, 1.0f / sc->l[i], head_dim);
       if (lse)
         lse[r0 + i] = sc->m[i] + logf (sc->l[i]);
     } else {
@@ -287,7 +270,7 @@ KNAME (score_row) (double *row, float *kt, float *s, const float *q, int ldq, co
       for (int k0 = kb * block_k; k0 < c_end; k0 += TK) {
         const int nc = MIN (TK, c_end - k0);
         KNAME (load_key_tile) (kt, k + (size_t) k0 * ldk, ldk, nc, head_dim);
-        KNAME (tile_scores) (s, q + (size_t) r0 * ldq, ldq, nr, kt, nc, head_dim, scale);
+        KNAME (tile_scores) (s, q + (size_t) r0 * ldq, ldq, nr, kt, TK, nc, TK, head_dim, scale);
         for (int i = 0; i < nr; i++) {
           if (lse[r0 + i] == -INFINITY)
             continue;
@@ -301,6 +284,5 @@ KNAME (score_row) (double *row, float *kt, float *s, const float *q, int ldq, co
   }
 }
 
-#undef vf
-#undef vi
-#undef INLINE
+#undef v4
+#include "cpu_vec_end.h"

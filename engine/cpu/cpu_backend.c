@@ -18,7 +18,11 @@ void openblas_set_num_threads (int num_threads);
 static void
 cpu_free (void *ctx)
 {
-  g_free (ctx);
+  cpu_context *c = ctx;
+  cpu_pool_free (c->pool);
+  cpu_scratch_free (&c->attn_keys);
+  cpu_scratch_free (&c->attn_work);
+  g_free (c);
 }
 
 static void *
@@ -96,8 +100,15 @@ vdit_backend_cpu_init (vdit_backend *be, int threads, GError **error)
   else
     g_info ("CPU backend: %d threads (%s)", c->threads, why);
   g_free (why);
-  omp_set_num_threads (c->threads);
-  openblas_set_num_threads (1); /* GEMMs are split across the OpenMP threads instead */
+  c->pool = cpu_pool_new (c->threads);
+  if (c->pool == NULL) {
+    g_set_error (error, VDIT_ERROR, VDIT_ERROR_BACKEND,
+                 "CPU backend: cannot start %d threads (try --threads 1)", c->threads);
+    g_free (c);
+    return FALSE;
+  }
+  omp_set_num_threads (c->threads); /* engine code outside the backend (weights.c) */
+  openblas_set_num_threads (1); /* GEMMs are split across the pool instead */
   be->iface = &cpu_backend_i;
   be->context = c;
   be->act_size = sizeof (float);
