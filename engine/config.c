@@ -449,8 +449,9 @@ parse_sampler (JsonObject *root, const char *origin, vdit_sampler_config *c, GEr
   static const char *const types[] = { "flow_euler", "ddim", "euler_ancestral", NULL };
   static const char *const preds[] = { "flow", "epsilon", "v", NULL };
   static const char *const scheds[] = { "linear", "scaled_linear", NULL };
+  static const char *const spacings[] = { "linspace_rounded", "linspace", NULL };
   section s;
-  int type, pred, sched;
+  int type, pred, sched, spacing;
   double shift, b0, b1;
   if (!get_section (root, origin, "sampler", TRUE, &s, error) ||
       !get_choice (&s, "type", NULL, types, 3, &type, error))
@@ -459,6 +460,7 @@ parse_sampler (JsonObject *root, const char *origin, vdit_sampler_config *c, GEr
   if (!get_choice (&s, "prediction", type == VDIT_SAMPLER_FLOW_EULER ? "flow" : "epsilon",
                    preds, 3, &pred, error) ||
       !get_choice (&s, "beta_schedule", "linear", scheds, 2, &sched, error) ||
+      !get_choice (&s, "timestep_spacing", "linspace_rounded", spacings, 2, &spacing, error) ||
       !get_int_in (&s, "steps", FALSE, 50, 1, VDIT_MAX_STEPS, &c->steps, error) ||
       !get_float (&s, "guidance", FALSE, 4.5, 0, G_MAXFLOAT, &c->guidance, error) ||
       !get_positive (&s, "shift", FALSE, 1.0, &shift, error) ||
@@ -469,11 +471,17 @@ parse_sampler (JsonObject *root, const char *origin, vdit_sampler_config *c, GEr
     return FALSE;
   c->prediction = (VditPrediction) pred;
   c->scaled_linear = sched == 1;
+  c->fractional_timesteps = spacing == 1;
   c->shift = (float) shift;
   c->beta_start = (float) b0;
   c->beta_end = (float) b1;
   if (!check_prediction (&s, c, error))
     return FALSE;
+  if (c->fractional_timesteps && type != VDIT_SAMPLER_EULER_ANCESTRAL) {
+    fail_text (&s, "timestep_spacing", "\"linspace\"",
+               "needs sampler.type euler_ancestral (ddim uses \"linspace_rounded\")", error);
+    return FALSE;
+  }
   if (b0 <= 0 || b0 >= 1)
     return bad_num (&s, "beta_start", b0, error, "must be in (0, 1)");
   if (b1 < b0 || b1 >= 1)

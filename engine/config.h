@@ -61,6 +61,9 @@ typedef struct {
   int train_timesteps;
   float beta_start, beta_end;
   gboolean scaled_linear; /* beta_schedule */
+  /* timestep_spacing "linspace" (euler_ancestral only): diffusers' unrounded timesteps with
+   * σ interpolated between the integer ones; "linspace_rounded" (default) rounds them */
+  gboolean fractional_timesteps;
 } vdit_sampler_config;
 
 typedef struct {
