@@ -371,26 +371,58 @@ parse_video (JsonObject *root, const char *origin, vdit_config *cfg, GError **er
   return TRUE;
 }
 
+/* decoder.type causal_video_vae: latents of (frames − 1)/4 + 1 frames of (height/8) ×
+ * (width/8), `channels` of them, patched by the DiT. */
+static gboolean
+check_causal_video_vae (const section *s, const char *origin, vdit_config *cfg, GError **error)
+{
+  const int *p = cfg->dit.patch;
+  const int tf = VDIT_VAE_TIME_FACTOR, sf = VDIT_VAE_SPACE_FACTOR;
+  section v = { origin, "video", NULL };
+  double scaling;
+  if (!get_positive (s, "scaling_factor", FALSE, 0.18215, &scaling, error))
+    return FALSE;
+  cfg->vae_scaling_factor = (float) scaling;
+  if ((cfg->frames - 1) % tf != 0 || ((cfg->frames - 1) / tf + 1) % p[0] != 0)
+    return bad_num (&v, "frames", cfg->frames, error,
+                    "must be 1 + %d·k with 1 + k divisible by dit.patch[0] = %d "
+                    "(causal_video_vae decoder: latent frames)", tf, p[0]);
+  if (cfg->height % (sf * p[1]) != 0)
+    return bad_num (&v, "height", cfg->height, error,
+                    "must be divisible by %d (causal_video_vae: 8 × dit.patch[1])", sf * p[1]);
+  if (cfg->width % (sf * p[2]) != 0)
+    return bad_num (&v, "width", cfg->width, error,
+                    "must be divisible by %d (causal_video_vae: 8 × dit.patch[2])", sf * p[2]);
+  return TRUE;
+}
+
 static gboolean
 parse_decoder (JsonObject *root, const char *origin, vdit_config *cfg, GError **error)
 {
-  static const char *const types[] = { "identity", NULL };
+  static const char *const types[] = { "identity", "causal_video_vae", NULL };
   section s;
   int type;
   if (!get_section (root, origin, "decoder", TRUE, &s, error) ||
-      !get_choice (&s, "type", NULL, types, 1, &type, error) ||
-      !get_int (&s, "channels", FALSE, 3, 1, &cfg->decoder_channels, error))
+      !get_choice (&s, "type", NULL, types, 2, &type, error))
     return FALSE;
   cfg->decoder = (VditDecoderType) type;
-  /* identity: the DiT works on RGB pixels, one latent frame per video frame */
-  if (cfg->decoder_channels != 3)
-    return bad_num (&s, "channels", cfg->decoder_channels, error,
-                    "must be 3 for decoder.type identity");
-  if (cfg->frames % cfg->dit.patch[0] != 0) {
-    section v = { origin, "video", NULL };
-    return bad_num (&v, "frames", cfg->frames, error,
-                    "must be divisible by dit.patch[0] = %d (identity decoder: latent frames)",
-                    cfg->dit.patch[0]);
+  const int default_channels = type == VDIT_DECODER_IDENTITY ? 3 : 4;
+  if (!get_int (&s, "channels", FALSE, default_channels, 1, &cfg->decoder_channels, error))
+    return FALSE;
+  if (type == VDIT_DECODER_CAUSAL_VIDEO_VAE) {
+    if (!check_causal_video_vae (&s, origin, cfg, error))
+      return FALSE;
+  } else {
+    /* identity: the DiT works on RGB pixels, one latent frame per video frame */
+    if (cfg->decoder_channels != 3)
+      return bad_num (&s, "channels", cfg->decoder_channels, error,
+                      "must be 3 for decoder.type identity");
+    if (cfg->frames % cfg->dit.patch[0] != 0) {
+      section v = { origin, "video", NULL };
+      return bad_num (&v, "frames", cfg->frames, error,
+                      "must be divisible by dit.patch[0] = %d (identity decoder: latent frames)",
+                      cfg->dit.patch[0]);
+    }
   }
   if (cfg->dit.in_channels != cfg->decoder_channels) {
     section d = { origin, "dit", NULL };

@@ -20,7 +20,12 @@ typedef enum {
 
 typedef enum {
   VDIT_DECODER_IDENTITY,
+  VDIT_DECODER_CAUSAL_VIDEO_VAE, /* Open-Sora-Plan v1.2's VAE: 4x time, 8x space */
 } VditDecoderType;
+
+/* CausalVideoVAE: video frames = 1 + 4·(latent frames − 1), sides = 8 · latent sides. */
+#define VDIT_VAE_TIME_FACTOR 4
+#define VDIT_VAE_SPACE_FACTOR 8
 
 typedef struct {
   int vocab_size, d_model, n_layers, n_heads, d_kv, d_ff;
@@ -82,7 +87,8 @@ typedef struct {
   int frames, height, width;
   double fps;
   VditDecoderType decoder;
-  int decoder_channels;
+  int decoder_channels;      /* latent channels */
+  float vae_scaling_factor;  /* causal_video_vae: latents are divided by it to decode */
   vdit_text_config text;
   vdit_dit_config dit;
   vdit_sampler_config sampler;

@@ -23,6 +23,19 @@ model_fill_info (vdit_model *m)
   };
 }
 
+/* Converted Open-Sora-Plan models name their VAE; until the engine has that decoder
+ * such a model cannot make video, so it is refused here rather than at the last step. */
+static gboolean
+check_decoder (const vdit_config *c, const char *path, GError **error)
+{
+  if (c->decoder != VDIT_DECODER_CAUSAL_VIDEO_VAE)
+    return TRUE;
+  g_set_error (error, VDIT_ERROR, VDIT_ERROR_CONFIG,
+               "%s: decoder.type \"causal_video_vae\" (Open-Sora-Plan's CausalVideoVAE) is not "
+               "implemented in this engine yet, so this model cannot generate video", path);
+  return FALSE;
+}
+
 vdit_model *
 vdit_model_load (const char *dir, GError **error)
 {
@@ -37,6 +50,7 @@ vdit_model_load (const char *dir, GError **error)
   g_autofree char *tok_path = g_build_filename (dir, "tokenizer.model", NULL);
   /* SentencePiece opens the tokenizer itself: a FIFO there would block it for ever */
   if (!(m->config = vdit_config_load (config_path, error)) ||
+      !check_decoder (m->config, config_path, error) ||
       !(m->weights = vdit_weights_load (dir, m->config, error)) ||
       !vdit_check_regular (tok_path, error) ||
       !(m->tokenizer = vdit_tokenizer_load (tok_path, error))) {

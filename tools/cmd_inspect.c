@@ -34,6 +34,7 @@ decoder_name (VditDecoderType type)
 {
   switch (type) {
   case VDIT_DECODER_IDENTITY: return "identity";
+  case VDIT_DECODER_CAUSAL_VIDEO_VAE: return "causal_video_vae";
   }
   return "unknown";
 }

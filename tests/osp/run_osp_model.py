@@ -1,0 +1,75 @@
+#!/usr/bin/python3
+"""Writes a shrunken Open-Sora-Plan v1.2 checkpoint in the published layout
+(train/make_osp_checkpoint.py), converts it with train/convert_osp.py (f32 and the
+default bf16), computes the PyTorch references' goldens (train/make_osp_goldens.py) and
+runs tests/test_osp_model.c on them. Also checks that the converter refuses broken
+inputs with a one-line message. Exit 77 (skip) without torch.
+
+    run_osp_model.py BUILD/tests/test_osp_model
+"""
+
+import os
+import subprocess
+import sys
+import tempfile
+
+try:
+    import torch  # noqa: F401
+    import numpy  # noqa: F401
+except ImportError as e:
+    print(f"{e.name} not available: skipped")
+    sys.exit(77)
+
+ROOT = os.environ.get("VDIT_SOURCE_ROOT") or os.path.dirname(os.path.dirname(
+    os.path.dirname(os.path.abspath(__file__))))
+TRAIN = os.path.join(ROOT, "train")
+PY = sys.executable
+
+
+def run(*args, **kw):
+    print("+", " ".join(args), flush=True)
+    return subprocess.run(args, check=kw.pop("check", True), **kw)
+
+
+def converter_refuses(osp, tmp):
+    """A transformer whose weights do not match its config, and a missing tokenizer."""
+    import json
+    bad = os.path.join(tmp, "bad-transformer")
+    os.makedirs(bad)
+    src = os.path.join(osp, "9x64p")
+    with open(os.path.join(src, "config.json")) as f:
+        cfg = json.load(f)
+    cfg["num_layers"] = 3
+    with open(os.path.join(bad, "config.json"), "w") as f:
+        json.dump(cfg, f)
+    os.symlink(os.path.join(src, "diffusion_pytorch_model.safetensors"),
+               os.path.join(bad, "diffusion_pytorch_model.safetensors"))
+    r = run(PY, os.path.join(TRAIN, "convert_osp.py"), "--transformer", bad, "--text-encoder",
+            os.path.join(osp, "mt5-xxl"), os.path.join(tmp, "out-bad"), check=False,
+            capture_output=True, text=True)
+    msg = r.stderr.strip()
+    print(msg)
+    assert r.returncode == 1 and "transformer_blocks.2." in msg and "missing" in msg, msg
+    assert len(msg.splitlines()) == 1, msg
+
+
+def main():
+    exe = sys.argv[1]
+    with tempfile.TemporaryDirectory(prefix="vdit-osp-") as tmp:
+        osp = os.path.join(tmp, "osp")
+        run(PY, os.path.join(TRAIN, "make_osp_checkpoint.py"), "--size", "tiny", osp)
+        conv = os.path.join(TRAIN, "convert_osp.py")
+        common = ["--transformer", os.path.join(osp, "9x64p"),
+                  "--text-encoder", os.path.join(osp, "mt5-xxl")]
+        f32, bf16 = os.path.join(tmp, "model-f32"), os.path.join(tmp, "model-bf16")
+        run(PY, conv, "--keep-f32", *common, f32)
+        run(PY, conv, *common, bf16)
+        golden = os.path.join(tmp, "golden.safetensors")
+        run(PY, os.path.join(TRAIN, "make_osp_goldens.py"), osp, golden)
+        converter_refuses(osp, tmp)
+        env = dict(os.environ, OSP_MODEL_F32=f32, OSP_MODEL_BF16=bf16, OSP_GOLDEN=golden)
+        return run(exe, check=False, env=env).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())
