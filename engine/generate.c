@@ -306,6 +306,12 @@ vdit_ctx_tokenize (vdit_ctx *ctx, const char *text, int32_t **ids, int *n, GErro
       raw[i] = 3 + ((uint8_t) text[i]) % (tc->vocab_size - 3);
   }
   int keep = MIN (n_raw, tc->max_tokens - 1);
+  if (keep < n_raw && ctx->params.log) { /* as Open-Sora-Plan's pipeline warns */
+    g_autofree char *msg = g_strdup_printf (
+      "the prompt has %d tokens: only the first %d and the end-of-text token are used "
+      "(text_encoder.max_tokens = %d)", n_raw + 1, keep, tc->max_tokens);
+    ctx->params.log (ctx->params.log_user_data, G_LOG_LEVEL_WARNING, msg);
+  }
   *ids = g_new (int32_t, keep + 1);
   memcpy (*ids, raw, keep * sizeof (int32_t));
   (*ids)[keep] = EOS_ID;

@@ -100,8 +100,10 @@ def write_transformer(out, size, seed):
     return folder
 
 
-def write_text_encoder(out, size, seed):
+def write_text_encoder(out, size, seed, layers=None):
     m = layout.TINY_MT5 if size == "tiny" else layout.FULL_MT5
+    if layers:
+        m = dict(m, num_layers=layers)
     folder = os.path.join(out, "mt5-xxl")
     os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, "config.json"), "w") as f:
@@ -125,12 +127,14 @@ def main():
     ap.add_argument("--size", choices=("tiny", "full"), default="tiny")
     ap.add_argument("--parts", default="transformer,text_encoder")
     ap.add_argument("--seed", type=int, default=23)
+    ap.add_argument("--text-layers", type=int,
+                    help="fewer mT5 blocks than the published 24 (to save disk: each is 0.77 GB)")
     a = ap.parse_args()
     parts = a.parts.split(",")
     if "transformer" in parts:
         print(write_transformer(a.out, a.size, a.seed))
     if "text_encoder" in parts:
-        print(write_text_encoder(a.out, a.size, a.seed))
+        print(write_text_encoder(a.out, a.size, a.seed, a.text_layers))
 
 
 if __name__ == "__main__":
