@@ -4,6 +4,7 @@
 
     /usr/bin/python3 train/convert_osp.py --transformer OSP/29x720p \\
         --text-encoder CACHE/mt5-xxl OUT [--keep-f32] [--scheduler scheduler_config.json]
+        [--attention tile --plan k0,k1,...]
 
     OUT/config.json               the architecture, sampler and decoder in vdit's schema
     OUT/dit.safetensors           the transformer, bf16 (f32 with --keep-f32)
@@ -79,7 +80,24 @@ def check_transformer(t, path):
                            f"{t['in_channels']} (a learned-sigma model): not supported")
 
 
-def vdit_config(t, m, sampler, frames=None, height=None, width=None, name="osp-v1.2"):
+def attention_section(mode, plan, depth):
+    """Efficient-vDiT's distilled weights come with a per-layer tile plan (k global
+    reference frames per layer, docs/model-format.md "attention")."""
+    a = {"mode": mode}
+    if plan:
+        try:
+            ks = [int(k) for k in plan.split(",")]
+        except ValueError:
+            raise ConvertError(f"--plan {plan}: must be comma-separated integers") from None
+        if len(ks) != depth or min(ks) < 0:
+            raise ConvertError(f"--plan has {len(ks)} entries: it needs one k >= 0 for each of"
+                               f" the transformer's {depth} layers")
+        a["plan"] = ks
+    return a
+
+
+def vdit_config(t, m, sampler, frames=None, height=None, width=None, name="osp-v1.2",
+                attention=None):
     heads, hd = t["num_attention_heads"], t["attention_head_dim"]
     size = t["sample_size"] if isinstance(t["sample_size"], list) else [t["sample_size"]] * 2
     return {
@@ -101,7 +119,7 @@ def vdit_config(t, m, sampler, frames=None, height=None, width=None, name="osp-v
             "rope_theta": 10000.0, "rope_scale": interpolation_scales(t),
             "eps": t.get("norm_eps", 1e-6)},
         "sampler": sampler,
-        "attention": {"mode": "full"},
+        "attention": attention or {"mode": "full"},
     }
 
 
@@ -228,6 +246,8 @@ def main(argv=None):
     ap.add_argument("--text-encoder", required=True, help="google/mt5-xxl's folder")
     ap.add_argument("--scheduler", help="a diffusers scheduler_config.json (default: OSP's)")
     ap.add_argument("--keep-f32", action="store_true", help="keep f32 weights (default bf16)")
+    ap.add_argument("--attention", choices=("full", "tile", "adaptive"), default="full")
+    ap.add_argument("--plan", help="tile plan: one k per transformer layer, e.g. 1,2,1,...")
     ap.add_argument("--steps", type=int)
     ap.add_argument("--guidance", type=float)
     ap.add_argument("--frames", type=int)
@@ -242,8 +262,10 @@ def main(argv=None):
         m, spiece = convert_text_encoder(a.text_encoder,
                                          os.path.join(a.out, "text_encoder.safetensors"), dtype)
         shutil.copyfile(spiece, os.path.join(a.out, "tokenizer.model"))
+        attention = attention_section(a.attention, a.plan, t["num_layers"])
         cfg = vdit_config(t, m, sampler, a.frames, a.height, a.width,
-                          name="osp-v1.2-" + os.path.basename(os.path.normpath(a.transformer)))
+                          name="osp-v1.2-" + os.path.basename(os.path.normpath(a.transformer)),
+                          attention=attention)
         with open(os.path.join(a.out, "config.json"), "w") as f:
             json.dump(cfg, f, indent=2)
             f.write("\n")

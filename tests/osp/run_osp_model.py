@@ -5,7 +5,7 @@ default bf16), computes the PyTorch references' goldens (train/make_osp_goldens.
 runs tests/test_osp_model.c on them. Also checks that the converter refuses broken
 inputs with a one-line message. Exit 77 (skip) without torch.
 
-    run_osp_model.py BUILD/tests/test_osp_model
+    run_osp_model.py BUILD/tests/test_osp_model BUILD/tests/osp_load_weights
 """
 
 import os
@@ -53,8 +53,25 @@ def converter_refuses(osp, tmp):
     assert len(msg.splitlines()) == 1, msg
 
 
+def tile_plan(conv, common, tmp, load_exe):
+    """Efficient-vDiT's per-layer tile plan rides along; a wrong length is refused."""
+    import json
+    out = os.path.join(tmp, "model-tile")
+    run(PY, conv, "--attention", "tile", "--plan", "1,0", *common, out)
+    with open(os.path.join(out, "config.json")) as f:
+        att = json.load(f)["attention"]
+    assert att == {"mode": "tile", "plan": [1, 0]}, att
+    r = run(load_exe, out, capture_output=True, text=True)
+    print(r.stdout.strip())
+    assert "bf16" in r.stdout, r.stdout
+    r = run(PY, conv, "--attention", "tile", "--plan", "1,0,2", *common,
+            os.path.join(tmp, "model-bad-plan"), check=False, capture_output=True, text=True)
+    assert r.returncode == 1 and "one k >= 0 for each of the transformer's 2 layers" in r.stderr, \
+        r.stderr
+
+
 def main():
-    exe = sys.argv[1]
+    exe, load_exe = sys.argv[1], sys.argv[2]
     with tempfile.TemporaryDirectory(prefix="vdit-osp-") as tmp:
         osp = os.path.join(tmp, "osp")
         run(PY, os.path.join(TRAIN, "make_osp_checkpoint.py"), "--size", "tiny", osp)
@@ -67,6 +84,7 @@ def main():
         golden = os.path.join(tmp, "golden.safetensors")
         run(PY, os.path.join(TRAIN, "make_osp_goldens.py"), osp, golden)
         converter_refuses(osp, tmp)
+        tile_plan(conv, common, tmp, load_exe)
         env = dict(os.environ, OSP_MODEL_F32=f32, OSP_MODEL_BF16=bf16, OSP_GOLDEN=golden)
         return run(exe, check=False, env=env).returncode
 
