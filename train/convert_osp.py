@@ -10,6 +10,9 @@
     OUT/dit.safetensors           the transformer, bf16 (f32 with --keep-f32)
     OUT/text_encoder.safetensors  the mT5 encoder under "text_encoder." (decoder dropped)
     OUT/tokenizer.model           the mT5 SentencePiece model (spiece.model)
+    OUT/vae/vae.safetensors       with --vae: the CausalVideoVAE decoder's weights, and
+    OUT/vae/config.json           its config (+ scaling_factor); the engine has no such
+                                  decoder yet, so these are for the decoder to come
 
 Tensors are streamed one chunk at a time (16 MB), so converting the 11 GB transformer
 or the mT5-XXL encoder needs little memory; safetensors inputs need only numpy. A
@@ -239,11 +242,51 @@ def convert_text_encoder(folder, out_path, dtype):
     return m, spiece
 
 
+def vae_state_dict(ckpt):
+    """The weights OSP's CausalVAEModel.init_from_ckpt takes from checkpoint.ckpt: a
+    non-empty ema_state_dict ("module." prefixes dropped), else state_dict["gen_model"],
+    else state_dict."""
+    ema = ckpt.get("ema_state_dict")
+    if ema:
+        return {k.replace("module.", ""): v for k, v in ema.items()}
+    sd = ckpt.get("state_dict")
+    if sd is None:
+        raise ConvertError("checkpoint.ckpt has neither ema_state_dict nor state_dict")
+    return sd.get("gen_model", sd)
+
+
+def convert_vae(folder, out_dir, dtype):
+    """vae/checkpoint.ckpt (a pickle: torch.load with weights_only=True, which refuses
+    code) → OUT/vae/vae.safetensors with the decoder's tensors (decoder.*,
+    post_quant_conv.*, names unchanged) and OUT/vae/config.json with the scaling factor."""
+    import torch
+    ckpt_path = os.path.join(folder, "checkpoint.ckpt")
+    cfg = _load_json(os.path.join(folder, "config.json"))
+    try:
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a pickle with code in it, or not a checkpoint at all
+        raise ConvertError(f"{ckpt_path}: cannot be read as weights only ({e})") from None
+    sd = vae_state_dict(ckpt)
+    keep = sorted(k for k in sd if k.startswith(("decoder.", "post_quant_conv.")))
+    if not any(k.startswith("decoder.conv_in.") for k in keep):
+        raise ConvertError(f"{ckpt_path}: no decoder.conv_in weights: not a CausalVAEModel")
+    os.makedirs(out_dir, exist_ok=True)
+    entries = []
+    for k in keep:
+        a = sd[k].float().numpy()
+        entries.append((k, dtype, list(a.shape), lambda a=a: iter([a.reshape(-1)])))
+    st_stream.write(os.path.join(out_dir, "vae.safetensors"), entries,
+                    {"source": "Open-Sora-Plan v1.2 CausalVideoVAE decoder"})
+    with open(os.path.join(out_dir, "config.json"), "w") as f:
+        json.dump(dict(cfg, scaling_factor=VAE_SCALING_FACTOR), f, indent=2, sort_keys=True)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("out", help="the vdit model directory to write")
     ap.add_argument("--transformer", required=True, help="e.g. Open-Sora-Plan-v1.2.0/29x720p")
     ap.add_argument("--text-encoder", required=True, help="google/mt5-xxl's folder")
+    ap.add_argument("--vae", help="the VAE's folder (checkpoint.ckpt + config.json); needs torch")
     ap.add_argument("--scheduler", help="a diffusers scheduler_config.json (default: OSP's)")
     ap.add_argument("--keep-f32", action="store_true", help="keep f32 weights (default bf16)")
     ap.add_argument("--attention", choices=("full", "tile", "adaptive"), default="full")
@@ -262,6 +305,8 @@ def main(argv=None):
         m, spiece = convert_text_encoder(a.text_encoder,
                                          os.path.join(a.out, "text_encoder.safetensors"), dtype)
         shutil.copyfile(spiece, os.path.join(a.out, "tokenizer.model"))
+        if a.vae:
+            convert_vae(a.vae, os.path.join(a.out, "vae"), dtype)
         attention = attention_section(a.attention, a.plan, t["num_layers"])
         cfg = vdit_config(t, m, sampler, a.frames, a.height, a.width,
                           name="osp-v1.2-" + os.path.basename(os.path.normpath(a.transformer)),

@@ -4,6 +4,7 @@
 
     OUT/29x720p/config.json, OUT/29x720p/diffusion_pytorch_model.safetensors   (F32)
     OUT/mt5-xxl/config.json, OUT/mt5-xxl/model.safetensors, OUT/mt5-xxl/spiece.model
+    OUT/vae/config.json, OUT/vae/checkpoint.ckpt                                (a pickle)
 
     /usr/bin/python3 train/make_osp_checkpoint.py --size tiny OUT
     /usr/bin/python3 train/make_osp_checkpoint.py --size full --parts transformer OUT
@@ -121,11 +122,27 @@ def write_text_encoder(out, size, seed, layers=None):
     return folder
 
 
+def write_vae(out, size, seed):
+    """vae/config.json + vae/checkpoint.ckpt: a torch pickle {"state_dict": {name: f32}}
+    of CausalVAEModel (encoder, decoder, quant convs), as OSP's init_from_ckpt reads."""
+    import torch
+    from osp import vae
+    cfg = vae.TINY_VAE_CONFIG if size == "tiny" else vae.VAE_CONFIG
+    folder = os.path.join(out, "vae")
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=2, sort_keys=True)
+    torch.manual_seed(seed + 7)
+    model = vae.CausalVAE(cfg)
+    torch.save({"state_dict": model.state_dict()}, os.path.join(folder, "checkpoint.ckpt"))
+    return folder
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("out")
     ap.add_argument("--size", choices=("tiny", "full"), default="tiny")
-    ap.add_argument("--parts", default="transformer,text_encoder")
+    ap.add_argument("--parts", default="transformer,text_encoder,vae")
     ap.add_argument("--seed", type=int, default=23)
     ap.add_argument("--text-layers", type=int,
                     help="fewer mT5 blocks than the published 24 (to save disk: each is 0.77 GB)")
@@ -135,6 +152,8 @@ def main():
         print(write_transformer(a.out, a.size, a.seed))
     if "text_encoder" in parts:
         print(write_text_encoder(a.out, a.size, a.seed, a.text_layers))
+    if "vae" in parts:
+        print(write_vae(a.out, a.size, a.seed))
 
 
 if __name__ == "__main__":

@@ -13,10 +13,16 @@ tests/test_osp_model.c to compare the converted model against:
     sample.noise, sample.cond, sample.uncond, sample.output
                                  a 2-step guided sample (guidance 7.5, batch
                                  [negative, positive]) with the given noise
+    vae.latent2, vae.video2, vae.latent3, vae.video3
+                                 the CausalVideoVAE decoding 2 and 3 latent frames
+                                 (5 and 9 video frames, (F, H, W, 3), in [−1, 1]
+                                 unclamped): the causal padding at the clip's start;
+                                 only with --with-vae (the engine has no VAE decoder
+                                 yet, and these take the CPU ~10 s)
 
 Latents are stored channels-last (T, H, W, C), the engine's layout.
 
-    /usr/bin/python3 train/make_osp_goldens.py OSP_DIR OUT.safetensors
+    /usr/bin/python3 train/make_osp_goldens.py OSP_DIR OUT.safetensors [--with-vae]
 """
 
 import json
@@ -28,7 +34,7 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from osp import model, mt5, scheduler, st_stream  # noqa: E402
+from osp import model, mt5, scheduler, st_stream, vae  # noqa: E402
 from vdit_torch import safetensors_io  # noqa: E402
 
 
@@ -97,6 +103,19 @@ def main():
         t["sample.cond"] = cond[0]
         t["sample.uncond"] = uncond[0]
         t["sample.output"] = channels_last(x)
+
+        if "--with-vae" in sys.argv[3:]:
+            with open(os.path.join(osp_dir, "vae", "config.json")) as f:
+                vcfg = json.load(f)
+            v = vae.CausalVAE(vcfg)
+            ckpt = torch.load(os.path.join(osp_dir, "vae", "checkpoint.ckpt"),
+                              map_location="cpu", weights_only=True)
+            v.load_state_dict(ckpt["state_dict"])
+            v.eval()
+            for frames in (2, 3):
+                z = torch.randn(1, C, frames, H, W, generator=g)
+                t[f"vae.latent{frames}"] = channels_last(z)
+                t[f"vae.video{frames}"] = channels_last(v.decode(z))
     safetensors_io.save(out, t)
 
 

@@ -70,6 +70,25 @@ def tile_plan(conv, common, tmp, load_exe):
         r.stderr
 
 
+def vae_weights_converted(osp, model_dir):
+    """--vae: the decoder's tensors land in OUT/vae/vae.safetensors unchanged (f32), the
+    encoder's are left out; the scaling factor is recorded."""
+    import json
+    import torch
+    sys.path.insert(0, TRAIN)
+    from osp import st_stream
+    sd = torch.load(os.path.join(osp, "vae", "checkpoint.ckpt"), weights_only=True)["state_dict"]
+    path = os.path.join(model_dir, "vae", "vae.safetensors")
+    header, _, _ = st_stream.read_header(path)
+    want = sorted(k for k in sd if k.startswith(("decoder.", "post_quant_conv.")))
+    assert sorted(header) == want, set(header) ^ set(want)
+    for k in want:
+        assert (st_stream.read_tensor(path, k) == sd[k].numpy()).all(), k
+    with open(os.path.join(model_dir, "vae", "config.json")) as f:
+        assert json.load(f)["scaling_factor"] == 0.18215
+    print(f"vae: {len(want)} decoder tensors converted")
+
+
 def main():
     exe, load_exe = sys.argv[1], sys.argv[2]
     with tempfile.TemporaryDirectory(prefix="vdit-osp-") as tmp:
@@ -79,7 +98,8 @@ def main():
         common = ["--transformer", os.path.join(osp, "9x64p"),
                   "--text-encoder", os.path.join(osp, "mt5-xxl")]
         f32, bf16 = os.path.join(tmp, "model-f32"), os.path.join(tmp, "model-bf16")
-        run(PY, conv, "--keep-f32", *common, f32)
+        run(PY, conv, "--keep-f32", "--vae", os.path.join(osp, "vae"), *common, f32)
+        vae_weights_converted(osp, f32)
         run(PY, conv, *common, bf16)
         golden = os.path.join(tmp, "golden.safetensors")
         run(PY, os.path.join(TRAIN, "make_osp_goldens.py"), osp, golden)
