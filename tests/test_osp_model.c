@@ -1,7 +1,7 @@
 /* A shrunken Open-Sora-Plan v1.2 checkpoint in the published layout, converted by
  * train/convert_osp.py, against the PyTorch references written from the published
- * architecture (train/make_osp_goldens.py): the mT5 encoder, one transformer call and a
- * 2-step guided Euler-ancestral sample, on the CPU. Run by tests/osp/run_osp_model.py,
+ * architecture (train/make_osp_goldens.py): the mT5 encoder, one transformer call, a
+ * 2-step guided Euler-ancestral sample and the CausalVideoVAE decoder, on the CPU. Run by tests/osp/run_osp_model.py,
  * which writes the checkpoint, converts it (f32 and bf16) and makes the goldens:
  * OSP_MODEL_F32, OSP_MODEL_BF16 and OSP_GOLDEN name them. */
 #include "config.h"
@@ -10,8 +10,10 @@
 #include "sampler.h"
 #include "test_util.h"
 #include "text_encoder.h"
+#include "vae_decoder.h"
 #include "weights.h"
 
+#include <glib/gstdio.h>
 #include <math.h>
 
 typedef struct {
@@ -304,6 +306,52 @@ test_guided_sample (fixture *f, gconstpointer data)
   dit_run_clear (&r);
 }
 
+/* data: latent frames (2 or 3). The CausalVideoVAE decoder against the PyTorch reference
+ * on the same converted weights: 2 → 5 and 3 → 9 frames, the causal first-frame padding
+ * and the first frame's separate upsampling included. */
+static void
+test_vae_decode (fixture *f, gconstpointer data)
+{
+  GError *error = NULL;
+  const int T = GPOINTER_TO_INT (data);
+  g_autofree char *vae_dir = g_build_filename (need_env ("OSP_MODEL_F32"), "vae", NULL);
+  vdit_vae_decoder *v = vdit_vae_decoder_load (vae_dir, &error);
+  g_assert_no_error (error);
+  g_autofree char *lname = g_strdup_printf ("vae.latent%d", T);
+  g_autofree char *vname = g_strdup_printf ("vae.video%d", T);
+  size_t nl = 0, nv = 0;
+  g_autofree float *latent = test_golden_f32 (f->golden, lname, &nl);
+  g_autofree float *ref = test_golden_f32 (f->golden, vname, &nv);
+  const int h = f->cfg->height / VDIT_VAE_SPACE_FACTOR, w = f->cfg->width / VDIT_VAE_SPACE_FACTOR;
+  g_assert_cmpuint (nl, ==, (size_t) T * h * w * vdit_vae_decoder_channels (v));
+  const int frames = 1 + VDIT_VAE_TIME_FACTOR * (T - 1);
+  g_assert_cmpuint (nv, ==, (size_t) frames * h * w * 64 * 3);
+  g_autofree float *got = g_new (float, nv);
+  g_assert_true (vdit_vae_decode (v, latent, T, h, w, got, &error));
+  g_assert_no_error (error);
+  test_assert_close (vname, ref, got, nv, 1e-4, 1e-3);
+  g_test_message ("%s: nmse %.3g", vname, test_nmse (ref, got, nv));
+  vdit_vae_decoder_free (v);
+}
+
+/* A bad VAE folder is refused with a message naming the file, not a crash. */
+static void
+test_vae_refuses (fixture *f, gconstpointer data)
+{
+  GError *error = NULL;
+  g_autofree char *tmp = g_dir_make_tmp ("vdit-vae-XXXXXX", &error);
+  g_assert_no_error (error);
+  g_autofree char *cfg = g_build_filename (tmp, "config.json", NULL);
+  g_assert_true (g_file_set_contents (cfg, "{\"hidden_size\": 32}", -1, &error));
+  vdit_vae_decoder *v = vdit_vae_decoder_load (tmp, &error);
+  g_assert_null (v);
+  g_assert_error (error, VDIT_ERROR, VDIT_ERROR_CONFIG);
+  g_assert_nonnull (strstr (error->message, "config.json"));
+  g_clear_error (&error);
+  g_unlink (cfg);
+  g_rmdir (tmp);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -314,5 +362,10 @@ main (int argc, char **argv)
   g_test_add ("/osp-model/dit-step", fixture, NULL, setup_f32, test_dit_step, teardown);
   g_test_add ("/osp-model/dit-step-bf16", fixture, "bf16", setup_bf16, test_dit_step, teardown);
   g_test_add ("/osp-model/guided-sample", fixture, NULL, setup_f32, test_guided_sample, teardown);
+  g_test_add ("/osp-model/vae-decode-2", fixture, GINT_TO_POINTER (2), setup_f32, test_vae_decode,
+              teardown);
+  g_test_add ("/osp-model/vae-decode-3", fixture, GINT_TO_POINTER (3), setup_f32, test_vae_decode,
+              teardown);
+  g_test_add ("/osp-model/vae-refuses", fixture, NULL, setup_f32, test_vae_refuses, teardown);
   return g_test_run ();
 }

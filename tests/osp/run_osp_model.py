@@ -102,7 +102,7 @@ def main():
         vae_weights_converted(osp, f32)
         run(PY, conv, *common, bf16)
         golden = os.path.join(tmp, "golden.safetensors")
-        run(PY, os.path.join(TRAIN, "make_osp_goldens.py"), osp, golden)
+        run(PY, os.path.join(TRAIN, "make_osp_goldens.py"), osp, golden, "--with-vae")
         converter_refuses(osp, tmp)
         tile_plan(conv, common, tmp, load_exe)
         env = dict(os.environ, OSP_MODEL_F32=f32, OSP_MODEL_BF16=bf16, OSP_GOLDEN=golden)

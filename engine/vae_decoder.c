@@ -1,0 +1,354 @@
+/* The CausalVideoVAE decoder: vae/config.json and vae/vae.safetensors → layers, and the
+ * decoder's forward (train/osp/vae.py is the PyTorch reference it is tested against). */
+#include "vae_decoder.h"
+
+#include "load_util.h"
+#include "safetensors.h"
+#include "vae_ops.h"
+
+#include <json-glib/json-glib.h>
+#include <string.h>
+
+#define LEVELS 4
+#define MAX_BLOCKS 8
+
+typedef struct {
+  vdit_vae_norm norm1, norm2;
+  vdit_vae_conv conv1, conv2, shortcut; /* shortcut.w NULL when cin == cout */
+} resnet;
+
+typedef struct {
+  vdit_vae_norm norm;
+  vdit_vae_conv q, k, v, proj;
+} attn;
+
+/* Per level of the decoder, from the top (level LEVELS − 1) down. */
+typedef enum { UP_NONE, UP_NEAREST, UP_S2T2 } up_kind;
+
+struct vdit_vae_decoder {
+  int hidden, mult[LEVELS], n_blocks, z_channels;
+  float scaling;
+  vdit_vae_conv post_quant, conv_in, conv_out, upsample[LEVELS];
+  up_kind up[LEVELS];
+  resnet mid1, mid2, blocks[LEVELS][MAX_BLOCKS];
+  attn mid_attn;
+  vdit_vae_norm norm_out;
+  GPtrArray *owned; /* every weight array */
+};
+
+typedef struct {
+  vdit_vae_decoder *v;
+  vdit_safetensors *st;
+  GError **error;
+} loader;
+
+static float *
+tensor (loader *l, const char *name, int ndim, const int64_t *shape)
+{
+  const vdit_tensor_view *t = vdit_safetensors_find (l->st, name);
+  if (t == NULL) {
+    g_set_error (l->error, VDIT_ERROR, VDIT_ERROR_MISSING, "%s: tensor %s is missing",
+                 vdit_safetensors_path (l->st), name);
+    return NULL;
+  }
+  gboolean same = t->ndim == ndim;
+  for (int i = 0; same && i < ndim; i++)
+    same = t->shape[i] == shape[i];
+  if (!same) {
+    g_set_error (l->error, VDIT_ERROR, VDIT_ERROR_SHAPE,
+                 "%s: tensor %s does not have the shape config.json implies",
+                 vdit_safetensors_path (l->st), name);
+    return NULL;
+  }
+  float *data = g_new (float, t->n_elements);
+  vdit_convert_to_f32 (data, t->data, t->dtype, t->n_elements);
+  g_ptr_array_add (l->v->owned, data);
+  return data;
+}
+
+static gboolean
+conv (loader *l, vdit_vae_conv *c, const char *prefix, int cin, int cout, int kt, int kh, int kw)
+{
+  g_autofree char *wn = g_strdup_printf ("%s.conv.weight", prefix);
+  g_autofree char *bn = g_strdup_printf ("%s.conv.bias", prefix);
+  const int64_t ws[5] = { cout, cin, kt, kh, kw }, bs[1] = { cout };
+  *c = (vdit_vae_conv) { .cout = cout, .cin = cin, .kt = kt, .kh = kh, .kw = kw };
+  return (c->w = tensor (l, wn, 5, ws)) && (c->b = tensor (l, bn, 1, bs));
+}
+
+static gboolean
+norm (loader *l, vdit_vae_norm *n, const char *prefix, int c)
+{
+  g_autofree char *wn = g_strdup_printf ("%s.weight", prefix);
+  g_autofree char *bn = g_strdup_printf ("%s.bias", prefix);
+  const int64_t s[1] = { c };
+  n->c = c;
+  return (n->gamma = tensor (l, wn, 1, s)) && (n->beta = tensor (l, bn, 1, s));
+}
+
+static gboolean
+load_resnet (loader *l, resnet *r, const char *prefix, int cin, int cout)
+{
+  g_autofree char *n1 = g_strconcat (prefix, ".norm1", NULL);
+  g_autofree char *c1 = g_strconcat (prefix, ".conv1", NULL);
+  g_autofree char *n2 = g_strconcat (prefix, ".norm2", NULL);
+  g_autofree char *c2 = g_strconcat (prefix, ".conv2", NULL);
+  g_autofree char *sc = g_strconcat (prefix, ".nin_shortcut", NULL);
+  r->shortcut.w = NULL;
+  return norm (l, &r->norm1, n1, cin) && conv (l, &r->conv1, c1, cin, cout, 3, 3, 3) &&
+         norm (l, &r->norm2, n2, cout) && conv (l, &r->conv2, c2, cout, cout, 3, 3, 3) &&
+         (cin == cout || conv (l, &r->shortcut, sc, cin, cout, 1, 1, 1));
+}
+
+static gboolean
+load_attn (loader *l, attn *a, int c)
+{
+  return norm (l, &a->norm, "decoder.mid.attn_1.norm", c) &&
+         conv (l, &a->q, "decoder.mid.attn_1.q", c, c, 1, 1, 1) &&
+         conv (l, &a->k, "decoder.mid.attn_1.k", c, c, 1, 1, 1) &&
+         conv (l, &a->v, "decoder.mid.attn_1.v", c, c, 1, 1, 1) &&
+         conv (l, &a->proj, "decoder.mid.attn_1.proj_out", c, c, 1, 1, 1);
+}
+
+static gboolean
+bad_config (const char *path, const char *key, const char *why, GError **error)
+{
+  g_set_error (error, VDIT_ERROR, VDIT_ERROR_CONFIG, "%s: %s %s", path, key, why);
+  return FALSE;
+}
+
+static gboolean
+expect_string (JsonObject *o, const char *path, const char *key, const char *want, GError **error)
+{
+  const char *got = json_object_has_member (o, key) ? json_object_get_string_member (o, key) : NULL;
+  if (g_strcmp0 (got, want) != 0)
+    return bad_config (path, key, "differs from Open-Sora-Plan v1.2's CausalVideoVAE decoder",
+                       error);
+  return TRUE;
+}
+
+static gboolean
+parse_config (vdit_vae_decoder *v, const char *path, GError **error)
+{
+  gsize len = 0;
+  g_autofree char *text = vdit_read_regular (path, 1 << 20, &len, error);
+  if (text == NULL)
+    return FALSE;
+  g_autoptr (JsonParser) p = json_parser_new ();
+  if (!json_parser_load_from_data (p, text, (gssize) len, NULL) ||
+      !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (p)))
+    return bad_config (path, "the file", "is not a JSON object", error);
+  JsonObject *o = json_node_get_object (json_parser_get_root (p));
+  static const char *const ups[LEVELS] = { "", "SpatialUpsample2x", "Spatial2xTime2x3DUpsample",
+                                           "Spatial2xTime2x3DUpsample" };
+  JsonArray *mult = json_object_has_member (o, "hidden_size_mult")
+                      ? json_object_get_array_member (o, "hidden_size_mult") : NULL;
+  JsonArray *up = json_object_has_member (o, "decoder_spatial_upsample")
+                    ? json_object_get_array_member (o, "decoder_spatial_upsample") : NULL;
+  if (!mult || json_array_get_length (mult) != LEVELS || !up || json_array_get_length (up) != LEVELS)
+    return bad_config (path, "hidden_size_mult / decoder_spatial_upsample",
+                       "must have 4 levels", error);
+  for (int i = 0; i < LEVELS; i++) {
+    v->mult[i] = (int) json_array_get_int_element (mult, i);
+    if (g_strcmp0 (json_array_get_string_element (up, i), ups[i]) != 0)
+      return bad_config (path, "decoder_spatial_upsample",
+                         "differs from Open-Sora-Plan v1.2's CausalVideoVAE decoder", error);
+    v->up[i] = i == 0 ? UP_NONE : i == 1 ? UP_NEAREST : UP_S2T2;
+  }
+  v->hidden = (int) json_object_get_int_member_with_default (o, "hidden_size", 0);
+  v->n_blocks = (int) json_object_get_int_member_with_default (o, "num_res_blocks", 0) + 1;
+  v->z_channels = (int) json_object_get_int_member_with_default (o, "z_channels", 0);
+  int embed = (int) json_object_get_int_member_with_default (o, "embed_dim", 0);
+  v->scaling = (float) json_object_get_double_member_with_default (o, "scaling_factor", 0.18215);
+  if (v->hidden < 32 || v->hidden % 32 != 0 || v->hidden > 4096)
+    return bad_config (path, "hidden_size", "must be a multiple of 32 (GroupNorm's groups)", error);
+  for (int i = 0; i < LEVELS; i++)
+    if (v->mult[i] < 1 || v->mult[i] > 64)
+      return bad_config (path, "hidden_size_mult", "must be small positive integers", error);
+  if (v->n_blocks < 2 || v->n_blocks > MAX_BLOCKS)
+    return bad_config (path, "num_res_blocks", "is out of range", error);
+  if (v->z_channels < 1 || v->z_channels > 64 || embed != v->z_channels)
+    return bad_config (path, "z_channels", "must equal embed_dim (at most 64)", error);
+  if (!(v->scaling > 0.0f))
+    return bad_config (path, "scaling_factor", "must be positive", error);
+  return expect_string (o, path, "decoder_attention", "AttnBlock3DFix", error) &&
+         expect_string (o, path, "decoder_conv_in", "CausalConv3d", error) &&
+         expect_string (o, path, "decoder_conv_out", "CausalConv3d", error) &&
+         expect_string (o, path, "decoder_mid_resnet", "ResnetBlock3D", error);
+}
+
+static gboolean
+load_weights (loader *l)
+{
+  vdit_vae_decoder *v = l->v;
+  const int top = v->hidden * v->mult[LEVELS - 1], z = v->z_channels;
+  if (!conv (l, &v->post_quant, "post_quant_conv", z, z, 1, 1, 1) ||
+      !conv (l, &v->conv_in, "decoder.conv_in", z, top, 3, 3, 3) ||
+      !load_resnet (l, &v->mid1, "decoder.mid.block_1", top, top) ||
+      !load_attn (l, &v->mid_attn, top) ||
+      !load_resnet (l, &v->mid2, "decoder.mid.block_2", top, top))
+    return FALSE;
+  int cin = top;
+  for (int i = LEVELS - 1; i >= 0; i--) {
+    const int cout = v->hidden * v->mult[i];
+    for (int b = 0; b < v->n_blocks; b++) {
+      g_autofree char *name = g_strdup_printf ("decoder.up.%d.block.%d", i, b);
+      if (!load_resnet (l, &v->blocks[i][b], name, cin, cout))
+        return FALSE;
+      cin = cout;
+    }
+    g_autofree char *up = g_strdup_printf ("decoder.up.%d.upsample.conv", i);
+    if (v->up[i] == UP_NEAREST && !conv (l, &v->upsample[i], up, cin, cin, 1, 3, 3))
+      return FALSE;
+    if (v->up[i] == UP_S2T2 && !conv (l, &v->upsample[i], up, cin, cin, 3, 3, 3))
+      return FALSE;
+  }
+  return norm (l, &v->norm_out, "decoder.norm_out", cin) &&
+         conv (l, &v->conv_out, "decoder.conv_out", cin, 3, 3, 3, 3);
+}
+
+vdit_vae_decoder *
+vdit_vae_decoder_load (const char *dir, GError **error)
+{
+  vdit_vae_decoder *v = g_new0 (vdit_vae_decoder, 1);
+  v->owned = g_ptr_array_new_with_free_func (g_free);
+  g_autofree char *cfg = g_build_filename (dir, "config.json", NULL);
+  g_autofree char *weights = g_build_filename (dir, "vae.safetensors", NULL);
+  loader l = { v, NULL, error };
+  if (!parse_config (v, cfg, error) || !(l.st = vdit_safetensors_open (weights, error)) ||
+      !load_weights (&l)) {
+    if (l.st)
+      vdit_safetensors_close (l.st);
+    vdit_vae_decoder_free (v);
+    return NULL;
+  }
+  vdit_safetensors_close (l.st); /* weights were copied to f32 */
+  return v;
+}
+
+void
+vdit_vae_decoder_free (vdit_vae_decoder *v)
+{
+  if (v == NULL)
+    return;
+  g_ptr_array_unref (v->owned);
+  g_free (v);
+}
+
+int
+vdit_vae_decoder_channels (const vdit_vae_decoder *v)
+{
+  return v->z_channels;
+}
+
+/* The activation of one clip: (c, t, h, w). */
+typedef struct {
+  float *x;
+  int c, t, h, w;
+} act;
+
+static size_t
+per_channel (const act *a)
+{
+  return (size_t) a->t * a->h * a->w;
+}
+
+static act
+act_new (int c, int t, int h, int w)
+{
+  return (act) { g_new (float, (size_t) c * t * h * w), c, t, h, w };
+}
+
+/* x ← conv(x) with a new channel count (same frames and size). */
+static void
+apply_conv (act *a, const vdit_vae_conv *c)
+{
+  act out = act_new (c->cout, a->t, a->h, a->w);
+  vdit_vae_conv3d (out.x, a->x, c, a->t, a->h, a->w);
+  g_free (a->x);
+  *a = out;
+}
+
+static void
+apply_resnet (act *a, const resnet *r)
+{
+  act h = { g_memdup2 (a->x, sizeof (float) * a->c * per_channel (a)), a->c, a->t, a->h, a->w };
+  vdit_vae_group_norm (h.x, &r->norm1, per_channel (&h), TRUE);
+  apply_conv (&h, &r->conv1);
+  vdit_vae_group_norm (h.x, &r->norm2, per_channel (&h), TRUE);
+  apply_conv (&h, &r->conv2);
+  if (r->shortcut.w)
+    apply_conv (a, &r->shortcut);
+  for (size_t i = 0; i < (size_t) a->c * per_channel (a); i++)
+    a->x[i] += h.x[i];
+  g_free (h.x);
+}
+
+static void
+apply_attn (act *a, const attn *at)
+{
+  const size_t n = (size_t) a->c * per_channel (a);
+  float *h = g_memdup2 (a->x, sizeof (float) * n);
+  vdit_vae_group_norm (h, &at->norm, per_channel (a), FALSE);
+  float *q = g_new (float, n), *k = g_new (float, n), *v = g_new (float, n), *o = g_new (float, n);
+  vdit_vae_conv3d (q, h, &at->q, a->t, a->h, a->w);
+  vdit_vae_conv3d (k, h, &at->k, a->t, a->h, a->w);
+  vdit_vae_conv3d (v, h, &at->v, a->t, a->h, a->w);
+  vdit_vae_frame_attention (o, q, k, v, a->c, a->t, a->h * a->w);
+  vdit_vae_conv3d (h, o, &at->proj, a->t, a->h, a->w);
+  for (size_t i = 0; i < n; i++)
+    a->x[i] += h[i];
+  g_free (q), g_free (k), g_free (v), g_free (o), g_free (h);
+}
+
+static void
+apply_upsample (act *a, up_kind kind, const vdit_vae_conv *c)
+{
+  const int t2 = kind == UP_S2T2 ? 1 + 2 * (a->t - 1) : a->t;
+  act up = act_new (a->c, t2, 2 * a->h, 2 * a->w);
+  if (kind == UP_S2T2)
+    vdit_vae_upsample_s2t2 (up.x, a->x, a->c, a->t, a->h, a->w);
+  else
+    vdit_vae_upsample_nearest2x (up.x, a->x, a->c, a->t, a->h, a->w);
+  g_free (a->x);
+  *a = up;
+  apply_conv (a, c);
+}
+
+gboolean
+vdit_vae_decode (vdit_vae_decoder *v, const float *latent, int T, int h, int w, float *video,
+                 GError **error)
+{
+  if (T < 1 || h < 1 || w < 1 || (size_t) T * h * w > (1u << 24)) {
+    g_set_error (error, VDIT_ERROR, VDIT_ERROR_INVALID_ARGUMENT,
+                 "a latent of %d × %d × %d cannot be decoded", T, h, w);
+    return FALSE;
+  }
+  const int z = v->z_channels;
+  act a = act_new (z, T, h, w);
+  const size_t plane = (size_t) h * w;
+  for (int t = 0; t < T; t++) /* (T, h, w, C) → (C, T, h, w), undoing the scaling */
+    for (size_t p = 0; p < plane; p++)
+      for (int c = 0; c < z; c++)
+        a.x[(size_t) c * T * plane + t * plane + p] = latent[(t * plane + p) * z + c] / v->scaling;
+  apply_conv (&a, &v->post_quant);
+  apply_conv (&a, &v->conv_in);
+  apply_resnet (&a, &v->mid1);
+  apply_attn (&a, &v->mid_attn);
+  apply_resnet (&a, &v->mid2);
+  for (int i = LEVELS - 1; i >= 0; i--) {
+    for (int b = 0; b < v->n_blocks; b++)
+      apply_resnet (&a, &v->blocks[i][b]);
+    if (v->up[i] != UP_NONE)
+      apply_upsample (&a, v->up[i], &v->upsample[i]);
+  }
+  vdit_vae_group_norm (a.x, &v->norm_out, per_channel (&a), TRUE);
+  apply_conv (&a, &v->conv_out);
+  const size_t out_plane = (size_t) a.h * a.w;
+  for (int t = 0; t < a.t; t++) /* (3, F, H, W) → (F, H, W, 3) */
+    for (size_t p = 0; p < out_plane; p++)
+      for (int c = 0; c < 3; c++)
+        video[(t * out_plane + p) * 3 + c] = a.x[(size_t) c * a.t * out_plane + t * out_plane + p];
+  g_free (a.x);
+  return TRUE;
+}

@@ -1,0 +1,27 @@
+/* Open-Sora-Plan v1.2's CausalVideoVAE decoder on the CPU (f32): the reference for
+ * later backends. It decodes a whole clip at once, without the tiling the published
+ * pipeline uses at 720p, so its memory grows with frames × pixels × 512 channels: fine
+ * at test sizes, not yet for a 720p clip (docs/model-format.md, "causal_video_vae"). */
+#ifndef VDIT_VAE_DECODER_H
+#define VDIT_VAE_DECODER_H
+
+#include "vdit.h"
+
+G_BEGIN_DECLS
+
+typedef struct vdit_vae_decoder vdit_vae_decoder;
+
+/* dir: a converted model's vae/ folder (config.json with scaling_factor, vae.safetensors
+ * from train/convert_osp.py --vae). Refuses other block layouts with a message. */
+vdit_vae_decoder *vdit_vae_decoder_load (const char *dir, GError **error);
+void vdit_vae_decoder_free (vdit_vae_decoder *v);
+/* Latent channels (z_channels). */
+int vdit_vae_decoder_channels (const vdit_vae_decoder *v);
+/* video (1 + 4(T − 1), 8h, 8w, 3), values in about [−1, 1], unclamped ← latent
+ * (T, h, w, C) as the DiT samples it (divided by scaling_factor here). */
+gboolean vdit_vae_decode (vdit_vae_decoder *v, const float *latent, int T, int h, int w,
+                          float *video, GError **error);
+
+G_END_DECLS
+
+#endif
