@@ -393,6 +393,13 @@ check_causal_video_vae (const section *s, const char *origin, vdit_config *cfg, 
   if (cfg->width % (sf * p[2]) != 0)
     return bad_num (&v, "width", cfg->width, error,
                     "must be divisible by %d (causal_video_vae: 8 × dit.patch[2])", sf * p[2]);
+  if (p[0] != 1) {
+    section d = { origin, "dit", NULL };
+    return bad_num (&d, "patch", p[0], error,
+                    "must start with 1 for decoder.type causal_video_vae (as Open-Sora-Plan v1.2)");
+  }
+  cfg->latent_height = cfg->height / sf;
+  cfg->latent_width = cfg->width / sf;
   return TRUE;
 }
 
@@ -414,6 +421,8 @@ parse_decoder (JsonObject *root, const char *origin, vdit_config *cfg, GError **
       return FALSE;
   } else {
     /* identity: the DiT works on RGB pixels, one latent frame per video frame */
+    cfg->latent_height = cfg->height;
+    cfg->latent_width = cfg->width;
     if (cfg->decoder_channels != 3)
       return bad_num (&s, "channels", cfg->decoder_channels, error,
                       "must be 3 for decoder.type identity");

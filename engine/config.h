@@ -85,6 +85,7 @@ typedef struct {
 typedef struct {
   char *name;
   int frames, height, width;
+  int latent_height, latent_width; /* what the DiT sees: the sides / the decoder's factor */
   double fps;
   VditDecoderType decoder;
   int decoder_channels;      /* latent channels */

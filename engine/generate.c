@@ -5,6 +5,7 @@
 #include "backend.h"
 #include "cpu/cpu_threads.h"
 #include "decoder.h"
+#include "vae_decoder.h"
 #include "dit.h"
 #include "model.h"
 #include "philox.h"
@@ -98,8 +99,8 @@ memory_need (const vdit_ctx *ctx, int frames, mem_need *m)
   const double n = (double) grid[0] * grid[1] * grid[2], d = dc->hidden;
   const double patch = (double) dc->patch[0] * dc->patch[1] * dc->patch[2] * dc->in_channels;
   const double pairs = dc->head_dim / 2;
-  const double values = (double) vdit_model_latent_frames (model, frames) * c->height *
-                        c->width * dc->in_channels;
+  const double values = (double) vdit_model_latent_frames (model, frames) * c->latent_height *
+                        c->latent_width * dc->in_channels;
   const double inner = (double) tc->n_heads * tc->d_kv;
   m->tokens = n;
   m->latent = 6.0 * values * sizeof (float);
@@ -467,7 +468,7 @@ gen_prepare (gen_state *g, GError **error)
   g->gt = grid[0];
   g->gh = grid[1];
   g->gw = grid[2];
-  g->n_latent = (size_t) g->T * cfg->height * cfg->width * cfg->dit.in_channels;
+  g->n_latent = (size_t) g->T * cfg->latent_height * cfg->latent_width * cfg->dit.in_channels;
   g->latent = g_try_new (float, g->n_latent);
   g->scaled = g_try_new (float, g->n_latent);
   g->patches = g_try_new (float, g->n_latent);
@@ -581,19 +582,19 @@ gen_model_eval (gen_state *g, int k, GError **error)
   const float tau = vdit_sampler_timestep (g->sampler, k);
   for (size_t i = 0; i < g->n_latent; i++)
     g->scaled[i] = g->latent[i] * in_scale;
-  vdit_patchify (g->patches, g->scaled, g->T, cfg->height, cfg->width, cfg->dit.in_channels,
-                 cfg->dit.patch);
+  vdit_patchify (g->patches, g->scaled, g->T, cfg->latent_height, cfg->latent_width,
+                 cfg->dit.in_channels, cfg->dit.patch);
   if (!vdit_dit_forward (ctx->dit, g->ws, g->patches, tau, g->text[0], g->policy, k, 0,
                          g->scaled, &ctx->cancelled, error))
     return FALSE;
-  vdit_unpatchify (g->out_cond, g->scaled, g->T, cfg->height, cfg->width, cfg->dit.in_channels,
-                   cfg->dit.patch);
+  vdit_unpatchify (g->out_cond, g->scaled, g->T, cfg->latent_height, cfg->latent_width,
+                   cfg->dit.in_channels, cfg->dit.patch);
   if (g->text[1] == NULL)
     return TRUE;
   if (!vdit_dit_forward (ctx->dit, g->ws, g->patches, tau, g->text[1], g->policy, k, 1,
                          g->scaled, &ctx->cancelled, error))
     return FALSE;
-  vdit_unpatchify (g->out_uncond, g->scaled, g->T, cfg->height, cfg->width,
+  vdit_unpatchify (g->out_uncond, g->scaled, g->T, cfg->latent_height, cfg->latent_width,
                    cfg->dit.in_channels, cfg->dit.patch);
   const float w = g->r.guidance;
   for (size_t i = 0; i < g->n_latent; i++)
@@ -601,16 +602,51 @@ gen_model_eval (gen_state *g, int k, GError **error)
   return TRUE;
 }
 
+/* decoder.type causal_video_vae: the whole clip (frames, height, width, 3), decoded at
+ * once (no temporal chunks yet). */
+static float *
+gen_vae_video (gen_state *g, GError **error)
+{
+  const vdit_model *m = g->ctx->model;
+  const vdit_config *cfg = m->config;
+  if (m->vae == NULL) {
+    g_set_error (error, VDIT_ERROR, VDIT_ERROR_MISSING,
+                 "model %s has no VAE weights: random-weight models cannot decode "
+                 "causal_video_vae latents", m->info.name);
+    return NULL;
+  }
+  const size_t n = (size_t) g->r.frames * cfg->height * cfg->width * 3;
+  float *video = g_try_new (float, n);
+  if (video == NULL) {
+    g_set_error (error, VDIT_ERROR, VDIT_ERROR_OUT_OF_MEMORY,
+                 "out of host memory for %d decoded frames (%zu values)", g->r.frames, n);
+    return NULL;
+  }
+  if (!vdit_vae_decode (m->vae, g->latent, g->T, cfg->latent_height, cfg->latent_width, video,
+                        error)) {
+    g_free (video);
+    return NULL;
+  }
+  return video;
+}
+
 static gboolean
 gen_decode (gen_state *g, GError **error)
 {
   const vdit_config *cfg = g->ctx->model->config;
   const int stride = cfg->width * 3;
-  g_autofree uint8_t *rgb = g_new (uint8_t, (size_t) stride * cfg->height);
+  const size_t frame_values = (size_t) stride * cfg->height;
+  g_autofree float *video = NULL;
+  if (cfg->decoder == VDIT_DECODER_CAUSAL_VIDEO_VAE && !(video = gen_vae_video (g, error)))
+    return FALSE;
+  g_autofree uint8_t *rgb = g_new (uint8_t, frame_values);
   for (int f = 0; f < g->r.frames; f++) {
     if (!check_cancel (g->ctx, error))
       return FALSE;
-    vdit_decode_frame (cfg, g->latent, f, rgb);
+    if (video)
+      vdit_vae_rgb (rgb, video + f * frame_values, frame_values);
+    else
+      vdit_decode_frame (cfg, g->latent, f, rgb);
     if (g->p->on_frame &&
         !g->p->on_frame (g->p->user_data, f, g->r.frames, rgb, cfg->width, cfg->height, stride)) {
       g_set_error (error, VDIT_ERROR, VDIT_ERROR_CANCELLED, "generation stopped by the frame callback");

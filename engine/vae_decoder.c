@@ -352,3 +352,13 @@ vdit_vae_decode (vdit_vae_decoder *v, const float *latent, int T, int h, int w, 
   g_free (a.x);
   return TRUE;
 }
+
+void
+vdit_vae_rgb (uint8_t *rgb, const float *values, size_t n)
+{
+  for (size_t i = 0; i < n; i++) {
+    float v = values[i] / 2.0f + 0.5f;
+    v = v > 0.0f ? (v < 1.0f ? v : 1.0f) : 0.0f; /* NaN fails v > 0 */
+    rgb[i] = (uint8_t) (v * 255.0f);
+  }
+}

@@ -22,6 +22,10 @@ int vdit_vae_decoder_channels (const vdit_vae_decoder *v);
 gboolean vdit_vae_decode (vdit_vae_decoder *v, const float *latent, int T, int h, int w,
                           float *video, GError **error);
 
+/* RGB24 bytes of decoded values as Open-Sora-Plan's pipeline makes them:
+ * uint8((x/2 + 0.5) clamped to [0, 1] · 255), truncated; NaN counts as 0. */
+void vdit_vae_rgb (uint8_t *rgb, const float *values, size_t n);
+
 G_END_DECLS
 
 #endif

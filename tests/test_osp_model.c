@@ -5,6 +5,7 @@
  * which writes the checkpoint, converts it (f32 and bf16) and makes the goldens:
  * OSP_MODEL_F32, OSP_MODEL_BF16 and OSP_GOLDEN name them. */
 #include "config.h"
+#include "ctx.h"
 #include "dit.h"
 #include "model.h"
 #include "sampler.h"
@@ -15,6 +16,7 @@
 
 #include <glib/gstdio.h>
 #include <math.h>
+#include <stdlib.h>
 
 typedef struct {
   vdit_config *cfg;
@@ -78,8 +80,8 @@ max_abs (const float *a, size_t n)
   return m;
 }
 
-/* The converted config says what the published one does; the model directory itself is
- * refused, clearly, until the engine has the CausalVideoVAE decoder. */
+/* The converted config says what the published one does; the model loads with its VAE
+ * (latent grid, frame counts 1 + 4k), and without one it is refused, clearly. */
 static void
 test_config (fixture *f, gconstpointer data)
 {
@@ -100,9 +102,22 @@ test_config (fixture *f, gconstpointer data)
 
   GError *error = NULL;
   vdit_model *m = vdit_model_load (need_env ("OSP_MODEL_F32"), &error);
+  g_assert_no_error (error);
+  int grid[3];
+  vdit_model_token_grid (m, 9, grid);
+  g_assert_cmpint (grid[0], ==, 3); /* latent frames */
+  g_assert_cmpint (grid[1], ==, c->height / 8 / 2);
+  g_assert_true (vdit_model_check_frames (m, 13, &error));
+  g_assert_false (vdit_model_check_frames (m, 8, &error));
+  g_assert_error (error, VDIT_ERROR, VDIT_ERROR_INVALID_ARGUMENT);
+  g_assert_nonnull (strstr (error->message, "1 + 4·k"));
+  g_clear_error (&error);
+  vdit_model_free (m);
+  /* converted without --vae: the decoder's weights are missing, and the message says how */
+  m = vdit_model_load (need_env ("OSP_MODEL_BF16"), &error);
   g_assert_null (m);
-  g_assert_error (error, VDIT_ERROR, VDIT_ERROR_CONFIG);
-  g_assert_nonnull (strstr (error->message, "causal_video_vae"));
+  g_assert_error (error, VDIT_ERROR, VDIT_ERROR_MISSING);
+  g_assert_nonnull (strstr (error->message, "--vae"));
   g_clear_error (&error);
 }
 
@@ -334,6 +349,74 @@ test_vae_decode (fixture *f, gconstpointer data)
   vdit_vae_decoder_free (v);
 }
 
+typedef struct {
+  uint8_t *frames; /* (n, height, width, 3) */
+  int n, width, height;
+} captured;
+
+static gboolean
+capture_frame (void *user_data, int index, int n_frames, const uint8_t *rgb, int width,
+               int height, int stride)
+{
+  captured *c = user_data;
+  g_assert_cmpint (index, <, c->n);
+  g_assert_cmpint (width, ==, c->width);
+  g_assert_cmpint (height, ==, c->height);
+  g_assert_cmpint (stride, ==, width * 3);
+  memcpy (c->frames + (size_t) index * stride * height, rgb, (size_t) stride * height);
+  return TRUE;
+}
+
+/* The converted model through vdit_generate — tokens, mT5, guided DiT steps, the engine's
+ * noise, the VAE, the 8-bit conversion — against the same generation by the references
+ * (make_osp_goldens.py e2e). */
+static void
+test_generate (fixture *f, gconstpointer data)
+{
+  GError *error = NULL;
+  vdit_model *m = vdit_model_load (need_env ("OSP_MODEL_F32"), &error);
+  g_assert_no_error (error);
+  vdit_ctx_params cp;
+  vdit_ctx_params_init (&cp);
+  cp.device = VDIT_DEVICE_CPU;
+  vdit_ctx *ctx = vdit_ctx_new (m, &cp, &error);
+  g_assert_no_error (error);
+  const vdit_config *c = vdit_model_get_config (m);
+  captured cap = { NULL, 9, c->width, c->height };
+  cap.frames = g_new0 (uint8_t, (size_t) cap.n * c->width * c->height * 3);
+  vdit_gen_params p;
+  vdit_gen_params_init (&p);
+  p.prompt = "a red ball moves left";
+  p.negative_prompt = "blurry";
+  p.seed = 3;
+  p.steps = 2;
+  p.guidance = 7.5f;
+  p.frames = cap.n;
+  p.on_frame = capture_frame;
+  p.user_data = &cap;
+  size_t n_lat = 0, n_vid = 0;
+  g_autofree float *ref_latent = test_golden_f32 (f->golden, "e2e.latent", &n_lat);
+  g_autofree float *ref_video = test_golden_f32 (f->golden, "e2e.video", &n_vid);
+  g_assert_cmpuint (n_vid, ==, (size_t) cap.n * c->width * c->height * 3);
+  g_autofree float *latent = g_new (float, n_lat);
+  g_assert_true (vdit_generate_latent (ctx, &p, latent, &error));
+  g_assert_no_error (error);
+  test_assert_close ("e2e latent", ref_latent, latent, n_lat, 1e-6 * max_abs (ref_latent, n_lat),
+                     1e-4);
+  g_autofree uint8_t *ref_rgb = g_new (uint8_t, n_vid);
+  vdit_vae_rgb (ref_rgb, ref_video, n_vid);
+  size_t differ = 0;
+  for (size_t i = 0; i < n_vid; i++) {
+    g_assert_cmpint (abs ((int) ref_rgb[i] - (int) cap.frames[i]), <=, 1);
+    differ += ref_rgb[i] != cap.frames[i];
+  }
+  g_test_message ("e2e frames: %zu of %zu bytes differ by 1", differ, n_vid);
+  g_assert_cmpuint (differ, <, n_vid / 100);
+  g_free (cap.frames);
+  vdit_ctx_free (ctx);
+  vdit_model_free (m);
+}
+
 /* A bad VAE folder is refused with a message naming the file, not a crash. */
 static void
 test_vae_refuses (fixture *f, gconstpointer data)
@@ -366,6 +449,7 @@ main (int argc, char **argv)
               teardown);
   g_test_add ("/osp-model/vae-decode-3", fixture, GINT_TO_POINTER (3), setup_f32, test_vae_decode,
               teardown);
+  g_test_add ("/osp-model/generate", fixture, NULL, setup_f32, test_generate, teardown);
   g_test_add ("/osp-model/vae-refuses", fixture, NULL, setup_f32, test_vae_refuses, teardown);
   return g_test_run ();
 }

@@ -13,6 +13,12 @@ tests/test_osp_model.c to compare the converted model against:
     sample.noise, sample.cond, sample.uncond, sample.output
                                  a 2-step guided sample (guidance 7.5, batch
                                  [negative, positive]) with the given noise
+    e2e.latent, e2e.video        (with --with-vae) a whole generation as Open-Sora-Plan's
+                                 pipeline runs it: prompt "a red ball moves left",
+                                 negative "blurry" (tokens padded to 16 with masks), seed 3
+                                 (the engine's Philox noise), 2 steps, guidance 7.5, 9
+                                 frames: the final latent (T, H, W, C) and the decoded
+                                 video (F, H, W, 3) before its 8-bit conversion
     vae.latent2, vae.video2, vae.latent3, vae.video3
                                  the CausalVideoVAE decoding 2 and 3 latent frames
                                  (5 and 9 video frames, (F, H, W, 3), in [−1, 1]
@@ -35,7 +41,43 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from osp import model, mt5, scheduler, st_stream, vae  # noqa: E402
-from vdit_torch import safetensors_io  # noqa: E402
+from vdit_torch import philox, safetensors_io  # noqa: E402
+
+E2E_PROMPT, E2E_NEGATIVE, E2E_SEED, E2E_STEPS, E2E_GUIDANCE = \
+    "a red ball moves left", "blurry", 3, 2, 7.5
+
+
+def e2e(osp_dir, dit, msd, mcfg, v, shape):
+    """A generation through the references: tokens (SentencePiece ids + EOS, padded), the
+    mT5 encoder, [negative, positive] guided DiT calls, Euler ancestral with the engine's
+    noise streams (0: the initial latent, 1 + k: after step k), the VAE."""
+    import sentencepiece as spm
+    sp = spm.SentencePieceProcessor(model_file=os.path.join(osp_dir, "mt5-xxl", "spiece.model"))
+    pad = 16
+
+    def text(prompt):
+        ids = sp.encode(prompt) + [1]
+        mask = torch.tensor([[1] * len(ids) + [0] * (pad - len(ids))])
+        ids = torch.tensor([ids + [0] * (pad - len(ids))])
+        return mt5.encode(msd, mcfg, ids, mask), mask
+
+    cond, cmask = text(E2E_PROMPT)
+    uncond, umask = text(E2E_NEGATIVE)
+    T, H, W, C = shape
+
+    def noise(stream):  # (T, H, W, C) row-major → [1, C, T, H, W]
+        n = torch.from_numpy(philox.normals_like((T, H, W, C), E2E_SEED, stream))
+        return n.permute(3, 0, 1, 2)[None]
+
+    s = scheduler.EulerAncestral(E2E_STEPS)
+    x = noise(0) * s.init_noise_sigma
+    for k in range(E2E_STEPS):
+        x_in = s.scale_model_input(x, k)
+        out = dit(torch.cat([x_in, x_in]), torch.full((2,), float(s.timesteps[k])),
+                  torch.cat([uncond, cond]), torch.cat([umask, cmask]))
+        u, c = out.chunk(2)
+        x = s.step(k, u + E2E_GUIDANCE * (c - u), x, noise(1 + k))
+    return channels_last(x), channels_last(v.decode(x))
 
 
 def load_state(path):
@@ -116,6 +158,7 @@ def main():
                 z = torch.randn(1, C, frames, H, W, generator=g)
                 t[f"vae.latent{frames}"] = channels_last(z)
                 t[f"vae.video{frames}"] = channels_last(v.decode(z))
+            t["e2e.latent"], t["e2e.video"] = e2e(osp_dir, dit, msd, mcfg, v, (T, H, W, C))
     safetensors_io.save(out, t)
 
 
