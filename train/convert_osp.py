@@ -11,8 +11,8 @@
     OUT/text_encoder.safetensors  the mT5 encoder under "text_encoder." (decoder dropped)
     OUT/tokenizer.model           the mT5 SentencePiece model (spiece.model)
     OUT/vae/vae.safetensors       with --vae: the CausalVideoVAE decoder's weights, and
-    OUT/vae/config.json           its config (+ scaling_factor); the engine has no such
-                                  decoder yet, so these are for the decoder to come
+    OUT/vae/config.json           its config (+ scaling_factor): what the engine decodes
+                                  with (a model without vae/ does not load)
 
 Tensors are streamed one chunk at a time (16 MB), so converting the 11 GB transformer
 or the mT5-XXL encoder needs little memory; safetensors inputs need only numpy. A

@@ -23,8 +23,7 @@ tests/test_osp_model.c to compare the converted model against:
                                  the CausalVideoVAE decoding 2 and 3 latent frames
                                  (5 and 9 video frames, (F, H, W, 3), in [−1, 1]
                                  unclamped): the causal padding at the clip's start;
-                                 only with --with-vae (the engine has no VAE decoder
-                                 yet, and these take the CPU ~10 s)
+                                 only with --with-vae (these take the CPU ~20 s)
 
 Latents are stored channels-last (T, H, W, C), the engine's layout.
 
