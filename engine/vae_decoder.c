@@ -2,6 +2,8 @@
  * decoder's forward (train/osp/vae.py is the PyTorch reference it is tested against). */
 #include "vae_decoder.h"
 
+#include "config.h"
+
 #include "load_util.h"
 #include "safetensors.h"
 #include "vae_ops.h"
@@ -33,6 +35,7 @@ struct vdit_vae_decoder {
   resnet mid1, mid2, blocks[LEVELS][MAX_BLOCKS];
   attn mid_attn;
   vdit_vae_norm norm_out;
+  vdit_vae_tiling tiling;
   GPtrArray *owned; /* every weight array */
 };
 
@@ -171,6 +174,21 @@ parse_config (vdit_vae_decoder *v, const char *path, GError **error)
     return bad_config (path, "z_channels", "must equal embed_dim (at most 64)", error);
   if (!(v->scaling > 0.0f))
     return bad_config (path, "scaling_factor", "must be positive", error);
+  /* the sample script's --enable_tiling at 720p unless the config says otherwise */
+  v->tiling = (vdit_vae_tiling) {
+    .latent = (int) json_object_get_int_member_with_default (o, "tile_latent_min_size", 64),
+    .sample = (int) json_object_get_int_member_with_default (o, "tile_sample_min_size", 512),
+    .latent_t = (int) json_object_get_int_member_with_default (o, "tile_latent_min_size_t", 8),
+    .overlap = (float) json_object_get_double_member_with_default (o, "tile_overlap_factor",
+                                                                   0.125),
+  };
+  if (!json_object_get_boolean_member_with_default (o, "use_tiling", TRUE))
+    v->tiling.latent_t = 0;
+  const vdit_vae_tiling *t = &v->tiling;
+  if (t->latent_t != 0 && (t->latent_t < 2 || t->latent < 1 || t->sample < 1 ||
+                           !(t->overlap >= 0.0f && t->overlap < 1.0f) ||
+                           (int) (t->latent * (1.0f - t->overlap)) < 1))
+    return bad_config (path, "tile_*", "are out of range", error);
   return expect_string (o, path, "decoder_attention", "AttnBlock3DFix", error) &&
          expect_string (o, path, "decoder_conv_in", "CausalConv3d", error) &&
          expect_string (o, path, "decoder_conv_out", "CausalConv3d", error) &&
@@ -233,6 +251,12 @@ vdit_vae_decoder_free (vdit_vae_decoder *v)
     return;
   g_ptr_array_unref (v->owned);
   g_free (v);
+}
+
+void
+vdit_vae_decoder_set_tiling (vdit_vae_decoder *v, const vdit_vae_tiling *t)
+{
+  v->tiling = *t;
 }
 
 int
@@ -315,22 +339,11 @@ apply_upsample (act *a, up_kind kind, const vdit_vae_conv *c)
   apply_conv (a, c);
 }
 
-gboolean
-vdit_vae_decode (vdit_vae_decoder *v, const float *latent, int T, int h, int w, float *video,
-                 GError **error)
+/* The decoder on a latent (z, n, h, w), scaled already: video (3, 1 + 4(n − 1), 8h, 8w). */
+static act
+decode_whole (vdit_vae_decoder *v, const float *z, int n, int h, int w)
 {
-  if (T < 1 || h < 1 || w < 1 || (size_t) T * h * w > (1u << 24)) {
-    g_set_error (error, VDIT_ERROR, VDIT_ERROR_INVALID_ARGUMENT,
-                 "a latent of %d × %d × %d cannot be decoded", T, h, w);
-    return FALSE;
-  }
-  const int z = v->z_channels;
-  act a = act_new (z, T, h, w);
-  const size_t plane = (size_t) h * w;
-  for (int t = 0; t < T; t++) /* (T, h, w, C) → (C, T, h, w), undoing the scaling */
-    for (size_t p = 0; p < plane; p++)
-      for (int c = 0; c < z; c++)
-        a.x[(size_t) c * T * plane + t * plane + p] = latent[(t * plane + p) * z + c] / v->scaling;
+  act a = { g_memdup2 (z, sizeof (float) * v->z_channels * n * h * w), v->z_channels, n, h, w };
   apply_conv (&a, &v->post_quant);
   apply_conv (&a, &v->conv_in);
   apply_resnet (&a, &v->mid1);
@@ -344,12 +357,126 @@ vdit_vae_decode (vdit_vae_decoder *v, const float *latent, int T, int h, int w, 
   }
   vdit_vae_group_norm (a.x, &v->norm_out, per_channel (&a), TRUE);
   apply_conv (&a, &v->conv_out);
-  const size_t out_plane = (size_t) a.h * a.w;
-  for (int t = 0; t < a.t; t++) /* (3, F, H, W) → (F, H, W, 3) */
+  return a;
+}
+
+/* The window [y0, y0 + th) × [x0, x0 + tw) of frames [t0, t0 + n) of z (c, T, h, w). */
+static float *
+crop (const float *z, int c, int T, int h, int w, int t0, int n, int y0, int th, int x0, int tw)
+{
+  float *out = g_new (float, (size_t) c * n * th * tw);
+  for (int ci = 0; ci < c; ci++)
+    for (int t = 0; t < n; t++)
+      for (int y = 0; y < th; y++)
+        memcpy (out + (((size_t) ci * n + t) * th + y) * tw,
+                z + (((size_t) ci * T + t0 + t) * h + y0 + y) * w + x0, sizeof (float) * tw);
+  return out;
+}
+
+/* b's first rows (vertical) or columns take a's last ones, linearly weighted, in place:
+ * CausalVAEModel.blend_v / blend_h. */
+static void
+blend (const act *a, act *b, int extent, gboolean vertical)
+{
+  extent = MIN (extent, vertical ? MIN (a->h, b->h) : MIN (a->w, b->w));
+  for (int c = 0; c < b->c; c++)
+    for (int t = 0; t < b->t; t++) {
+      const float *pa = a->x + ((size_t) c * a->t + t) * a->h * a->w;
+      float *pb = b->x + ((size_t) c * b->t + t) * b->h * b->w;
+      for (int e = 0; e < extent; e++) {
+        const float wb = (float) e / extent, wa = 1.0f - wb;
+        if (vertical)
+          for (int x = 0; x < b->w; x++)
+            pb[e * b->w + x] = pa[(a->h - extent + e) * a->w + x] * wa + pb[e * b->w + x] * wb;
+        else
+          for (int y = 0; y < b->h; y++)
+            pb[y * b->w + e] = pa[y * a->w + a->w - extent + e] * wa + pb[y * b->w + e] * wb;
+      }
+    }
+}
+
+/* CausalVAEModel.tiled_decode2d on frames [t0, t0 + n): tiles decoded one by one, each
+ * blended in place with the one above and the one on its left, cropped to the stride,
+ * written into out (3, F, H, W) from frame `f_out`, skipping the first `skip` frames. */
+static void
+decode_tiles (vdit_vae_decoder *v, const float *z, int T, int h, int w, int t0, int n,
+              float *out, int F, int f_out, int skip)
+{
+  const vdit_vae_tiling *tl = &v->tiling;
+  const int stride = (int) (tl->latent * (1.0f - tl->overlap));
+  const int extent = (int) (tl->sample * tl->overlap), limit = tl->sample - extent;
+  const int rows = (h + stride - 1) / stride, cols = (w + stride - 1) / stride;
+  const int H = h * VDIT_VAE_SPACE_FACTOR, W = w * VDIT_VAE_SPACE_FACTOR;
+  act *tiles = g_new0 (act, (size_t) rows * cols);
+  for (int i = 0; i < rows; i++)
+    for (int j = 0; j < cols; j++) {
+      const int th = MIN (tl->latent, h - i * stride), tw = MIN (tl->latent, w - j * stride);
+      g_autofree float *zt = crop (z, v->z_channels, T, h, w, t0, n, i * stride, th, j * stride, tw);
+      act *a = &tiles[i * cols + j];
+      *a = decode_whole (v, zt, n, th, tw);
+      if (i > 0)
+        blend (&tiles[(i - 1) * cols + j], a, extent, TRUE);
+      if (j > 0)
+        blend (&tiles[i * cols + j - 1], a, extent, FALSE);
+    }
+  for (int i = 0; i < rows; i++)
+    for (int j = 0; j < cols; j++) {
+      const act *a = &tiles[i * cols + j];
+      const int y0 = i * limit, x0 = j * limit;
+      for (int c = 0; c < 3; c++)
+        for (int t = skip; t < a->t; t++)
+          for (int y = 0; y < MIN (a->h, limit) && y0 + y < H; y++)
+            for (int x = 0; x < MIN (a->w, limit) && x0 + x < W; x++)
+              out[(((size_t) c * F + f_out + t - skip) * H + y0 + y) * W + x0 + x] =
+                a->x[(((size_t) c * a->t + t) * a->h + y) * a->w + x];
+    }
+  for (int i = 0; i < rows * cols; i++)
+    g_free (tiles[i].x);
+  g_free (tiles);
+}
+
+gboolean
+vdit_vae_decode (vdit_vae_decoder *v, const float *latent, int T, int h, int w, float *video,
+                 GError **error)
+{
+  if (T < 1 || h < 1 || w < 1 || (size_t) T * h * w > (1u << 24)) {
+    g_set_error (error, VDIT_ERROR, VDIT_ERROR_INVALID_ARGUMENT,
+                 "a latent of %d × %d × %d cannot be decoded", T, h, w);
+    return FALSE;
+  }
+  const int z_c = v->z_channels, F = 1 + VDIT_VAE_TIME_FACTOR * (T - 1);
+  const int H = h * VDIT_VAE_SPACE_FACTOR, W = w * VDIT_VAE_SPACE_FACTOR;
+  const size_t plane = (size_t) h * w;
+  g_autofree float *z = g_new (float, (size_t) z_c * T * plane);
+  for (int t = 0; t < T; t++) /* (T, h, w, C) → (C, T, h, w), undoing the scaling */
+    for (size_t p = 0; p < plane; p++)
+      for (int c = 0; c < z_c; c++)
+        z[(size_t) c * T * plane + t * plane + p] = latent[(t * plane + p) * z_c + c] / v->scaling;
+  const vdit_vae_tiling *tl = &v->tiling;
+  g_autofree float *chw = NULL; /* (3, F, H, W) */
+  if (tl->latent_t == 0 || (w <= tl->latent && h <= tl->latent && T <= tl->latent_t)) {
+    act a = decode_whole (v, z, T, h, w);
+    chw = a.x;
+  } else {
+    /* CausalVAEModel.tiled_decode: chunks start every latent_t − 1 frames and overlap by
+     * one; a later chunk's first decoded frame repeats the previous chunk's last */
+    chw = g_new (float, (size_t) 3 * F * H * W);
+    int f_out = 0;
+    for (int start = 0, n_chunk = 0; start == 0 || start < T - 1; start += tl->latent_t - 1) {
+      const int end = MIN (start + tl->latent_t, T);
+      decode_tiles (v, z, T, h, w, start, end - start, chw, F, f_out, n_chunk > 0);
+      f_out += (n_chunk > 0 ? 0 : 1) + VDIT_VAE_TIME_FACTOR * (end - start - 1);
+      n_chunk++;
+      if (end == T)
+        break;
+    }
+    g_assert (f_out == F);
+  }
+  const size_t out_plane = (size_t) H * W;
+  for (int t = 0; t < F; t++) /* (3, F, H, W) → (F, H, W, 3) */
     for (size_t p = 0; p < out_plane; p++)
       for (int c = 0; c < 3; c++)
-        video[(t * out_plane + p) * 3 + c] = a.x[(size_t) c * a.t * out_plane + t * out_plane + p];
-  g_free (a.x);
+        video[(t * out_plane + p) * 3 + c] = chw[(size_t) c * F * out_plane + t * out_plane + p];
   return TRUE;
 }
 

@@ -1,7 +1,7 @@
 /* Open-Sora-Plan v1.2's CausalVideoVAE decoder on the CPU (f32): the reference for
- * later backends. It decodes a whole clip at once, without the tiling the published
- * pipeline uses at 720p, so its memory grows with frames × pixels × 512 channels: fine
- * at test sizes, not yet for a 720p clip (docs/model-format.md, "causal_video_vae"). */
+ * later backends. Like the published sample script it decodes in overlapping spatial
+ * tiles and temporal chunks once the latent exceeds a tile, blending the seams exactly
+ * as CausalVAEModel.tiled_decode does (docs/model-format.md, "causal_video_vae"). */
 #ifndef VDIT_VAE_DECODER_H
 #define VDIT_VAE_DECODER_H
 
@@ -15,6 +15,16 @@ typedef struct vdit_vae_decoder vdit_vae_decoder;
  * from train/convert_osp.py --vae). Refuses other block layouts with a message. */
 vdit_vae_decoder *vdit_vae_decoder_load (const char *dir, GError **error);
 void vdit_vae_decoder_free (vdit_vae_decoder *v);
+/* Tiling (vae/config.json, defaults the sample script's): latent tiles of `latent` ×
+ * `latent` (decoded to `sample` × `sample` pixels) overlapping by `overlap` (a fraction),
+ * temporal chunks of `latent_t` latent frames overlapping by one; latent_t 0 turns
+ * tiling off. */
+typedef struct {
+  int latent, sample, latent_t;
+  float overlap;
+} vdit_vae_tiling;
+
+void vdit_vae_decoder_set_tiling (vdit_vae_decoder *v, const vdit_vae_tiling *t);
 /* Latent channels (z_channels). */
 int vdit_vae_decoder_channels (const vdit_vae_decoder *v);
 /* video (1 + 4(T − 1), 8h, 8w, 3), values in about [−1, 1], unclamped ← latent

@@ -349,6 +349,40 @@ test_vae_decode (fixture *f, gconstpointer data)
   vdit_vae_decoder_free (v);
 }
 
+/* The sample script's tiled decode with tiles small enough that the shrunken latent
+ * (3 × 8 × 12) takes 2 × 2 overlapping spatial tiles in 2 temporal chunks: the seams'
+ * in-place blending and the chunks' dropped first frames as the reference does them. */
+static void
+test_vae_decode_tiled (fixture *f, gconstpointer data)
+{
+  GError *error = NULL;
+  g_autofree char *vae_dir = g_build_filename (need_env ("OSP_MODEL_F32"), "vae", NULL);
+  vdit_vae_decoder *v = vdit_vae_decoder_load (vae_dir, &error);
+  g_assert_no_error (error);
+  size_t np = 0, nl = 0, nv = 0;
+  g_autofree float *params = test_golden_f32 (f->golden, "vae.tiled.params", &np);
+  g_autofree float *latent = test_golden_f32 (f->golden, "vae.tiled.latent", &nl);
+  g_autofree float *ref = test_golden_f32 (f->golden, "vae.tiled.video", &nv);
+  g_assert_cmpuint (np, ==, 4);
+  const vdit_vae_tiling tiling = { (int) params[0], (int) params[1], (int) params[2], params[3] };
+  vdit_vae_decoder_set_tiling (v, &tiling);
+  const int h = f->cfg->height / VDIT_VAE_SPACE_FACTOR, w = f->cfg->width / VDIT_VAE_SPACE_FACTOR;
+  const int T = (int) (nl / ((size_t) h * w * 4));
+  g_assert_cmpuint (nv, ==, (size_t) (1 + 4 * (T - 1)) * h * w * 64 * 3);
+  g_autofree float *got = g_new (float, nv);
+  g_assert_true (vdit_vae_decode (v, latent, T, h, w, got, &error));
+  g_assert_no_error (error);
+  test_assert_close ("tiled decode", ref, got, nv, 1e-4, 1e-3);
+  g_test_message ("tiled decode: nmse %.3g", test_nmse (ref, got, nv));
+  /* tiling changes the result: the same latent decoded whole differs at the seams */
+  const vdit_vae_tiling off = { 0, 0, 0, 0.0f };
+  vdit_vae_decoder_set_tiling (v, &off);
+  g_autofree float *whole = g_new (float, nv);
+  g_assert_true (vdit_vae_decode (v, latent, T, h, w, whole, &error));
+  g_assert_cmpfloat (test_nmse (ref, whole, nv), >, 1e-6);
+  vdit_vae_decoder_free (v);
+}
+
 typedef struct {
   uint8_t *frames; /* (n, height, width, 3) */
   int n, width, height;
@@ -448,6 +482,8 @@ main (int argc, char **argv)
   g_test_add ("/osp-model/vae-decode-2", fixture, GINT_TO_POINTER (2), setup_f32, test_vae_decode,
               teardown);
   g_test_add ("/osp-model/vae-decode-3", fixture, GINT_TO_POINTER (3), setup_f32, test_vae_decode,
+              teardown);
+  g_test_add ("/osp-model/vae-decode-tiled", fixture, NULL, setup_f32, test_vae_decode_tiled,
               teardown);
   g_test_add ("/osp-model/generate", fixture, NULL, setup_f32, test_generate, teardown);
   g_test_add ("/osp-model/vae-refuses", fixture, NULL, setup_f32, test_vae_refuses, teardown);

@@ -278,7 +278,11 @@ def convert_vae(folder, out_dir, dtype):
     st_stream.write(os.path.join(out_dir, "vae.safetensors"), entries,
                     {"source": "Open-Sora-Plan v1.2 CausalVideoVAE decoder"})
     with open(os.path.join(out_dir, "config.json"), "w") as f:
-        json.dump(dict(cfg, scaling_factor=VAE_SCALING_FACTOR), f, indent=2, sort_keys=True)
+        # the sample script's --enable_tiling (tile sizes at 720p), read by the engine
+        json.dump(dict(cfg, scaling_factor=VAE_SCALING_FACTOR, use_tiling=True,
+                       tile_latent_min_size=64, tile_sample_min_size=512,
+                       tile_latent_min_size_t=8, tile_overlap_factor=0.125),
+                  f, indent=2, sort_keys=True)
 
 
 def main(argv=None):

@@ -13,6 +13,11 @@ tests/test_osp_model.c to compare the converted model against:
     sample.noise, sample.cond, sample.uncond, sample.output
                                  a 2-step guided sample (guidance 7.5, batch
                                  [negative, positive]) with the given noise
+    vae.tiled.params, vae.tiled.latent, vae.tiled.video
+                                 (with --with-vae) the tiled decode of the sample script
+                                 with small tiles (params: latent tile 8, sample tile 64,
+                                 chunks of 2 latent frames, overlap 1/8): 2 × 2 spatial
+                                 tiles, 2 temporal chunks
     e2e.latent, e2e.video        (with --with-vae) a whole generation as Open-Sora-Plan's
                                  pipeline runs it: prompt "a red ball moves left",
                                  negative "blurry" (tokens padded to 16 with masks), seed 3
@@ -157,6 +162,12 @@ def main():
                 z = torch.randn(1, C, frames, H, W, generator=g)
                 t[f"vae.latent{frames}"] = channels_last(z)
                 t[f"vae.video{frames}"] = channels_last(v.decode(z))
+            tiling = {"tile_latent_min_size": 8, "tile_sample_min_size": 64,
+                      "tile_latent_min_size_t": 2, "tile_overlap_factor": 0.125}
+            z = torch.randn(1, C, 3, H, W, generator=g)
+            t["vae.tiled.params"] = torch.tensor([8.0, 64.0, 2.0, 0.125])
+            t["vae.tiled.latent"] = channels_last(z)
+            t["vae.tiled.video"] = channels_last(vae.decode_tiled(v, z, tiling))
             t["e2e.latent"], t["e2e.video"] = e2e(osp_dir, dit, msd, mcfg, v, (T, H, W, C))
     safetensors_io.save(out, t)
 

@@ -255,3 +255,77 @@ class CausalVAE(nn.Module):
         """latents [B, 4, T, h, w] as the DiT samples them → video [B, 3, 1 + 4(T − 1),
         8h, 8w] in [−1, 1] (not clamped): CausalVAEModelWrapper.decode without tiling."""
         return self.decoder(self.post_quant_conv(latents / SCALING_FACTOR))
+
+
+# The sample script's tiling (opensora/sample/sample_t2v.py, --enable_tiling at 720p):
+# latent tiles of 64 × 64 (512 × 512 pixels) overlapping by 1/8, chunks of 8 latent frames.
+TILING = {"tile_latent_min_size": 64, "tile_sample_min_size": 512,
+          "tile_latent_min_size_t": 8, "tile_overlap_factor": 0.125}
+
+
+def _blend_v(a, b, extent):
+    extent = min(a.shape[3], b.shape[3], extent)
+    for y in range(extent):
+        b[:, :, :, y, :] = a[:, :, :, -extent + y, :] * (1 - y / extent) + \
+            b[:, :, :, y, :] * (y / extent)
+    return b
+
+
+def _blend_h(a, b, extent):
+    extent = min(a.shape[4], b.shape[4], extent)
+    for x in range(extent):
+        b[:, :, :, :, x] = a[:, :, :, :, -extent + x] * (1 - x / extent) + \
+            b[:, :, :, :, x] * (x / extent)
+    return b
+
+
+def _tiled_decode2d(model, z, t):
+    """CausalVAEModel.tiled_decode2d: overlapping latent tiles decoded one by one, each
+    blended in place with the tile above and the tile to its left, then cropped."""
+    lat, smp = t["tile_latent_min_size"], t["tile_sample_min_size"]
+    overlap = int(lat * (1 - t["tile_overlap_factor"]))
+    extent = int(smp * t["tile_overlap_factor"])
+    limit = smp - extent
+    rows = []
+    for i in range(0, z.shape[3], overlap):
+        rows.append([model.decoder(model.post_quant_conv(z[:, :, :, i:i + lat, j:j + lat]))
+                     for j in range(0, z.shape[4], overlap)])
+    out_rows = []
+    for i, row in enumerate(rows):
+        out = []
+        for j, tile in enumerate(row):
+            if i > 0:
+                tile = _blend_v(rows[i - 1][j], tile, extent)
+            if j > 0:
+                tile = _blend_h(row[j - 1], tile, extent)
+            out.append(tile[:, :, :, :limit, :limit])
+        out_rows.append(torch.cat(out, dim=4))
+    return torch.cat(out_rows, dim=3)
+
+
+def temporal_chunks(t, chunk):
+    """CausalVAEModel.tiled_decode's [start, end) chunks of latent frames: starts every
+    chunk − 1 frames, each overlapping the next by one frame."""
+    idx = list(range(0, t, chunk - 1))
+    if len(idx) == 1 and idx[0] == 0:
+        return [[0, t]]
+    spans = [[idx[i], idx[i + 1] + 1] for i in range(len(idx) - 1)]
+    if spans[-1][-1] > t:
+        spans[-1][-1] = t
+    elif spans[-1][-1] < t:
+        spans.append([idx[-1], t])
+    return spans
+
+
+def decode_tiled(model, latents, t=TILING):
+    """decode() with tiling enabled, as the sample script runs it: tiles only when the
+    latent exceeds a tile in some dimension; later chunks drop their first frame."""
+    z = latents / SCALING_FACTOR
+    lat, lat_t = t["tile_latent_min_size"], t["tile_latent_min_size_t"]
+    if not (z.shape[-1] > lat or z.shape[-2] > lat or z.shape[-3] > lat_t):
+        return model.decoder(model.post_quant_conv(z))
+    parts = []
+    for n, (start, end) in enumerate(temporal_chunks(z.shape[2], lat_t)):
+        dec = _tiled_decode2d(model, z[:, :, start:end], t)
+        parts.append(dec if n == 0 else dec[:, :, 1:])
+    return torch.cat(parts, dim=2)
