@@ -602,57 +602,61 @@ gen_model_eval (gen_state *g, int k, GError **error)
   return TRUE;
 }
 
-/* decoder.type causal_video_vae: the whole clip (frames, height, width, 3), decoded at
- * once (no temporal chunks yet). */
-static float *
-gen_vae_video (gen_state *g, GError **error)
+/* One decoded frame's bytes to the host, and the progress report. */
+static gboolean
+gen_emit_frame (gen_state *g, int f, const uint8_t *rgb, GError **error)
 {
-  const vdit_model *m = g->ctx->model;
-  const vdit_config *cfg = m->config;
-  if (m->vae == NULL) {
-    g_set_error (error, VDIT_ERROR, VDIT_ERROR_MISSING,
-                 "model %s has no VAE weights: random-weight models cannot decode "
-                 "causal_video_vae latents", m->info.name);
-    return NULL;
+  const vdit_config *cfg = g->ctx->model->config;
+  if (g->p->on_frame && !g->p->on_frame (g->p->user_data, f, g->r.frames, rgb, cfg->width,
+                                         cfg->height, cfg->width * 3)) {
+    g_set_error (error, VDIT_ERROR, VDIT_ERROR_CANCELLED, "generation stopped by the frame callback");
+    return FALSE;
   }
-  const size_t n = (size_t) g->r.frames * cfg->height * cfg->width * 3;
-  float *video = g_try_new (float, n);
-  if (video == NULL) {
-    g_set_error (error, VDIT_ERROR, VDIT_ERROR_OUT_OF_MEMORY,
-                 "out of host memory for %d decoded frames (%zu values)", g->r.frames, n);
-    return NULL;
+  report (g, VDIT_STAGE_DECODE, f + 1, g->r.frames);
+  return TRUE;
+}
+
+/* decoder.type causal_video_vae: each temporal chunk's frames, as bytes, as soon as the
+ * VAE has decoded them. */
+static gboolean
+gen_vae_frames (void *user_data, int first, int n, const float *frames, GError **error)
+{
+  gen_state *g = user_data;
+  const vdit_config *cfg = g->ctx->model->config;
+  const size_t frame_values = (size_t) cfg->width * cfg->height * 3;
+  g_autofree uint8_t *rgb = g_new (uint8_t, frame_values);
+  for (int i = 0; i < n; i++) {
+    if (!check_cancel (g->ctx, error))
+      return FALSE;
+    vdit_vae_rgb (rgb, frames + i * frame_values, frame_values);
+    if (!gen_emit_frame (g, first + i, rgb, error))
+      return FALSE;
   }
-  if (!vdit_vae_decode (m->vae, g->latent, g->T, cfg->latent_height, cfg->latent_width, video,
-                        error)) {
-    g_free (video);
-    return NULL;
-  }
-  return video;
+  return check_cancel (g->ctx, error);
 }
 
 static gboolean
 gen_decode (gen_state *g, GError **error)
 {
-  const vdit_config *cfg = g->ctx->model->config;
-  const int stride = cfg->width * 3;
-  const size_t frame_values = (size_t) stride * cfg->height;
-  g_autofree float *video = NULL;
-  if (cfg->decoder == VDIT_DECODER_CAUSAL_VIDEO_VAE && !(video = gen_vae_video (g, error)))
-    return FALSE;
-  g_autofree uint8_t *rgb = g_new (uint8_t, frame_values);
+  const vdit_model *m = g->ctx->model;
+  const vdit_config *cfg = m->config;
+  if (cfg->decoder == VDIT_DECODER_CAUSAL_VIDEO_VAE) {
+    if (m->vae == NULL) {
+      g_set_error (error, VDIT_ERROR, VDIT_ERROR_MISSING,
+                   "model %s has no VAE weights: random-weight models cannot decode "
+                   "causal_video_vae latents", m->info.name);
+      return FALSE;
+    }
+    return vdit_vae_decode_stream (m->vae, g->latent, g->T, cfg->latent_height,
+                                   cfg->latent_width, gen_vae_frames, g, error);
+  }
+  g_autofree uint8_t *rgb = g_new (uint8_t, (size_t) cfg->width * 3 * cfg->height);
   for (int f = 0; f < g->r.frames; f++) {
     if (!check_cancel (g->ctx, error))
       return FALSE;
-    if (video)
-      vdit_vae_rgb (rgb, video + f * frame_values, frame_values);
-    else
-      vdit_decode_frame (cfg, g->latent, f, rgb);
-    if (g->p->on_frame &&
-        !g->p->on_frame (g->p->user_data, f, g->r.frames, rgb, cfg->width, cfg->height, stride)) {
-      g_set_error (error, VDIT_ERROR, VDIT_ERROR_CANCELLED, "generation stopped by the frame callback");
+    vdit_decode_frame (cfg, g->latent, f, rgb);
+    if (!gen_emit_frame (g, f, rgb, error))
       return FALSE;
-    }
-    report (g, VDIT_STAGE_DECODE, f + 1, g->r.frames);
   }
   return TRUE;
 }

@@ -397,10 +397,10 @@ blend (const act *a, act *b, int extent, gboolean vertical)
 
 /* CausalVAEModel.tiled_decode2d on frames [t0, t0 + n): tiles decoded one by one, each
  * blended in place with the one above and the one on its left, cropped to the stride,
- * written into out (3, F, H, W) from frame `f_out`, skipping the first `skip` frames. */
+ * written into out (3, F, H, W), skipping the first `skip` decoded frames. */
 static void
 decode_tiles (vdit_vae_decoder *v, const float *z, int T, int h, int w, int t0, int n,
-              float *out, int F, int f_out, int skip)
+              float *out, int F, int skip)
 {
   const vdit_vae_tiling *tl = &v->tiling;
   const int stride = (int) (tl->latent * (1.0f - tl->overlap));
@@ -427,7 +427,7 @@ decode_tiles (vdit_vae_decoder *v, const float *z, int T, int h, int w, int t0, 
         for (int t = skip; t < a->t; t++)
           for (int y = 0; y < MIN (a->h, limit) && y0 + y < H; y++)
             for (int x = 0; x < MIN (a->w, limit) && x0 + x < W; x++)
-              out[(((size_t) c * F + f_out + t - skip) * H + y0 + y) * W + x0 + x] =
+              out[(((size_t) c * F + t - skip) * H + y0 + y) * W + x0 + x] =
                 a->x[(((size_t) c * a->t + t) * a->h + y) * a->w + x];
     }
   for (int i = 0; i < rows * cols; i++)
@@ -435,9 +435,25 @@ decode_tiles (vdit_vae_decoder *v, const float *z, int T, int h, int w, int t0, 
   g_free (tiles);
 }
 
+/* (3, F, H, W) → (F, H, W, 3) handed to the callback as frames [first, first + F). */
+static gboolean
+hand_out (const float *chw, int F, int H, int W, int first, vdit_vae_frames_cb cb, void *user_data,
+          GError **error)
+{
+  const size_t plane = (size_t) H * W;
+  float *frames = g_new (float, (size_t) F * plane * 3);
+  for (int t = 0; t < F; t++)
+    for (size_t p = 0; p < plane; p++)
+      for (int c = 0; c < 3; c++)
+        frames[(t * plane + p) * 3 + c] = chw[(size_t) c * F * plane + t * plane + p];
+  gboolean ok = cb (user_data, first, F, frames, error);
+  g_free (frames);
+  return ok;
+}
+
 gboolean
-vdit_vae_decode (vdit_vae_decoder *v, const float *latent, int T, int h, int w, float *video,
-                 GError **error)
+vdit_vae_decode_stream (vdit_vae_decoder *v, const float *latent, int T, int h, int w,
+                        vdit_vae_frames_cb on_frames, void *user_data, GError **error)
 {
   if (T < 1 || h < 1 || w < 1 || (size_t) T * h * w > (1u << 24)) {
     g_set_error (error, VDIT_ERROR, VDIT_ERROR_INVALID_ARGUMENT,
@@ -453,31 +469,51 @@ vdit_vae_decode (vdit_vae_decoder *v, const float *latent, int T, int h, int w, 
       for (int c = 0; c < z_c; c++)
         z[(size_t) c * T * plane + t * plane + p] = latent[(t * plane + p) * z_c + c] / v->scaling;
   const vdit_vae_tiling *tl = &v->tiling;
-  g_autofree float *chw = NULL; /* (3, F, H, W) */
   if (tl->latent_t == 0 || (w <= tl->latent && h <= tl->latent && T <= tl->latent_t)) {
     act a = decode_whole (v, z, T, h, w);
-    chw = a.x;
-  } else {
-    /* CausalVAEModel.tiled_decode: chunks start every latent_t − 1 frames and overlap by
-     * one; a later chunk's first decoded frame repeats the previous chunk's last */
-    chw = g_new (float, (size_t) 3 * F * H * W);
-    int f_out = 0;
-    for (int start = 0, n_chunk = 0; start == 0 || start < T - 1; start += tl->latent_t - 1) {
-      const int end = MIN (start + tl->latent_t, T);
-      decode_tiles (v, z, T, h, w, start, end - start, chw, F, f_out, n_chunk > 0);
-      f_out += (n_chunk > 0 ? 0 : 1) + VDIT_VAE_TIME_FACTOR * (end - start - 1);
-      n_chunk++;
-      if (end == T)
-        break;
-    }
-    g_assert (f_out == F);
+    gboolean ok = hand_out (a.x, F, H, W, 0, on_frames, user_data, error);
+    g_free (a.x);
+    return ok;
   }
-  const size_t out_plane = (size_t) H * W;
-  for (int t = 0; t < F; t++) /* (3, F, H, W) → (F, H, W, 3) */
-    for (size_t p = 0; p < out_plane; p++)
-      for (int c = 0; c < 3; c++)
-        video[(t * out_plane + p) * 3 + c] = chw[(size_t) c * F * out_plane + t * out_plane + p];
+  /* CausalVAEModel.tiled_decode: chunks start every latent_t − 1 frames and overlap by
+   * one; a later chunk's first decoded frame repeats the previous chunk's last */
+  int first = 0;
+  for (int start = 0;; start += tl->latent_t - 1) {
+    const int end = MIN (start + tl->latent_t, T), skip = start > 0;
+    const int n_out = 1 + VDIT_VAE_TIME_FACTOR * (end - start - 1) - skip;
+    float *chw = g_new (float, (size_t) 3 * n_out * H * W);
+    decode_tiles (v, z, T, h, w, start, end - start, chw, n_out, skip);
+    gboolean ok = hand_out (chw, n_out, H, W, first, on_frames, user_data, error);
+    g_free (chw);
+    if (!ok)
+      return FALSE;
+    first += n_out;
+    if (end == T)
+      break;
+  }
+  g_assert (first == F);
   return TRUE;
+}
+
+typedef struct {
+  float *video;
+  size_t frame_values;
+} whole_clip;
+
+static gboolean
+copy_frames (void *user_data, int first, int n, const float *frames, GError **error)
+{
+  whole_clip *w = user_data;
+  memcpy (w->video + first * w->frame_values, frames, sizeof (float) * n * w->frame_values);
+  return TRUE;
+}
+
+gboolean
+vdit_vae_decode (vdit_vae_decoder *v, const float *latent, int T, int h, int w, float *video,
+                 GError **error)
+{
+  whole_clip clip = { video, (size_t) h * w * VDIT_VAE_SPACE_FACTOR * VDIT_VAE_SPACE_FACTOR * 3 };
+  return vdit_vae_decode_stream (v, latent, T, h, w, copy_frames, &clip, error);
 }
 
 void

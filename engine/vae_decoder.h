@@ -31,6 +31,14 @@ int vdit_vae_decoder_channels (const vdit_vae_decoder *v);
  * (T, h, w, C) as the DiT samples it (divided by scaling_factor here). */
 gboolean vdit_vae_decode (vdit_vae_decoder *v, const float *latent, int T, int h, int w,
                           float *video, GError **error);
+/* Frames [first, first + n) of the clip, (n, 8h, 8w, 3), as soon as a temporal chunk is
+ * decoded. FALSE stops decoding; the callback then sets error. */
+typedef gboolean (*vdit_vae_frames_cb) (void *user_data, int first, int n, const float *frames,
+                                        GError **error);
+/* The same, handing the frames out chunk by chunk (the whole clip at once when it fits
+ * in one tile): the first frames leave before the last chunk is decoded. */
+gboolean vdit_vae_decode_stream (vdit_vae_decoder *v, const float *latent, int T, int h, int w,
+                                 vdit_vae_frames_cb on_frames, void *user_data, GError **error);
 
 /* RGB24 bytes of decoded values as Open-Sora-Plan's pipeline makes them:
  * uint8((x/2 + 0.5) clamped to [0, 1] · 255), truncated; NaN counts as 0. */

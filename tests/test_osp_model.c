@@ -349,6 +349,26 @@ test_vae_decode (fixture *f, gconstpointer data)
   vdit_vae_decoder_free (v);
 }
 
+typedef struct {
+  int calls, first[8], n[8];
+  int stop_after; /* return FALSE from this call on (0 = never) */
+} chunk_log;
+
+static gboolean
+log_chunk (void *user_data, int first, int n, const float *frames, GError **error)
+{
+  chunk_log *l = user_data;
+  g_assert_cmpint (l->calls, <, 8);
+  l->first[l->calls] = first;
+  l->n[l->calls] = n;
+  l->calls++;
+  if (l->stop_after && l->calls >= l->stop_after) {
+    g_set_error (error, VDIT_ERROR, VDIT_ERROR_CANCELLED, "stopped after chunk %d", l->calls);
+    return FALSE;
+  }
+  return TRUE;
+}
+
 /* The sample script's tiled decode with tiles small enough that the shrunken latent
  * (3 × 8 × 12) takes 2 × 2 overlapping spatial tiles in 2 temporal chunks: the seams'
  * in-place blending and the chunks' dropped first frames as the reference does them. */
@@ -380,6 +400,20 @@ test_vae_decode_tiled (fixture *f, gconstpointer data)
   g_autofree float *whole = g_new (float, nv);
   g_assert_true (vdit_vae_decode (v, latent, T, h, w, whole, &error));
   g_assert_cmpfloat (test_nmse (ref, whole, nv), >, 1e-6);
+  /* streamed: chunk by chunk (frames 0..4, then 5..8), and a stop ends it */
+  vdit_vae_decoder_set_tiling (v, &tiling);
+  chunk_log log = { 0 };
+  g_assert_true (vdit_vae_decode_stream (v, latent, T, h, w, log_chunk, &log, &error));
+  g_assert_cmpint (log.calls, ==, 2);
+  g_assert_cmpint (log.first[0], ==, 0);
+  g_assert_cmpint (log.n[0], ==, 5);
+  g_assert_cmpint (log.first[1], ==, 5);
+  g_assert_cmpint (log.n[1], ==, 4);
+  chunk_log stop = { .stop_after = 1 };
+  g_assert_false (vdit_vae_decode_stream (v, latent, T, h, w, log_chunk, &stop, &error));
+  g_assert_error (error, VDIT_ERROR, VDIT_ERROR_CANCELLED);
+  g_clear_error (&error);
+  g_assert_cmpint (stop.calls, ==, 1);
   vdit_vae_decoder_free (v);
 }
 
