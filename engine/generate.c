@@ -111,6 +111,9 @@ memory_need (const vdit_ctx *ctx, int frames, mem_need *m)
             2.0 * dc->depth * t * 2.0 * d * act +
             (tc->n_heads * t * t + t * (2.0 * tc->d_model + 4.0 * inner + 2.0 * tc->d_ff)) * act;
   m->weights = (double) model->info.n_params * act;
+  if (model->vae) /* the CausalVideoVAE decodes on the host */
+    m->host += (double) vdit_vae_decoder_peak_bytes (model->vae, grid[0] * dc->patch[0],
+                                                     c->latent_height, c->latent_width);
 }
 
 /* The host's memory in bytes: physical memory, or less where a cgroup (a container)

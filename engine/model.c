@@ -189,5 +189,9 @@ vdit_model_memory_estimate (const vdit_model *m, int frames, size_t act_size)
   /* the latent, the guidance pair and the patch buffers on the host side */
   const uint64_t host = (uint64_t) vdit_model_latent_frames (m, frames) * c->latent_height *
                         c->latent_width * c->dit.in_channels * 4 * 4;
-  return weights + acts + host;
+  /* the CausalVideoVAE decodes on the host */
+  const uint64_t vae = m->vae ? vdit_vae_decoder_peak_bytes (m->vae, grid[0] * c->dit.patch[0],
+                                                             c->latent_height, c->latent_width)
+                              : 0;
+  return weights + acts + host + vae;
 }

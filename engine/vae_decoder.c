@@ -253,6 +253,56 @@ vdit_vae_decoder_free (vdit_vae_decoder *v)
   g_free (v);
 }
 
+/* Floats alive at the peak of decode_whole on (n, h, w), following its allocations. */
+static double
+whole_peak (const vdit_vae_decoder *v, int n, int h, int w)
+{
+  double px = (double) n * h * w, c = v->z_channels, peak = 2.0 * c * px;
+  const double top = (double) v->hidden * v->mult[LEVELS - 1];
+#define RESNET(cin, cout) peak = MAX (peak, px * ((cin) + 2.0 * (cout)))
+  peak = MAX (peak, px * (c + top)); /* conv_in */
+  RESNET (top, top);
+  peak = MAX (peak, 6.0 * top * px + (double) n * h * w * h * w / n); /* attention */
+  RESNET (top, top);
+  c = top;
+  for (int i = LEVELS - 1; i >= 0; i--) {
+    const double cout = (double) v->hidden * v->mult[i];
+    for (int b = 0; b < v->n_blocks; b++) {
+      RESNET (c, cout);
+      c = cout;
+    }
+    if (v->up[i] != UP_NONE) {
+      const double t2 = v->up[i] == UP_S2T2 ? 1 + 2 * (n - 1) : n;
+      const double up = c * t2 * (2.0 * h) * (2.0 * w);
+      peak = MAX (peak, c * px + 2.0 * up);
+      n = (int) t2, h *= 2, w *= 2;
+      px = (double) n * h * w;
+    }
+  }
+#undef RESNET
+  return MAX (peak, px * (c + 3.0) + 3.0 * px); /* conv_out, then its (F, H, W, 3) copy */
+}
+
+uint64_t
+vdit_vae_decoder_peak_bytes (const vdit_vae_decoder *v, int T, int h, int w)
+{
+  const vdit_vae_tiling *tl = &v->tiling;
+  const double latent = (double) v->z_channels * T * h * w;
+  double floats;
+  if (tl->latent_t == 0 || (w <= tl->latent && h <= tl->latent && T <= tl->latent_t)) {
+    floats = whole_peak (v, T, h, w);
+  } else {
+    const int n = MIN (T, tl->latent_t), th = MIN (h, tl->latent), tw = MIN (w, tl->latent);
+    const double frames = 1 + VDIT_VAE_TIME_FACTOR * (n - 1), sq = VDIT_VAE_SPACE_FACTOR *
+                                                                    VDIT_VAE_SPACE_FACTOR;
+    /* every tile of a chunk stays decoded until the chunk is blended */
+    const double tiles = 3.0 * frames * sq * (double) h * w * 2.0;
+    const double chunk = 2.0 * 3.0 * frames * sq * h * w; /* (3, F, H, W) and its copy */
+    floats = whole_peak (v, n, th, tw) + tiles + chunk;
+  }
+  return (uint64_t) ((floats + latent + COL_BUDGET_FLOATS) * sizeof (float));
+}
+
 void
 vdit_vae_decoder_set_tiling (vdit_vae_decoder *v, const vdit_vae_tiling *t)
 {

@@ -25,6 +25,11 @@ typedef struct {
 } vdit_vae_tiling;
 
 void vdit_vae_decoder_set_tiling (vdit_vae_decoder *v, const vdit_vae_tiling *t);
+/* Host bytes vdit_vae_decode_stream holds at its peak for a latent of T × h × w: the
+ * largest tile's layers walked as this decoder runs them (input, output and the
+ * copies a ResNet block, the mid attention or an upsampling keeps alive at once, plus
+ * the im2col band), the chunk's decoded tiles and frames, and the latent. */
+uint64_t vdit_vae_decoder_peak_bytes (const vdit_vae_decoder *v, int T, int h, int w);
 /* Latent channels (z_channels). */
 int vdit_vae_decoder_channels (const vdit_vae_decoder *v);
 /* video (1 + 4(T − 1), 8h, 8w, 3), values in about [−1, 1], unclamped ← latent

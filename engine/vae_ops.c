@@ -6,7 +6,6 @@
 #include <math.h>
 #include <string.h>
 
-#define COL_BUDGET (16u << 20) /* floats in an im2col band */
 
 void
 vdit_vae_conv3d (float *out, const float *in, const vdit_vae_conv *c, int T, int H, int W)
@@ -14,7 +13,7 @@ vdit_vae_conv3d (float *out, const float *in, const vdit_vae_conv *c, int T, int
   const int K = c->cin * c->kt * c->kh * c->kw;
   const int ph = c->kh / 2, pw = c->kw / 2;
   const size_t plane = (size_t) H * W, frame_stride = (size_t) T * plane;
-  int rows = (int) MAX (1, MIN ((size_t) H, COL_BUDGET / ((size_t) K * W)));
+  int rows = (int) MAX (1, MIN ((size_t) H, COL_BUDGET_FLOATS / ((size_t) K * W)));
   float *col = g_new (float, (size_t) K * rows * W);
   for (int t = 0; t < T; t++) {
     for (int y0 = 0; y0 < H; y0 += rows) {

@@ -7,6 +7,9 @@
 
 G_BEGIN_DECLS
 
+/* Floats of the im2col band a convolution works in (64 MB). */
+#define COL_BUDGET_FLOATS (16u << 20)
+
 typedef struct {
   float *w; /* (cout, cin, kt, kh, kw) */
   float *b; /* (cout) */
