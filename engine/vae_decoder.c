@@ -9,6 +9,7 @@
 #include "vae_ops.h"
 
 #include <json-glib/json-glib.h>
+#include <math.h>
 #include <string.h>
 
 #define LEVELS 4
@@ -113,6 +114,53 @@ load_attn (loader *l, attn *a, int c)
          conv (l, &a->proj, "decoder.mid.attn_1.proj_out", c, c, 1, 1, 1);
 }
 
+/* The member if it is an array, else NULL (json-glib's getters are critical on a
+ * mismatch, and config.json is input). */
+static JsonArray *
+member_array (JsonObject *o, const char *key)
+{
+  JsonNode *n = json_object_get_member (o, key);
+  return n && JSON_NODE_HOLDS_ARRAY (n) ? json_node_get_array (n) : NULL;
+}
+
+/* A scalar member of the given type, or NULL for absent, null or another type. */
+static JsonNode *
+member_value (JsonObject *o, const char *key, GType type)
+{
+  JsonNode *n = json_object_get_member (o, key);
+  return n && JSON_NODE_HOLDS_VALUE (n) && json_node_get_value_type (n) == type ? n : NULL;
+}
+
+static const char *
+member_string (JsonObject *o, const char *key)
+{
+  JsonNode *n = member_value (o, key, G_TYPE_STRING);
+  return n ? json_node_get_string (n) : NULL;
+}
+
+/* An integer member clamped to [−1, 1e6] (values beyond are rejected by the range checks),
+ * or def when absent; another type gives −1, which every check refuses. */
+static int
+member_int (JsonObject *o, const char *key, int def)
+{
+  if (!json_object_has_member (o, key))
+    return def;
+  JsonNode *n = member_value (o, key, G_TYPE_INT64);
+  return n ? (int) CLAMP (json_node_get_int (n), -1, 1000000) : -1;
+}
+
+static double
+member_double (JsonObject *o, const char *key, double def)
+{
+  if (!json_object_has_member (o, key))
+    return def;
+  JsonNode *n = json_object_get_member (o, key);
+  if (n && JSON_NODE_HOLDS_VALUE (n) && (json_node_get_value_type (n) == G_TYPE_DOUBLE ||
+                                         json_node_get_value_type (n) == G_TYPE_INT64))
+    return json_node_get_double (n);
+  return NAN;
+}
+
 static gboolean
 bad_config (const char *path, const char *key, const char *why, GError **error)
 {
@@ -123,7 +171,7 @@ bad_config (const char *path, const char *key, const char *why, GError **error)
 static gboolean
 expect_string (JsonObject *o, const char *path, const char *key, const char *want, GError **error)
 {
-  const char *got = json_object_has_member (o, key) ? json_object_get_string_member (o, key) : NULL;
+  const char *got = member_string (o, key);
   if (g_strcmp0 (got, want) != 0)
     return bad_config (path, key, "differs from Open-Sora-Plan v1.2's CausalVideoVAE decoder",
                        error);
@@ -144,25 +192,27 @@ parse_config (vdit_vae_decoder *v, const char *path, GError **error)
   JsonObject *o = json_node_get_object (json_parser_get_root (p));
   static const char *const ups[LEVELS] = { "", "SpatialUpsample2x", "Spatial2xTime2x3DUpsample",
                                            "Spatial2xTime2x3DUpsample" };
-  JsonArray *mult = json_object_has_member (o, "hidden_size_mult")
-                      ? json_object_get_array_member (o, "hidden_size_mult") : NULL;
-  JsonArray *up = json_object_has_member (o, "decoder_spatial_upsample")
-                    ? json_object_get_array_member (o, "decoder_spatial_upsample") : NULL;
+  JsonArray *mult = member_array (o, "hidden_size_mult");
+  JsonArray *up = member_array (o, "decoder_spatial_upsample");
   if (!mult || json_array_get_length (mult) != LEVELS || !up || json_array_get_length (up) != LEVELS)
     return bad_config (path, "hidden_size_mult / decoder_spatial_upsample",
                        "must have 4 levels", error);
   for (int i = 0; i < LEVELS; i++) {
-    v->mult[i] = (int) json_array_get_int_element (mult, i);
-    if (g_strcmp0 (json_array_get_string_element (up, i), ups[i]) != 0)
+    JsonNode *m = json_array_get_element (mult, i), *u = json_array_get_element (up, i);
+    if (json_node_get_value_type (m) != G_TYPE_INT64)
+      return bad_config (path, "hidden_size_mult", "must hold integers", error);
+    v->mult[i] = (int) CLAMP (json_node_get_int (m), 0, 1000);
+    if (json_node_get_value_type (u) != G_TYPE_STRING ||
+        g_strcmp0 (json_node_get_string (u), ups[i]) != 0)
       return bad_config (path, "decoder_spatial_upsample",
                          "differs from Open-Sora-Plan v1.2's CausalVideoVAE decoder", error);
     v->up[i] = i == 0 ? UP_NONE : i == 1 ? UP_NEAREST : UP_S2T2;
   }
-  v->hidden = (int) json_object_get_int_member_with_default (o, "hidden_size", 0);
-  v->n_blocks = (int) json_object_get_int_member_with_default (o, "num_res_blocks", 0) + 1;
-  v->z_channels = (int) json_object_get_int_member_with_default (o, "z_channels", 0);
-  int embed = (int) json_object_get_int_member_with_default (o, "embed_dim", 0);
-  v->scaling = (float) json_object_get_double_member_with_default (o, "scaling_factor", 0.18215);
+  v->hidden = member_int (o, "hidden_size", 0);
+  v->n_blocks = member_int (o, "num_res_blocks", 0) + 1;
+  v->z_channels = member_int (o, "z_channels", 0);
+  int embed = member_int (o, "embed_dim", 0);
+  v->scaling = (float) member_double (o, "scaling_factor", 0.18215);
   if (v->hidden < 32 || v->hidden % 32 != 0 || v->hidden > 4096)
     return bad_config (path, "hidden_size", "must be a multiple of 32 (GroupNorm's groups)", error);
   for (int i = 0; i < LEVELS; i++)
@@ -176,13 +226,13 @@ parse_config (vdit_vae_decoder *v, const char *path, GError **error)
     return bad_config (path, "scaling_factor", "must be positive", error);
   /* the sample script's --enable_tiling at 720p unless the config says otherwise */
   v->tiling = (vdit_vae_tiling) {
-    .latent = (int) json_object_get_int_member_with_default (o, "tile_latent_min_size", 64),
-    .sample = (int) json_object_get_int_member_with_default (o, "tile_sample_min_size", 512),
-    .latent_t = (int) json_object_get_int_member_with_default (o, "tile_latent_min_size_t", 8),
-    .overlap = (float) json_object_get_double_member_with_default (o, "tile_overlap_factor",
-                                                                   0.125),
+    .latent = member_int (o, "tile_latent_min_size", 64),
+    .sample = member_int (o, "tile_sample_min_size", 512),
+    .latent_t = member_int (o, "tile_latent_min_size_t", 8),
+    .overlap = (float) member_double (o, "tile_overlap_factor", 0.125),
   };
-  if (!json_object_get_boolean_member_with_default (o, "use_tiling", TRUE))
+  JsonNode *use_tiling = member_value (o, "use_tiling", G_TYPE_BOOLEAN);
+  if (use_tiling && !json_node_get_boolean (use_tiling))
     v->tiling.latent_t = 0;
   const vdit_vae_tiling *t = &v->tiling;
   if (t->latent_t != 0 && (t->latent_t < 2 || t->latent < 1 || t->sample < 1 ||
@@ -372,7 +422,11 @@ apply_attn (act *a, const attn *at)
   vdit_vae_conv3d (h, o, &at->proj, a->t, a->h, a->w);
   for (size_t i = 0; i < n; i++)
     a->x[i] += h[i];
-  g_free (q), g_free (k), g_free (v), g_free (o), g_free (h);
+  g_free (q);
+  g_free (k);
+  g_free (v);
+  g_free (o);
+  g_free (h);
 }
 
 static void

@@ -503,12 +503,29 @@ test_vae_refuses (fixture *f, gconstpointer data)
   g_autofree char *tmp = g_dir_make_tmp ("vdit-vae-XXXXXX", &error);
   g_assert_no_error (error);
   g_autofree char *cfg = g_build_filename (tmp, "config.json", NULL);
-  g_assert_true (g_file_set_contents (cfg, "{\"hidden_size\": 32}", -1, &error));
-  vdit_vae_decoder *v = vdit_vae_decoder_load (tmp, &error);
-  g_assert_null (v);
-  g_assert_error (error, VDIT_ERROR, VDIT_ERROR_CONFIG);
-  g_assert_nonnull (strstr (error->message, "config.json"));
-  g_clear_error (&error);
+  static const char *const bad[] = {
+    "{\"hidden_size\": 32}",
+    "[1, 2]",
+    "{\"hidden_size_mult\": \"1244\", \"decoder_spatial_upsample\": {}}",
+    "{\"hidden_size_mult\": [{}, [], null, \"x\"], \"decoder_spatial_upsample\": [1, 2, 3, 4]}",
+    "{\"hidden_size_mult\": [1, 2, 4, 4], \"decoder_spatial_upsample\": [\"\", "
+    "\"SpatialUpsample2x\", \"Spatial2xTime2x3DUpsample\", \"Spatial2xTime2x3DUpsample\"], "
+    "\"hidden_size\": 32, \"num_res_blocks\": 2, \"z_channels\": 4, \"embed_dim\": 4, "
+    "\"decoder_attention\": [\"AttnBlock3DFix\"]}",
+    "{\"hidden_size_mult\": [1, 2, 4, 4], \"decoder_spatial_upsample\": [\"\", "
+    "\"SpatialUpsample2x\", \"Spatial2xTime2x3DUpsample\", \"Spatial2xTime2x3DUpsample\"], "
+    "\"hidden_size\": 32, \"num_res_blocks\": 2, \"z_channels\": 4, \"embed_dim\": 4, "
+    "\"tile_latent_min_size_t\": 1}",
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (bad); i++) {
+    g_assert_true (g_file_set_contents (cfg, bad[i], -1, &error));
+    vdit_vae_decoder *v = vdit_vae_decoder_load (tmp, &error);
+    g_assert_null (v);
+    g_assert_error (error, VDIT_ERROR, VDIT_ERROR_CONFIG);
+    g_assert_nonnull (strstr (error->message, "config.json"));
+    g_test_message ("%s", error->message);
+    g_clear_error (&error);
+  }
   g_unlink (cfg);
   g_rmdir (tmp);
 }
