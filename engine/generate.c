@@ -457,12 +457,27 @@ gen_noise (gen_state *g, float *dst, uint32_t stream, GError **error)
   return TRUE;
 }
 
+/* Before any step: a causal_video_vae model without the VAE's weights (a config.json
+ * alone, random weights) could denoise but never decode. */
+static gboolean
+gen_check_decoder (const vdit_model *m, GError **error)
+{
+  if (m->config->decoder != VDIT_DECODER_CAUSAL_VIDEO_VAE || m->vae != NULL)
+    return TRUE;
+  g_set_error (error, VDIT_ERROR, VDIT_ERROR_MISSING,
+               "model %s has no VAE weights: random-weight models cannot decode "
+               "causal_video_vae latents (vdit bench step times their DiT)", m->info.name);
+  return FALSE;
+}
+
 static gboolean
 gen_prepare (gen_state *g, GError **error)
 {
   vdit_ctx *ctx = g->ctx;
   const vdit_config *cfg = ctx->model->config;
   int grid[3];
+  if (!gen_check_decoder (ctx->model, error))
+    return FALSE;
   g->T = vdit_model_latent_frames (ctx->model, g->r.frames);
   vdit_model_token_grid (ctx->model, g->r.frames, grid);
   g->gt = grid[0];
@@ -648,16 +663,9 @@ gen_decode (gen_state *g, GError **error)
 {
   const vdit_model *m = g->ctx->model;
   const vdit_config *cfg = m->config;
-  if (cfg->decoder == VDIT_DECODER_CAUSAL_VIDEO_VAE) {
-    if (m->vae == NULL) {
-      g_set_error (error, VDIT_ERROR, VDIT_ERROR_MISSING,
-                   "model %s has no VAE weights: random-weight models cannot decode "
-                   "causal_video_vae latents", m->info.name);
-      return FALSE;
-    }
+  if (cfg->decoder == VDIT_DECODER_CAUSAL_VIDEO_VAE)
     return vdit_vae_decode_stream (m->vae, g->latent, g->T, cfg->latent_height,
                                    cfg->latent_width, gen_vae_frames, g, error);
-  }
   g_autofree uint8_t *rgb = g_new (uint8_t, (size_t) cfg->width * 3 * cfg->height);
   for (int f = 0; f < g->r.frames; f++) {
     if (!check_cancel (g->ctx, error))

@@ -113,6 +113,24 @@ test_config (fixture *f, gconstpointer data)
   g_assert_nonnull (strstr (error->message, "1 + 4·k"));
   g_clear_error (&error);
   vdit_model_free (m);
+  /* config.json alone (random weights): refused before any step, not after them */
+  g_autofree char *cfg_only = g_build_filename (need_env ("OSP_MODEL_F32"), "config.json", NULL);
+  m = vdit_model_load (cfg_only, &error);
+  g_assert_no_error (error);
+  vdit_ctx_params cp;
+  vdit_ctx_params_init (&cp);
+  cp.device = VDIT_DEVICE_CPU;
+  vdit_ctx *ctx = vdit_ctx_new (m, &cp, &error);
+  g_assert_no_error (error);
+  vdit_gen_params p;
+  vdit_gen_params_init (&p);
+  p.prompt = "a ball";
+  g_assert_false (vdit_generate (ctx, &p, &error));
+  g_assert_error (error, VDIT_ERROR, VDIT_ERROR_MISSING);
+  g_assert_nonnull (strstr (error->message, "no VAE weights"));
+  g_clear_error (&error);
+  vdit_ctx_free (ctx);
+  vdit_model_free (m);
   /* converted without --vae: the decoder's weights are missing, and the message says how */
   m = vdit_model_load (need_env ("OSP_MODEL_BF16"), &error);
   g_assert_null (m);
