@@ -178,8 +178,8 @@ vdit_model_token_grid (const vdit_model *m, int frames, int grid[3])
   grid[2] = c->latent_width / c->dit.patch[2];
 }
 
-uint64_t
-vdit_model_memory_estimate (const vdit_model *m, int frames, size_t act_size)
+void
+vdit_model_memory_plan (const vdit_model *m, int frames, size_t act_size, vdit_memory_plan *p)
 {
   const vdit_config *c = m->config;
   const uint64_t d = c->dit.hidden, f = c->dit.ffn_hidden;
@@ -187,15 +187,36 @@ vdit_model_memory_estimate (const vdit_model *m, int frames, size_t act_size)
   vdit_model_token_grid (m, frames, grid);
   const uint64_t tokens = (uint64_t) grid[0] * grid[1] * grid[2];
   const uint64_t text = c->text.max_tokens;
-  const uint64_t weights = (uint64_t) m->info.n_params * act_size;
+  int64_t text_params = 0;
+  GPtrArray *specs = vdit_weights_expected (c);
+  for (guint i = 0; i < specs->len; i++) {
+    const vdit_tensor_spec *spec = g_ptr_array_index (specs, i);
+    if (g_str_has_prefix (spec->name, "text_encoder.")) {
+      int64_t n = 1;
+      for (int k = 0; k < spec->ndim; k++)
+        n *= spec->shape[k];
+      text_params += n;
+    }
+  }
+  g_ptr_array_unref (specs);
+  p->text_weights = (uint64_t) text_params * act_size;
+  p->dit_weights = ((uint64_t) m->info.n_params - (uint64_t) text_params) * act_size;
   /* residual, normed input, q/k/v, attention output, FFN hidden; text for two passes */
-  const uint64_t acts = tokens * (6 * d + f) * act_size + 2 * text * (2 * d + 4 * c->text.d_ff) * act_size;
+  p->activations = tokens * (6 * d + f) * act_size +
+                   2 * text * (2 * d + 4 * c->text.d_ff) * act_size;
   /* the latent, the guidance pair and the patch buffers on the host side */
-  const uint64_t host = (uint64_t) vdit_model_latent_frames (m, frames) * c->latent_height *
-                        c->latent_width * c->dit.in_channels * 4 * 4;
+  p->latents = (uint64_t) vdit_model_latent_frames (m, frames) * c->latent_height *
+               c->latent_width * c->dit.in_channels * 4 * 4;
   /* the CausalVideoVAE decodes on the host */
-  const uint64_t vae = m->vae ? vdit_vae_decoder_peak_bytes (m->vae, grid[0] * c->dit.patch[0],
-                                                             c->latent_height, c->latent_width)
-                              : 0;
-  return weights + acts + host + vae;
+  p->vae_decode = m->vae ? vdit_vae_decoder_peak_bytes (m->vae, grid[0] * c->dit.patch[0],
+                                                        c->latent_height, c->latent_width)
+                         : 0;
+}
+
+uint64_t
+vdit_model_memory_estimate (const vdit_model *m, int frames, size_t act_size)
+{
+  vdit_memory_plan p;
+  vdit_model_memory_plan (m, frames, act_size, &p);
+  return p.text_weights + p.dit_weights + p.activations + p.latents + p.vae_decode;
 }

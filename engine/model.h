@@ -29,6 +29,15 @@ void vdit_model_token_grid (const vdit_model *model, int frames, int grid[3]);
 /* Bytes of weights + activations a generation of `frames` needs on a backend with
  * act_size-byte activations (used for up-front out-of-memory errors and `vdit inspect`). */
 uint64_t vdit_model_memory_estimate (const vdit_model *model, int frames, size_t act_size);
+/* The same estimate by part, bytes: what one device holds (weights, activations; the
+ * text encoder's weights only while it encodes the prompts) and what the host holds (the
+ * latent buffers, the VAE decode's peak). */
+typedef struct {
+  uint64_t text_weights, dit_weights, activations; /* device */
+  uint64_t latents, vae_decode;                    /* host */
+} vdit_memory_plan;
+void vdit_model_memory_plan (const vdit_model *model, int frames, size_t act_size,
+                             vdit_memory_plan *plan);
 
 G_END_DECLS
 

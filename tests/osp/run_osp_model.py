@@ -5,7 +5,7 @@ default bf16), computes the PyTorch references' goldens (train/make_osp_goldens.
 runs tests/test_osp_model.c on them. Also checks that the converter refuses broken
 inputs with a one-line message. Exit 77 (skip) without torch.
 
-    run_osp_model.py BUILD/tests/test_osp_model BUILD/tests/osp_load_weights
+    run_osp_model.py BUILD/tests/test_osp_model BUILD/tests/osp_load_weights BUILD/tools/vdit
 """
 
 import os
@@ -89,8 +89,22 @@ def vae_weights_converted(osp, model_dir):
     print(f"vae: {len(want)} decoder tensors converted")
 
 
+def inspect_plan(vdit_exe, model_dir):
+    """vdit inspect's memory plan: the model's 9 frames and Open-Sora-Plan's 29 and 93,
+    each with the VAE decode's host peak."""
+    import json
+    r = run(vdit_exe, "inspect", "--json", model_dir, capture_output=True, text=True)
+    plan = json.loads(r.stdout)["memory_plan"]
+    assert [p["frames"] for p in plan] == [9, 29, 93], plan
+    for p in plan:
+        assert p["host_vae_decode"] > 0 and p["dit_weights"] > 0 and p["text_encoder"] > 0, p
+    assert plan[2]["activations"] > plan[1]["activations"] > plan[0]["activations"], plan
+    r = run(vdit_exe, "inspect", model_dir, capture_output=True, text=True)
+    assert "memory plan  93 frames" in r.stdout and "VAE decode peak" in r.stdout, r.stdout
+
+
 def main():
-    exe, load_exe = sys.argv[1], sys.argv[2]
+    exe, load_exe, vdit_exe = sys.argv[1], sys.argv[2], sys.argv[3]
     with tempfile.TemporaryDirectory(prefix="vdit-osp-") as tmp:
         osp = os.path.join(tmp, "osp")
         run(PY, os.path.join(TRAIN, "make_osp_checkpoint.py"), "--size", "tiny", osp)
@@ -100,6 +114,7 @@ def main():
         f32, bf16 = os.path.join(tmp, "model-f32"), os.path.join(tmp, "model-bf16")
         run(PY, conv, "--keep-f32", "--vae", os.path.join(osp, "vae"), *common, f32)
         vae_weights_converted(osp, f32)
+        inspect_plan(vdit_exe, f32)
         run(PY, conv, *common, bf16)
         golden = os.path.join(tmp, "golden.safetensors")
         run(PY, os.path.join(TRAIN, "make_osp_goldens.py"), osp, golden, "--with-vae")
