@@ -371,26 +371,67 @@ parse_video (JsonObject *root, const char *origin, vdit_config *cfg, GError **er
   return TRUE;
 }
 
+/* decoder.type causal_video_vae: latents of (frames − 1)/4 + 1 frames of (height/8) ×
+ * (width/8), `channels` of them, patched by the DiT. */
+static gboolean
+check_causal_video_vae (const section *s, const char *origin, vdit_config *cfg, GError **error)
+{
+  const int *p = cfg->dit.patch;
+  const int tf = VDIT_VAE_TIME_FACTOR, sf = VDIT_VAE_SPACE_FACTOR;
+  section v = { origin, "video", NULL };
+  double scaling;
+  if (!get_positive (s, "scaling_factor", FALSE, 0.18215, &scaling, error))
+    return FALSE;
+  cfg->vae_scaling_factor = (float) scaling;
+  if ((cfg->frames - 1) % tf != 0 || ((cfg->frames - 1) / tf + 1) % p[0] != 0)
+    return bad_num (&v, "frames", cfg->frames, error,
+                    "must be 1 + %d·k with 1 + k divisible by dit.patch[0] = %d "
+                    "(causal_video_vae decoder: latent frames)", tf, p[0]);
+  if (cfg->height % (sf * p[1]) != 0)
+    return bad_num (&v, "height", cfg->height, error,
+                    "must be divisible by %d (causal_video_vae: 8 × dit.patch[1])", sf * p[1]);
+  if (cfg->width % (sf * p[2]) != 0)
+    return bad_num (&v, "width", cfg->width, error,
+                    "must be divisible by %d (causal_video_vae: 8 × dit.patch[2])", sf * p[2]);
+  if (p[0] != 1) {
+    section d = { origin, "dit", NULL };
+    return bad_num (&d, "patch", p[0], error,
+                    "must start with 1 for decoder.type causal_video_vae (as Open-Sora-Plan v1.2)");
+  }
+  cfg->latent_height = cfg->height / sf;
+  cfg->latent_width = cfg->width / sf;
+  return TRUE;
+}
+
 static gboolean
 parse_decoder (JsonObject *root, const char *origin, vdit_config *cfg, GError **error)
 {
-  static const char *const types[] = { "identity", NULL };
+  static const char *const types[] = { "identity", "causal_video_vae", NULL };
   section s;
   int type;
   if (!get_section (root, origin, "decoder", TRUE, &s, error) ||
-      !get_choice (&s, "type", NULL, types, 1, &type, error) ||
-      !get_int (&s, "channels", FALSE, 3, 1, &cfg->decoder_channels, error))
+      !get_choice (&s, "type", NULL, types, 2, &type, error))
     return FALSE;
   cfg->decoder = (VditDecoderType) type;
-  /* identity: the DiT works on RGB pixels, one latent frame per video frame */
-  if (cfg->decoder_channels != 3)
-    return bad_num (&s, "channels", cfg->decoder_channels, error,
-                    "must be 3 for decoder.type identity");
-  if (cfg->frames % cfg->dit.patch[0] != 0) {
-    section v = { origin, "video", NULL };
-    return bad_num (&v, "frames", cfg->frames, error,
-                    "must be divisible by dit.patch[0] = %d (identity decoder: latent frames)",
-                    cfg->dit.patch[0]);
+  const int default_channels = type == VDIT_DECODER_IDENTITY ? 3 : 4;
+  if (!get_int (&s, "channels", FALSE, default_channels, 1, &cfg->decoder_channels, error))
+    return FALSE;
+  if (type == VDIT_DECODER_CAUSAL_VIDEO_VAE) {
+    if (!check_causal_video_vae (&s, origin, cfg, error))
+      return FALSE;
+  } else {
+    /* identity: the DiT works on RGB pixels, one latent frame per video frame */
+    cfg->latent_height = cfg->height;
+    cfg->latent_width = cfg->width;
+    if (cfg->decoder_channels != 3)
+      return bad_num (&s, "channels", cfg->decoder_channels, error,
+                      "must be 3 for decoder.type identity");
+    if (cfg->frames % cfg->dit.patch[0] != 0) {
+      section v = { origin, "video", NULL };
+      return bad_num (&v, "frames", cfg->frames, error,
+                      "must be divisible by dit.patch[0] = %d (identity decoder: latent frames)",
+                      cfg->dit.patch[0]);
+    }
   }
   if (cfg->dit.in_channels != cfg->decoder_channels) {
     section d = { origin, "dit", NULL };
@@ -449,8 +490,9 @@ parse_sampler (JsonObject *root, const char *origin, vdit_sampler_config *c, GEr
   static const char *const types[] = { "flow_euler", "ddim", "euler_ancestral", NULL };
   static const char *const preds[] = { "flow", "epsilon", "v", NULL };
   static const char *const scheds[] = { "linear", "scaled_linear", NULL };
+  static const char *const spacings[] = { "linspace_rounded", "linspace", NULL };
   section s;
-  int type, pred, sched;
+  int type, pred, sched, spacing;
   double shift, b0, b1;
   if (!get_section (root, origin, "sampler", TRUE, &s, error) ||
       !get_choice (&s, "type", NULL, types, 3, &type, error))
@@ -459,6 +501,7 @@ parse_sampler (JsonObject *root, const char *origin, vdit_sampler_config *c, GEr
   if (!get_choice (&s, "prediction", type == VDIT_SAMPLER_FLOW_EULER ? "flow" : "epsilon",
                    preds, 3, &pred, error) ||
       !get_choice (&s, "beta_schedule", "linear", scheds, 2, &sched, error) ||
+      !get_choice (&s, "timestep_spacing", "linspace_rounded", spacings, 2, &spacing, error) ||
       !get_int_in (&s, "steps", FALSE, 50, 1, VDIT_MAX_STEPS, &c->steps, error) ||
       !get_float (&s, "guidance", FALSE, 4.5, 0, G_MAXFLOAT, &c->guidance, error) ||
       !get_positive (&s, "shift", FALSE, 1.0, &shift, error) ||
@@ -469,11 +512,17 @@ parse_sampler (JsonObject *root, const char *origin, vdit_sampler_config *c, GEr
     return FALSE;
   c->prediction = (VditPrediction) pred;
   c->scaled_linear = sched == 1;
+  c->fractional_timesteps = spacing == 1;
   c->shift = (float) shift;
   c->beta_start = (float) b0;
   c->beta_end = (float) b1;
   if (!check_prediction (&s, c, error))
     return FALSE;
+  if (c->fractional_timesteps && type != VDIT_SAMPLER_EULER_ANCESTRAL) {
+    fail_text (&s, "timestep_spacing", "\"linspace\"",
+               "needs sampler.type euler_ancestral (ddim uses \"linspace_rounded\")", error);
+    return FALSE;
+  }
   if (b0 <= 0 || b0 >= 1)
     return bad_num (&s, "beta_start", b0, error, "must be in (0, 1)");
   if (b1 < b0 || b1 >= 1)

@@ -20,7 +20,12 @@ typedef enum {
 
 typedef enum {
   VDIT_DECODER_IDENTITY,
+  VDIT_DECODER_CAUSAL_VIDEO_VAE, /* Open-Sora-Plan v1.2's VAE: 4x time, 8x space */
 } VditDecoderType;
+
+/* CausalVideoVAE: video frames = 1 + 4·(latent frames − 1), sides = 8 · latent sides. */
+#define VDIT_VAE_TIME_FACTOR 4
+#define VDIT_VAE_SPACE_FACTOR 8
 
 typedef struct {
   int vocab_size, d_model, n_layers, n_heads, d_kv, d_ff;
@@ -61,6 +66,9 @@ typedef struct {
   int train_timesteps;
   float beta_start, beta_end;
   gboolean scaled_linear; /* beta_schedule */
+  /* timestep_spacing "linspace" (euler_ancestral only): diffusers' unrounded timesteps with
+   * σ interpolated between the integer ones; "linspace_rounded" (default) rounds them */
+  gboolean fractional_timesteps;
 } vdit_sampler_config;
 
 typedef struct {
@@ -77,9 +85,11 @@ typedef struct {
 typedef struct {
   char *name;
   int frames, height, width;
+  int latent_height, latent_width; /* what the DiT sees: the sides / the decoder's factor */
   double fps;
   VditDecoderType decoder;
-  int decoder_channels;
+  int decoder_channels;      /* latent channels */
+  float vae_scaling_factor;  /* causal_video_vae: latents are divided by it to decode */
   vdit_text_config text;
   vdit_dit_config dit;
   vdit_sampler_config sampler;

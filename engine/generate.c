@@ -5,6 +5,7 @@
 #include "backend.h"
 #include "cpu/cpu_threads.h"
 #include "decoder.h"
+#include "vae_decoder.h"
 #include "dit.h"
 #include "model.h"
 #include "philox.h"
@@ -97,8 +98,8 @@ memory_need (const vdit_ctx *ctx, int frames, mem_need *m)
   const double n = (double) grid[0] * grid[1] * grid[2], d = dc->hidden;
   const double patch = (double) dc->patch[0] * dc->patch[1] * dc->patch[2] * dc->in_channels;
   const double pairs = dc->head_dim / 2;
-  const double values = (double) vdit_model_latent_frames (model, frames) * c->height *
-                        c->width * dc->in_channels;
+  const double values = (double) vdit_model_latent_frames (model, frames) * c->latent_height *
+                        c->latent_width * dc->in_channels;
   const double inner = (double) tc->n_heads * tc->d_kv;
   m->tokens = n;
   m->latent = 6.0 * values * sizeof (float);
@@ -109,6 +110,9 @@ memory_need (const vdit_ctx *ctx, int frames, mem_need *m)
             2.0 * dc->depth * t * 2.0 * d * act +
             (tc->n_heads * t * t + t * (2.0 * tc->d_model + 4.0 * inner + 2.0 * tc->d_ff)) * act;
   m->weights = (double) model->info.n_params * act;
+  if (model->vae) /* the CausalVideoVAE decodes on the host */
+    m->host += (double) vdit_vae_decoder_peak_bytes (model->vae, grid[0] * dc->patch[0],
+                                                     c->latent_height, c->latent_width);
 }
 
 /* The host's memory in bytes: physical memory, or less where a cgroup (a container)
@@ -303,6 +307,12 @@ vdit_ctx_tokenize (vdit_ctx *ctx, const char *text, int32_t **ids, int *n, GErro
       raw[i] = 3 + ((uint8_t) text[i]) % (tc->vocab_size - 3);
   }
   int keep = MIN (n_raw, tc->max_tokens - 1);
+  if (keep < n_raw && ctx->params.log) { /* as Open-Sora-Plan's pipeline warns */
+    g_autofree char *msg = g_strdup_printf (
+      "the prompt has %d tokens: only the first %d and the end-of-text token are used "
+      "(text_encoder.max_tokens = %d)", n_raw + 1, keep, tc->max_tokens);
+    ctx->params.log (ctx->params.log_user_data, G_LOG_LEVEL_WARNING, msg);
+  }
   *ids = g_new (int32_t, keep + 1);
   memcpy (*ids, raw, keep * sizeof (int32_t));
   (*ids)[keep] = EOS_ID;
@@ -447,18 +457,33 @@ gen_noise (gen_state *g, float *dst, uint32_t stream, GError **error)
   return TRUE;
 }
 
+/* Before any step: a causal_video_vae model without the VAE's weights (a config.json
+ * alone, random weights) could denoise but never decode. */
+static gboolean
+gen_check_decoder (const vdit_model *m, GError **error)
+{
+  if (m->config->decoder != VDIT_DECODER_CAUSAL_VIDEO_VAE || m->vae != NULL)
+    return TRUE;
+  g_set_error (error, VDIT_ERROR, VDIT_ERROR_MISSING,
+               "model %s has no VAE weights: random-weight models cannot decode "
+               "causal_video_vae latents (vdit bench step times their DiT)", m->info.name);
+  return FALSE;
+}
+
 static gboolean
 gen_prepare (gen_state *g, GError **error)
 {
   vdit_ctx *ctx = g->ctx;
   const vdit_config *cfg = ctx->model->config;
   int grid[3];
+  if (!gen_check_decoder (ctx->model, error))
+    return FALSE;
   g->T = vdit_model_latent_frames (ctx->model, g->r.frames);
   vdit_model_token_grid (ctx->model, g->r.frames, grid);
   g->gt = grid[0];
   g->gh = grid[1];
   g->gw = grid[2];
-  g->n_latent = (size_t) g->T * cfg->height * cfg->width * cfg->dit.in_channels;
+  g->n_latent = (size_t) g->T * cfg->latent_height * cfg->latent_width * cfg->dit.in_channels;
   g->latent = g_try_new (float, g->n_latent);
   g->scaled = g_try_new (float, g->n_latent);
   g->patches = g_try_new (float, g->n_latent);
@@ -580,19 +605,19 @@ gen_model_eval (gen_state *g, int k, GError **error)
   const float tau = vdit_sampler_timestep (g->sampler, k);
   for (size_t i = 0; i < g->n_latent; i++)
     g->scaled[i] = g->latent[i] * in_scale;
-  vdit_patchify (g->patches, g->scaled, g->T, cfg->height, cfg->width, cfg->dit.in_channels,
-                 cfg->dit.patch);
+  vdit_patchify (g->patches, g->scaled, g->T, cfg->latent_height, cfg->latent_width,
+                 cfg->dit.in_channels, cfg->dit.patch);
   if (!vdit_dit_forward (ctx->dit, g->ws, g->patches, tau, g->text[0], g->policy, k, 0,
                          g->scaled, &ctx->cancelled, error))
     return FALSE;
-  vdit_unpatchify (g->out_cond, g->scaled, g->T, cfg->height, cfg->width, cfg->dit.in_channels,
-                   cfg->dit.patch);
+  vdit_unpatchify (g->out_cond, g->scaled, g->T, cfg->latent_height, cfg->latent_width,
+                   cfg->dit.in_channels, cfg->dit.patch);
   if (g->text[1] == NULL)
     return TRUE;
   if (!vdit_dit_forward (ctx->dit, g->ws, g->patches, tau, g->text[1], g->policy, k, 1,
                          g->scaled, &ctx->cancelled, error))
     return FALSE;
-  vdit_unpatchify (g->out_uncond, g->scaled, g->T, cfg->height, cfg->width,
+  vdit_unpatchify (g->out_uncond, g->scaled, g->T, cfg->latent_height, cfg->latent_width,
                    cfg->dit.in_channels, cfg->dit.patch);
   const float w = g->r.guidance;
   for (size_t i = 0; i < g->n_latent; i++)
@@ -600,22 +625,54 @@ gen_model_eval (gen_state *g, int k, GError **error)
   return TRUE;
 }
 
+/* One decoded frame's bytes to the host, and the progress report. */
+static gboolean
+gen_emit_frame (gen_state *g, int f, const uint8_t *rgb, GError **error)
+{
+  const vdit_config *cfg = g->ctx->model->config;
+  if (g->p->on_frame && !g->p->on_frame (g->p->user_data, f, g->r.frames, rgb, cfg->width,
+                                         cfg->height, cfg->width * 3)) {
+    g_set_error (error, VDIT_ERROR, VDIT_ERROR_CANCELLED, "generation stopped by the frame callback");
+    return FALSE;
+  }
+  report (g, VDIT_STAGE_DECODE, f + 1, g->r.frames);
+  return TRUE;
+}
+
+/* decoder.type causal_video_vae: each temporal chunk's frames, as bytes, as soon as the
+ * VAE has decoded them. */
+static gboolean
+gen_vae_frames (void *user_data, int first, int n, const float *frames, GError **error)
+{
+  gen_state *g = user_data;
+  const vdit_config *cfg = g->ctx->model->config;
+  const size_t frame_values = (size_t) cfg->width * cfg->height * 3;
+  g_autofree uint8_t *rgb = g_new (uint8_t, frame_values);
+  for (int i = 0; i < n; i++) {
+    if (!check_cancel (g->ctx, error))
+      return FALSE;
+    vdit_vae_rgb (rgb, frames + i * frame_values, frame_values);
+    if (!gen_emit_frame (g, first + i, rgb, error))
+      return FALSE;
+  }
+  return check_cancel (g->ctx, error);
+}
+
 static gboolean
 gen_decode (gen_state *g, GError **error)
 {
-  const vdit_config *cfg = g->ctx->model->config;
-  const int stride = cfg->width * 3;
-  g_autofree uint8_t *rgb = g_new (uint8_t, (size_t) stride * cfg->height);
+  const vdit_model *m = g->ctx->model;
+  const vdit_config *cfg = m->config;
+  if (cfg->decoder == VDIT_DECODER_CAUSAL_VIDEO_VAE)
+    return vdit_vae_decode_stream (m->vae, g->latent, g->T, cfg->latent_height,
+                                   cfg->latent_width, gen_vae_frames, g, error);
+  g_autofree uint8_t *rgb = g_new (uint8_t, (size_t) cfg->width * 3 * cfg->height);
   for (int f = 0; f < g->r.frames; f++) {
     if (!check_cancel (g->ctx, error))
       return FALSE;
     vdit_decode_frame (cfg, g->latent, f, rgb);
-    if (g->p->on_frame &&
-        !g->p->on_frame (g->p->user_data, f, g->r.frames, rgb, cfg->width, cfg->height, stride)) {
-      g_set_error (error, VDIT_ERROR, VDIT_ERROR_CANCELLED, "generation stopped by the frame callback");
+    if (!gen_emit_frame (g, f, rgb, error))
       return FALSE;
-    }
-    report (g, VDIT_STAGE_DECODE, f + 1, g->r.frames);
   }
   return TRUE;
 }

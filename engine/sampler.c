@@ -9,10 +9,36 @@ struct vdit_sampler {
   VditPrediction prediction;
   int steps;
   double *t;         /* flow: t_0..t_S */
-  int *timesteps;    /* DDPM family: τ_0..τ_{S-1} */
+  float *timesteps;  /* DDPM family: τ_0..τ_{S-1} (integers unless fractional) */
   double *alpha_bar; /* DDPM family: ᾱ at τ_k, and ᾱ_prev (1 after the last step) */
   double *sigma;     /* Euler-ancestral: σ_0..σ_S (σ_S = 0) */
+  gboolean f32_coefficients; /* σ_up, σ_down in f32 as diffusers' tensors compute them */
 };
+
+/* diffusers' σ table as its float32 tensors hold it: β = linspace(β0, β1) rounded to f32,
+ * 1 − β in f32, ᾱ a cumulative product kept in double and stored in f32 (torch's CPU
+ * cumprod), σ = ((1 − ᾱ)/ᾱ)^0.5 in f32. The f32 1 − ᾱ moves σ near t = 0 by up to 1e-4
+ * relative from the exact value, so matching it matters for parity. (torch.linspace's own
+ * f32 rounding differs by CPU vector width, by at most an ulp of β: ~1e-7 in σ.) */
+static float *
+diffusers_sigma_table (const vdit_sampler_config *cfg)
+{
+  const int n = cfg->train_timesteps;
+  float *sig = g_new (float, n);
+  double prod = 1.0;
+  for (int i = 0; i < n; i++) {
+    double frac = n > 1 ? (double) i / (n - 1) : 0.0;
+    double r = cfg->scaled_linear
+                 ? sqrt (cfg->beta_start) + frac * (sqrt (cfg->beta_end) - sqrt (cfg->beta_start))
+                 : cfg->beta_start + frac * (cfg->beta_end - cfg->beta_start);
+    float root = (float) r;
+    float beta = cfg->scaled_linear ? root * root : root;
+    prod *= 1.0f - beta;
+    float acp = (float) prod;
+    sig[i] = sqrtf ((1.0f - acp) / acp);
+  }
+  return sig;
+}
 
 static void
 ddpm_schedule (vdit_sampler *s, const vdit_sampler_config *cfg)
@@ -32,18 +58,33 @@ ddpm_schedule (vdit_sampler *s, const vdit_sampler_config *cfg)
     prod *= 1.0 - beta;
     acp[i] = prod;
   }
-  s->timesteps = g_new (int, s->steps);
+  g_autofree float *sig_f32 = cfg->fractional_timesteps ? diffusers_sigma_table (cfg) : NULL;
+  s->timesteps = g_new (float, s->steps);
   s->alpha_bar = g_new (double, s->steps + 1);
   s->sigma = g_new (double, s->steps + 1);
   for (int k = 0; k < s->steps; k++) {
-    /* numpy: linspace(0, n-1, steps).round()[::-1], with numpy's step·j arithmetic */
+    /* numpy: linspace(0, n-1, steps)[::-1], with numpy's step·j arithmetic */
     int j = s->steps - 1 - k;
     double v = s->steps > 1 ? j * ((double) (n - 1) / (s->steps - 1)) : 0.0;
     if (j == s->steps - 1 && s->steps > 1)
       v = n - 1;
-    s->timesteps[k] = (int) nearbyint (v);
-    s->alpha_bar[k] = acp[s->timesteps[k]];
-    s->sigma[k] = sqrt ((1.0 - s->alpha_bar[k]) / s->alpha_bar[k]);
+    if (!cfg->fractional_timesteps) {
+      /* .round(): DDIM's integer timesteps */
+      int tau = (int) nearbyint (v);
+      s->timesteps[k] = (float) tau;
+      s->alpha_bar[k] = acp[tau];
+      s->sigma[k] = sqrt ((1.0 - acp[tau]) / acp[tau]);
+      continue;
+    }
+    /* diffusers' Euler: the f32 timestep itself, σ by np.interp over the f32 table */
+    s->timesteps[k] = (float) v;
+    double x = s->timesteps[k];
+    int i = (int) floor (x);
+    double sig = sig_f32[i];
+    if (x > i && i + 1 < n)
+      sig = sig_f32[i] + (x - i) * ((double) sig_f32[i + 1] - sig_f32[i]);
+    s->sigma[k] = (float) sig;
+    s->alpha_bar[k] = 1.0 / (s->sigma[k] * s->sigma[k] + 1.0);
   }
   s->alpha_bar[s->steps] = 1.0;
   s->sigma[s->steps] = 0.0;
@@ -61,6 +102,7 @@ vdit_sampler_new (const vdit_sampler_config *cfg, int steps, GError **error)
   s->type = cfg->type;
   s->prediction = cfg->prediction;
   s->steps = steps;
+  s->f32_coefficients = cfg->fractional_timesteps;
   if (cfg->type == VDIT_SAMPLER_FLOW_EULER) {
     s->t = g_new (double, steps + 1);
     for (int k = 0; k <= steps; k++) {
@@ -96,7 +138,7 @@ vdit_sampler_timestep (const vdit_sampler *s, int k)
 {
   if (s->type == VDIT_SAMPLER_FLOW_EULER)
     return (float) (1000.0 * s->t[k]);
-  return (float) s->timesteps[k];
+  return s->timesteps[k];
 }
 
 float
@@ -139,7 +181,12 @@ step_euler_ancestral (const vdit_sampler *s, int k, float *x, const float *m,
   const double sg = s->sigma[k], next = s->sigma[k + 1];
   const double up = sqrt (next * next * (sg * sg - next * next) / (sg * sg));
   const double down = sqrt (next * next - up * up);
-  const float dt = (float) (down - sg), fs = (float) sg, fup = (float) up;
+  float dt = (float) (down - sg), fs = (float) sg, fup = (float) up;
+  if (s->f32_coefficients) {
+    const float f_next = (float) next;
+    fup = sqrtf (f_next * f_next * (fs * fs - f_next * f_next) / (fs * fs));
+    dt = sqrtf (f_next * f_next - fup * fup) - fs;
+  }
   const float vscale = (float) (-sg / sqrt (sg * sg + 1.0)), xscale = (float) (1.0 / (sg * sg + 1.0));
   for (size_t i = 0; i < n; i++) {
     float x0 = s->prediction == VDIT_PRED_V ? m[i] * vscale + x[i] * xscale : x[i] - fs * m[i];

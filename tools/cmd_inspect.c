@@ -34,6 +34,7 @@ decoder_name (VditDecoderType type)
 {
   switch (type) {
   case VDIT_DECODER_IDENTITY: return "identity";
+  case VDIT_DECODER_CAUSAL_VIDEO_VAE: return "causal_video_vae";
   }
   return "unknown";
 }
@@ -49,6 +50,10 @@ typedef struct {
   int64_t params, text_params;
   char *dtypes;
   uint64_t mem_f32, mem_bf16;
+  /* by part, one GPU with bf16 activations: the inspected frames, and for
+   * Open-Sora-Plan's VAE also its clip lengths 29 and 93 */
+  int n_plans, plan_frames[3];
+  vdit_memory_plan plans[3];
 } inspection;
 
 static void
@@ -86,6 +91,19 @@ inspect_model (vdit_model *model, int frames, inspection *in)
   in->dtypes = vdit_weights_dtype_summary (in->weights);
   in->mem_f32 = vdit_model_memory_estimate (model, in->frames, 4);
   in->mem_bf16 = vdit_model_memory_estimate (model, in->frames, 2);
+  const int osp_frames[] = { 29, 93 };
+  in->plan_frames[in->n_plans++] = in->frames;
+  for (guint i = 0; in->cfg->decoder == VDIT_DECODER_CAUSAL_VIDEO_VAE && i < 2; i++)
+    if (osp_frames[i] != in->frames && vdit_model_check_frames (model, osp_frames[i], NULL))
+      in->plan_frames[in->n_plans++] = osp_frames[i];
+  for (int i = 0; i < in->n_plans; i++)
+    vdit_model_memory_plan (model, in->plan_frames[i], 2, &in->plans[i]);
+}
+
+static char *
+format_bytes (uint64_t n)
+{
+  return g_format_size_full (n, G_FORMAT_SIZE_IEC_UNITS);
 }
 
 static char *
@@ -163,6 +181,16 @@ print_text (const inspection *in)
           f32, bf16, in->frames);
   g_free (f32);
   g_free (bf16);
+  for (int i = 0; i < in->n_plans; i++) {
+    const vdit_memory_plan *p = &in->plans[i];
+    g_autofree char *te = format_bytes (p->text_weights), *dw = format_bytes (p->dit_weights);
+    g_autofree char *act = format_bytes (p->activations), *lat = format_bytes (p->latents);
+    g_autofree char *vae = format_bytes (p->vae_decode);
+    printf ("memory plan  %d frames, one GPU in bf16: text encoder %s while it encodes, DiT "
+            "weights %s, activations %s; host: latents %s%s%s\n",
+            in->plan_frames[i], te, dw, act, lat, p->vae_decode ? ", VAE decode peak " : "",
+            p->vae_decode ? vae : "");
+  }
 }
 
 static void
@@ -259,6 +287,19 @@ print_json (const inspection *in)
   vdit_json_int (&j, "f32", (int64_t) in->mem_f32);
   vdit_json_int (&j, "bf16", (int64_t) in->mem_bf16);
   vdit_json_end_object (&j);
+  vdit_json_begin_array (&j, "memory_plan");
+  for (int i = 0; i < in->n_plans; i++) {
+    const vdit_memory_plan *p = &in->plans[i];
+    vdit_json_begin_object (&j, NULL);
+    vdit_json_int (&j, "frames", in->plan_frames[i]);
+    vdit_json_int (&j, "text_encoder", (int64_t) p->text_weights);
+    vdit_json_int (&j, "dit_weights", (int64_t) p->dit_weights);
+    vdit_json_int (&j, "activations", (int64_t) p->activations);
+    vdit_json_int (&j, "host_latents", (int64_t) p->latents);
+    vdit_json_int (&j, "host_vae_decode", (int64_t) p->vae_decode);
+    vdit_json_end_object (&j);
+  }
+  vdit_json_end_array (&j);
 
   vdit_json_end_object (&j);
   vdit_json_print_line (&j);

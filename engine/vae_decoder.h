@@ -1,0 +1,54 @@
+/* Open-Sora-Plan v1.2's CausalVideoVAE decoder on the CPU (f32): the reference for
+ * later backends. Like the published sample script it decodes in overlapping spatial
+ * tiles and temporal chunks once the latent exceeds a tile, blending the seams exactly
+ * as CausalVAEModel.tiled_decode does (docs/model-format.md, "causal_video_vae"). */
+#ifndef VDIT_VAE_DECODER_H
+#define VDIT_VAE_DECODER_H
+
+#include "vdit.h"
+
+G_BEGIN_DECLS
+
+typedef struct vdit_vae_decoder vdit_vae_decoder;
+
+/* dir: a converted model's vae/ folder (config.json with scaling_factor, vae.safetensors
+ * from train/convert_osp.py --vae). Refuses other block layouts with a message. */
+vdit_vae_decoder *vdit_vae_decoder_load (const char *dir, GError **error);
+void vdit_vae_decoder_free (vdit_vae_decoder *v);
+/* Tiling (vae/config.json, defaults the sample script's): latent tiles of `latent` ×
+ * `latent` (decoded to `sample` × `sample` pixels) overlapping by `overlap` (a fraction),
+ * temporal chunks of `latent_t` latent frames overlapping by one; latent_t 0 turns
+ * tiling off. */
+typedef struct {
+  int latent, sample, latent_t;
+  float overlap;
+} vdit_vae_tiling;
+
+void vdit_vae_decoder_set_tiling (vdit_vae_decoder *v, const vdit_vae_tiling *t);
+/* Host bytes vdit_vae_decode_stream holds at its peak for a latent of T × h × w: the
+ * largest tile's layers walked as this decoder runs them (input, output and the
+ * copies a ResNet block, the mid attention or an upsampling keeps alive at once, plus
+ * the im2col band), the chunk's decoded tiles and frames, and the latent. */
+uint64_t vdit_vae_decoder_peak_bytes (const vdit_vae_decoder *v, int T, int h, int w);
+/* Latent channels (z_channels). */
+int vdit_vae_decoder_channels (const vdit_vae_decoder *v);
+/* video (1 + 4(T − 1), 8h, 8w, 3), values in about [−1, 1], unclamped ← latent
+ * (T, h, w, C) as the DiT samples it (divided by scaling_factor here). */
+gboolean vdit_vae_decode (vdit_vae_decoder *v, const float *latent, int T, int h, int w,
+                          float *video, GError **error);
+/* Frames [first, first + n) of the clip, (n, 8h, 8w, 3), as soon as a temporal chunk is
+ * decoded. FALSE stops decoding; the callback then sets error. */
+typedef gboolean (*vdit_vae_frames_cb) (void *user_data, int first, int n, const float *frames,
+                                        GError **error);
+/* The same, handing the frames out chunk by chunk (the whole clip at once when it fits
+ * in one tile): the first frames leave before the last chunk is decoded. */
+gboolean vdit_vae_decode_stream (vdit_vae_decoder *v, const float *latent, int T, int h, int w,
+                                 vdit_vae_frames_cb on_frames, void *user_data, GError **error);
+
+/* RGB24 bytes of decoded values as Open-Sora-Plan's pipeline makes them:
+ * uint8((x/2 + 0.5) clamped to [0, 1] · 255), truncated; NaN counts as 0. */
+void vdit_vae_rgb (uint8_t *rgb, const float *values, size_t n);
+
+G_END_DECLS
+
+#endif
