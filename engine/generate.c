@@ -22,6 +22,7 @@ struct vdit_ctx {
   vdit_dit *dit;
   gint cancelled; /* atomic */
   vdit_ctx_params params;
+  vdit_ctx *base; /* vdit_ctx_new_shared: the context that owns be and dit */
 };
 
 #define EOS_ID 1
@@ -238,11 +239,37 @@ fail:
   return NULL;
 }
 
+/* A second context on the weights base uploaded: the CPU backend keeps no state
+ * between calls (buffers are the caller's, its context holds the thread count), so two
+ * generations can run on it at once; other backends have one stream a context. */
+vdit_ctx *
+vdit_ctx_new_shared (vdit_ctx *base, vdit_log_cb log, void *log_user_data, GError **error)
+{
+  g_return_val_if_fail (base != NULL && base->base == NULL, NULL);
+  if (!g_str_equal (vdit_ctx_get_device_name (base), "cpu")) {
+    g_set_error (error, VDIT_ERROR, VDIT_ERROR_NO_DEVICE,
+                 "the %s backend cannot run two generations at once on one context",
+                 vdit_ctx_get_device_name (base));
+    return NULL;
+  }
+  vdit_ctx *ctx = g_new0 (vdit_ctx, 1);
+  *ctx = *base;
+  ctx->cancelled = 0;
+  ctx->params.log = log;
+  ctx->params.log_user_data = log_user_data;
+  ctx->base = base;
+  return ctx;
+}
+
 void
 vdit_ctx_free (vdit_ctx *ctx)
 {
   if (ctx == NULL)
     return;
+  if (ctx->base != NULL) { /* be and dit are the base's */
+    g_free (ctx);
+    return;
+  }
   vdit_dit_free (ctx->dit);
   vdit_backend_free (&ctx->be);
   g_free (ctx);
