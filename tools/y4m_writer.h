@@ -25,7 +25,8 @@ gboolean vdit_y4m_writer_write_rgb (vdit_y4m_writer *w, const uint8_t *rgb, int 
                                     GError **error);
 void vdit_y4m_writer_free (vdit_y4m_writer *w);
 
-/* fps as the smallest exact ratio (24 → 24:1, 29.97 → 30000:1001). */
+/* fps as an exact ratio over one of the denominators 1, 1001, 2, 4, 5, 10, 100, 1000
+ * (24 → 24:1, 29.97 → 30000:1001), else the nearest thousandth (8.0625 → 8063:1000). */
 void vdit_y4m_fps_ratio (double fps, int *num, int *den);
 
 G_END_DECLS
