@@ -312,6 +312,27 @@ rss_kib (void)
 }
 
 static gint
+cmp_int64 (gconstpointer a, gconstpointer b)
+{
+  const gint64 x = *(const gint64 *) a, y = *(const gint64 *) b;
+
+  return x < y ? -1 : x > y;
+}
+
+/* The median of the RSS samples of clips k-4..k (k ≥ 5, 1-based): single samples
+ * jump between two levels about 2 MB apart on the shipped default model (the
+ * generation threads' stacks and malloc arenas), which a median rides over. */
+static gint64
+rss_median (const gint64 * rss, gint k)
+{
+  gint64 w[5];
+
+  memcpy (w, rss + k - 5, sizeof w);
+  qsort (w, 5, sizeof w[0], cmp_int64);
+  return w[2];
+}
+
+static gint
 cycle_count (void)
 {
   const gchar *env = g_getenv ("VDIT_SOAK_CYCLES");
@@ -331,7 +352,8 @@ GST_START_TEST (test_shared_state_cycles)
   GstBus *bus = gst_element_get_bus (pipeline);
   const gint cycles = cycle_count ();
   gint steps_seen = 0, in_flight = 0;
-  gint64 t0 = g_get_monotonic_time (), rss_early = 0, rss_end;
+  gint64 t0 = g_get_monotonic_time (), rss_early = 0, rss_end = 0;
+  gint64 *rss = g_new0 (gint64, cycles);
   GstMessage *msg;
 
   gst_bus_set_sync_handler (bus, note_step, &steps_seen, NULL);
@@ -351,11 +373,14 @@ GST_START_TEST (test_shared_state_cycles)
         "cycle %d", i);
     fail_unless (gst_element_set_state (pipeline, GST_STATE_NULL) ==
         GST_STATE_CHANGE_SUCCESS, "cycle %d", i);
-    if (i == cycles / 10)
-      rss_early = rss_kib ();
+    rss[i] = rss_kib ();
   }
-  rss_end = rss_kib ();
-  GST_INFO ("%d cycles (%d stopped while generating) in %.1f s; RSS %"
+  if (cycles >= 10) {
+    rss_early = rss_median (rss, MAX (cycles / 10, 5));
+    rss_end = rss_median (rss, cycles);
+  }
+  g_free (rss);
+  GST_INFO ("%d cycles (%d stopped while generating) in %.1f s; RSS (median of 5) %"
       G_GINT64_FORMAT " KiB after cycle %d, %" G_GINT64_FORMAT " KiB at the end",
       cycles, in_flight, (g_get_monotonic_time () - t0) / 1e6, rss_early,
       cycles / 10, rss_end);
@@ -391,27 +416,6 @@ GST_END_TEST;
 #else
 #define DEFAULT_CLIPS 12
 #endif
-
-static gint
-cmp_int64 (gconstpointer a, gconstpointer b)
-{
-  const gint64 x = *(const gint64 *) a, y = *(const gint64 *) b;
-
-  return x < y ? -1 : x > y;
-}
-
-/* The median of the RSS samples of clips k-4..k (k ≥ 5, 1-based): single samples
- * jump between two levels about 2 MB apart on the shipped default model (the
- * generation threads' stacks and malloc arenas), which a median rides over. */
-static gint64
-rss_median (const gint64 * rss, gint k)
-{
-  gint64 w[5];
-
-  memcpy (w, rss + k - 5, sizeof w);
-  qsort (w, 5, sizeof w[0], cmp_int64);
-  return w[2];
-}
 
 /* Clips back to back in one pipeline (PLAYING to EOS, then READY, again): each
  * clip has its frames, the same seed gives the same frames every time, and in
