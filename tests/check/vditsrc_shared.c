@@ -419,8 +419,8 @@ GST_END_TEST;
 
 /* Clips back to back in one pipeline (PLAYING to EOS, then READY, again): each
  * clip has its frames, the same seed gives the same frames every time, and in
- * the soak build the resident set at the end of the last clip is within 2 % of
- * that at clip 10. */
+ * the soak build the resident set at the end of the last clip is at most 2 %
+ * above that at clip 10. */
 GST_START_TEST (test_clips_back_to_back)
 {
   const gchar *env = g_getenv ("VDIT_SOAK_CLIPS");
@@ -475,7 +475,8 @@ GST_START_TEST (test_clips_back_to_back)
       (g_get_monotonic_time () - t0) / 1e6, rss_10, rss_last, clips,
       100.0 * (rss_last - rss_10) / MAX (rss_10, 1));
 #ifdef VDIT_SOAK
-  fail_unless (ABS (rss_last - rss_10) <= rss_10 / 50, "RSS %" G_GINT64_FORMAT
+  /* a leak grows; a fall is the allocator handing memory back */
+  fail_unless (rss_last <= rss_10 + rss_10 / 50, "RSS %" G_GINT64_FORMAT
       " KiB at clip 10, %" G_GINT64_FORMAT " KiB at clip %d", rss_10, rss_last,
       clips);
 #endif
