@@ -19,6 +19,7 @@ typedef struct {
 
 struct vdit_dit {
   vdit_backend *be;
+  gboolean view; /* vdit_dit_new_view: the weights belong to another vdit_dit */
   const vdit_dit_config *cfg;
   int text_dim;
   void *pe_w, *pe_b, *t1_w, *t1_b, *t2_w, *t2_b, *ada_w, *ada_b;
@@ -126,11 +127,24 @@ vdit_dit_new (vdit_backend *be, const vdit_config *cfg, const vdit_weights *w, G
   return dit;
 }
 
+vdit_dit *
+vdit_dit_new_view (const vdit_dit *dit, vdit_backend *be)
+{
+  vdit_dit *view = g_memdup2 (dit, sizeof *dit);
+  view->be = be;
+  view->view = TRUE;
+  return view;
+}
+
 void
 vdit_dit_free (vdit_dit *dit)
 {
   if (dit == NULL)
     return;
+  if (dit->view) {
+    g_free (dit);
+    return;
+  }
   vdit_backend *be = dit->be;
   for (int i = 0; dit->blocks && i < dit->cfg->depth; i++) {
     dit_block *b = &dit->blocks[i];

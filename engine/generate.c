@@ -23,6 +23,7 @@ struct vdit_ctx {
   vdit_dit *dit;
   gint cancelled; /* atomic */
   vdit_ctx_params params;
+  vdit_ctx *base; /* vdit_ctx_new_shared: the context that owns the weights */
 };
 
 #define EOS_ID 1
@@ -242,12 +243,40 @@ fail:
   return NULL;
 }
 
+/* A second context on the weights base uploaded: the CPU backend's weights are host
+ * memory any CPU backend can read, so the new context gets a backend of its own (its
+ * own thread pool and scratch, which take one caller at a time) and a view of base's
+ * DiT; other backends have one stream a context. */
+vdit_ctx *
+vdit_ctx_new_shared (vdit_ctx *base, vdit_log_cb log, void *log_user_data, GError **error)
+{
+  g_return_val_if_fail (base != NULL && base->base == NULL, NULL);
+  if (!g_str_equal (vdit_ctx_get_device_name (base), "cpu")) {
+    g_set_error (error, VDIT_ERROR, VDIT_ERROR_NO_DEVICE,
+                 "the %s backend cannot run two generations at once on one context",
+                 vdit_ctx_get_device_name (base));
+    return NULL;
+  }
+  vdit_ctx *ctx = g_new0 (vdit_ctx, 1);
+  ctx->model = base->model;
+  ctx->params = base->params;
+  ctx->params.log = log;
+  ctx->params.log_user_data = log_user_data;
+  ctx->base = base;
+  if (!vdit_backend_cpu_init (&ctx->be, base->params.threads, error)) {
+    g_free (ctx);
+    return NULL;
+  }
+  ctx->dit = vdit_dit_new_view (base->dit, &ctx->be);
+  return ctx;
+}
+
 void
 vdit_ctx_free (vdit_ctx *ctx)
 {
   if (ctx == NULL)
     return;
-  vdit_dit_free (ctx->dit);
+  vdit_dit_free (ctx->dit); /* a shared context's is a view: base keeps the weights */
   vdit_backend_free (&ctx->be);
   g_free (ctx);
 }

@@ -5,6 +5,10 @@ make_seeds.py NAME MODELS_DIR OUT_DIR
   config:      each models/*/config.json as it is
   json:        the same, and each safetensors header, behind the selector byte the
                target reads first (0: whole file, 1: "header")
+  tokenizer:   each models/*/tokenizer.model as it is
+  writers:     per model and output (y4m, PNG; growing buffer, then one too small) a
+               frame of the model's size (sides taken modulo 48 by the target) and frame
+               rate, with a colour ramp for pixels
   safetensors: per model a small valid file (the header of its first tensors, offsets
                renumbered, and their data) and the header of the whole file with no data,
                each as the file (behind the selector byte 1) and as header text, NUL,
@@ -71,6 +75,20 @@ def main():
                 seeds[model + '-header-split'] = b'\0' + raw
             else:
                 seeds[model + '-header'] = b'\1' + raw
+        tok = os.path.join(d, 'tokenizer.model')
+        if os.path.isfile(tok) and name == 'tokenizer':
+            with open(tok, 'rb') as f:
+                seeds[model + '-tokenizer'] = f.read()
+        if os.path.isfile(cfg) and name == 'writers':
+            with open(cfg, 'rb') as f:
+                video = json.load(f).get('video', {})
+            w, h = video.get('width', 16), video.get('height', 16)
+            fps = float(video.get('fps', 8.0))
+            ramp = bytes(range(0, 256, 5)) * 4
+            for mode, label in ((1, 'y4m'), (0, 'png'), (3, 'y4m-full'), (2, 'png-full')):
+                head = bytes([mode, (w - 1) % 48, (h - 1) % 48, 0]) + struct.pack('<d', fps)
+                head += struct.pack('<H', 100) + bytes([1])
+                seeds['%s-%s' % (model, label)] = head + ramp
     for key, blob in seeds.items():
         with open(os.path.join(outdir, key), 'wb') as f:
             f.write(blob)

@@ -57,6 +57,7 @@
 #include "gstvditmodel.h"
 #include "gstvditsrcuri.h"
 #include "gstvdittimeline.h"
+#include "gstvditmodelcache.h"
 
 #include <gio/gio.h>
 #include <gst/video/video.h>
@@ -871,7 +872,7 @@ gst_vdit_src_reset (GstVditSrc * self)
     g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_DEVICE_USED]);
 
   g_clear_pointer (&self->ctx, vdit_ctx_free);
-  g_clear_pointer (&self->vmodel, vdit_model_free);
+  g_clear_pointer (&self->model_entry, gst_vdit_model_cache_release);
   g_free ((gchar *) self->gen.prompt);
   g_free ((gchar *) self->gen.negative_prompt);
   vdit_gen_params_init (&self->gen);
@@ -884,6 +885,7 @@ gst_vdit_src_start (GstBaseSrc * bsrc)
   const vdit_model_info *minfo;
   vdit_ctx_params cparams;
   GError *err = NULL;
+  gboolean loaded;
   gchar *prompt, *negative, *name, *path = NULL, *text;
   gint frames, fps_n, fps_d;
   gboolean keep, fits;
@@ -930,18 +932,19 @@ gst_vdit_src_start (GstBaseSrc * bsrc)
   gst_vdit_src_post_progress (self, GST_PROGRESS_TYPE_START, "load-model",
       text);
   g_free (text);
-  self->vmodel = vdit_model_load (path, &err);
-  if (self->vmodel == NULL)
+  /* loaded once per process: another vditsrc on the same model and device
+   * shares it */
+  self->model_entry = gst_vdit_model_cache_acquire (path, &cparams, &self->ctx,
+      &loaded, &err);
+  if (self->model_entry == NULL)
     goto load_failed;
-  minfo = vdit_model_get_info (self->vmodel);
+  minfo = vdit_model_get_info (gst_vdit_model_entry_get_model
+      (self->model_entry));
   if (frames == 0)
     frames = minfo->frames;
-  if (!vdit_model_check_frames (self->vmodel, frames, &err))
+  if (!vdit_model_check_frames (gst_vdit_model_entry_get_model
+          (self->model_entry), frames, &err))
     goto bad_frames;
-
-  self->ctx = vdit_ctx_new (self->vmodel, &cparams, &err);
-  if (self->ctx == NULL)
-    goto ctx_failed;
 
   self->gen.prompt = g_steal_pointer (&prompt);
   self->gen.negative_prompt = g_steal_pointer (&negative);
@@ -957,9 +960,11 @@ gst_vdit_src_start (GstBaseSrc * bsrc)
   if (!vdit_gen_params_check (self->ctx, &self->gen, &err))
     goto bad_request;
 
-  text = g_strdup_printf ("Loaded model %s (%" G_GINT64_FORMAT
-      " parameters, %dx%d) on %s", minfo->name, (gint64) minfo->n_params,
-      minfo->width, minfo->height, vdit_ctx_get_device_name (self->ctx));
+  text = g_strdup_printf ("%s model %s (%" G_GINT64_FORMAT
+      " parameters, %dx%d) on %s%s", loaded ? "Loaded" : "Using", minfo->name,
+      (gint64) minfo->n_params, minfo->width, minfo->height,
+      vdit_ctx_get_device_name (self->ctx),
+      loaded ? "" : ", already loaded by another element");
   gst_vdit_src_post_progress (self, GST_PROGRESS_TYPE_COMPLETE, "load-model",
       text);
   GST_INFO_OBJECT (self, "%s", text);
@@ -1042,6 +1047,11 @@ bad_device:
   }
 load_failed:
   {
+    /* the model loaded, but no context could be made for it */
+    if (g_error_matches (err, VDIT_ERROR, VDIT_ERROR_OUT_OF_MEMORY) ||
+        g_error_matches (err, VDIT_ERROR, VDIT_ERROR_NO_DEVICE) ||
+        g_error_matches (err, VDIT_ERROR, VDIT_ERROR_BACKEND))
+      goto ctx_failed;
     gst_vdit_src_post_progress (self, GST_PROGRESS_TYPE_ERROR, "load-model",
         "Model failed to load");
     gst_vdit_post_error (self, "Could not load the model", err);

@@ -7,6 +7,7 @@
 #include <gst/video/video.h>
 
 #include "gstvditframes.h"
+#include "gstvditmodelcache.h"
 #include "gstvditsrc.h"
 #include "gstvdittimeline.h"
 #include "vdit.h"
@@ -38,7 +39,7 @@ struct _GstVditSrc
   gchar *device_used;
 
   /* engine state, from start() to stop(); read-only while the thread runs */
-  vdit_model *vmodel;
+  GstVditModelEntry *model_entry;  /* shared with other vditsrc using the model */
   vdit_ctx *ctx;
   vdit_gen_params gen;
   GstVideoInfo rgb_info;        /* frames as the engine hands them over */

@@ -86,7 +86,8 @@ if [ "${VDIT_FUZZ:-1}" != 0 ]; then
     if CC=${VDIT_FUZZ_CC:-clang} CXX=${VDIT_FUZZ_CXX:-clang++} vdit_setup "$FUZZ_BUILD" \
         -Dcuda=disabled -Dgst=disabled -Dfuzz=enabled &&
       meson compile -C "$FUZZ_BUILD" -j "${VDIT_JOBS:-$(nproc 2>/dev/null || echo 2)}" \
-        fuzz/fuzz_safetensors fuzz/fuzz_config fuzz/fuzz_json; then
+        fuzz/fuzz_safetensors fuzz/fuzz_config fuzz/fuzz_json fuzz/fuzz_tokenizer \
+        fuzz/fuzz_writers; then
       run_tests -C "$FUZZ_BUILD" --no-rebuild --print-errorlogs --num-processes 2 \
         --suite fuzz
     else

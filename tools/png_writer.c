@@ -53,6 +53,12 @@ vdit_png_write_rgb (FILE *file, const char *name, const uint8_t *rgb, int width,
                     int stride, GError **error)
 {
   png_output out = { file, 0, "" };
+  if (width < 1 || height < 1 || stride / 3 < width) {
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                 "cannot write PNG '%s': %d×%d with rows of %d bytes", name, width, height,
+                 stride);
+    return FALSE;
+  }
   png_structp png = png_create_write_struct (PNG_LIBPNG_VER_STRING, &out, on_png_error,
                                              on_png_warning);
   png_infop info = png ? png_create_info_struct (png) : NULL;

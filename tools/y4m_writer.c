@@ -48,6 +48,16 @@ vdit_y4m_writer_new (FILE *file, const char *name, int width, int height, double
                      GError **error)
 {
   int num, den;
+  /* the frame rate becomes an integer ratio in the header: out of these bounds it
+   * would overflow, or round to 0 */
+  if (width < 1 || height < 1 || width > VDIT_Y4M_MAX_SIDE || height > VDIT_Y4M_MAX_SIDE ||
+      !(fps >= VDIT_Y4M_MIN_FPS && fps <= VDIT_Y4M_MAX_FPS)) {
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                 "cannot write '%s': %d×%d at %g frames/s is not a valid y4m stream (sides "
+                 "1 to %d, %g to %g frames/s)", name, width, height, fps, VDIT_Y4M_MAX_SIDE,
+                 VDIT_Y4M_MIN_FPS, VDIT_Y4M_MAX_FPS);
+    return NULL;
+  }
   vdit_y4m_fps_ratio (fps, &num, &den);
   if (fprintf (file, "YUV4MPEG2 W%d H%d F%d:%d Ip A1:1 C444\n", width, height, num,
                den) < 0) {
@@ -86,6 +96,12 @@ gboolean
 vdit_y4m_writer_write_rgb (vdit_y4m_writer *w, const uint8_t *rgb, int stride, GError **error)
 {
   size_t n = (size_t) w->width * w->height;
+  if (stride < 3 * w->width) { /* rows would overlap: the caller's buffer is too short */
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                 "cannot write '%s': rows of %d bytes are shorter than %d pixels", w->name,
+                 stride, w->width);
+    return FALSE;
+  }
   uint8_t *y = w->plane, *cb = y + n, *cr = cb + n;
   for (int row = 0; row < w->height; row++) {
     const uint8_t *p = rgb + (size_t) row * stride;
