@@ -1,0 +1,76 @@
+#!/usr/bin/python3
+"""Tests that run under mpirun: the communicator and sequence parallelism.
+
+usage: test_mpi.py HAVE_MPI CASE PROGRAM [ARGS...]
+Exit 77 (skipped) when this build has no MPI or mpirun is absent.
+"""
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+HAVE_MPI, CASE, PROGRAM, ARGS = sys.argv[1] == "true", sys.argv[2], sys.argv[3], sys.argv[4:]
+MPIRUN = shutil.which("mpirun")
+
+
+def skip(why):
+    print("SKIP:", why)
+    sys.exit(77)
+
+
+def check(cond, message):
+    if not cond:
+        print("FAIL:", message)
+        sys.exit(1)
+
+
+def mpirun(np, *args, timeout=120):
+    """Runs PROGRAM args on np ranks; returns (returncode, stdout, stderr, seconds)."""
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+               OMP_NUM_THREADS="1", OMPI_MCA_rmaps_base_oversubscribe="1",
+               # shared memory without the kernel's cross-memory attach, which containers
+               # often forbid
+               OMPI_MCA_btl_vader_single_copy_mechanism="none")
+    cmd = [MPIRUN, "--oversubscribe", "-np", str(np), PROGRAM, *args]
+    start = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    return proc.returncode, proc.stdout, proc.stderr, time.monotonic() - start
+
+
+def comm_collectives():
+    for np in (1, 2, 3, 4):
+        rc, out, err, _ = mpirun(np, "collectives")
+        check(rc == 0, f"{np} ranks: exit {rc}: {err}")
+
+
+def comm_single():
+    proc = subprocess.run([PROGRAM, "single"], capture_output=True, text=True, timeout=30)
+    check(proc.returncode == 0, f"single rank: exit {proc.returncode}: {proc.stderr}")
+
+
+def comm_die():
+    rc, out, err, secs = mpirun(3, "die", timeout=60)
+    check(rc != 0, f"a dead rank: mpirun exited 0: {err}")
+    check("completed without rank 1" not in err, f"a collective completed without rank 1: {err}")
+    print(f"a dead rank ended the job in {secs:.1f} s with exit {rc}")
+
+
+def comm_hang():
+    rc, out, err, secs = mpirun(3, "hang", timeout=60)
+    check(rc != 0, f"a hung rank: mpirun exited 0: {err}")
+    check("did not complete within 2 s" in err, f"no timeout message: {err}")
+    check(secs < 40, f"a hung rank took {secs:.0f} s to end the job")
+    print(f"a hung rank ended the job in {secs:.1f} s with exit {rc}")
+
+
+CASES = {"comm-collectives": comm_collectives, "comm-single": comm_single,
+         "comm-die": comm_die, "comm-hang": comm_hang}
+
+if __name__ == "__main__":
+    if CASE != "comm-single":
+        if not HAVE_MPI:
+            skip("built without MPI")
+        if MPIRUN is None:
+            skip("mpirun is not installed (openmpi-bin)")
+    CASES[CASE]()
