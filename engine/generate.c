@@ -10,7 +10,9 @@
 #include "philox.h"
 #include "sampler.h"
 #include "text_encoder.h"
+#include "ulysses.h"
 #include "vdit_bench.h"
+#include "worker.h"
 
 #include <math.h>
 #include <string.h>
@@ -23,6 +25,7 @@ struct vdit_ctx {
   vdit_dit *dit;
   gint cancelled; /* atomic */
   vdit_ctx_params params;
+  const vdit_comm *comm; /* sequence parallelism over its ranks; NULL = this process alone */
 };
 
 #define EOS_ID 1
@@ -279,6 +282,26 @@ check_cancel (vdit_ctx *ctx, GError **error)
   return TRUE;
 }
 
+gboolean
+vdit_ctx_set_comm (vdit_ctx *ctx, const vdit_comm *comm, GError **error)
+{
+  if (comm && vdit_comm_size (comm) > 1 && ctx->params.gpus > 1) {
+    g_set_error (error, VDIT_ERROR, VDIT_ERROR_INVALID_ARGUMENT,
+                 "gpus = %d with %d ranks: each rank of a parallel job drives one device",
+                 ctx->params.gpus, vdit_comm_size (comm));
+    return FALSE;
+  }
+  ctx->comm = comm && vdit_comm_size (comm) > 1 ? comm : NULL;
+  return TRUE;
+}
+
+/* The rank of this process in the context's job (0 alone). */
+static int
+ctx_rank (const vdit_ctx *ctx)
+{
+  return ctx->comm ? vdit_comm_rank (ctx->comm) : 0;
+}
+
 /* ---- text ---------------------------------------------------------------------- */
 
 /* Prompt ids + EOS, truncated to max_tokens. Without a tokenizer (random-weight
@@ -328,7 +351,12 @@ encode_prompt (vdit_ctx *ctx, const char *text, GError **error)
   if (emb == NULL)
     return NULL;
   vdit_dit_text *t = NULL;
-  if (vdit_text_encoder_run (ctx->te, ids, n, emb, error))
+  /* in a parallel job rank 0 encodes and the others receive the embeddings */
+  gboolean ok = ctx_rank (ctx) != 0 || vdit_text_encoder_run (ctx->te, ids, n, emb, error);
+  if (ok && ctx->comm)
+    ok = vdit_sp_broadcast_act (ctx->comm, be, emb,
+                                (size_t) n * ctx->model->config->text.d_model, error);
+  if (ok)
     t = vdit_dit_text_new (ctx->dit, emb, n, error);
   be->iface->release (be->context, emb);
   return t;
@@ -406,6 +434,8 @@ typedef struct {
   float *latent, *scaled, *patches, *out_cond, *out_uncond, *noise;
   vdit_dit_text *text[2];
   vdit_dit_ws *ws;
+  vdit_ulysses *sp; /* with ctx->comm: this rank's tokens and heads */
+  float *rows_out;  /* with sp: this rank's rows of a forward's output */
   vdit_sampler *sampler;
   vdit_attn_policy *policy;
   vdit_attn_policy *external; /* the caller's policy (mask search), not freed here */
@@ -418,6 +448,8 @@ gen_state_clear (gen_state *g)
   vdit_dit_text_free (dit, g->text[0]);
   vdit_dit_text_free (dit, g->text[1]);
   vdit_dit_ws_free (dit, g->ws);
+  vdit_ulysses_free (g->sp);
+  g_free (g->rows_out);
   vdit_sampler_free (g->sampler);
   if (g->policy && g->policy != g->external)
     vdit_attn_policy_free (g->policy);
@@ -478,8 +510,22 @@ gen_prepare (gen_state *g, GError **error)
 
   /* every activation of the DiT is allocated here, before any work, so running out of
    * device memory is reported up front with the numbers */
-  if (!(g->ws = vdit_dit_ws_new (ctx->dit, g->gt, g->gh, g->gw, error)))
+  if (ctx->comm) {
+    const size_t patch = (size_t) cfg->dit.patch[0] * cfg->dit.patch[1] * cfg->dit.patch[2] *
+                         cfg->dit.in_channels;
+    if (g->external) {
+      g_set_error (error, VDIT_ERROR, VDIT_ERROR_INVALID_ARGUMENT,
+                   "the mask search runs on one rank, not on %d", vdit_comm_size (ctx->comm));
+      return FALSE;
+    }
+    if (!(g->sp = vdit_ulysses_new (&ctx->be, ctx->comm, g->gt * g->gh * g->gw,
+                                    cfg->dit.heads, cfg->dit.head_dim, error)) ||
+        !(g->ws = vdit_dit_ws_new_shared (ctx->dit, g->gt, g->gh, g->gw, g->sp, error)))
+      return FALSE;
+    g->rows_out = g_new (float, vdit_ulysses_tokens (g->sp) * patch);
+  } else if (!(g->ws = vdit_dit_ws_new (ctx->dit, g->gt, g->gh, g->gw, error))) {
     return FALSE;
+  }
 
   report (g, VDIT_STAGE_ENCODE_TEXT, 0, 2);
   if (!(g->text[0] = encode_prompt (ctx, g->p->prompt, error)) || !check_cancel (ctx, error))
@@ -506,12 +552,13 @@ gen_prepare (gen_state *g, GError **error)
       .frames = g->gt,
       .tokens_per_frame = g->gh * g->gw,
       .depth = cfg->dit.depth,
-      .heads = cfg->dit.heads,
+      .heads = g->sp ? vdit_ulysses_heads (g->sp) : cfg->dit.heads,
       .head_dim = cfg->dit.head_dim,
       .steps = g->r.steps,
       .sparsity = g->r.sparsity,
     };
-    if (!(g->policy = vdit_attn_policy_new (&ctx->be, cfg, &pp, error)))
+    if (!(g->policy = vdit_attn_policy_new (&ctx->be, cfg, &pp, error)) ||
+        (g->sp && !vdit_attn_policy_share_heads (g->policy, ctx->comm, cfg->dit.heads, error)))
       return FALSE;
   }
   if (!gen_noise (g, g->latent, 0, error))
@@ -565,6 +612,24 @@ check_latent (const gen_state *g, int step, GError **error)
   return FALSE;
 }
 
+/* One forward of g->patches into g->scaled (tokens, P·C); in a parallel job each rank
+ * computes its tokens' rows and every rank gathers them all. */
+static gboolean
+gen_forward (gen_state *g, int k, float tau, int pass, GError **error)
+{
+  vdit_ctx *ctx = g->ctx;
+  if (g->sp == NULL)
+    return vdit_dit_forward (ctx->dit, g->ws, g->patches, tau, g->text[pass], g->policy, k,
+                             pass, g->scaled, &ctx->cancelled, error);
+  const vdit_dit_config *dc = &ctx->model->config->dit;
+  const int patch = dc->patch[0] * dc->patch[1] * dc->patch[2] * dc->in_channels;
+  return vdit_dit_forward (ctx->dit, g->ws,
+                           g->patches + (size_t) vdit_ulysses_token0 (g->sp) * patch, tau,
+                           g->text[pass], g->policy, k, pass, g->rows_out, &ctx->cancelled,
+                           error) &&
+         vdit_ulysses_gather_rows (g->sp, g->rows_out, g->scaled, patch, error);
+}
+
 /* One model evaluation of the latent at step k: out_cond, guided if needed. */
 static gboolean
 gen_model_eval (gen_state *g, int k, GError **error)
@@ -577,15 +642,13 @@ gen_model_eval (gen_state *g, int k, GError **error)
     g->scaled[i] = g->latent[i] * in_scale;
   vdit_patchify (g->patches, g->scaled, g->T, cfg->height, cfg->width, cfg->dit.in_channels,
                  cfg->dit.patch);
-  if (!vdit_dit_forward (ctx->dit, g->ws, g->patches, tau, g->text[0], g->policy, k, 0,
-                         g->scaled, &ctx->cancelled, error))
+  if (!gen_forward (g, k, tau, 0, error))
     return FALSE;
   vdit_unpatchify (g->out_cond, g->scaled, g->T, cfg->height, cfg->width, cfg->dit.in_channels,
                    cfg->dit.patch);
   if (g->text[1] == NULL)
     return TRUE;
-  if (!vdit_dit_forward (ctx->dit, g->ws, g->patches, tau, g->text[1], g->policy, k, 1,
-                         g->scaled, &ctx->cancelled, error))
+  if (!gen_forward (g, k, tau, 1, error))
     return FALSE;
   vdit_unpatchify (g->out_uncond, g->scaled, g->T, cfg->height, cfg->width,
                    cfg->dit.in_channels, cfg->dit.patch);
@@ -600,6 +663,8 @@ gen_decode (gen_state *g, GError **error)
 {
   const vdit_config *cfg = g->ctx->model->config;
   const int stride = cfg->width * 3;
+  if (ctx_rank (g->ctx) != 0) /* rank 0 decodes and hands out the frames */
+    return TRUE;
   g_autofree uint8_t *rgb = g_new (uint8_t, (size_t) stride * cfg->height);
   for (int f = 0; f < g->r.frames; f++) {
     if (!check_cancel (g->ctx, error))
@@ -649,7 +714,13 @@ vdit_generate_with_policy (vdit_ctx *ctx, const vdit_gen_params *p, vdit_attn_po
   gen_state g = { .ctx = ctx, .p = p, .external = policy };
   gboolean ok = FALSE;
   if (!resolve_params (ctx, p, &g.r, error) || !check_memory (ctx, g.r.frames, FALSE, error) ||
-      !check_cancel (ctx, error) || !gen_prepare (&g, error))
+      !check_cancel (ctx, error))
+    goto out;
+  /* rank 0 hands the generation to the other ranks (vdit_worker_serve) */
+  if (ctx->comm && ctx_rank (ctx) == 0 &&
+      !vdit_sp_job_send (ctx->comm, ctx->model->info.path, p, error))
+    goto out;
+  if (!gen_prepare (&g, error))
     goto out;
   for (int k = 0; k < g.r.steps; k++) {
     if (!check_cancel (ctx, error) || !gen_model_eval (&g, k, error))

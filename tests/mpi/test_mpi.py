@@ -4,10 +4,12 @@
 usage: test_mpi.py HAVE_MPI CASE PROGRAM [ARGS...]
 Exit 77 (skipped) when this build has no MPI or mpirun is absent.
 """
+import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 HAVE_MPI, CASE, PROGRAM, ARGS = sys.argv[1] == "true", sys.argv[2], sys.argv[3], sys.argv[4:]
@@ -64,6 +66,39 @@ def comm_hang():
     print(f"a hung rank ended the job in {secs:.1f} s with exit {rc}")
 
 
+ROOT = os.environ.get("VDIT_SOURCE_ROOT", os.path.join(os.path.dirname(__file__), "..", ".."))
+
+
+def model_copy(name, tmp, **attention):
+    """models/NAME with its attention settings changed: links to its files, a new
+    config.json."""
+    src = os.path.join(ROOT, "models", name)
+    dst = os.path.join(tmp, name)
+    os.mkdir(dst)
+    for entry in os.listdir(src):
+        if entry != "config.json":
+            os.symlink(os.path.join(src, entry), os.path.join(dst, entry))
+    with open(os.path.join(src, "config.json")) as f:
+        config = json.load(f)
+    config["attention"].update(attention)
+    with open(os.path.join(dst, "config.json"), "w") as f:
+        json.dump(config, f)
+    return dst
+
+
+def sequence_parallel(model, mode):
+    """2, 3 and 4 ranks give rank 0's frames alone (sp_check compares)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        # blocks of 16 tokens, so the adaptive pattern has blocks to skip; two steps: a
+        # search with dense attention, then a search with the cached LSE and a sparse run
+        path = model_copy(model, tmp, block=16, sparsity=0.5, warmup=0.0,
+                          search_steps=[0.0, 0.5])
+        for np in (2, 3, 4):
+            rc, out, err, secs = mpirun(np, path, mode, "8", "2", "4.0")
+            print(out.strip(), f"({secs:.1f} s)")
+            check(rc == 0, f"{model} {mode}, {np} ranks: exit {rc}: {out} {err}")
+
+
 CASES = {"comm-collectives": comm_collectives, "comm-single": comm_single,
          "comm-die": comm_die, "comm-hang": comm_hang}
 
@@ -73,4 +108,8 @@ if __name__ == "__main__":
             skip("built without MPI")
         if MPIRUN is None:
             skip("mpirun is not installed (openmpi-bin)")
-    CASES[CASE]()
+    if CASE.startswith("sp-"):
+        _, model, mode = CASE.split("-")
+        sequence_parallel(model, mode)
+    else:
+        CASES[CASE]()
