@@ -2,14 +2,16 @@
 #include <math.h>
 
 #include "cli.h"
+#include "cli_parallel.h"
 #include "commands.h"
+#include "ctx.h"
 #include "json_writer.h"
 #include "model.h"
 #include "vdit_bench.h"
 
 static void
 print_result (const char *model, const char *backend, VditAttention attention, int64_t tokens,
-              int frames, double ms, double ms_min, int repeat)
+              int frames, double ms, double ms_min, int repeat, int ranks)
 {
   vdit_json j;
   vdit_json_init (&j);
@@ -24,12 +26,13 @@ print_result (const char *model, const char *backend, VditAttention attention, i
   vdit_json_double (&j, "ms", round (ms * 1000) / 1000);
   vdit_json_double (&j, "ms_min", round (ms_min * 1000) / 1000);
   vdit_json_int (&j, "repeat", repeat);
+  vdit_json_int (&j, "ranks", ranks); /* processes of an mpirun job sharing each step */
   vdit_json_end_object (&j);
   vdit_json_print_line (&j);
 }
 
-int
-vdit_cmd_bench_step (int argc, char **argv)
+static int
+bench_step (int argc, char **argv, const vdit_comm *comm)
 {
   const char *cmd = "vdit bench step";
   char *model_dir = NULL, *config = NULL, *device_name = NULL, *attention_name = NULL;
@@ -113,7 +116,7 @@ vdit_cmd_bench_step (int argc, char **argv)
   cp.gpus = gpus;
   cp.threads = threads;
   ctx = vdit_ctx_new (model, &cp, &error);
-  if (ctx == NULL)
+  if (ctx == NULL || !vdit_ctx_set_comm (ctx, comm, &error))
     goto fail;
 
   VditAttention used = attention == VDIT_ATTENTION_DEFAULT ? cfg->attention.mode : attention;
@@ -124,8 +127,9 @@ vdit_cmd_bench_step (int argc, char **argv)
   int grid[3];
   vdit_model_token_grid (model, frames, grid);
   int64_t tokens = (int64_t) grid[0] * grid[1] * grid[2];
-  print_result (info->name, vdit_ctx_get_device_name (ctx), used, tokens, frames, ms, ms_min,
-                repeat);
+  if (vdit_comm_rank (comm) == 0)
+    print_result (info->name, vdit_ctx_get_device_name (ctx), used, tokens, frames, ms, ms_min,
+                  repeat, vdit_comm_size (comm));
   goto out;
 
 fail:
@@ -142,4 +146,16 @@ out:
   g_free (attention_name);
   g_free (seed_text);
   return status;
+}
+
+/* Started by mpirun, every rank runs the same benchmark on its share of the tokens and
+ * rank 0 prints the figures. */
+int
+vdit_cmd_bench_step (int argc, char **argv)
+{
+  vdit_comm comm;
+  GError *error = NULL;
+  if (!vdit_cli_comm_init (&comm, &error))
+    return vdit_cli_fail (error);
+  return vdit_cli_comm_finish (&comm, bench_step (argc, argv, &comm), FALSE);
 }

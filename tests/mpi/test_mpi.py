@@ -12,7 +12,8 @@ import sys
 import tempfile
 import time
 
-HAVE_MPI, CASE, PROGRAM, ARGS = sys.argv[1] == "true", sys.argv[2], sys.argv[3], sys.argv[4:]
+HAVE_MPI, CASE, ARGS = sys.argv[1] == "true", sys.argv[2], sys.argv[4:]
+PROGRAM = os.path.abspath(sys.argv[3])
 MPIRUN = shutil.which("mpirun")
 
 
@@ -99,7 +100,77 @@ def sequence_parallel(model, mode):
             check(rc == 0, f"{model} {mode}, {np} ranks: exit {rc}: {out} {err}")
 
 
-CASES = {"comm-collectives": comm_collectives, "comm-single": comm_single,
+def y4m_close(a, b):
+    """Same size, and no byte more than one level apart (fp32 sums in another order)."""
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        da, db = fa.read(), fb.read()
+    return len(da) == len(db) and all(abs(x - y) <= 1 for x, y in zip(da, db))
+
+
+def cli_generate():
+    """vdit generate under mpirun (SPMD, and MPMD with vdit worker): rank 0 writes the
+    clip one process writes; the other ranks write nothing."""
+    model = os.path.join(ROOT, "models", "default")
+    args = ["generate", "--model", model, "--prompt", "a red ball", "--steps", "2",
+            "--threads", "1", "--quiet"]
+    with tempfile.TemporaryDirectory() as tmp:
+        one = os.path.join(tmp, "one.y4m")
+        proc = subprocess.run([PROGRAM, *args, "--out", one], capture_output=True, text=True,
+                              timeout=120, cwd=tmp)
+        check(proc.returncode == 0, f"one process: {proc.stderr}")
+        for np in (2, 3):
+            out = os.path.join(tmp, f"spmd{np}.y4m")
+            rc, stdout, err, secs = mpirun(np, *args, "--out", out)
+            check(rc == 0, f"{np} ranks: exit {rc}: {err}")
+            check(y4m_close(one, out), f"{np} ranks: the clip differs from one process's")
+            print(f"vdit generate on {np} ranks: the same clip ({secs:.1f} s)")
+        out = os.path.join(tmp, "mpmd.y4m")
+        rc, stdout, err, secs = mpirun(1, *args, "--out", out, ":", "-np", "2", PROGRAM,
+                                       "worker", "--threads", "1")
+        check(rc == 0, f"generate + 2 workers: exit {rc}: {err}")
+        check(y4m_close(one, out), "generate + 2 workers: the clip differs")
+        print(f"vdit generate + 2 vdit worker: the same clip ({secs:.1f} s)")
+        check(sorted(os.listdir(tmp)) == ["mpmd.y4m", "one.y4m", "spmd2.y4m", "spmd3.y4m"],
+              f"unexpected files: {os.listdir(tmp)}")
+
+
+def cli_bench():
+    """vdit bench step on 2 ranks: one JSON line, from rank 0."""
+    model = os.path.join(ROOT, "models", "tiny")
+    rc, out, err, _ = mpirun(2, "bench", "step", "--model", model, "--threads", "1",
+                             "--repeat", "2", "--attention", "adaptive")
+    check(rc == 0, f"exit {rc}: {err}")
+    lines = out.strip().splitlines()
+    check(len(lines) == 1, f"expected one JSON line: {out!r}")
+    rec = json.loads(lines[0])
+    check(rec["ranks"] == 2 and rec["bench"] == "step" and rec["ms"] > 0, f"{rec}")
+
+
+def cli_errors():
+    """Failures end every rank with a message: rank 0's, a worker's, too many ranks."""
+    tiny = os.path.join(ROOT, "models", "tiny")
+    base = ["--prompt", "a red ball", "--steps", "1", "--threads", "1", "--quiet"]
+    cases = [
+        ("rank 0 cannot load the model", 3,
+         ["generate", "--model", "/nonexistent", *base, "--out", "/tmp/x.y4m"],
+         "does not exist"),
+        ("more ranks than heads", 5,
+         ["generate", "--model", tiny, *base, "--out", "/tmp/x.y4m"], "use at most 4 ranks"),
+        ("a worker on a device it lacks", 1,
+         ["generate", "--model", tiny, *base, "--out", "/tmp/x.y4m", ":", "-np", "1",
+          PROGRAM, "worker", "--device", "bogus"], "bogus"),
+    ]
+    for what, np, args, message in cases:
+        with tempfile.TemporaryDirectory() as tmp:
+            rc, out, err, secs = mpirun(np, *[a.replace("/tmp", tmp) for a in args], timeout=60)
+            check(rc != 0, f"{what}: exit 0")
+            check(message in err, f"{what}: no '{message}' in: {err}")
+            check(not os.listdir(tmp), f"{what}: an output was written")
+            print(f"{what}: every rank ended in {secs:.1f} s")
+
+
+CASES = {"mpi-generate": cli_generate, "mpi-bench": cli_bench, "mpi-errors": cli_errors,
+         "comm-collectives": comm_collectives, "comm-single": comm_single,
          "comm-die": comm_die, "comm-hang": comm_hang}
 
 if __name__ == "__main__":
