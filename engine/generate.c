@@ -26,6 +26,7 @@ struct vdit_ctx {
   gint cancelled; /* atomic */
   vdit_ctx_params params;
   const vdit_comm *comm; /* sequence parallelism over its ranks; NULL = this process alone */
+  gboolean out_of_step;  /* a clip failed while the other ranks were inside it */
 };
 
 #define EOS_ID 1
@@ -293,6 +294,12 @@ vdit_ctx_set_comm (vdit_ctx *ctx, const vdit_comm *comm, GError **error)
   }
   ctx->comm = comm && vdit_comm_size (comm) > 1 ? comm : NULL;
   return TRUE;
+}
+
+gboolean
+vdit_ctx_out_of_step (const vdit_ctx *ctx)
+{
+  return ctx->out_of_step;
 }
 
 /* The rank of this process in the context's job (0 alone). */
@@ -712,14 +719,21 @@ vdit_generate_with_policy (vdit_ctx *ctx, const vdit_gen_params *p, vdit_attn_po
 {
   g_return_val_if_fail (ctx != NULL && p != NULL, FALSE);
   gen_state g = { .ctx = ctx, .p = p, .external = policy };
-  gboolean ok = FALSE;
+  gboolean ok = FALSE, in_job = FALSE;
   if (!resolve_params (ctx, p, &g.r, error) || !check_memory (ctx, g.r.frames, FALSE, error) ||
       !check_cancel (ctx, error))
     goto out;
+  if (ctx->out_of_step) {
+    g_set_error (error, VDIT_ERROR, VDIT_ERROR_BACKEND,
+                 "an earlier clip failed part-way, and the other ranks of the parallel job "
+                 "are out of step: restart the job");
+    goto out;
+  }
   /* rank 0 hands the generation to the other ranks (vdit_worker_serve) */
   if (ctx->comm && ctx_rank (ctx) == 0 &&
       !vdit_sp_job_send (ctx->comm, ctx->model->info.path, p, error))
     goto out;
+  in_job = ctx->comm != NULL;
   if (!gen_prepare (&g, error))
     goto out;
   for (int k = 0; k < g.r.steps; k++) {
@@ -736,10 +750,13 @@ vdit_generate_with_policy (vdit_ctx *ctx, const vdit_gen_params *p, vdit_attn_po
       goto out;
     report (&g, VDIT_STAGE_DENOISE, k + 1, g.r.steps);
   }
+  in_job = FALSE; /* the other ranks are done: rank 0 decodes alone */
   if (latent_out)
     memcpy (latent_out, g.latent, g.n_latent * sizeof (float));
   ok = gen_decode (&g, error);
 out:
+  if (in_job && !ok)
+    ctx->out_of_step = TRUE;
   gen_state_clear (&g);
   return ok;
 }

@@ -51,6 +51,8 @@
 #include <gst/video/video.h>
 #include <string.h>
 
+#include "comm_process.h"
+#include "ctx.h"
 #include "vdit.h"
 
 GST_DEBUG_CATEGORY_STATIC (gst_vdit_src_debug);
@@ -143,6 +145,7 @@ struct _GstVditSrc
   gboolean stopping;            /* stop(): the generation must give up */
   gboolean finished;            /* vdit_generate() has returned */
   GError *error;                /* why it failed, if it did */
+  const vdit_comm *job;         /* the mpirun job whose rank 0 this is, or NULL */
   gint frames_done;
   GstClockTime first_ready;     /* clock time frame 0 was queued (NONE: no clock) */
   GstClockTime latency;         /* LATENCY query answer: a frame, raised when late */
@@ -700,6 +703,11 @@ gst_vdit_src_generate (gpointer data)
 
   /* no GST_MESSAGE_PROGRESS here: gst-launch would wait for it to complete
    * before PLAYING, and the generation needs PLAYING to drain its queue */
+  /* the other ranks of a parallel job are left inside the clip: end them all */
+  if (!ok && self->job != NULL && vdit_ctx_out_of_step (self->ctx))
+    vdit_comm_abort (self->job, 1, stopped ? "the pipeline stopped before the clip "
+        "was done, leaving the other ranks inside it" : "the clip failed");
+
   if (ok)
     GST_DEBUG_OBJECT (self, "generation done");
   else if (stopped)
@@ -1036,9 +1044,33 @@ gst_vdit_src_reset (GstVditSrc * self)
 
   g_clear_pointer (&self->ctx, vdit_ctx_free);
   g_clear_pointer (&self->vmodel, vdit_model_free);
+  self->job = NULL;
   g_free ((gchar *) self->gen.prompt);
   g_free ((gchar *) self->gen.negative_prompt);
   vdit_gen_params_init (&self->gen);
+}
+
+/* Rank 0 of an mpirun job hands each clip to the ranks serving it (docs/multi-gpu.md). */
+static gboolean
+gst_vdit_src_join_job (GstVditSrc * self, GError ** err)
+{
+  const vdit_comm *comm = vdit_comm_process (err);
+
+  if (comm == NULL)
+    return FALSE;
+  if (vdit_comm_rank (comm) != 0) {
+    g_set_error (err, VDIT_ERROR, VDIT_ERROR_INVALID_ARGUMENT,
+        "vditsrc runs on rank 0 of an mpirun job, not rank %d: start the other "
+        "ranks with 'vdit worker' (mpirun -np 1 gst-launch-1.0 ... : -np N vdit worker)",
+        vdit_comm_rank (comm));
+    return FALSE;
+  }
+  GST_INFO_OBJECT (self, "sharing each clip with %d MPI ranks",
+      vdit_comm_size (comm));
+  if (!vdit_ctx_set_comm (self->ctx, comm, err))
+    return FALSE;
+  self->job = vdit_comm_size (comm) > 1 ? comm : NULL;
+  return TRUE;
 }
 
 static gboolean
@@ -1098,6 +1130,9 @@ gst_vdit_src_start (GstBaseSrc * bsrc)
   self->ctx = vdit_ctx_new (self->vmodel, &cparams, &err);
   if (self->ctx == NULL)
     goto ctx_failed;
+  /* started by mpirun as rank 0: the other ranks (vdit worker) share each clip */
+  if (vdit_comm_mpi_launched () && !gst_vdit_src_join_job (self, &err))
+    goto parallel_failed;
 
   self->gen.prompt = g_steal_pointer (&prompt);
   self->gen.negative_prompt = g_steal_pointer (&negative);
@@ -1200,6 +1235,11 @@ ctx_failed:
     gst_vdit_src_post_error (self, g_error_matches (err, VDIT_ERROR,
             VDIT_ERROR_OUT_OF_MEMORY) ? "Not enough memory for the model" :
         "Could not set up the device", err);
+    goto failed;
+  }
+parallel_failed:
+  {
+    gst_vdit_src_post_error (self, "Cannot share the clip with the other MPI ranks", err);
     goto failed;
   }
 bad_request:

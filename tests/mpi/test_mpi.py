@@ -238,7 +238,43 @@ def cli_lost_rank(sig, what):
               f"(exit {proc.returncode})")
 
 
-CASES = {"mpi-worker-dies": lambda: cli_lost_rank(signal.SIGKILL, "dies"),
+def element():
+    """vditsrc in gst-launch-1.0 as rank 0, two vdit workers: the same frames as alone;
+    vditsrc on a rank other than 0 is an error naming vdit worker."""
+    gst_launch = shutil.which("gst-launch-1.0")
+    plugin_dir = os.path.join(os.environ.get("VDIT_BUILD_ROOT", ""), "gst")
+    if gst_launch is None or not os.path.exists(os.path.join(plugin_dir, "libgstvdit.so")):
+        skip("gst-launch-1.0 or the vditsrc plug-in is absent")
+    model = os.path.join(ROOT, "models", "default")
+    with tempfile.TemporaryDirectory() as tmp:
+        env = dict(mpi_env(), GST_PLUGIN_PATH_1_0=plugin_dir,
+                   GST_REGISTRY_1_0=os.path.join(tmp, "registry.bin"))
+
+        def pipeline(out):
+            return [gst_launch, "-q", "vditsrc", f"model={model}", "prompt=a red ball",
+                    "steps=2", "!", "filesink", f"location={out}"]
+
+        alone = os.path.join(tmp, "alone.rgb")
+        proc = subprocess.run(pipeline(alone), capture_output=True, text=True, env=env,
+                              timeout=120)
+        check(proc.returncode == 0, f"alone: {proc.stderr}")
+        shared = os.path.join(tmp, "shared.rgb")
+        start = time.monotonic()
+        proc = subprocess.run([MPIRUN, "--oversubscribe", "-np", "1", *pipeline(shared), ":",
+                               "-np", "2", PROGRAM, "worker", "--threads", "1"],
+                              capture_output=True, text=True, env=env, timeout=120)
+        check(proc.returncode == 0, f"rank 0 + 2 workers: exit {proc.returncode}: {proc.stderr}")
+        check(y4m_close(alone, shared), "rank 0 + 2 workers: the frames differ")
+        print(f"vditsrc + 2 vdit worker: the same frames ({time.monotonic() - start:.1f} s)")
+        proc = subprocess.run([MPIRUN, "--oversubscribe", "-np", "2",
+                               *pipeline(os.path.join(tmp, "x.rgb"))],
+                              capture_output=True, text=True, env=env, timeout=120)
+        check(proc.returncode != 0 and "vdit worker" in proc.stdout + proc.stderr,
+              f"vditsrc on two ranks: exit {proc.returncode}: {proc.stdout} {proc.stderr}")
+
+
+CASES = {"mpi-element": element,
+         "mpi-worker-dies": lambda: cli_lost_rank(signal.SIGKILL, "dies"),
          "mpi-worker-hangs": lambda: cli_lost_rank(signal.SIGSTOP, "hangs"),
          "mpi-generate": cli_generate, "mpi-bench": cli_bench, "mpi-errors": cli_errors,
          "comm-collectives": comm_collectives, "comm-single": comm_single,
