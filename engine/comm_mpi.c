@@ -224,6 +224,16 @@ vdit_comm_mpi_init (vdit_comm *comm, GError **error)
       return FALSE;
     }
     m->owns_init = TRUE;
+  } else {
+    MPI_Query_thread (&provided);
+  }
+  if (provided < MPI_THREAD_SERIALIZED) {
+    /* a host's streaming thread may call, one call at a time: FUNNELED is not enough */
+    g_set_error (error, VDIT_ERROR, VDIT_ERROR_BACKEND,
+                 "this MPI gives thread level %d, below MPI_THREAD_SERIALIZED (%d)", provided,
+                 MPI_THREAD_SERIALIZED);
+    g_free (m);
+    return FALSE;
   }
   /* errors come back as codes (turned into GErrors) instead of ending the process */
   MPI_Comm_set_errhandler (MPI_COMM_WORLD, MPI_ERRORS_RETURN);
