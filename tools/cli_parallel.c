@@ -29,6 +29,20 @@ vdit_cli_comm_init (vdit_comm *comm, GError **error)
 }
 
 int
+vdit_cli_rank_device (VditDevice device)
+{
+  const char *local = g_getenv ("OMPI_COMM_WORLD_LOCAL_RANK");
+  if (local == NULL)
+    local = g_getenv ("SLURM_LOCALID");
+  int n_gpus = 0;
+  if (local == NULL || device == VDIT_DEVICE_CPU || !vdit_cuda_available (&n_gpus) ||
+      n_gpus < 1)
+    return -1;
+  const gint64 rank = g_ascii_strtoll (local, NULL, 10);
+  return rank >= 0 ? (int) (rank % n_gpus) : -1;
+}
+
+int
 vdit_cli_comm_finish (vdit_comm *comm, int status, gboolean send_stop)
 {
   if (vdit_comm_size (comm) > 1) {
@@ -99,6 +113,7 @@ vdit_cli_serve (vdit_comm *comm, const char *command, int argc, char **argv,
   vdit_ctx_params cp;
   vdit_ctx_params_init (&cp);
   cp.device = device;
+  cp.device_id = vdit_cli_rank_device (device);
   cp.threads = threads;
   if (!vdit_worker_serve (comm, NULL, &cp, idle, &error))
     status = vdit_cli_fail (error);

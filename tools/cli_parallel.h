@@ -6,6 +6,7 @@
 #include <glib.h>
 
 #include "comm.h"
+#include "vdit.h"
 
 G_BEGIN_DECLS
 
@@ -15,6 +16,12 @@ G_BEGIN_DECLS
 
 /* MPI's world when started by mpirun, else one rank; the deadline from the environment. */
 gboolean vdit_cli_comm_init (vdit_comm *comm, GError **error);
+
+/* The GPU of this rank when several ranks of an mpirun job share a machine: the rank's
+ * place on its machine (OMPI_COMM_WORLD_LOCAL_RANK, or Slurm's SLURM_LOCALID) modulo the
+ * GPUs present; -1 (the default choice) outside mpirun, with device=cpu, or without a
+ * GPU. */
+int vdit_cli_rank_device (VditDevice device);
 
 /* Ends the command's part of the job and frees comm. status != 0 on any rank of a job
  * of several ends every rank (rank 0's failure leaves the others waiting, and theirs

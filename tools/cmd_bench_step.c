@@ -113,6 +113,7 @@ bench_step (int argc, char **argv, const vdit_comm *comm)
   vdit_ctx_params cp;
   vdit_ctx_params_init (&cp);
   cp.device = device;
+  cp.device_id = vdit_cli_rank_device (device); /* one GPU per rank under mpirun */
   cp.gpus = gpus;
   cp.threads = threads;
   ctx = vdit_ctx_new (model, &cp, &error);

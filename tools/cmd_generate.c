@@ -335,6 +335,7 @@ generate (int argc, char **argv, const vdit_comm *comm)
   vdit_ctx_params cp;
   vdit_ctx_params_init (&cp);
   cp.device = o.device;
+  cp.device_id = vdit_cli_rank_device (o.device); /* one GPU per rank under mpirun */
   cp.gpus = o.gpus;
   cp.threads = o.threads;
   cp.log = on_log;
