@@ -50,6 +50,9 @@ typedef struct {
    * from: the others may be waiting in a collective). NULL where there is nothing to end
    * beyond this process; then it returns. */
   void (*abort) (void *ctx, int code, const char *message);
+  /* TRUE: the collectives take device memory of the communicator's GPU (NCCL); FALSE:
+   * host memory (single, MPI). */
+  gboolean device_buffers;
 } vdit_comm_i;
 
 typedef struct {
@@ -68,6 +71,22 @@ gboolean vdit_comm_mpi_init (vdit_comm *comm, GError **error);
  * (mpirun, mpiexec, srun with PMI): then vdit_comm_mpi_init joins that job. */
 gboolean vdit_comm_mpi_available (void);
 gboolean vdit_comm_mpi_launched (void);
+
+/* NCCL, on device buffers (built with CUDA when nccl.h is found; libnccl is opened at run
+ * time, so CPU-only processes never map it). Each collective is queued on the
+ * communicator's own stream and waited for, with the deadline, before it returns; past
+ * it the NCCL communicator is aborted. VDIT_ERROR_NO_DEVICE when not built or libnccl
+ * cannot be opened. */
+gboolean vdit_comm_nccl_available (GError **error);
+/* One process per GPU: every rank of bootstrap (MPI) calls this with its own device; rank
+ * 0's NCCL id travels by bootstrap's broadcast, and the rendezvous has bootstrap's
+ * deadline (a rank that never arrives is an error, not a hang). bootstrap must outlive
+ * comm (its abort ends the job). */
+gboolean vdit_comm_nccl_init (vdit_comm *comm, const vdit_comm *bootstrap, int device,
+                              GError **error);
+/* One process, n GPUs (ncclCommInitAll): comms[i] drives devices[i], each to be called
+ * from its own host thread. */
+gboolean vdit_comm_nccl_init_all (vdit_comm *comms, int n, const int *devices, GError **error);
 
 /* The communicator a command line tool should use: MPI when launched by mpirun (and built
  * with it), else a single rank. Launched by mpirun without MPI in this build is an error
