@@ -45,6 +45,15 @@ vdit_ulysses_new (vdit_backend *be, const vdit_comm *comm, int tokens, int heads
                   GError **error)
 {
   const int size = vdit_comm_size (comm);
+  if (comm->iface->device_buffers) {
+    /* the exchanges below stage through host memory, which a GPU communicator does not
+     * take (docs/multi-gpu.md, "What remains") */
+    g_set_error (error, VDIT_ERROR, VDIT_ERROR_INVALID_ARGUMENT,
+                 "sequence parallelism over the %s communicator (device buffers) is not "
+                 "available yet: launch with mpirun, which exchanges through host memory",
+                 comm->iface->name);
+    return NULL;
+  }
   if (heads < size || tokens < size) {
     g_set_error (error, VDIT_ERROR, VDIT_ERROR_INVALID_ARGUMENT,
                  "sequence parallelism over %d ranks needs at least one attention head and "
