@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "launch.cuh"
 #include "attention_fa3.h"
 #include "attention_sm90.h"
 #include "attention_tile.cuh"
@@ -123,10 +124,7 @@ launch (const AttnParams &p, dim3 grid, cudaStream_t stream)
 {
   using TS = TileShape<D>;
   constexpr size_t smem = (size_t) (TS::Q_ELEMS + 4 * TS::KV_ELEMS) * sizeof (bf16);
-  // per device and cheap: set on every launch rather than caching per process
-  cudaError_t err = cudaFuncSetAttribute (attention_kernel<D, VEC, BIAS>,
-                                          cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                          (int) smem);
+  cudaError_t err = set_max_dynamic_smem<attention_kernel<D, VEC, BIAS>> ((int) smem);
   if (err != cudaSuccess)
     return err;
   attention_kernel<D, VEC, BIAS><<<grid, ATTN_THREADS, smem, stream>>> (p);
@@ -140,12 +138,6 @@ dispatch (const AttnParams &p, bool vec, bool bias, dim3 grid, cudaStream_t s)
   if (vec)
     return bias ? launch<D, true, true> (p, grid, s) : launch<D, true, false> (p, grid, s);
   return bias ? launch<D, false, true> (p, grid, s) : launch<D, false, false> (p, grid, s);
-}
-
-bool
-aligned16 (const void *ptr)
-{
-  return (reinterpret_cast<uintptr_t> (ptr) & 15) == 0;
 }
 
 // VDIT_CUDA_ATTN=sm80 or sm90 forces the mma.sync or the first wgmma kernel (to

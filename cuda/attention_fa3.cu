@@ -24,6 +24,7 @@
 
 #include <cudaTypedefs.h>
 
+#include "launch.cuh"
 #include "attention_fa3.h"
 #include "attention_sm90.h"
 #include "attention_tile.cuh"
@@ -488,9 +489,7 @@ launch (const AttnParams &p, int heads, cudaStream_t stream)
       !make_map (&tk, p.k, p.ldk, p.nk, heads, p.hd, BN) ||
       !make_map (&tv, p.v, p.ldv, p.nk, heads, p.hd, BN))
     return cudaErrorInvalidValue;
-  cudaError_t err = cudaFuncSetAttribute (fa3_kernel<D, NC, BN, SPARSE>,
-                                          cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                          (int) SH::SMEM);
+  cudaError_t err = set_max_dynamic_smem<fa3_kernel<D, NC, BN, SPARSE>> ((int) SH::SMEM);
   if (err != cudaSuccess)
     return err;
   AttnParams q = p;
@@ -524,9 +523,7 @@ launch_scores (float *scores, const bf16 *q, int ldq, const bf16 *k, int ldk, co
   CUtensorMap tq, tk;
   if (!make_map (&tq, q, ldq, nq, heads, D, 64) || !make_map (&tk, k, ldk, nk, heads, D, 64))
     return cudaErrorInvalidValue;
-  cudaError_t err = cudaFuncSetAttribute (fa3_scores_kernel<D>,
-                                          cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                          (int) SH::SMEM);
+  cudaError_t err = set_max_dynamic_smem<fa3_scores_kernel<D>> ((int) SH::SMEM);
   if (err != cudaSuccess)
     return err;
   fa3_scores_kernel<D><<<dim3 ((nq + 63) / 64, heads), 256, SH::SMEM, stream>>> (

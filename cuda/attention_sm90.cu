@@ -23,6 +23,7 @@
 #include <limits.h>
 #include <stdlib.h>
 
+#include "launch.cuh"
 #include "attention_sm90.h"
 #include "attention_tile.cuh"
 #include "wgmma.cuh"
@@ -218,9 +219,7 @@ cudaError_t
 launch (const AttnParams &p, int heads, cudaStream_t stream)
 {
   constexpr size_t smem = Sm90Shape<D>::SMEM;
-  cudaError_t err = cudaFuncSetAttribute (attention_sm90_kernel<D, SPARSE>,
-                                          cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                          (int) smem);
+  cudaError_t err = set_max_dynamic_smem<attention_sm90_kernel<D, SPARSE>> ((int) smem);
   if (err != cudaSuccess)
     return err;
   const int pairs = (p.nq + SM90_BR - 1) / SM90_BR; // == p.n_pairs

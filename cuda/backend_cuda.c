@@ -124,6 +124,68 @@ cuda_mem_info (void *ctx, size_t *available, size_t *total)
   return TRUE;
 }
 
+/* Timing marks (backend_timing.h): events recorded on the stream. */
+static void *
+cuda_mark_new (void *ctx)
+{
+  vdit_cuda_ctx *c = ctx;
+  cudaEvent_t e = NULL;
+  if (!vdit_cuda_enter (c) || cudaEventCreate (&e) != cudaSuccess) {
+    cudaGetLastError ();
+    return NULL;
+  }
+  if (cudaEventRecord (e, c->stream) != cudaSuccess) {
+    cudaGetLastError ();
+    cudaEventDestroy (e);
+    return NULL;
+  }
+  return e;
+}
+
+static double
+cuda_mark_elapsed_ms (void *ctx, void *start, void *end)
+{
+  float ms = -1.0f;
+  if (!vdit_cuda_enter (ctx) ||
+      cudaEventElapsedTime (&ms, (cudaEvent_t) start, (cudaEvent_t) end) != cudaSuccess) {
+    cudaGetLastError ();
+    return -1.0;
+  }
+  return ms;
+}
+
+static void
+cuda_mark_free (void *ctx, void *mark)
+{
+  if (mark)
+    cudaEventDestroy ((cudaEvent_t) mark);
+}
+
+/* The stream-ordered pool's high-water mark of memory in use (weights, activations and
+ * layouts all come from it) plus the two buffers made outside it (cuBLASLt workspace,
+ * f32 staging): what PyTorch's max_memory_allocated counts on its side. */
+static gboolean
+cuda_mem_peak (void *ctx, gboolean reset, size_t *peak)
+{
+  vdit_cuda_ctx *c = ctx;
+  cudaMemPool_t pool;
+  uint64_t high = 0;
+  if (!vdit_cuda_enter (c) || cudaDeviceGetDefaultMemPool (&pool, c->device) != cudaSuccess) {
+    cudaGetLastError ();
+    return FALSE;
+  }
+  if (reset) { /* the only value it takes: the mark restarts from what is in use */
+    cudaStreamSynchronize (c->stream);
+    cudaMemPoolSetAttribute (pool, cudaMemPoolAttrUsedMemHigh, &high);
+  }
+  if (cudaMemPoolGetAttribute (pool, cudaMemPoolAttrUsedMemHigh, &high) != cudaSuccess) {
+    cudaGetLastError ();
+    return FALSE;
+  }
+  *peak = (size_t) high + c->lt_workspace_size + c->staging_n * sizeof (float);
+  return TRUE;
+}
+
 static void
 cuda_release (void *ctx, void *buf)
 {
@@ -331,6 +393,10 @@ static const vdit_backend_i cuda_iface = {
   /* .host_alloc = */ vdit_cuda_host_alloc,
   /* .host_free = */ vdit_cuda_host_free,
   /* .mem_info = */ cuda_mem_info,
+  /* .mark_new = */ cuda_mark_new,
+  /* .mark_elapsed_ms = */ cuda_mark_elapsed_ms,
+  /* .mark_free = */ cuda_mark_free,
+  /* .mem_peak = */ cuda_mem_peak,
 };
 
 typedef struct {
@@ -408,7 +474,7 @@ vdit_backend_cuda_init (vdit_backend *be, int device_id, GError **error)
   g_mutex_init (&c->error_lock);
   g_mutex_init (&c->io_lock);
   g_mutex_init (&c->lt_lock);
-  c->lt_algos = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  c->lt_algos = vdit_cuda_matmul_plans_new ();
   c->device = device_id;
   c->n_sm = prop.multiProcessorCount;
   c->lt_workspace_size = LT_WORKSPACE_BYTES;

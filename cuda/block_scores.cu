@@ -7,6 +7,7 @@
 // a warp reduces each 16 × 8 piece before its single shared atomic.
 #include <math_constants.h>
 
+#include "launch.cuh"
 #include "attention.h"
 #include "attention_fa3.h"
 #include "attention_tile.cuh"
@@ -123,9 +124,7 @@ launch (const ScoreParams &p, int heads, int n_qtiles, cudaStream_t stream)
   using TS = TileShape<D>;
   constexpr size_t smem =
       (size_t) (TS::Q_ELEMS + 2 * TS::KV_ELEMS) * sizeof (bf16) + SPAN * SPAN * sizeof (float);
-  cudaError_t err = cudaFuncSetAttribute (block_scores_kernel<D, VEC>,
-                                          cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                          (int) smem);
+  cudaError_t err = set_max_dynamic_smem<block_scores_kernel<D, VEC>> ((int) smem);
   if (err != cudaSuccess)
     return err;
   block_scores_kernel<D, VEC><<<dim3 (heads, n_qtiles), ATTN_THREADS, smem, stream>>> (p);

@@ -67,4 +67,39 @@ block_sum (float v, float *scratch /* 32 floats */)
   return v;
 }
 
+
+// Eight bf16 values moved as one 16-byte access (the memory-bound kernels' fast path).
+__device__ __forceinline__ void
+load8 (float (&v)[8], const bf16 *p) // p 16-byte aligned
+{
+  const uint4 r = *reinterpret_cast<const uint4 *> (p);
+  const __nv_bfloat162 *h = reinterpret_cast<const __nv_bfloat162 *> (&r);
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    const float2 f = __bfloat1622float2 (h[i]);
+    v[2 * i] = f.x;
+    v[2 * i + 1] = f.y;
+  }
+}
+
+__device__ __forceinline__ void
+store8 (bf16 *p, const float (&v)[8]) // p 16-byte aligned
+{
+  uint4 r;
+  __nv_bfloat162 *h = reinterpret_cast<__nv_bfloat162 *> (&r);
+#pragma unroll
+  for (int i = 0; i < 4; i++)
+    h[i] = __floats2bfloat162_rn (v[2 * i], v[2 * i + 1]);
+  *reinterpret_cast<uint4 *> (p) = r;
+}
+
+// True when every pointer given is 16-byte aligned (NULL counts as aligned).
+inline bool
+aligned16 (const void *a, const void *b = nullptr, const void *c = nullptr,
+           const void *d = nullptr)
+{
+  return ((reinterpret_cast<size_t> (a) | reinterpret_cast<size_t> (b) |
+           reinterpret_cast<size_t> (c) | reinterpret_cast<size_t> (d)) & 15) == 0;
+}
+
 } // namespace vdit

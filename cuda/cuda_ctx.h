@@ -24,7 +24,7 @@ typedef struct {
   cublasHandle_t blas;
   void *lt_workspace; /* cuBLASLt scratch */
   size_t lt_workspace_size;
-  GHashTable *lt_algos; /* matmul shape -> cuBLASLt algorithm (or none: use cuBLAS) */
+  GHashTable *lt_algos; /* matmul shape -> cuBLASLt plan (or none: use cuBLAS) */
   GMutex lt_lock;
   float *staging;     /* device f32 scratch for upload/download conversion */
   size_t staging_n;   /* elements */
@@ -65,6 +65,9 @@ vdit_cublas_check_impl (vdit_cuda_ctx *c, cublasStatus_t st, const char *file, i
   vdit_cuda_record (c, file, line, call, cublasGetStatusString (st));
   return FALSE;
 }
+
+/* The table of cuBLASLt plans, one per matmul shape (cuda_matmul.c). */
+GHashTable *vdit_cuda_matmul_plans_new (void);
 
 /* Backend slots implemented outside backend_cuda.c. */
 void vdit_cuda_matmul (void *ctx, void *out, int ldo, const void *in, int ldi, const void *w,

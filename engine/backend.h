@@ -150,6 +150,18 @@ struct vdit_backend_i {
    * plus blocks its memory pool holds unused) and its total; FALSE when unknown. NULL
    * where buffers are host memory. */
   gboolean (*mem_info) (void *ctx, size_t *available, size_t *total);
+
+  /* Optional (NULL-checked): marks in the backend's queue, to time ops that finish after
+   * they return (backend_timing.h). mark_new queues one behind the work queued so far
+   * (NULL when it cannot); mark_elapsed_ms gives the milliseconds between two marks once
+   * both have passed (after sync), negative when unknown; mark_free releases one. NULL
+   * where an op is done when it returns: the host clock times it. */
+  void *(*mark_new) (void *ctx);
+  double (*mark_elapsed_ms) (void *ctx, void *start, void *end);
+  void (*mark_free) (void *ctx, void *mark);
+  /* Optional (NULL-checked): the most bytes of backend memory in use at one time since
+   * the backend was made or last reset; reset starts again from what is in use now. */
+  gboolean (*mem_peak) (void *ctx, gboolean reset, size_t *peak);
 };
 
 static inline void *

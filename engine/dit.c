@@ -414,8 +414,8 @@ dit_block_forward (vdit_dit *dit, vdit_dit_ws *ws, const dit_block *b, int layer
   /* self-attention with 3D RoPE */
   f->layernorm_modulate (c, ws->h, ws->x, shift_msa, scale_msa, n, d, cfg->eps);
   f->matmul (c, ws->qkv, 3 * d, ws->h, d, b->qkv_w, b->qkv_b, n, 3 * d, d, VDIT_ACT_NONE, FALSE);
-  f->rope (c, q, 3 * d, ws->rope_cos, ws->rope_sin, n, heads, hd, 3);
-  f->rope (c, k, 3 * d, ws->rope_cos, ws->rope_sin, n, heads, hd, 3);
+  /* q and k side by side in a row of qkv: one pass over 2·heads heads rotates both */
+  f->rope (c, q, 3 * d, ws->rope_cos, ws->rope_sin, n, 2 * heads, hd, 3);
   if (ws->sp) {
     if (cancelled (be, cancel, error) ||
         !vdit_ulysses_attention (ws->sp, ws->att, ws->qkv, policy, step, layer, pass, scale,

@@ -21,7 +21,6 @@
 struct vdit_ctx {
   vdit_model *model;
   vdit_backend be;
-  vdit_text_encoder *te;
   vdit_dit *dit;
   gint cancelled; /* atomic */
   vdit_ctx_params params;
@@ -235,8 +234,7 @@ vdit_ctx_new (vdit_model *model, const vdit_ctx_params *params, GError **error)
   if (!ctx_init_backend (ctx, error) ||
       !check_memory (ctx, model->info.frame_offset + model->info.frame_multiple, TRUE, error))
     goto fail;
-  if (!(ctx->te = vdit_text_encoder_new (&ctx->be, &model->config->text, model->weights, error)) ||
-      !(ctx->dit = vdit_dit_new (&ctx->be, model->config, model->weights, error)))
+  if (!(ctx->dit = vdit_dit_new (&ctx->be, model->config, model->weights, error)))
     goto fail;
   return ctx;
 fail:
@@ -249,7 +247,6 @@ vdit_ctx_free (vdit_ctx *ctx)
 {
   if (ctx == NULL)
     return;
-  vdit_text_encoder_free (ctx->te);
   vdit_dit_free (ctx->dit);
   vdit_backend_free (&ctx->be);
   g_free (ctx);
@@ -346,7 +343,7 @@ vdit_ctx_tokenize (vdit_ctx *ctx, const char *text, int32_t **ids, int *n, GErro
 
 /* Text embeddings and their projected cross-attention K/V for one prompt. */
 static vdit_dit_text *
-encode_prompt (vdit_ctx *ctx, const char *text, GError **error)
+encode_prompt (vdit_ctx *ctx, vdit_text_encoder *te, const char *text, GError **error)
 {
   vdit_backend *be = &ctx->be;
   g_autofree int32_t *ids = NULL;
@@ -358,8 +355,9 @@ encode_prompt (vdit_ctx *ctx, const char *text, GError **error)
   if (emb == NULL)
     return NULL;
   vdit_dit_text *t = NULL;
-  /* in a parallel job rank 0 encodes and the others receive the embeddings */
-  gboolean ok = ctx_rank (ctx) != 0 || vdit_text_encoder_run (ctx->te, ids, n, emb, error);
+  /* in a parallel job rank 0 encodes (te is NULL elsewhere) and the others receive the
+   * embeddings */
+  gboolean ok = ctx_rank (ctx) != 0 || vdit_text_encoder_run (te, ids, n, emb, error);
   if (ok && ctx->comm)
     ok = vdit_sp_broadcast_act (ctx->comm, be, emb,
                                 (size_t) n * ctx->model->config->text.d_model, error);
@@ -515,8 +513,26 @@ gen_prepare (gen_state *g, GError **error)
   if (!(g->sampler = vdit_sampler_new (&cfg->sampler, g->r.steps, error)))
     return FALSE;
 
-  /* every activation of the DiT is allocated here, before any work, so running out of
-   * device memory is reported up front with the numbers */
+  /* The text encoder is on the backend only while it encodes: its weights (9 GiB for
+   * mT5-XXL) are not needed while sampling, so they never sit beside the DiT's
+   * activations. In a parallel job only rank 0 loads it. */
+  report (g, VDIT_STAGE_ENCODE_TEXT, 0, 2);
+  vdit_text_encoder *te = ctx_rank (ctx) == 0
+    ? vdit_text_encoder_new (&ctx->be, &cfg->text, ctx->model->weights, error) : NULL;
+  gboolean encoded = (te != NULL || ctx_rank (ctx) != 0) &&
+                     (g->text[0] = encode_prompt (ctx, te, g->p->prompt, error)) != NULL &&
+                     check_cancel (ctx, error);
+  if (encoded && g->r.guidance > 1.0f) {
+    const char *neg = g->p->negative_prompt ? g->p->negative_prompt : "";
+    encoded = (g->text[1] = encode_prompt (ctx, te, neg, error)) != NULL;
+  }
+  vdit_text_encoder_free (te);
+  if (!encoded)
+    return FALSE;
+  report (g, VDIT_STAGE_ENCODE_TEXT, 2, 2);
+
+  /* every activation of the DiT is allocated here, before the sampling loop, so running
+   * out of device memory is reported before it starts, with the numbers */
   if (ctx->comm) {
     const size_t patch = (size_t) cfg->dit.patch[0] * cfg->dit.patch[1] * cfg->dit.patch[2] *
                          cfg->dit.in_channels;
@@ -533,16 +549,6 @@ gen_prepare (gen_state *g, GError **error)
   } else if (!(g->ws = vdit_dit_ws_new (ctx->dit, g->gt, g->gh, g->gw, error))) {
     return FALSE;
   }
-
-  report (g, VDIT_STAGE_ENCODE_TEXT, 0, 2);
-  if (!(g->text[0] = encode_prompt (ctx, g->p->prompt, error)) || !check_cancel (ctx, error))
-    return FALSE;
-  if (g->r.guidance > 1.0f) {
-    const char *neg = g->p->negative_prompt ? g->p->negative_prompt : "";
-    if (!(g->text[1] = encode_prompt (ctx, neg, error)))
-      return FALSE;
-  }
-  report (g, VDIT_STAGE_ENCODE_TEXT, 2, 2);
 
   if (g->external) {
     /* the policy's attention covers its own token count: it must be this clip's */
@@ -764,36 +770,57 @@ out:
 /* ---- benchmark --------------------------------------------------------------------- */
 
 gboolean
-vdit_bench_dit_step (vdit_ctx *ctx, int frames, VditAttention attention, int repeat, int warmup,
-                     double *ms_per_step, double *ms_min, GError **error)
+vdit_bench_dit_step (vdit_ctx *ctx, const vdit_bench_step_params *params,
+                     vdit_bench_step_result *result, GError **error)
 {
   vdit_gen_params p;
   vdit_gen_params_init (&p);
   p.prompt = "a benchmark prompt";
-  p.frames = frames;
-  p.attention = attention;
-  p.guidance = 0.0f; /* one pass per step: the figure is per DiT forward */
-  p.steps = MAX (repeat + warmup, 1);
+  p.frames = params->frames;
+  p.attention = params->attention;
+  /* one pass per step unless guided: then both passes, as a generation runs them */
+  p.guidance = params->guidance > 1.0f ? params->guidance : 0.0f;
+  p.steps = MAX (params->repeat + params->warmup, 1);
   gen_state g = { .ctx = ctx, .p = &p };
+  vdit_backend *be = &ctx->be;
+  vdit_backend_timing *timing = NULL;
   gboolean ok = FALSE;
   double total = 0.0, best = G_MAXDOUBLE;
+  *result = (vdit_bench_step_result) { 0 };
   if (!resolve_params (ctx, &p, &g.r, error) || !check_memory (ctx, g.r.frames, FALSE, error) ||
       !gen_prepare (&g, error))
     goto out;
-  for (int k = 0; k < warmup + repeat; k++) {
+  if (params->breakdown)
+    timing = vdit_backend_timing_wrap (be);
+  for (int k = 0; k < params->warmup + params->repeat; k++) {
+    vdit_op_times times = { 0 };
+    if (k == params->warmup && be->iface->mem_peak)
+      be->iface->mem_peak (be->context, TRUE, &result->peak_bytes);
     gint64 t0 = g_get_monotonic_time ();
     if (!gen_model_eval (&g, k, error))
       goto out;
     double ms = (g_get_monotonic_time () - t0) / 1000.0;
-    if (k >= warmup) {
+    if (timing && !vdit_backend_timing_collect (timing, &times, error))
+      goto out;
+    if (k >= params->warmup) {
       total += ms;
       best = MIN (best, ms);
+      for (int i = 0; i < VDIT_OP_KINDS; i++) {
+        result->per_step.ms[i] += times.ms[i] / params->repeat;
+        result->per_step.calls[i] += times.calls[i];
+      }
     }
   }
-  *ms_per_step = repeat > 0 ? total / repeat : 0.0;
-  *ms_min = repeat > 0 ? best : 0.0;
+  if (be->iface->mem_peak && params->repeat > 0)
+    result->have_peak = be->iface->mem_peak (be->context, FALSE, &result->peak_bytes);
+  result->ms = params->repeat > 0 ? total / params->repeat : 0.0;
+  result->ms_min = params->repeat > 0 ? best : 0.0;
+  for (int i = 0; i < VDIT_OP_KINDS && params->repeat > 0; i++)
+    result->per_step.calls[i] /= params->repeat;
   ok = TRUE;
 out:
+  if (timing)
+    vdit_backend_timing_unwrap (be, timing);
   gen_state_clear (&g);
   return ok;
 }

@@ -27,6 +27,10 @@ vdit_model *
 vdit_model_load (const char *dir, GError **error)
 {
   g_return_val_if_fail (dir != NULL, NULL);
+  /* a config.json on its own: the architecture with seeded random weights, to time a
+   * model shape whose weights are not at hand */
+  if (g_str_has_suffix (dir, ".json") && g_file_test (dir, G_FILE_TEST_IS_REGULAR))
+    return vdit_model_new_random (dir, 0, error);
   if (!g_file_test (dir, G_FILE_TEST_IS_DIR)) {
     g_set_error (error, VDIT_ERROR, VDIT_ERROR_MISSING, "model directory %s does not exist", dir);
     return NULL;

@@ -106,6 +106,8 @@ typedef struct {
   void *user_data;
 } vdit_gen_params;
 
+/* dir: a model directory; or a config.json file alone, which gives that architecture with
+ * random weights (vdit_model_new_random, seed 0) and no tokenizer. */
 vdit_model *vdit_model_load (const char *dir, GError **error);
 /* A model with the architecture of config.json and seeded random weights (benchmarks). */
 vdit_model *vdit_model_new_random (const char *config_path, uint64_t seed, GError **error);

@@ -2,16 +2,33 @@
 #ifndef VDIT_BENCH_H
 #define VDIT_BENCH_H
 
+#include "backend_timing.h"
 #include "vdit.h"
 
 G_BEGIN_DECLS
 
-/* Times one DiT forward (one sampling step without guidance) on random latents of
- * `frames` video frames: `warmup` untimed runs, then `repeat` timed ones; *ms_per_step
- * is their mean and *ms_min the fastest, in milliseconds. */
-gboolean vdit_bench_dit_step (vdit_ctx *ctx, int frames, VditAttention attention, int repeat,
-                              int warmup, double *ms_per_step, double *ms_min,
-                              GError **error);
+typedef struct {
+  int frames;              /* video frames of the random latent */
+  VditAttention attention; /* resolved mode (not DEFAULT) */
+  int repeat, warmup;      /* timed runs, untimed runs first */
+  gboolean breakdown;      /* time each op kind (backend_timing.h) */
+  float guidance;          /* > 1: a guided step (conditional and unconditional pass) */
+} vdit_bench_step_params;
+
+typedef struct {
+  double ms, ms_min;       /* mean and fastest timed run, milliseconds */
+  vdit_op_times per_step;  /* with breakdown: the timed runs' mean per kind */
+  gboolean have_peak;      /* the backend reports its memory high-water mark: */
+  size_t peak_bytes;       /* the most in use at once during the timed runs */
+} vdit_bench_step_result;
+
+/* Times one sampling step's DiT work on random latents (one forward, or with guidance > 1
+ * the conditional and the unconditional forward and their mix): warmup
+ * untimed runs, then repeat timed ones. With breakdown every op is bracketed by marks,
+ * which adds a little time to ms; the kinds' times are measured on the backend's queue
+ * (GPU) or the host clock (CPU). */
+gboolean vdit_bench_dit_step (vdit_ctx *ctx, const vdit_bench_step_params *params,
+                              vdit_bench_step_result *result, GError **error);
 
 G_END_DECLS
 

@@ -1107,7 +1107,10 @@ gst_vdit_src_start (GstBaseSrc * bsrc)
   if (name == NULL || *name == '\0')
     goto no_model;
   path = gst_vdit_model_find (name);
-  if (path == NULL || !g_file_test (path, G_FILE_TEST_IS_DIR))
+  /* a directory, or a config.json alone (random weights: timing a model's shape) */
+  if (path == NULL || !(g_file_test (path, G_FILE_TEST_IS_DIR) ||
+          (g_str_has_suffix (path, ".json") &&
+              g_file_test (path, G_FILE_TEST_IS_REGULAR))))
     goto model_not_found;
 
   /* refuse an impossible device before loading anything */

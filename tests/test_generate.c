@@ -2,6 +2,7 @@
  * progress, cancellation from another thread (and how soon it stops), one error per bad
  * parameter, the guidance rule, NaN/inf latents, and requests beyond the host's memory. */
 #include "attention_plan.h"
+#include "backend_timing.h"
 #include "ctx.h"
 #include "model.h"
 #include "st_writer.h"
@@ -635,10 +636,29 @@ test_random_model (void)
   g_assert_no_error (error);
   vdit_gen_params p;
   params (&p, "random weights", 1);
-  g_assert_true (vdit_generate (ctx, &p, &error));
+  sink s;
+  g_autofree char *a = NULL, *b = NULL;
+  g_assert_true (run (&(fixture) { m, ctx }, &p, &s, &a, &error));
   g_assert_no_error (error);
   vdit_ctx_free (ctx);
   vdit_model_free (m);
+  /* vdit_model_load on a config.json alone: the same architecture, random weights of
+   * seed 0, so a different clip from seed 3's */
+  m = vdit_model_load (cfg, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (vdit_model_get_info (m)->n_params, >, 0);
+  ctx = vdit_ctx_new (m, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_true (run (&(fixture) { m, ctx }, &p, &s, &b, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (s.frames, ==, vdit_model_get_info (m)->frames);
+  g_assert_cmpstr (a, !=, b);
+  vdit_ctx_free (ctx);
+  vdit_model_free (m);
+  g_autofree char *other = test_source_path ("models/tiny/tokenizer.model");
+  g_assert_null (vdit_model_load (other, &error));
+  g_assert_error (error, VDIT_ERROR, VDIT_ERROR_MISSING);
+  g_clear_error (&error);
 }
 
 /* Without a tokenizer bytes become ids 3..vocab_size−1: a smaller vocabulary is an
@@ -672,6 +692,44 @@ test_random_model_tiny_vocab (void)
   g_rmdir (dir);
 }
 
+/* The timing wrapper of `vdit bench step --breakdown` only passes ops through: a clip
+ * generated through it is the same to the bit, and every kind the DiT uses is counted. */
+static void
+test_timing_wrapper (fixture *f, gconstpointer data)
+{
+  GError *error = NULL;
+  vdit_gen_params p;
+  sink s;
+  g_autofree char *plain = NULL, *timed = NULL;
+  params (&p, "a red circle moving left", 3);
+  p.frames = 4;
+  p.guidance = 3.0f;
+  g_assert_true (run (f, &p, &s, &plain, &error));
+  g_assert_no_error (error);
+  vdit_backend *be = vdit_ctx_get_backend (f->ctx);
+  const vdit_backend_i *iface = be->iface;
+  vdit_backend_timing *t = vdit_backend_timing_wrap (be);
+  g_assert_true (be->iface != iface);
+  g_assert_true (run (f, &p, &s, &timed, &error));
+  g_assert_no_error (error);
+  vdit_op_times times = { 0 }, again = { 0 };
+  g_assert_true (vdit_backend_timing_collect (t, &times, &error));
+  g_assert_no_error (error);
+  /* collecting starts the counters again */
+  g_assert_true (vdit_backend_timing_collect (t, &again, &error));
+  for (int k = 0; k < VDIT_OP_KINDS; k++)
+    g_assert_cmpint (again.calls[k], ==, 0);
+  vdit_backend_timing_unwrap (be, t);
+  g_assert_true (be->iface == iface);
+  g_assert_cmpstr (plain, ==, timed);
+  for (int k = 0; k < VDIT_OP_KINDS; k++) {
+    if (k != VDIT_OP_TRANSFER) /* the CPU backend's tensors live in host memory */
+      g_assert_cmpint (times.calls[k], >, 0);
+    g_assert_cmpfloat (times.ms[k], >=, 0.0);
+    g_assert_nonnull (vdit_op_kind_name (k));
+  }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -695,6 +753,8 @@ main (int argc, char **argv)
               test_cancel_latency, fixture_teardown);
   g_test_add ("/generate/chunked-attention-exact", fixture, NULL, fixture_setup,
               test_chunked_attention_exact, fixture_teardown);
+  g_test_add ("/generate/timing-wrapper", fixture, NULL, fixture_setup, test_timing_wrapper,
+              fixture_teardown);
   g_test_add_func ("/generate/memory-too-large", test_memory_too_large);
   g_test_add_func ("/generate/missing-model", test_missing_model);
   g_test_add_func ("/generate/cuda-without-gpu", test_cuda_without_gpu);

@@ -10,8 +10,8 @@
 #include "vdit_bench.h"
 
 static void
-print_result (const char *model, const char *backend, VditAttention attention, int64_t tokens,
-              int frames, double ms, double ms_min, int repeat, int ranks)
+print_result (const char *model, const char *backend, const vdit_bench_step_params *bp,
+              int64_t tokens, const vdit_bench_step_result *r, int ranks)
 {
   vdit_json j;
   vdit_json_init (&j);
@@ -19,14 +19,35 @@ print_result (const char *model, const char *backend, VditAttention attention, i
   vdit_json_string (&j, "bench", "step");
   vdit_json_string (&j, "model", model);
   vdit_json_string (&j, "backend", backend);
-  vdit_json_string (&j, "attention", vdit_attention_name (attention));
+  vdit_json_string (&j, "attention", vdit_attention_name (bp->attention));
   vdit_json_int (&j, "tokens", tokens);
-  vdit_json_int (&j, "frames", frames);
+  vdit_json_int (&j, "frames", bp->frames);
+  /* a guided step is a batch of two: conditional and unconditional */
+  vdit_json_int (&j, "batch", bp->guidance > 1.0f ? 2 : 1);
+  if (bp->guidance > 1.0f)
+    vdit_json_double (&j, "guidance", bp->guidance);
   /* Microseconds are the most a wall clock here resolves. */
-  vdit_json_double (&j, "ms", round (ms * 1000) / 1000);
-  vdit_json_double (&j, "ms_min", round (ms_min * 1000) / 1000);
-  vdit_json_int (&j, "repeat", repeat);
+  vdit_json_double (&j, "ms", round (r->ms * 1000) / 1000);
+  vdit_json_double (&j, "ms_min", round (r->ms_min * 1000) / 1000);
+  vdit_json_int (&j, "repeat", bp->repeat);
   vdit_json_int (&j, "ranks", ranks); /* processes of an mpirun job sharing each step */
+  if (r->have_peak)
+    vdit_json_double (&j, "peak_gib", round (r->peak_bytes / 1073741824.0 * 1000) / 1000);
+  if (bp->breakdown) {
+    vdit_json_begin_object (&j, "breakdown");
+    double sum = 0.0;
+    for (int k = 0; k < VDIT_OP_KINDS; k++) {
+      vdit_json_double (&j, vdit_op_kind_name (k), round (r->per_step.ms[k] * 1000) / 1000);
+      sum += r->per_step.ms[k];
+    }
+    /* what no op accounts for: host work between ops, launch gaps, the timing itself */
+    vdit_json_double (&j, "unaccounted", round ((r->ms - sum) * 1000) / 1000);
+    vdit_json_end_object (&j);
+    vdit_json_begin_object (&j, "calls");
+    for (int k = 0; k < VDIT_OP_KINDS; k++)
+      vdit_json_int (&j, vdit_op_kind_name (k), r->per_step.calls[k]);
+    vdit_json_end_object (&j);
+  }
   vdit_json_end_object (&j);
   vdit_json_print_line (&j);
 }
@@ -37,8 +58,9 @@ bench_step (int argc, char **argv, const vdit_comm *comm)
   const char *cmd = "vdit bench step";
   char *model_dir = NULL, *config = NULL, *device_name = NULL, *attention_name = NULL;
   char *seed_text = NULL;
-  gboolean random_weights = FALSE;
+  gboolean random_weights = FALSE, breakdown = FALSE;
   int frames = 0, repeat = 5, warmup = 1, threads = 0, gpus = 1;
+  double guidance = 0.0;
   GOptionEntry entries[] = {
     { "model", 'm', 0, G_OPTION_ARG_FILENAME, &model_dir, "Model directory", "DIR" },
     { "config", 'c', 0, G_OPTION_ARG_FILENAME, &config,
@@ -56,6 +78,10 @@ bench_step (int argc, char **argv, const vdit_comm *comm)
       "full, tile or adaptive (default: the model's)", "MODE" },
     { "repeat", 'r', 0, G_OPTION_ARG_INT, &repeat, "Timed runs (default 5)", "R" },
     { "warmup", 'w', 0, G_OPTION_ARG_INT, &warmup, "Untimed runs first (default 1)", "W" },
+    { "guidance", 'g', 0, G_OPTION_ARG_DOUBLE, &guidance,
+      "Time a guided step: both passes, mixed with this scale (> 1; default unguided)", "G" },
+    { "breakdown", 0, 0, G_OPTION_ARG_NONE, &breakdown,
+      "Also time each kind of op (gemm, attention, norm, elementwise, transfer)", NULL },
     { NULL }
   };
   int status = VDIT_EXIT_OK;
@@ -67,8 +93,14 @@ bench_step (int argc, char **argv, const vdit_comm *comm)
   g_option_context_set_description (octx,
       "Prints one JSON line:\n"
       "  {\"bench\":\"step\",\"model\":..,\"backend\":..,\"attention\":..,\"tokens\":..,"
-      "\"frames\":..,\"ms\":..,\"ms_min\":..,\"repeat\":..}\n"
-      "ms is the mean over the timed runs, ms_min the fastest.\n");
+      "\"frames\":..,\"batch\":1,\"ms\":..,\"ms_min\":..,\"repeat\":..}\n"
+      "ms is the mean over the timed runs, ms_min the fastest. peak_gib follows where the\n"
+      "backend keeps a memory high-water mark (CUDA): the most device memory in use at\n"
+      "once during the timed runs, weights included. --breakdown adds \"breakdown\": the\n"
+      "mean ms per step of each op kind, timed on the GPU's stream (CUDA events) or by\n"
+      "the host clock (CPU), and \"unaccounted\" (ms minus their sum), with \"calls\" per\n"
+      "step; the marks add a little to ms. --guidance G (> 1) times a guided step, the\n"
+      "conditional and unconditional pass (\"batch\":2), as a generation runs it.\n");
   if (!vdit_cli_parse (octx, cmd, &argc, &argv, &status))
     goto out;
 
@@ -85,6 +117,10 @@ bench_step (int argc, char **argv, const vdit_comm *comm)
   }
   if (config != NULL && !random_weights) {
     status = vdit_cli_usage (cmd, "--config needs --random-weights");
+    goto out;
+  }
+  if (!(guidance == 0.0 || (guidance > 1.0 && guidance <= 1000.0))) {
+    status = vdit_cli_usage (cmd, "--guidance must be above 1 (and at most 1000)");
     goto out;
   }
   if (frames < 0 || repeat < 1 || warmup < 0 || gpus < 1 || threads < 0) {
@@ -120,17 +156,24 @@ bench_step (int argc, char **argv, const vdit_comm *comm)
   if (ctx == NULL || !vdit_ctx_set_comm (ctx, comm, &error))
     goto fail;
 
-  VditAttention used = attention == VDIT_ATTENTION_DEFAULT ? cfg->attention.mode : attention;
-  double ms = 0, ms_min = 0;
-  if (!vdit_bench_dit_step (ctx, frames, used, repeat, warmup, &ms, &ms_min, &error))
+  vdit_bench_step_params bp = {
+    .frames = frames,
+    .attention = attention == VDIT_ATTENTION_DEFAULT ? cfg->attention.mode : attention,
+    .repeat = repeat,
+    .warmup = warmup,
+    .breakdown = breakdown,
+    .guidance = (float) guidance,
+  };
+  vdit_bench_step_result r;
+  if (!vdit_bench_dit_step (ctx, &bp, &r, &error))
     goto fail;
   /* Identity decoder: the latent has the video's size. */
   int grid[3];
   vdit_model_token_grid (model, frames, grid);
   int64_t tokens = (int64_t) grid[0] * grid[1] * grid[2];
   if (vdit_comm_rank (comm) == 0)
-    print_result (info->name, vdit_ctx_get_device_name (ctx), used, tokens, frames, ms, ms_min,
-                  repeat, vdit_comm_size (comm));
+    print_result (info->name, vdit_ctx_get_device_name (ctx), &bp, tokens, &r,
+                  vdit_comm_size (comm));
   goto out;
 
 fail:

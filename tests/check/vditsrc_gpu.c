@@ -146,5 +146,8 @@ main (int argc, char **argv)
     g_print ("# skip: no usable CUDA device (or a build without CUDA)\n");
     return SKIP_STATUS;
   }
+  /* the probe above initialised CUDA in this process, and a CUDA context does not
+   * survive fork(): run the tests here instead of in check's forked children */
+  g_setenv ("CK_FORK", "no", TRUE);
   return gst_check_run_suite (vditsrc_gpu_suite (), "vditsrc-gpu", __FILE__);
 }

@@ -341,6 +341,31 @@ def case_bench_step():
     check(rec["bench"] == "step" and rec["backend"] == "cpu", f"{rec}")
     check(rec["repeat"] == 2 and rec["tokens"] > 0, f"{rec}")
     check(0 < rec["ms_min"] <= rec["ms"], f"times {rec['ms_min']} / {rec['ms']}")
+    check(rec["batch"] == 1 and "breakdown" not in rec, f"{rec}")
+    proc = run_ok("bench", "step", "--config", config, "--random-weights", "--device", "cpu",
+                  "--threads", "1", "--repeat", "2", "--warmup", "1", "--breakdown")
+    rec = json.loads(proc.stdout)
+    kinds = ("gemm", "attention", "norm", "elementwise", "transfer")
+    parts = rec.get("breakdown", {})
+    check(set(parts) == set(kinds) | {"unaccounted"}, f"breakdown keys: {rec}")
+    check(all(parts[k] >= 0 for k in kinds), f"negative kind time: {parts}")
+    # the kinds are timed inside the step, so together they cannot exceed it
+    check(sum(parts[k] for k in kinds) <= rec["ms"] * 1.01 + 0.01, f"{parts} vs {rec['ms']}")
+    check(abs(rec["ms"] - sum(parts[k] for k in kinds) - parts["unaccounted"]) < 0.01 * rec["ms"]
+          + 0.01, f"unaccounted is not ms minus the kinds: {rec}")
+    for k in ("gemm", "attention", "norm", "elementwise"):
+        check(rec["calls"][k] > 0, f"no {k} calls counted: {rec}")
+    proc = run_ok("bench", "step", "--config", config, "--random-weights", "--device", "cpu",
+                  "--threads", "1", "--repeat", "1", "--warmup", "0", "--guidance", "4",
+                  "--breakdown")
+    guided = json.loads(proc.stdout)
+    check(guided["batch"] == 2 and guided["guidance"] == 4, f"{guided}")
+    # two passes: twice the ops of one
+    check(guided["calls"]["gemm"] == 2 * rec["calls"]["gemm"], f"{guided} vs {rec}")
+    expect_error(["bench", "step", "--config", config, "--random-weights", "--guidance", "1"],
+                 2, ["--guidance"])
+    expect_error(["bench", "step", "--config", config, "--random-weights", "--guidance", "nan"],
+                 2, ["--guidance"])
     expect_error(["bench", "step", "--config", config], 2, ["--random-weights"])
     expect_error(["bench", "step"], 2, ["--model"])
     proc = run_ok("bench", "step", "--model", TINY, "--device", "cpu", "--threads", "1",

@@ -34,7 +34,8 @@ test_layernorm_modulate (void)
 {
   gpu_pair p;
   gpu_pair_init (&p, 2);
-  const int shapes[][2] = { { 37, 2304 }, { 9, 48 }, { 2, 1000 } };
+  /* 16-byte rows of one vector a thread; d = 1001 and 9000 take the plain kernel */
+  const int shapes[][2] = { { 37, 2304 }, { 9, 48 }, { 2, 1000 }, { 3, 1001 }, { 2, 9000 } };
   for (guint s = 0; s < G_N_ELEMENTS (shapes); s++) {
     const int m = shapes[s][0], d = shapes[s][1];
     /* an offset mean: the variance must be taken about the mean */
@@ -77,6 +78,15 @@ test_elementwise (void)
     twin_check (&p, &x, TOL, gated ? "add_gated" : "add_gated (no gate)");
     twin_free (&p, &x);
   }
+  /* rows of 2303: the plain kernel (no 16-byte accesses) */
+  {
+    twin x = twin_new (&p, ha, n, VDIT_ELEM_ACT);
+    for (int i = 0; i < 2; i++)
+      be[i]->iface->add_gated (be[i]->context, i ? x.gpu : x.cpu, i ? b.gpu : b.cpu,
+                               i ? g.gpu : g.cpu, m, d - 1);
+    twin_check (&p, &x, TOL, "add_gated (odd rows)");
+    twin_free (&p, &x);
+  }
 
   twin out = twin_new (&p, NULL, n, VDIT_ELEM_ACT);
   p.cpu.iface->mul (p.cpu.context, out.cpu, a.cpu, b.cpu, n);
@@ -114,11 +124,14 @@ test_rope (void)
 {
   gpu_pair p;
   gpu_pair_init (&p, 4);
-  /* (tokens, heads, head_dim, chunks); x is the q part of a packed qkv row */
-  const int shapes[][4] = { { 50, 4, 96, 3 }, { 64, 4, 12, 3 }, { 17, 2, 64, 1 } };
+  /* (tokens, heads rotated, head_dim, chunks, heads of q in a packed qkv row): q alone,
+   * or q and k together (the DiT's one call); half-chunks of 16 and 32 take the
+   * eight-pair kernel, 2 the plain one */
+  const int shapes[][5] = { { 50, 4, 96, 3, 4 }, { 64, 4, 12, 3, 4 }, { 17, 2, 64, 1, 2 },
+                            { 50, 8, 96, 3, 4 } };
   for (guint s = 0; s < G_N_ELEMENTS (shapes); s++) {
     const int n = shapes[s][0], heads = shapes[s][1], hd = shapes[s][2], ch = shapes[s][3];
-    const int ld = 3 * heads * hd, pairs = hd / 2;
+    const int ld = 3 * shapes[s][4] * hd, pairs = hd / 2;
     float *hx = host_uniform (p.rng, (size_t) n * ld, -2, 2);
     float *hcos = g_new (float, (size_t) n * pairs), *hsin = g_new (float, (size_t) n * pairs);
     for (int i = 0; i < n * pairs; i++) {

@@ -3,7 +3,10 @@
 # DiT step beside the PyTorch peers (tools/bench/peers.py). Logs go to OUTDIR:
 #   env.txt (GPU, driver, versions)  build.log  gpu-tests.log  bench.jsonl
 #
-#   tools/bench/gpu-run.sh OUTDIR [tests,sass,attention,attention-sm80,peers,ncu,step,peers-step]
+#   tools/bench/gpu-run.sh OUTDIR [tests,sass,attention,attention-sm80,peers,ncu,step,nsys,peers-step,element]
+#
+# PEER_BATCH (default 1; "1,2" adds the guided pair at T=8) and PEER_IMPLS (default
+# eager,compile) choose the PyTorch step peers.
 #
 # Needs .devdeps (../shared/device/fetch-debs.sh .devdeps pkgconf pkgconf-bin libpkgconf3
 # pkg-config libpng-dev libpng16-16) carried to the machine. Every part has its own time
@@ -26,7 +29,8 @@ export PATH=/usr/local/cuda/bin:$PATH
 
 log "build"
 reconf=; [ -f build-gpu/build.ninja ] && reconf=--reconfigure
-if ! { meson setup $reconf build-gpu -Dgst=disabled -Dgpu_archs=90a &&
+gst=disabled; has element && gst=enabled
+if ! { meson setup $reconf build-gpu -Dgst=$gst -Dgpu_archs=90a &&
        ninja -C build-gpu; } > "$out/build.log" 2>&1; then
   tail -40 "$out/build.log"
   exit 1
@@ -90,16 +94,53 @@ if has ncu; then
       --repeat 1 --warmup 1 $args >> "$out/ncu.txt" 2>&1
   done
 fi
+# the T=24 tile plan is 3:21: the same shape with tile_k 3
+python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); c["attention"]["tile_k"]=3; json.dump(c,open(sys.argv[2],"w"))' \
+  tools/bench/osp12-720p.json "$out/osp12-720p-k3.json"
+step () {
+  cfg=tools/bench/osp12-720p.json
+  if [ "$1" = k3 ]; then cfg=$out/osp12-720p-k3.json; shift; fi
+  timeout 150 "$vdit" bench step --config "$cfg" --random-weights \
+    --device cuda --repeat 2 --warmup 1 --breakdown "$@" 2>> "$out/env.txt" | tee -a "$out/bench.jsonl"
+}
 if has step; then
   for f in 8 24; do
     log "step (ours) frames $f"
-    timeout 120 "$vdit" bench step --config tools/bench/osp12-720p.json --random-weights \
-      --device cuda --frames $f --repeat 2 --warmup 1 2>> "$out/env.txt" | tee -a "$out/bench.jsonl"
+    step --frames $f --attention full
   done
+  log "step (ours) guided (conditional + unconditional pass)"
+  step --frames 8 --attention full --guidance 4.5
+  log "step (ours) with the tile plans"
+  step --frames 8 --attention tile
+  step k3 --frames 24 --attention tile
+fi
+if has nsys; then
+  log "nsys: kernels of one step at T=8 (full attention)"
+  timeout 200 nsys profile -o "$out/step8" --force-overwrite true -t cuda \
+    "$vdit" bench step --config tools/bench/osp12-720p.json --random-weights --device cuda \
+    --frames 8 --attention full --repeat 1 --warmup 1 > "$out/nsys.log" 2>&1
+  timeout 120 nsys stats -r cuda_gpu_kern_sum,cuda_api_sum -f csv -o "$out/step8" \
+    "$out/step8.nsys-rep" >> "$out/nsys.log" 2>&1
+  rm -f "$out/step8.nsys-rep" "$out/step8.sqlite"
+  head -40 "$out"/step8_cuda_gpu_kern_sum.csv 2>/dev/null
 fi
 if has peers-step; then
   log "step (peers)"
-  PYTHONUNBUFFERED=1 timeout 150 python3 tools/bench/peers.py --no-attention --step \
-    --frames 8,24 --batch 1 --step-repeat 2 2>> "$out/env.txt" | tee -a "$out/bench.jsonl"
+  for fb in 8:${PEER_BATCH:-1} 24:1; do
+    PYTHONUNBUFFERED=1 timeout 280 python3 tools/bench/peers.py --no-attention --step \
+      --frames ${fb%%:*} --batch ${fb#*:} --step-impls ${PEER_IMPLS:-eager,compile} \
+      --step-repeat 2 2>> "$out/env.txt" | tee -a "$out/bench.jsonl"
+  done
+fi
+if has element; then
+  # vditsrc on the GPU: the shipped model, and the Open-Sora-Plan v1.2 shape (random
+  # weights from the config alone) with 8 steps at T=8 (29 frames' worth of tokens)
+  log "element (vditsrc device=cuda)"
+  export GST_PLUGIN_PATH=$PWD/build-gpu/gst
+  for pipe in "vditsrc model=models/default device=cuda ! fakesink name=sink" \
+      "vditsrc model=tools/bench/osp12-720p.json device=cuda steps=8 guidance=1 frames=8 attention=full ! fakesink name=sink" \
+      "vditsrc model=tools/bench/osp12-720p.json device=cuda steps=8 guidance=1 frames=8 attention=tile ! fakesink name=sink"; do
+    timeout 200 build-gpu/gst/vdit-element-timing "$pipe" 2>> "$out/env.txt" | tee -a "$out/bench.jsonl"
+  done
 fi
 log "done"

@@ -5,15 +5,17 @@ the JSON lines `vdit bench attention` and `vdit bench step` print, with an "impl
   torch-sdpa-cudnn, torch-sdpa-flash   dense attention (scaled_dot_product_attention)
   torch-flex                           FlexAttention with the tile k:(T-k) block mask
                                        (and a random block mask for adaptive)
-  torch-eager                          an Open-Sora-Plan v1.2 DiT step (bf16, random
-                                       weights, eager PyTorch with SDPA attention)
+  torch-eager, torch-compile           an Open-Sora-Plan v1.2 DiT step (bf16, random
+                                       weights, SDPA attention), eager or under
+                                       torch.compile
 
 Shapes default to Open-Sora-Plan v1.2 at 720p: 24 heads x 96, 3,600 tokens per latent
 frame; T = 8 (29 video frames) and T = 24 (93 frames). Run on the GPU machine:
 
   python3 tools/bench/peers.py                       # attention: dense, 1:7, 2:6, 3:21
   python3 tools/bench/peers.py --step --frames 8     # + one DiT step at 29 frames
-  python3 tools/bench/peers.py --no-attention --step --frames 8,24 --batch 2
+  python3 tools/bench/peers.py --no-attention --step --frames 8,24 --batch 1,2 \
+      --step-impls eager,compile
 
 Each figure is the median of --repeat timed runs (CUDA events) after --warmup runs;
 ms_min is the fastest. FLOP counts follow `vdit bench attention`: 4·n²·heads·head_dim
@@ -313,27 +315,30 @@ class OSPDiT(torch.nn.Module):
         return self.proj_out(F.layer_norm(x, (self.d,), eps=1e-6) * (1 + sc) + sh)
 
 
-def bench_step(args, frames):
+def bench_step(args, frames, impl, b):
+    """One OSP-1.2-shaped DiT forward of batch b, as eager PyTorch or under torch.compile
+    (default mode; the compile time is left out: warm-up runs first)."""
     dev, dt = "cuda", torch.bfloat16
     h, w = args.grid
     model = OSPDiT(depth=args.depth).to(dev, dt).eval()
+    fwd = torch.compile(model, dynamic=False) if impl == "compile" else model
     n = frames * h * w
-    b = args.batch
     patches = torch.randn(b, n, 16, device=dev, dtype=dt)
     text = torch.randn(b, args.text_tokens, 4096, device=dev, dtype=dt)
     tau = torch.full((b,), 500.0, device=dev)
     cos, sin = (t.to(dev) for t in rope_tables(frames, h, w, 96))
     torch.cuda.reset_peak_memory_stats()
     with torch.no_grad():
-        ms, ms_min = time_cuda(lambda: model(patches, text, tau, cos, sin), args.step_warmup,
+        ms, ms_min = time_cuda(lambda: fwd(patches, text, tau, cos, sin),
+                               args.step_warmup + (1 if impl == "compile" else 0),
                                args.step_repeat)
-    emit({"bench": "step", "impl": "torch-eager", "model": "osp12-720p-shape",
+    emit({"bench": "step", "impl": "torch-" + impl, "model": "osp12-720p-shape",
           "backend": "cuda", "attention": "full", "tokens": n, "frames": frames,
           "batch": b, "text_tokens": args.text_tokens, "depth": args.depth,
           "ms": round(ms, 3), "ms_min": round(ms_min, 3), "repeat": args.step_repeat,
           "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 3),
           "torch": torch.__version__})
-    del model, patches, text
+    del model, fwd, patches, text
     torch.cuda.empty_cache()
 
 
@@ -353,7 +358,9 @@ def main():
     ap.add_argument("--no-attention", action="store_true")
     ap.add_argument("--no-flex", action="store_true")
     ap.add_argument("--step", action="store_true", help="time the OSP-1.2 DiT step too")
-    ap.add_argument("--batch", type=int, default=1, help="DiT step batch (2 = CFG pair)")
+    ap.add_argument("--batch", default="1", help="DiT step batches, comma-separated (2 = CFG pair)")
+    ap.add_argument("--step-impls", default="eager",
+                    help="eager and/or compile (torch.compile), comma-separated")
     ap.add_argument("--text-tokens", type=int, default=512)
     ap.add_argument("--depth", type=int, default=32)
     ap.add_argument("--grid", default="45x80", help="tokens per latent frame as HxW")
@@ -381,7 +388,9 @@ def main():
             if not args.no_flex:
                 bench_flex(args, frames, tile_k.get(frames, [1]))
         if args.step:
-            bench_step(args, frames)
+            for impl in args.step_impls.split(","):
+                for b in (int(v) for v in args.batch.split(",")):
+                    bench_step(args, frames, impl, b)
     return 0
 
 
