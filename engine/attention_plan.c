@@ -50,6 +50,10 @@ struct vdit_attn_policy {
   int n_search;
   float *scores;  /* F32 backend buffer (heads, nqb, nkb) */
   float *scores_host;
+  /* sequence parallelism: heads [head0, head0 + heads) of heads_total over comm */
+  const vdit_comm *comm;
+  int head0, heads_total;
+  float *scores_all; /* (heads_total, nqb, nkb) host */
 
   /* recorder */
   void *scratch;     /* ACT (n, heads·head_dim) */
@@ -216,6 +220,7 @@ vdit_attn_policy_free (vdit_attn_policy *p)
   g_free (p->layer_k);
   g_free (p->search_at);
   g_free (p->scores_host);
+  g_free (p->scores_all);
   g_free (p->full_host);
   g_free (p->cand_host);
   g_free (p->err_num);
@@ -243,6 +248,73 @@ tile_layout (vdit_attn_policy *p, int k, void **layout, GError **error)
   return TRUE;
 }
 
+gboolean
+vdit_attn_policy_share_heads (vdit_attn_policy *p, const vdit_comm *comm, int heads_total,
+                              GError **error)
+{
+  const int size = vdit_comm_size (comm), rank = vdit_comm_rank (comm);
+  int *counts = g_new (int, size), *displs = g_new (int, size);
+  vdit_comm_split (heads_total, size, counts, displs);
+  const int mine = counts[rank], head0 = displs[rank];
+  g_free (counts);
+  g_free (displs);
+  if (mine != p->heads) {
+    g_set_error (error, VDIT_ERROR, VDIT_ERROR_INVALID_ARGUMENT,
+                 "attention policy: made for %d heads, but rank %d of %d runs %d of %d",
+                 p->heads, rank, size, mine, heads_total);
+    return FALSE;
+  }
+  p->comm = size > 1 ? comm : NULL;
+  p->head0 = head0;
+  p->heads_total = heads_total;
+  return TRUE;
+}
+
+/* The pattern one process would choose for all heads (head-adaptive sparsity compares
+ * heads), from every rank's scores; this rank keeps its heads' rows of it. */
+static gboolean
+shared_select (vdit_attn_policy *p, attn_slot *s, int nb, GError **error)
+{
+  const int size = vdit_comm_size (p->comm), per_head = nb * nb;
+  int *counts = g_new (int, size), *displs = g_new (int, size);
+  vdit_comm_split (p->heads_total, size, counts, displs);
+  for (int r = 0; r < size; r++) {
+    counts[r] *= per_head;
+    displs[r] *= per_head;
+  }
+  if (p->scores_all == NULL)
+    p->scores_all = g_new (float, (size_t) p->heads_total * per_head);
+  gboolean ok = vdit_comm_allgatherv (p->comm, p->scores_host, p->scores_all, counts, displs,
+                                      sizeof (float), error);
+  g_free (counts);
+  g_free (displs);
+  if (!ok)
+    return FALSE;
+  vdit_block_layout all;
+  int *keep = g_new (int, p->heads_total);
+  vdit_adaptive_select (&all, keep, p->scores_all, p->heads_total, p->n, p->n, p->block,
+                        p->block, p->sparsity);
+  /* rows of heads [head0, head0 + heads), their column indices from 0 */
+  const int rows = all.n_qblocks + 1;
+  const int32_t *rp = all.row_ptr + (size_t) p->head0 * rows;
+  const int32_t first = rp[0], last = rp[(size_t) (p->heads - 1) * rows + all.n_qblocks];
+  int32_t *row_ptr = g_new (int32_t, (size_t) p->heads * rows);
+  int32_t *cols = g_new (int32_t, MAX (last - first, 1));
+  for (size_t i = 0; i < (size_t) p->heads * rows; i++)
+    row_ptr[i] = rp[i] - first;
+  memcpy (cols, all.cols + first, sizeof (int32_t) * (last - first));
+  memcpy (s->keep, keep + p->head0, sizeof (int) * p->heads);
+  s->host = all;
+  s->host.n_heads = p->heads;
+  s->host.row_ptr = row_ptr;
+  s->host.cols = cols;
+  s->pattern_density = (double) (last - first) / ((double) p->heads * all.n_qblocks * all.n_kblocks);
+  g_free ((int32_t *) all.row_ptr);
+  g_free ((int32_t *) all.cols);
+  g_free (keep);
+  return TRUE;
+}
+
 /* Scores the blocks with the slot's LSE, picks a new pattern and hands it to the
  * backend. */
 static gboolean
@@ -261,7 +333,7 @@ adaptive_search (vdit_attn_policy *p, attn_slot *s, const void *q, int ldq, cons
                            p->heads, p->head_dim, scale, p->block, p->block);
   if (s->keep == NULL)
     s->keep = g_new (int, p->heads);
-  if (be->iface->adaptive_layout) { /* the choice where the scores are, when it can */
+  if (be->iface->adaptive_layout && p->comm == NULL) { /* the choice where the scores are */
     GError *err = NULL;
     double density = 0.0;
     void *layout = be->iface->adaptive_layout (be->context, p->scores, p->heads, p->n, p->n,
@@ -286,8 +358,13 @@ adaptive_search (vdit_attn_policy *p, attn_slot *s, const void *q, int ldq, cons
     return FALSE;
 
   slot_clear_layout (p, s);
-  s->pattern_density = vdit_adaptive_select (&s->host, s->keep, p->scores_host, p->heads,
-                                             p->n, p->n, p->block, p->block, p->sparsity);
+  if (p->comm) {
+    if (!shared_select (p, s, nb, error))
+      return FALSE;
+  } else {
+    s->pattern_density = vdit_adaptive_select (&s->host, s->keep, p->scores_host, p->heads,
+                                               p->n, p->n, p->block, p->block, p->sparsity);
+  }
   s->density = s->pattern_density;
   s->layout = be->iface->layout_new (be->context, &s->host, error);
   return s->layout != NULL;

@@ -5,6 +5,7 @@
 #define VDIT_ATTENTION_PLAN_H
 
 #include "backend.h"
+#include "comm.h"
 #include "config.h"
 
 G_BEGIN_DECLS
@@ -23,6 +24,14 @@ typedef struct {
 vdit_attn_policy *vdit_attn_policy_new (vdit_backend *be, const vdit_config *cfg,
                                         const vdit_attn_policy_params *params, GError **error);
 void vdit_attn_policy_free (vdit_attn_policy *p);
+
+/* Sequence parallelism: p (made with this rank's head count) runs this rank's share of
+ * heads_total heads, shared over comm's ranks as vdit_comm_split shares them. Adaptive
+ * mode then chooses its pattern from every rank's block scores, as one process would for
+ * all heads (head-adaptive sparsity moves blocks between heads), and keeps its own
+ * heads' rows: the same masks whatever the number of ranks. comm must outlive p. */
+gboolean vdit_attn_policy_share_heads (vdit_attn_policy *p, const vdit_comm *comm,
+                                       int heads_total, GError **error);
 
 /* Runs self-attention of `layer` at sampling step `step` (0-based) for pass `pass`
  * (0 = conditional, 1 = unconditional; adaptive keeps patterns per pass) with the

@@ -3,6 +3,7 @@
 #define VDIT_CTX_H
 
 #include "attention_plan.h"
+#include "comm.h"
 #include "vdit.h"
 
 G_BEGIN_DECLS
@@ -19,6 +20,16 @@ gboolean vdit_generate_latent (vdit_ctx *ctx, const vdit_gen_params *params, flo
  * the policy is not freed and must match the generation's frames, steps and model. */
 gboolean vdit_generate_with_policy (vdit_ctx *ctx, const vdit_gen_params *params,
                                     vdit_attn_policy *policy, float *latent_out, GError **error);
+/* Sequence parallelism over comm's ranks (NULL or one rank: this process alone). Rank 0
+ * calls vdit_generate, which hands each generation to the other ranks, where
+ * vdit_worker_serve runs it (worker.h); vdit_bench_dit_step runs on every rank at once.
+ * Rank 0 alone decodes frames. comm must outlive the context's generations. */
+gboolean vdit_ctx_set_comm (vdit_ctx *ctx, const vdit_comm *comm, GError **error);
+/* TRUE once a generation failed while the other ranks were inside it (a collective timed
+ * out, a cancel between steps): they cannot be brought back in step, so the host should
+ * end the job (vdit_comm_abort); later generations fail at once. A failure while rank 0
+ * decodes alone leaves the job in step. */
+gboolean vdit_ctx_out_of_step (const vdit_ctx *ctx);
 /* The backend the context runs on (to make policies for it). */
 vdit_backend *vdit_ctx_get_backend (vdit_ctx *ctx);
 

@@ -33,7 +33,9 @@ struct vdit_dit_text {
 };
 
 struct vdit_dit_ws {
-  int n, gt, gh, gw;
+  int n, gt, gh, gw; /* n: this workspace's tokens (all of the grid's without sp) */
+  int first;         /* its first token in the grid */
+  vdit_ulysses *sp;  /* NULL: one process runs every token */
   void *in, *x, *h, *qkv, *att, *ff, *temb, *t1, *e, *se, *mod, *mods, *fin, *out;
   float *rope_cos, *rope_sin; /* F32 (n, head_dim/2) */
   float *cos_host, *sin_host;
@@ -212,15 +214,20 @@ vdit_dit_text_free (vdit_dit *dit, vdit_dit_text *t)
 
 /* ---- workspace ------------------------------------------------------------------- */
 
-/* cos/sin of the rotate-half angles: pair (chunk, j) of token (t, y, x). */
+/* cos/sin of the rotate-half angles: pair (chunk, j) of token (t, y, x), for the tokens
+ * [first, first + count) of the grid. */
 static void
-dit_rope_tables (const vdit_dit_config *cfg, int gt, int gh, int gw, float *cos_t, float *sin_t)
+dit_rope_tables (const vdit_dit_config *cfg, int gt, int gh, int gw, int first, int count,
+                 float *cos_t, float *sin_t)
 {
   const int chunk = cfg->head_dim / 3, half = chunk / 2, pairs = cfg->head_dim / 2;
-  size_t n = 0;
+  size_t token = 0;
   for (int t = 0; t < gt; t++)
     for (int y = 0; y < gh; y++)
-      for (int x = 0; x < gw; x++, n++) {
+      for (int x = 0; x < gw; x++, token++) {
+        if (token < (size_t) first || token >= (size_t) first + count)
+          continue;
+        const size_t n = token - first;
         const int pos[3] = { t, y, x };
         for (int axis = 0; axis < 3; axis++) {
           double p = pos[axis] / (double) cfg->rope_scale[axis];
@@ -238,14 +245,17 @@ dit_rope_tables (const vdit_dit_config *cfg, int gt, int gh, int gw, float *cos_
  * w_i = 100^(−2i/c). RoPE only says where tokens are relative to each other; with these
  * a small model learns where in the frame and the clip an object belongs. */
 static float *
-dit_abs_pos_table (int d, int gt, int gh, int gw)
+dit_abs_pos_table (int d, int gt, int gh, int gw, int first, int count)
 {
   const int c = d / 3, half = c / 2;
-  float *table = g_new (float, (size_t) gt * gh * gw * d);
-  size_t n = 0;
+  float *table = g_new (float, (size_t) count * d);
+  size_t token = 0;
   for (int t = 0; t < gt; t++)
     for (int y = 0; y < gh; y++)
-      for (int x = 0; x < gw; x++, n++) {
+      for (int x = 0; x < gw; x++, token++) {
+        if (token < (size_t) first || token >= (size_t) first + count)
+          continue;
+        const size_t n = token - first;
         const int pos[3] = { t, y, x };
         float *row = table + n * d;
         for (int axis = 0; axis < 3; axis++)
@@ -258,16 +268,17 @@ dit_abs_pos_table (int d, int gt, int gh, int gw)
   return table;
 }
 
-vdit_dit_ws *
-vdit_dit_ws_new (vdit_dit *dit, int gt, int gh, int gw, GError **error)
+static vdit_dit_ws *
+dit_ws_new (vdit_dit *dit, int gt, int gh, int gw, int first, int count, GError **error)
 {
   vdit_backend *be = dit->be;
   const vdit_dit_config *cfg = dit->cfg;
-  const size_t n = (size_t) gt * gh * gw, d = cfg->hidden;
+  const size_t n = count, d = cfg->hidden;
   const size_t patch = (size_t) cfg->patch[0] * cfg->patch[1] * cfg->patch[2] * cfg->in_channels;
   const size_t pairs = cfg->head_dim / 2;
   vdit_dit_ws *ws = g_new0 (vdit_dit_ws, 1);
   ws->n = n;
+  ws->first = first;
   ws->gt = gt;
   ws->gh = gh;
   ws->gw = gw;
@@ -282,14 +293,14 @@ vdit_dit_ws_new (vdit_dit *dit, int gt, int gh, int gw, GError **error)
       goto fail;
   ws->cos_host = g_new (float, n * pairs);
   ws->sin_host = g_new (float, n * pairs);
-  dit_rope_tables (cfg, gt, gh, gw, ws->cos_host, ws->sin_host);
+  dit_rope_tables (cfg, gt, gh, gw, first, count, ws->cos_host, ws->sin_host);
   if (!(ws->rope_cos = be->iface->alloc (be->context, n * pairs, VDIT_ELEM_F32, error)) ||
       !(ws->rope_sin = be->iface->alloc (be->context, n * pairs, VDIT_ELEM_F32, error)) ||
       !be->iface->upload (be->context, ws->rope_cos, ws->cos_host, n * pairs, VDIT_ELEM_F32, error) ||
       !be->iface->upload (be->context, ws->rope_sin, ws->sin_host, n * pairs, VDIT_ELEM_F32, error))
     goto fail;
   if (cfg->abs_pos) {
-    float *table = dit_abs_pos_table (d, gt, gh, gw);
+    float *table = dit_abs_pos_table (d, gt, gh, gw, first, count);
     ws->abs_pos = vdit_be_upload_f32 (be, table, n * d, error);
     g_free (table);
     if (!ws->abs_pos)
@@ -299,6 +310,23 @@ vdit_dit_ws_new (vdit_dit *dit, int gt, int gh, int gw, GError **error)
 fail:
   vdit_dit_ws_free (dit, ws);
   return NULL;
+}
+
+vdit_dit_ws *
+vdit_dit_ws_new (vdit_dit *dit, int gt, int gh, int gw, GError **error)
+{
+  return dit_ws_new (dit, gt, gh, gw, 0, gt * gh * gw, error);
+}
+
+vdit_dit_ws *
+vdit_dit_ws_new_shared (vdit_dit *dit, int gt, int gh, int gw, vdit_ulysses *sp,
+                        GError **error)
+{
+  vdit_dit_ws *ws = dit_ws_new (dit, gt, gh, gw, vdit_ulysses_token0 (sp),
+                                vdit_ulysses_tokens (sp), error);
+  if (ws)
+    ws->sp = sp;
+  return ws;
 }
 
 void
@@ -402,7 +430,12 @@ dit_block_forward (vdit_dit *dit, vdit_dit_ws *ws, const dit_block *b, int layer
   f->matmul (c, ws->qkv, 3 * d, ws->h, d, b->qkv_w, b->qkv_b, n, 3 * d, d, VDIT_ACT_NONE, FALSE);
   /* q and k side by side in a row of qkv: one pass over 2·heads heads rotates both */
   f->rope (c, q, 3 * d, ws->rope_cos, ws->rope_sin, n, 2 * heads, hd, 3);
-  if (policy && !vdit_attn_policy_take_dense (policy, step, layer, pass)) {
+  if (ws->sp) {
+    if (cancelled (be, cancel, error) ||
+        !vdit_ulysses_attention (ws->sp, ws->att, ws->qkv, policy, step, layer, pass, scale,
+                                 error))
+      return FALSE;
+  } else if (policy && !vdit_attn_policy_take_dense (policy, step, layer, pass)) {
     if (cancelled (be, cancel, error) ||
         !vdit_attn_policy_run (policy, step, layer, pass, ws->att, d, q, 3 * d, k, 3 * d, v,
                                3 * d, scale, error))

@@ -5,6 +5,7 @@
 #include "attention_plan.h"
 #include "backend.h"
 #include "config.h"
+#include "ulysses.h"
 #include "weights.h"
 
 G_BEGIN_DECLS
@@ -27,6 +28,11 @@ void vdit_dit_text_free (vdit_dit *dit, vdit_dit_text *t);
 
 /* Workspace for a patch grid of gt × gh × gw tokens (t outermost). */
 vdit_dit_ws *vdit_dit_ws_new (vdit_dit *dit, int gt, int gh, int gw, GError **error);
+/* Sequence parallelism: a workspace for tokens [first, first + count) of the grid, whose
+ * self-attention runs through sp (which must cover the same tokens and outlive ws). The
+ * forward then takes and returns only those tokens' rows. */
+vdit_dit_ws *vdit_dit_ws_new_shared (vdit_dit *dit, int gt, int gh, int gw, vdit_ulysses *sp,
+                                     GError **error);
 void vdit_dit_ws_free (vdit_dit *dit, vdit_dit_ws *ws);
 int vdit_dit_ws_tokens (const vdit_dit_ws *ws);
 

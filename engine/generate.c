@@ -11,7 +11,9 @@
 #include "philox.h"
 #include "sampler.h"
 #include "text_encoder.h"
+#include "ulysses.h"
 #include "vdit_bench.h"
+#include "worker.h"
 
 #include <math.h>
 #include <string.h>
@@ -24,6 +26,8 @@ struct vdit_ctx {
   gint cancelled; /* atomic */
   vdit_ctx_params params;
   vdit_ctx *base; /* vdit_ctx_new_shared: the context that owns the weights */
+  const vdit_comm *comm; /* sequence parallelism over its ranks; NULL = this process alone */
+  gboolean out_of_step;  /* a clip failed while the other ranks were inside it */
 };
 
 #define EOS_ID 1
@@ -309,6 +313,32 @@ check_cancel (vdit_ctx *ctx, GError **error)
   return TRUE;
 }
 
+gboolean
+vdit_ctx_set_comm (vdit_ctx *ctx, const vdit_comm *comm, GError **error)
+{
+  if (comm && vdit_comm_size (comm) > 1 && ctx->params.gpus > 1) {
+    g_set_error (error, VDIT_ERROR, VDIT_ERROR_INVALID_ARGUMENT,
+                 "gpus = %d with %d ranks: each rank of a parallel job drives one device",
+                 ctx->params.gpus, vdit_comm_size (comm));
+    return FALSE;
+  }
+  ctx->comm = comm && vdit_comm_size (comm) > 1 ? comm : NULL;
+  return TRUE;
+}
+
+gboolean
+vdit_ctx_out_of_step (const vdit_ctx *ctx)
+{
+  return ctx->out_of_step;
+}
+
+/* The rank of this process in the context's job (0 alone). */
+static int
+ctx_rank (const vdit_ctx *ctx)
+{
+  return ctx->comm ? vdit_comm_rank (ctx->comm) : 0;
+}
+
 /* ---- text ---------------------------------------------------------------------- */
 
 /* Prompt ids + EOS, truncated to max_tokens. Without a tokenizer (random-weight
@@ -364,7 +394,13 @@ encode_prompt (vdit_ctx *ctx, vdit_text_encoder *te, const char *text, GError **
   if (emb == NULL)
     return NULL;
   vdit_dit_text *t = NULL;
-  if (vdit_text_encoder_run (te, ids, n, emb, error))
+  /* in a parallel job rank 0 encodes (te is NULL elsewhere) and the others receive the
+   * embeddings */
+  gboolean ok = ctx_rank (ctx) != 0 || vdit_text_encoder_run (te, ids, n, emb, error);
+  if (ok && ctx->comm)
+    ok = vdit_sp_broadcast_act (ctx->comm, be, emb,
+                                (size_t) n * ctx->model->config->text.d_model, error);
+  if (ok)
     t = vdit_dit_text_new (ctx->dit, emb, n, error);
   be->iface->release (be->context, emb);
   return t;
@@ -442,6 +478,8 @@ typedef struct {
   float *latent, *scaled, *patches, *out_cond, *out_uncond, *noise;
   vdit_dit_text *text[2];
   vdit_dit_ws *ws;
+  vdit_ulysses *sp; /* with ctx->comm: this rank's tokens and heads */
+  float *rows_out;  /* with sp: this rank's rows of a forward's output */
   vdit_sampler *sampler;
   vdit_attn_policy *policy;
   vdit_attn_policy *external; /* the caller's policy (mask search), not freed here */
@@ -454,6 +492,8 @@ gen_state_clear (gen_state *g)
   vdit_dit_text_free (dit, g->text[0]);
   vdit_dit_text_free (dit, g->text[1]);
   vdit_dit_ws_free (dit, g->ws);
+  vdit_ulysses_free (g->sp);
+  g_free (g->rows_out);
   vdit_sampler_free (g->sampler);
   if (g->policy && g->policy != g->external)
     vdit_attn_policy_free (g->policy);
@@ -529,11 +569,11 @@ gen_prepare (gen_state *g, GError **error)
 
   /* The text encoder is on the backend only while it encodes: its weights (9 GiB for
    * mT5-XXL) are not needed while sampling, so they never sit beside the DiT's
-   * activations. */
+   * activations. In a parallel job only rank 0 loads it. */
   report (g, VDIT_STAGE_ENCODE_TEXT, 0, 2);
-  vdit_text_encoder *te = vdit_text_encoder_new (&ctx->be, &cfg->text, ctx->model->weights,
-                                                 error);
-  gboolean encoded = te != NULL &&
+  vdit_text_encoder *te = ctx_rank (ctx) == 0
+    ? vdit_text_encoder_new (&ctx->be, &cfg->text, ctx->model->weights, error) : NULL;
+  gboolean encoded = (te != NULL || ctx_rank (ctx) != 0) &&
                      (g->text[0] = encode_prompt (ctx, te, g->p->prompt, error)) != NULL &&
                      check_cancel (ctx, error);
   if (encoded && g->r.guidance > 1.0f) {
@@ -547,8 +587,22 @@ gen_prepare (gen_state *g, GError **error)
 
   /* every activation of the DiT is allocated here, before the sampling loop, so running
    * out of device memory is reported before it starts, with the numbers */
-  if (!(g->ws = vdit_dit_ws_new (ctx->dit, g->gt, g->gh, g->gw, error)))
+  if (ctx->comm) {
+    const size_t patch = (size_t) cfg->dit.patch[0] * cfg->dit.patch[1] * cfg->dit.patch[2] *
+                         cfg->dit.in_channels;
+    if (g->external) {
+      g_set_error (error, VDIT_ERROR, VDIT_ERROR_INVALID_ARGUMENT,
+                   "the mask search runs on one rank, not on %d", vdit_comm_size (ctx->comm));
+      return FALSE;
+    }
+    if (!(g->sp = vdit_ulysses_new (&ctx->be, ctx->comm, g->gt * g->gh * g->gw,
+                                    cfg->dit.heads, cfg->dit.head_dim, error)) ||
+        !(g->ws = vdit_dit_ws_new_shared (ctx->dit, g->gt, g->gh, g->gw, g->sp, error)))
+      return FALSE;
+    g->rows_out = g_new (float, vdit_ulysses_tokens (g->sp) * patch);
+  } else if (!(g->ws = vdit_dit_ws_new (ctx->dit, g->gt, g->gh, g->gw, error))) {
     return FALSE;
+  }
 
   if (g->external) {
     /* the policy's attention covers its own token count: it must be this clip's */
@@ -565,12 +619,13 @@ gen_prepare (gen_state *g, GError **error)
       .frames = g->gt,
       .tokens_per_frame = g->gh * g->gw,
       .depth = cfg->dit.depth,
-      .heads = cfg->dit.heads,
+      .heads = g->sp ? vdit_ulysses_heads (g->sp) : cfg->dit.heads,
       .head_dim = cfg->dit.head_dim,
       .steps = g->r.steps,
       .sparsity = g->r.sparsity,
     };
-    if (!(g->policy = vdit_attn_policy_new (&ctx->be, cfg, &pp, error)))
+    if (!(g->policy = vdit_attn_policy_new (&ctx->be, cfg, &pp, error)) ||
+        (g->sp && !vdit_attn_policy_share_heads (g->policy, ctx->comm, cfg->dit.heads, error)))
       return FALSE;
   }
   if (!gen_noise (g, g->latent, 0, error))
@@ -624,6 +679,24 @@ check_latent (const gen_state *g, int step, GError **error)
   return FALSE;
 }
 
+/* One forward of g->patches into g->scaled (tokens, P·C); in a parallel job each rank
+ * computes its tokens' rows and every rank gathers them all. */
+static gboolean
+gen_forward (gen_state *g, int k, float tau, int pass, GError **error)
+{
+  vdit_ctx *ctx = g->ctx;
+  if (g->sp == NULL)
+    return vdit_dit_forward (ctx->dit, g->ws, g->patches, tau, g->text[pass], g->policy, k,
+                             pass, g->scaled, &ctx->cancelled, error);
+  const vdit_dit_config *dc = &ctx->model->config->dit;
+  const int patch = dc->patch[0] * dc->patch[1] * dc->patch[2] * dc->in_channels;
+  return vdit_dit_forward (ctx->dit, g->ws,
+                           g->patches + (size_t) vdit_ulysses_token0 (g->sp) * patch, tau,
+                           g->text[pass], g->policy, k, pass, g->rows_out, &ctx->cancelled,
+                           error) &&
+         vdit_ulysses_gather_rows (g->sp, g->rows_out, g->scaled, patch, error);
+}
+
 /* One model evaluation of the latent at step k: out_cond, guided if needed. */
 static gboolean
 gen_model_eval (gen_state *g, int k, GError **error)
@@ -636,15 +709,13 @@ gen_model_eval (gen_state *g, int k, GError **error)
     g->scaled[i] = g->latent[i] * in_scale;
   vdit_patchify (g->patches, g->scaled, g->T, cfg->latent_height, cfg->latent_width,
                  cfg->dit.in_channels, cfg->dit.patch);
-  if (!vdit_dit_forward (ctx->dit, g->ws, g->patches, tau, g->text[0], g->policy, k, 0,
-                         g->scaled, &ctx->cancelled, error))
+  if (!gen_forward (g, k, tau, 0, error))
     return FALSE;
   vdit_unpatchify (g->out_cond, g->scaled, g->T, cfg->latent_height, cfg->latent_width,
                    cfg->dit.in_channels, cfg->dit.patch);
   if (g->text[1] == NULL)
     return TRUE;
-  if (!vdit_dit_forward (ctx->dit, g->ws, g->patches, tau, g->text[1], g->policy, k, 1,
-                         g->scaled, &ctx->cancelled, error))
+  if (!gen_forward (g, k, tau, 1, error))
     return FALSE;
   vdit_unpatchify (g->out_uncond, g->scaled, g->T, cfg->latent_height, cfg->latent_width,
                    cfg->dit.in_channels, cfg->dit.patch);
@@ -692,6 +763,8 @@ gen_decode (gen_state *g, GError **error)
 {
   const vdit_model *m = g->ctx->model;
   const vdit_config *cfg = m->config;
+  if (ctx_rank (g->ctx) != 0) /* rank 0 decodes and hands out the frames */
+    return TRUE;
   if (cfg->decoder == VDIT_DECODER_CAUSAL_VIDEO_VAE)
     return vdit_vae_decode_stream (m->vae, g->latent, g->T, cfg->latent_height,
                                    cfg->latent_width, gen_vae_frames, g, error);
@@ -738,9 +811,22 @@ vdit_generate_with_policy (vdit_ctx *ctx, const vdit_gen_params *p, vdit_attn_po
 {
   g_return_val_if_fail (ctx != NULL && p != NULL, FALSE);
   gen_state g = { .ctx = ctx, .p = p, .external = policy };
-  gboolean ok = FALSE;
+  gboolean ok = FALSE, in_job = FALSE;
   if (!resolve_params (ctx, p, &g.r, error) || !check_memory (ctx, g.r.frames, FALSE, error) ||
-      !check_cancel (ctx, error) || !gen_prepare (&g, error))
+      !check_cancel (ctx, error))
+    goto out;
+  if (ctx->out_of_step) {
+    g_set_error (error, VDIT_ERROR, VDIT_ERROR_BACKEND,
+                 "an earlier clip failed part-way, and the other ranks of the parallel job "
+                 "are out of step: restart the job");
+    goto out;
+  }
+  /* rank 0 hands the generation to the other ranks (vdit_worker_serve) */
+  if (ctx->comm && ctx_rank (ctx) == 0 &&
+      !vdit_sp_job_send (ctx->comm, ctx->model->info.path, p, error))
+    goto out;
+  in_job = ctx->comm != NULL;
+  if (!gen_prepare (&g, error))
     goto out;
   for (int k = 0; k < g.r.steps; k++) {
     if (!check_cancel (ctx, error) || !gen_model_eval (&g, k, error))
@@ -756,10 +842,13 @@ vdit_generate_with_policy (vdit_ctx *ctx, const vdit_gen_params *p, vdit_attn_po
       goto out;
     report (&g, VDIT_STAGE_DENOISE, k + 1, g.r.steps);
   }
+  in_job = FALSE; /* the other ranks are done: rank 0 decodes alone */
   if (latent_out)
     memcpy (latent_out, g.latent, g.n_latent * sizeof (float));
   ok = gen_decode (&g, error);
 out:
+  if (in_job && !ok)
+    ctx->out_of_step = TRUE;
   gen_state_clear (&g);
   return ok;
 }

@@ -873,9 +873,33 @@ gst_vdit_src_reset (GstVditSrc * self)
 
   g_clear_pointer (&self->ctx, vdit_ctx_free);
   g_clear_pointer (&self->model_entry, gst_vdit_model_cache_release);
+  self->job = NULL;
   g_free ((gchar *) self->gen.prompt);
   g_free ((gchar *) self->gen.negative_prompt);
   vdit_gen_params_init (&self->gen);
+}
+
+/* Rank 0 of an mpirun job hands each clip to the ranks serving it (docs/multi-gpu.md). */
+static gboolean
+gst_vdit_src_join_job (GstVditSrc * self, GError ** err)
+{
+  const vdit_comm *comm = vdit_comm_process (err);
+
+  if (comm == NULL)
+    return FALSE;
+  if (vdit_comm_rank (comm) != 0) {
+    g_set_error (err, VDIT_ERROR, VDIT_ERROR_INVALID_ARGUMENT,
+        "vditsrc runs on rank 0 of an mpirun job, not rank %d: start the other "
+        "ranks with 'vdit worker' (mpirun -np 1 gst-launch-1.0 ... : -np N vdit worker)",
+        vdit_comm_rank (comm));
+    return FALSE;
+  }
+  GST_INFO_OBJECT (self, "sharing each clip with %d MPI ranks",
+      vdit_comm_size (comm));
+  if (!vdit_ctx_set_comm (self->ctx, comm, err))
+    return FALSE;
+  self->job = vdit_comm_size (comm) > 1 ? comm : NULL;
+  return TRUE;
 }
 
 static gboolean
@@ -945,6 +969,9 @@ gst_vdit_src_start (GstBaseSrc * bsrc)
   if (!vdit_model_check_frames (gst_vdit_model_entry_get_model
           (self->model_entry), frames, &err))
     goto bad_frames;
+  /* started by mpirun as rank 0: the other ranks (vdit worker) share each clip */
+  if (vdit_comm_mpi_launched () && !gst_vdit_src_join_job (self, &err))
+    goto parallel_failed;
 
   self->gen.prompt = g_steal_pointer (&prompt);
   self->gen.negative_prompt = g_steal_pointer (&negative);
@@ -1071,6 +1098,12 @@ ctx_failed:
     gst_vdit_post_error (self, g_error_matches (err, VDIT_ERROR,
             VDIT_ERROR_OUT_OF_MEMORY) ? "Not enough memory for the model" :
         "Could not set up the device", err);
+    goto failed;
+  }
+parallel_failed:
+  {
+    gst_vdit_post_error (self, "Cannot share the clip with the other MPI ranks",
+        err);
     goto failed;
   }
 bad_request:

@@ -193,6 +193,12 @@ gst_vdit_src_generate (gpointer data)
     ok = vdit_generate (self->ctx, &self->gen, &err);
   } while (ok && self->looping && gst_vdit_src_next_clip (self));
 
+  /* the other ranks of a parallel job are left inside the clip: end them all */
+  if (!ok && self->job != NULL && vdit_ctx_out_of_step (self->ctx))
+    vdit_comm_abort (self->job, 1, g_error_matches (err, VDIT_ERROR,
+            VDIT_ERROR_CANCELLED) ? "the pipeline stopped before the clip was "
+        "done, leaving the other ranks inside it" : "the clip failed");
+
   /* no GST_MESSAGE_PROGRESS here: gst-launch would wait for it to complete
    * before PLAYING, and the generation needs PLAYING to drain its queue */
   if (ok)

@@ -10,6 +10,8 @@
 #include "gstvditmodelcache.h"
 #include "gstvditsrc.h"
 #include "gstvdittimeline.h"
+#include "comm_process.h"
+#include "ctx.h"
 #include "vdit.h"
 
 G_BEGIN_DECLS
@@ -41,6 +43,7 @@ struct _GstVditSrc
   /* engine state, from start() to stop(); read-only while the thread runs */
   GstVditModelEntry *model_entry;  /* shared with other vditsrc using the model */
   vdit_ctx *ctx;
+  const vdit_comm *job;         /* the mpirun job whose rank 0 this is, or NULL */
   vdit_gen_params gen;
   GstVideoInfo rgb_info;        /* frames as the engine hands them over */
   gint width, height;           /* 0 until a model is loaded */

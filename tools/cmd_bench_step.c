@@ -2,14 +2,16 @@
 #include <math.h>
 
 #include "cli.h"
+#include "cli_parallel.h"
 #include "commands.h"
+#include "ctx.h"
 #include "json_writer.h"
 #include "model.h"
 #include "vdit_bench.h"
 
 static void
 print_result (const char *model, const char *backend, const vdit_bench_step_params *bp,
-              int64_t tokens, const vdit_bench_step_result *r)
+              int64_t tokens, const vdit_bench_step_result *r, int ranks)
 {
   vdit_json j;
   vdit_json_init (&j);
@@ -28,6 +30,7 @@ print_result (const char *model, const char *backend, const vdit_bench_step_para
   vdit_json_double (&j, "ms", round (r->ms * 1000) / 1000);
   vdit_json_double (&j, "ms_min", round (r->ms_min * 1000) / 1000);
   vdit_json_int (&j, "repeat", bp->repeat);
+  vdit_json_int (&j, "ranks", ranks); /* processes of an mpirun job sharing each step */
   if (r->have_peak)
     vdit_json_double (&j, "peak_gib", round (r->peak_bytes / 1073741824.0 * 1000) / 1000);
   if (bp->breakdown) {
@@ -49,8 +52,8 @@ print_result (const char *model, const char *backend, const vdit_bench_step_para
   vdit_json_print_line (&j);
 }
 
-int
-vdit_cmd_bench_step (int argc, char **argv)
+static int
+bench_step (int argc, char **argv, const vdit_comm *comm)
 {
   const char *cmd = "vdit bench step";
   char *model_dir = NULL, *config = NULL, *device_name = NULL, *attention_name = NULL;
@@ -146,10 +149,11 @@ vdit_cmd_bench_step (int argc, char **argv)
   vdit_ctx_params cp;
   vdit_ctx_params_init (&cp);
   cp.device = device;
+  cp.device_id = vdit_cli_rank_device (device); /* one GPU per rank under mpirun */
   cp.gpus = gpus;
   cp.threads = threads;
   ctx = vdit_ctx_new (model, &cp, &error);
-  if (ctx == NULL)
+  if (ctx == NULL || !vdit_ctx_set_comm (ctx, comm, &error))
     goto fail;
 
   vdit_bench_step_params bp = {
@@ -167,7 +171,9 @@ vdit_cmd_bench_step (int argc, char **argv)
   int grid[3];
   vdit_model_token_grid (model, frames, grid);
   int64_t tokens = (int64_t) grid[0] * grid[1] * grid[2];
-  print_result (info->name, vdit_ctx_get_device_name (ctx), &bp, tokens, &r);
+  if (vdit_comm_rank (comm) == 0)
+    print_result (info->name, vdit_ctx_get_device_name (ctx), &bp, tokens, &r,
+                  vdit_comm_size (comm));
   goto out;
 
 fail:
@@ -184,4 +190,16 @@ out:
   g_free (attention_name);
   g_free (seed_text);
   return status;
+}
+
+/* Started by mpirun, every rank runs the same benchmark on its share of the tokens and
+ * rank 0 prints the figures. */
+int
+vdit_cmd_bench_step (int argc, char **argv)
+{
+  vdit_comm comm;
+  GError *error = NULL;
+  if (!vdit_cli_comm_init (&comm, &error))
+    return vdit_cli_fail (error);
+  return vdit_cli_comm_finish (&comm, bench_step (argc, argv, &comm), FALSE);
 }

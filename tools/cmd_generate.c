@@ -8,7 +8,9 @@
 #include <glib/gstdio.h>
 
 #include "cli.h"
+#include "cli_parallel.h"
 #include "commands.h"
+#include "ctx.h"
 #include "frame_sink.h"
 #include "interrupt.h"
 #include "progress.h"
@@ -308,8 +310,8 @@ run (vdit_ctx *ctx, const generate_options *o, int frames, vdit_frame_sink *sink
   return ok;
 }
 
-int
-vdit_cmd_generate (int argc, char **argv)
+static int
+generate (int argc, char **argv, const vdit_comm *comm)
 {
   generate_options o;
   int status = parse_options (argc, argv, &o);
@@ -333,12 +335,13 @@ vdit_cmd_generate (int argc, char **argv)
   vdit_ctx_params cp;
   vdit_ctx_params_init (&cp);
   cp.device = o.device;
+  cp.device_id = vdit_cli_rank_device (o.device); /* one GPU per rank under mpirun */
   cp.gpus = o.gpus;
   cp.threads = o.threads;
   cp.log = on_log;
   cp.log_user_data = &o;
   ctx = vdit_ctx_new (model, &cp, &error);
-  if (ctx == NULL)
+  if (ctx == NULL || !vdit_ctx_set_comm (ctx, comm, &error))
     goto fail;
   /* Opened before the work, so a bad path fails at once; the output itself is replaced
    * only at the end. */
@@ -347,8 +350,10 @@ vdit_cmd_generate (int argc, char **argv)
     goto fail;
 
   if (!o.quiet)
-    g_printerr ("vdit: %s on %s, %d frames %dx%d, seed %" G_GUINT64_FORMAT "\n", info->name,
-                vdit_ctx_get_device_name (ctx), frames, info->width, info->height, o.seed);
+    g_printerr ("vdit: %s on %s%s, %d frames %dx%d, seed %" G_GUINT64_FORMAT "\n", info->name,
+                vdit_ctx_get_device_name (ctx),
+                vdit_comm_size (comm) > 1 ? " over the job's ranks" : "", frames, info->width,
+                info->height, o.seed);
   gint64 start = g_get_monotonic_time ();
   gboolean interrupted = FALSE;
   gboolean ok = run (ctx, &o, frames, sink, &interrupted, &error);
@@ -386,4 +391,17 @@ out:
     vdit_model_free (model);
   options_clear (&o);
   return status;
+}
+
+/* Started by mpirun, rank 0 generates and writes; the other ranks serve it. */
+int
+vdit_cmd_generate (int argc, char **argv)
+{
+  vdit_comm comm;
+  GError *error = NULL;
+  if (!vdit_cli_comm_init (&comm, &error))
+    return vdit_cli_fail (error);
+  if (vdit_comm_rank (&comm) != 0)
+    return vdit_cli_serve (&comm, COMMAND, argc, argv, TRUE);
+  return vdit_cli_comm_finish (&comm, generate (argc, argv, &comm), TRUE);
 }
