@@ -83,15 +83,19 @@ if has peers; then
     2>> "$out/env.txt" | tee -a "$out/bench.jsonl"
 fi
 if has ncu; then
-  log "ncu: the FlashAttention-3-structured kernel, dense T=8 and tile 1:7"
-  for args in "--mode full --frames 8" "--mode tile --frames 8 --k 1"; do
-    echo "=== $args" >> "$out/ncu.txt"
-    timeout 150 ncu --kernel-name regex:fa3_kernel --launch-skip 1 --launch-count 1 \
+  log "ncu: the FlashAttention-3-structured kernel, dense T=8, tile 1:7 and the adaptive pattern step"
+  # (adaptive: the one-consumer instance on AdaSpa's 64 x 64 blocks; the search's own
+  # dense pass is the two-consumer instance, so the name picks the pattern step)
+  for args in "full:--mode full --frames 8" "full:--mode tile --frames 8 --k 1" \
+      "narrow:--mode adaptive --frames 8 --sparsity 0.8"; do
+    name="regex:fa3_kernel<[0-9]+, [23], "; [ "${args%%:*}" = narrow ] && name="regex:fa3_kernel<[0-9]+, 1, 64"
+    echo "=== ${args#*:}" >> "$out/ncu.txt"
+    timeout 150 ncu --kernel-name-base demangled --kernel-name "$name" --launch-skip 1 --launch-count 1 \
       --section SpeedOfLight --section ComputeWorkloadAnalysis --section WarpStateStats \
-      --section Occupancy --section LaunchStats \
-      --metrics sm__cycles_active.min,sm__cycles_active.max,sm__cycles_active.avg,sm__inst_executed.sum \
+      --section Occupancy --section LaunchStats --section MemoryWorkloadAnalysis \
+      --metrics sm__cycles_active.min,sm__cycles_active.max,sm__cycles_active.avg,sm__inst_executed.sum,sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active \
       "$vdit" bench attention --backend cuda --heads 24 --head-dim 96 --tokens-per-frame 3600 \
-      --repeat 1 --warmup 1 $args >> "$out/ncu.txt" 2>&1
+      --repeat 1 --warmup 1 ${args#*:} >> "$out/ncu.txt" 2>&1
   done
 fi
 # the T=24 tile plan is 3:21: the same shape with tile_k 3
