@@ -36,6 +36,7 @@ struct vdit_attn_policy {
   gboolean recorder;
   int frames, tpf, n, depth, heads, head_dim, steps;
   int last_step;
+  const gint *cancel; /* params.cancel */
   attn_slot *slots; /* (N_PASSES, depth) */
 
   /* tile and recorder */
@@ -97,6 +98,7 @@ policy_alloc (vdit_backend *be, const vdit_attn_policy_params *params)
   p->heads = params->heads;
   p->head_dim = params->head_dim;
   p->steps = params->steps;
+  p->cancel = params->cancel;
   p->last_step = -1;
   p->slots = g_new0 (attn_slot, (size_t) N_PASSES * p->depth);
   for (int i = 0; i < N_PASSES * p->depth; i++) {
@@ -315,6 +317,18 @@ shared_select (vdit_attn_policy *p, attn_slot *s, int nb, GError **error)
   return TRUE;
 }
 
+/* A search step's parts (dense pass, block scores, the choice, the sparse call) are
+ * long single ops on the CPU: the cancel is looked at between them. */
+static gboolean
+policy_cancelled (vdit_attn_policy *p, GError **error)
+{
+  if (p->cancel == NULL || !g_atomic_int_get (p->cancel))
+    return FALSE;
+  p->be->iface->sync (p->be->context, NULL);
+  g_set_error (error, VDIT_ERROR, VDIT_ERROR_CANCELLED, "generation cancelled");
+  return TRUE;
+}
+
 /* Scores the blocks with the slot's LSE, picks a new pattern and hands it to the
  * backend. */
 static gboolean
@@ -331,6 +345,8 @@ adaptive_search (vdit_attn_policy *p, attn_slot *s, const void *q, int ldq, cons
   }
   be->iface->block_scores (be->context, p->scores, q, ldq, k, ldk, s->lse, p->n, p->n,
                            p->heads, p->head_dim, scale, p->block, p->block);
+  if (policy_cancelled (p, error))
+    return FALSE;
   if (s->keep == NULL)
     s->keep = g_new (int, p->heads);
   if (be->iface->adaptive_layout && p->comm == NULL) { /* the choice where the scores are */
@@ -401,12 +417,13 @@ adaptive_run (vdit_attn_policy *p, attn_slot *s, int step, void *out, int ldo, c
       return FALSE;
     f->attention (be->context, out, ldo, q, ldq, k, ldk, v, ldv, p->n, p->n, p->heads,
                   p->head_dim, scale, NULL, NULL, s->lse);
-    if (!adaptive_search (p, s, q, ldq, k, ldk, scale, error))
+    if (policy_cancelled (p, error) || !adaptive_search (p, s, q, ldq, k, ldk, scale, error))
       return FALSE;
     s->density = 1.0; /* this call ran dense; the pattern starts with the next step */
     return TRUE;
   }
-  if (search && !adaptive_search (p, s, q, ldq, k, ldk, scale, error))
+  if (search && (!adaptive_search (p, s, q, ldq, k, ldk, scale, error) ||
+                 policy_cancelled (p, error)))
     return FALSE;
   s->density = s->pattern_density;
   f->attention (be->context, out, ldo, q, ldq, k, ldk, v, ldv, p->n, p->n, p->heads,

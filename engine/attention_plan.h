@@ -19,6 +19,7 @@ typedef struct {
   int depth, heads, head_dim;
   int steps;            /* sampling steps of this generation */
   float sparsity;       /* adaptive target; < 0 = config's */
+  const gint *cancel;   /* non-NULL: a search step stops between its parts once non-zero */
 } vdit_attn_policy_params;
 
 vdit_attn_policy *vdit_attn_policy_new (vdit_backend *be, const vdit_config *cfg,

@@ -507,8 +507,9 @@ vdit_dit_forward (vdit_dit *dit, vdit_dit_ws *ws, const float *patches, float ti
   f->add (c, scale, vdit_buf_at (be, dit->final_table, d), ws->e, d);
   f->layernorm_modulate (c, ws->h, ws->x, shift, scale, n, d, cfg->eps);
   f->matmul (c, ws->out, patch, ws->h, d, dit->proj_w, dit->proj_b, n, patch, d, VDIT_ACT_NONE, FALSE);
+  /* a cancel during the last ops leaves out undefined on the CPU: not a result */
   return f->download (c, out, ws->out, (size_t) n * patch, VDIT_ELEM_ACT, error) &&
-         f->sync (c, error);
+         f->sync (c, error) && !cancelled (be, cancel, error);
 }
 
 /* ---- patch layout ---------------------------------------------------------------- */

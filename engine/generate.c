@@ -214,6 +214,8 @@ ctx_init_backend (vdit_ctx *ctx, GError **error)
     return vdit_backend_cuda_init (&ctx->be, cuda_device, error);
   if (!vdit_backend_cpu_init (&ctx->be, ctx->params.threads, error))
     return FALSE;
+  /* a cancel stops a long op (a search step's dense pass: seconds) within one task */
+  vdit_backend_cpu_set_cancel (&ctx->be, &ctx->cancelled);
   if (ctx->params.log) { /* the host's log (vdit generate -v) says how many threads and why */
     g_autofree char *why = NULL;
     const int usable = vdit_cpu_default_threads (&why);
@@ -271,6 +273,7 @@ vdit_ctx_new_shared (vdit_ctx *base, vdit_log_cb log, void *log_user_data, GErro
     g_free (ctx);
     return NULL;
   }
+  vdit_backend_cpu_set_cancel (&ctx->be, &ctx->cancelled);
   ctx->dit = vdit_dit_new_view (base->dit, &ctx->be);
   return ctx;
 }
@@ -623,6 +626,7 @@ gen_prepare (gen_state *g, GError **error)
       .head_dim = cfg->dit.head_dim,
       .steps = g->r.steps,
       .sparsity = g->r.sparsity,
+      .cancel = &ctx->cancelled,
     };
     if (!(g->policy = vdit_attn_policy_new (&ctx->be, cfg, &pp, error)) ||
         (g->sp && !vdit_attn_policy_share_heads (g->policy, ctx->comm, cfg->dit.heads, error)))
@@ -730,6 +734,8 @@ static gboolean
 gen_emit_frame (gen_state *g, int f, const uint8_t *rgb, GError **error)
 {
   const vdit_config *cfg = g->ctx->model->config;
+  if (!check_cancel (g->ctx, error)) /* the frame may be undefined (cpu_set_cancel) */
+    return FALSE;
   if (g->p->on_frame && !g->p->on_frame (g->p->user_data, f, g->r.frames, rgb, cfg->width,
                                          cfg->height, cfg->width * 3)) {
     g_set_error (error, VDIT_ERROR, VDIT_ERROR_CANCELLED, "generation stopped by the frame callback");
@@ -838,7 +844,8 @@ vdit_generate_with_policy (vdit_ctx *ctx, const vdit_gen_params *p, vdit_attn_po
       noise = g.noise;
     }
     vdit_sampler_step (g.sampler, k, g.latent, g.out_cond, noise, g.n_latent);
-    if (!check_latent (&g, k + 1, error))
+    /* a cancel during the step may have left its ops' outputs undefined */
+    if (!check_cancel (ctx, error) || !check_latent (&g, k + 1, error))
       goto out;
     report (&g, VDIT_STAGE_DENOISE, k + 1, g.r.steps);
   }

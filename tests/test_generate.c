@@ -371,7 +371,8 @@ typedef struct {
   vdit_ctx *ctx;
   GMutex lock;
   GCond cond;
-  gboolean encoded;   /* the prompts are encoded: denoising starts */
+  gboolean encoded;   /* the step to cancel in has started */
+  int at_step;        /* 0: the first step (the prompts are encoded); k: step k */
   gint64 cancelled_at;
 } canceller;
 
@@ -379,7 +380,9 @@ static void
 on_progress_encoded (void *user_data, VditStage stage, int step, int steps)
 {
   canceller *c = user_data;
-  if (stage == VDIT_STAGE_ENCODE_TEXT && step == steps) {
+  /* DENOISE reports step k when step k − 1 is done */
+  if ((c->at_step == 0 && stage == VDIT_STAGE_ENCODE_TEXT && step == steps) ||
+      (c->at_step > 0 && stage == VDIT_STAGE_DENOISE && step == c->at_step)) {
     g_mutex_lock (&c->lock);
     c->encoded = TRUE;
     g_cond_signal (&c->cond);
@@ -405,22 +408,35 @@ cancel_in_first_step (gpointer data)
  * of dense attention per block on the CPU) stops the generation within a bounded time. */
 #define CANCEL_LATENCY_BOUND_MS 500
 
-/* data: NULL for the model's FULL attention, else a VditAttention* (ADAPTIVE: its dense
- * warm-up step, which the policy hands back to the DiT to run in chunks). */
+/* data: NULL for the model's FULL attention, else a cancel_case. */
+typedef struct {
+  VditAttention attention;
+  int frames;
+  int at_step;
+} cancel_case;
+/* ADAPTIVE in its dense warm-up step, which the policy hands back to the DiT to run in
+ * chunks; and in its first search step (a dense pass that keeps the LSE, block scores,
+ * the sparse call: long single ops whose CPU tasks are skipped once cancelled). 1,536
+ * frames make the search step take seconds on 2 cores, and step 0 well under a minute. */
+static const cancel_case cancel_adaptive_warmup = { VDIT_ATTENTION_ADAPTIVE, 4096, 0 };
+static const cancel_case cancel_adaptive_search = { VDIT_ATTENTION_ADAPTIVE, 1536, 1 };
+
 static void
 test_cancel_latency (fixture *f, gconstpointer data)
 {
   GError *error = NULL;
   vdit_gen_params p;
-  canceller c = { .ctx = f->ctx };
+  const cancel_case *cc = data;
+  canceller c = { .ctx = f->ctx, .at_step = cc ? cc->at_step : 0 };
   g_mutex_init (&c.lock);
   g_cond_init (&c.cond);
   params (&p, "a red circle moving left", 1);
   p.frames = 4096;
   p.steps = 1;
-  if (data) {
-    p.attention = *(const VditAttention *) data;
-    p.steps = 5; /* warm-up 0.2: step 0 is dense */
+  if (cc) {
+    p.attention = cc->attention;
+    p.frames = cc->frames;
+    p.steps = 5; /* warm-up 0.2: step 0 is dense, step 1 searches */
   }
   p.progress = on_progress_encoded;
   p.user_data = &c;
@@ -748,9 +764,10 @@ main (int argc, char **argv)
   g_test_add_func ("/generate/non-finite-weights", test_non_finite_weights);
   g_test_add ("/generate/cancel-latency", fixture, NULL, fixture_setup, test_cancel_latency,
               fixture_teardown);
-  static const VditAttention adaptive = VDIT_ATTENTION_ADAPTIVE;
-  g_test_add ("/generate/cancel-latency-adaptive", fixture, &adaptive, fixture_setup,
-              test_cancel_latency, fixture_teardown);
+  g_test_add ("/generate/cancel-latency-adaptive", fixture, &cancel_adaptive_warmup,
+              fixture_setup, test_cancel_latency, fixture_teardown);
+  g_test_add ("/generate/cancel-latency-search", fixture, &cancel_adaptive_search,
+              fixture_setup, test_cancel_latency, fixture_teardown);
   g_test_add ("/generate/chunked-attention-exact", fixture, NULL, fixture_setup,
               test_chunked_attention_exact, fixture_teardown);
   g_test_add ("/generate/timing-wrapper", fixture, NULL, fixture_setup, test_timing_wrapper,

@@ -114,3 +114,10 @@ vdit_backend_cpu_init (vdit_backend *be, int threads, GError **error)
   be->act_size = sizeof (float);
   return TRUE;
 }
+
+void
+vdit_backend_cpu_set_cancel (vdit_backend *be, const gint *flag)
+{
+  g_return_if_fail (be->iface == &cpu_backend_i);
+  cpu_pool_set_cancel (((cpu_context *) be->context)->pool, flag);
+}

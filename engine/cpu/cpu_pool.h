@@ -30,4 +30,7 @@ int cpu_pool_threads (const cpu_pool *pool);
  * so a task's result must depend only on its index. */
 void cpu_pool_run (cpu_pool *pool, int64_t n_tasks, cpu_task_fn fn, void *arg);
 
+/* Once *flag is non-zero, cpu_pool_run skips the tasks not yet claimed (NULL: never). */
+void cpu_pool_set_cancel (cpu_pool *pool, const int *flag);
+
 #endif
