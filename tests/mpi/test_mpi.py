@@ -162,17 +162,17 @@ def cli_errors():
     base = ["--prompt", "a red ball", "--steps", "1", "--threads", "1", "--quiet"]
     cases = [
         ("rank 0 cannot load the model", 3,
-         ["generate", "--model", "/nonexistent", *base, "--out", "/tmp/x.y4m"],
+         ["generate", "--model", "/nonexistent", *base, "--out", "OUTDIR/x.y4m"],
          "does not exist"),
         ("more ranks than heads", 5,
-         ["generate", "--model", tiny, *base, "--out", "/tmp/x.y4m"], "use at most 4 ranks"),
+         ["generate", "--model", tiny, *base, "--out", "OUTDIR/x.y4m"], "use at most 4 ranks"),
         ("a worker on a device it lacks", 1,
-         ["generate", "--model", tiny, *base, "--out", "/tmp/x.y4m", ":", "-np", "1",
+         ["generate", "--model", tiny, *base, "--out", "OUTDIR/x.y4m", ":", "-np", "1",
           PROGRAM, "worker", "--device", "bogus"], "bogus"),
     ]
     for what, np, args, message in cases:
         with tempfile.TemporaryDirectory() as tmp:
-            rc, out, err, secs = mpirun(np, *[a.replace("/tmp", tmp) for a in args], timeout=60)
+            rc, out, err, secs = mpirun(np, *[a.replace("OUTDIR", tmp) for a in args], timeout=60)
             check(rc != 0, f"{what}: exit 0")
             check(message in err, f"{what}: no '{message}' in: {err}")
             # (a temporary file may stay when mpirun kills rank 0 inside a collective)
