@@ -23,7 +23,12 @@ typedef struct {
   vdit_weights *weights;
   vdit_safetensors *golden;
   vdit_backend be;
+  gboolean cuda; /* OSP_DEVICE=cuda: the GPU backend (bf16 activations) */
 } fixture;
+
+/* On the GPU activations are bf16 (8 bits of mantissa): a normalised error bound, as the
+ * other GPU tests use, instead of the CPU's element-wise one. */
+#define GPU_NMSE_BOUND 1e-3
 
 static const char *
 need_env (const char *name)
@@ -47,7 +52,29 @@ fixture_open (fixture *f, const char *dir)
   g_assert_no_error (error);
   f->golden = vdit_safetensors_open (need_env ("OSP_GOLDEN"), &error);
   g_assert_no_error (error);
-  g_assert_true (vdit_backend_cpu_init (&f->be, 0, &error));
+  f->cuda = g_strcmp0 (g_getenv ("OSP_DEVICE"), "cuda") == 0;
+  g_assert_true (f->cuda ? vdit_backend_cuda_init (&f->be, 0, &error)
+                         : vdit_backend_cpu_init (&f->be, 0, &error));
+  g_assert_no_error (error);
+}
+
+/* ref against got: element-wise within atol + rtol·|ref| on the CPU, by nmse on the GPU. */
+static void
+osp_assert_close (const fixture *f, const char *what, const float *ref, const float *got,
+                  size_t n, double atol, double rtol)
+{
+  if (!f->cuda) {
+    test_assert_close (what, ref, got, n, atol, rtol);
+    return;
+  }
+  for (size_t i = 0; i < n; i++)
+    if (!isfinite (got[i]))
+      g_error ("%s: element %zu is %f", what, i, got[i]);
+  const double nmse = test_nmse (ref, got, n);
+  g_test_message ("%s on the GPU: nmse %.3g against the f32 reference", what, nmse);
+  if (g_test_verbose ())
+    g_printerr ("%s on the GPU: nmse %.3g\n", what, nmse);
+  g_assert_cmpfloat (nmse, <, GPU_NMSE_BOUND);
 }
 
 static void
@@ -196,7 +223,7 @@ test_text_encoder (fixture *f, gconstpointer data)
   void *out = encode_ids (f, ids, (int) n, &error);
   g_autofree float *got = g_new (float, n_ref);
   g_assert_true (f->be.iface->download (f->be.context, got, out, n_ref, VDIT_ELEM_F32, &error));
-  test_assert_close ("text encoder", ref, got, n_ref, 1e-5, 1e-4);
+  osp_assert_close (f, "text encoder", ref, got, n_ref, 1e-5, 1e-4);
   f->be.iface->release (f->be.context, out);
 }
 
@@ -282,8 +309,8 @@ test_dit_step (fixture *f, gconstpointer data)
   vdit_dit_text *text = caption (f, r.dit, "dit.text");
   g_autofree float *got = g_new (float, n);
   dit_call (&r, latent, tau[0], text, got);
-  if (data == NULL) {
-    test_assert_close ("dit step", ref, got, n, 1e-5, 1e-4);
+  if (data == NULL || f->cuda) {
+    osp_assert_close (f, data ? "dit step, bf16 weights" : "dit step", ref, got, n, 1e-5, 1e-4);
   } else {
     /* weights rounded to 8 bits of mantissa: a relative error of a few 1e-3 */
     double nmse = test_nmse (ref, got, n);
@@ -332,7 +359,7 @@ test_guided_sample (fixture *f, gconstpointer data)
     vdit_sampler_step (s, k, x, out_c, step_noise, r.n);
   }
   /* the first step multiplies σ ≈ 157 into the latent: errors scale with its size */
-  test_assert_close ("guided sample", ref, x, r.n, 1e-6 * max_abs (ref, r.n), 1e-4);
+  osp_assert_close (f, "guided sample", ref, x, r.n, 1e-6 * max_abs (ref, r.n), 1e-4);
   vdit_sampler_free (s);
   vdit_dit_text_free (r.dit, cond);
   vdit_dit_text_free (r.dit, uncond);
@@ -552,6 +579,10 @@ int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
+  if (g_strcmp0 (g_getenv ("OSP_DEVICE"), "cuda") == 0 && !vdit_cuda_available (NULL)) {
+    g_print ("no usable CUDA device: skipped\n");
+    return 77;
+  }
   g_test_add ("/osp-model/config", fixture, NULL, setup_f32, test_config, teardown);
   g_test_add ("/osp-model/bf16-weights", fixture, NULL, setup_bf16, test_bf16_weights, teardown);
   g_test_add ("/osp-model/text-encoder", fixture, NULL, setup_f32, test_text_encoder, teardown);

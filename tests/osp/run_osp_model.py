@@ -6,6 +6,9 @@ runs tests/test_osp_model.c on them. Also checks that the converter refuses brok
 inputs with a one-line message. Exit 77 (skip) without torch.
 
     run_osp_model.py BUILD/tests/test_osp_model BUILD/tests/osp_load_weights BUILD/tools/vdit
+
+With OSP_DEVICE=cuda the parts that run on the backend (the mT5 encoder, the DiT, a
+guided sample) run on the GPU against the same goldens; exit 77 without one.
 """
 
 import os
@@ -105,6 +108,10 @@ def inspect_plan(vdit_exe, model_dir):
 
 def main():
     exe, load_exe, vdit_exe = sys.argv[1], sys.argv[2], sys.argv[3]
+    if os.environ.get("OSP_DEVICE") == "cuda":  # no GPU: skip before making anything
+        rc = run(exe, "-p", "/osp-model/none", check=False).returncode
+        if rc != 0:
+            return rc
     with tempfile.TemporaryDirectory(prefix="vdit-osp-") as tmp:
         osp = os.path.join(tmp, "osp")
         run(PY, os.path.join(TRAIN, "make_osp_checkpoint.py"), "--size", "tiny", osp)
@@ -121,7 +128,11 @@ def main():
         converter_refuses(osp, tmp)
         tile_plan(conv, common, tmp, load_exe)
         env = dict(os.environ, OSP_MODEL_F32=f32, OSP_MODEL_BF16=bf16, OSP_GOLDEN=golden)
-        return run(exe, check=False, env=env).returncode
+        paths = []
+        if os.environ.get("OSP_DEVICE") == "cuda":  # the parts that run on the backend
+            for p in ["text-encoder", "dit-step", "dit-step-bf16", "guided-sample"]:
+                paths += ["-p", "/osp-model/" + p]
+        return run(exe, *paths, check=False, env=env).returncode
 
 
 if __name__ == "__main__":
