@@ -3,7 +3,7 @@
 # DiT step beside the PyTorch peers (tools/bench/peers.py). Logs go to OUTDIR:
 #   env.txt (GPU, driver, versions)  build.log  gpu-tests.log  bench.jsonl
 #
-#   tools/bench/gpu-run.sh OUTDIR [tests,sass,attention,attention-sm80,peers,ncu,step,nsys,peers-step,element]
+#   tools/bench/gpu-run.sh OUTDIR [tests,sass,attention,attention-sm80,peers,ncu,step,nsys,peers-step,element,cpu16]
 #
 # PEER_BATCH (default 1; "1,2" adds the guided pair at T=8) and PEER_IMPLS (default
 # eager,compile) choose the PyTorch step peers.
@@ -146,5 +146,13 @@ if has element; then
       "vditsrc model=tools/bench/osp12-720p.json device=cuda steps=8 guidance=1 frames=8 attention=tile ! fakesink name=sink"; do
     timeout 200 build-gpu/gst/vdit-element-timing "$pipe" 2>> "$out/env.txt" | tee -a "$out/bench.jsonl"
   done
+fi
+if has cpu16; then
+  # the CPU backend on this machine's cores: the default thread count against explicit
+  # ones (the CPU-threads issue's target: the default within 10 % of the best count)
+  log "CPU backend: default threads against 1 2 4 8 16 (models/default)"
+  lscpu | grep -E "^CPU\(s\)|Model name|Thread|Core" >> "$out/env.txt"
+  timeout 200 tools/bench/cpu-threads.sh "$vdit" models/default "0 1 2 4 8 16 0" \
+    2>> "$out/env.txt" | tee -a "$out/bench.jsonl"
 fi
 log "done"
