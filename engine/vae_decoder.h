@@ -1,5 +1,5 @@
-/* Open-Sora-Plan v1.2's CausalVideoVAE decoder on the CPU (f32): the reference for
- * later backends. Like the published sample script it decodes in overlapping spatial
+/* Open-Sora-Plan v1.2's CausalVideoVAE decoder in f32, on the host (the reference) or
+ * with its layers on a backend that has the VAE slots (CUDA). Like the published sample script it decodes in overlapping spatial
  * tiles and temporal chunks once the latent exceeds a tile, blending the seams exactly
  * as CausalVAEModel.tiled_decode does (docs/model-format.md, "causal_video_vae"). */
 #ifndef VDIT_VAE_DECODER_H
