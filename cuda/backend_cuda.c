@@ -397,6 +397,10 @@ static const vdit_backend_i cuda_iface = {
   /* .mark_elapsed_ms = */ cuda_mark_elapsed_ms,
   /* .mark_free = */ cuda_mark_free,
   /* .mem_peak = */ cuda_mem_peak,
+  /* .vae_conv3d = */ vdit_cuda_vae_conv3d_op,
+  /* .vae_group_norm = */ vdit_cuda_vae_group_norm_op,
+  /* .vae_upsample = */ vdit_cuda_vae_upsample_op,
+  /* .vae_frame_attention = */ vdit_cuda_vae_frame_attention_op,
 };
 
 typedef struct {

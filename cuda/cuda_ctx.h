@@ -86,6 +86,16 @@ void vdit_cuda_attention (void *ctx, void *out, int ldo, const void *q, int ldq,
 void vdit_cuda_block_scores (void *ctx, float *scores, const void *q, int ldq, const void *k,
                              int ldk, const float *lse, int nq, int nk, int heads,
                              int head_dim, float scale, int block_q, int block_k);
+/* The CausalVideoVAE decoder's slots, f32 (vae_cuda.c). */
+void vdit_cuda_vae_conv3d_op (void *ctx, float *out, const float *in, const float *w,
+                              const float *b, int cout, int cin, int kt, int kh, int kw,
+                              int T, int H, int W, gboolean accumulate);
+void vdit_cuda_vae_group_norm_op (void *ctx, float *out, const float *x, const float *gamma,
+                                  const float *beta, int c, size_t per_channel, gboolean silu);
+void vdit_cuda_vae_upsample_op (void *ctx, float *out, const float *in, int C, int T, int H,
+                                int W, gboolean temporal);
+void vdit_cuda_vae_frame_attention_op (void *ctx, float *out, const float *q, const float *k,
+                                       const float *v, int C, int T, int HW);
 
 G_END_DECLS
 

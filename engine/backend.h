@@ -162,6 +162,26 @@ struct vdit_backend_i {
   /* Optional (NULL-checked): the most bytes of backend memory in use at one time since
    * the backend was made or last reset; reset starts again from what is in use now. */
   gboolean (*mem_peak) (void *ctx, gboolean reset, size_t *peak);
+
+  /* Optional (NULL-checked): the CausalVideoVAE decoder's layers on F32 buffers holding
+   * one clip as (C, T, H, W), weights F32 buffers too; the host ops of engine/vae_ops.h
+   * are their reference. NULL: the VAE decodes with those host ops (vae_decoder.h). */
+  /* out (cout, T, H, W) = causal conv3d(in (cin, T, H, W)) + b, w (cout, cin, kt, kh,
+   * kw), stride 1; out += that when accumulate (a residual). */
+  void (*vae_conv3d) (void *ctx, float *out, const float *in, const float *w, const float *b,
+                      int cout, int cin, int kt, int kh, int kw, int T, int H, int W,
+                      gboolean accumulate);
+  /* out = GroupNorm(32 groups, eps 1e-6)(x)·gamma + beta over c channels of per_channel
+   * values each, then SiLU when silu; out may be x. */
+  void (*vae_group_norm) (void *ctx, float *out, const float *x, const float *gamma,
+                          const float *beta, int c, size_t per_channel, gboolean silu);
+  /* out (C, T', 2H, 2W): nearest ×2 in space (T' = T), or when temporal the trilinear
+   * ×(1, 2, 2) / ×(2, 2, 2) of vdit_vae_upsample_s2t2 (T' = 1 + 2(T − 1)). */
+  void (*vae_upsample) (void *ctx, float *out, const float *in, int C, int T, int H, int W,
+                        gboolean temporal);
+  /* vdit_vae_frame_attention: single-head attention within each of T frames of HW pixels. */
+  void (*vae_frame_attention) (void *ctx, float *out, const float *q, const float *k,
+                               const float *v, int C, int T, int HW);
 };
 
 static inline void *

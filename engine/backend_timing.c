@@ -22,7 +22,7 @@ struct vdit_backend_timing {
 
 /* A slot added to vdit_backend_i needs a wrapper below: an unwrapped slot would hand the
  * wrapper's context to the backend underneath. */
-G_STATIC_ASSERT (sizeof (vdit_backend_i) == 29 * sizeof (void *));
+G_STATIC_ASSERT (sizeof (vdit_backend_i) == 33 * sizeof (void *));
 
 const char *
 vdit_op_kind_name (VditOpKind kind)
@@ -265,6 +265,43 @@ w_decode_rgb (void *ctx, uint8_t *rgb, const void *src, VditElem elem, int frame
   op_end (o, VDIT_OP_TRANSFER);
 }
 
+static void
+w_vae_conv3d (void *ctx, float *out, const float *in, const float *w, const float *b, int cout,
+              int cin, int kt, int kh, int kw, int T, int H, int W, gboolean accumulate)
+{
+  op_timer o = op_begin (ctx);
+  INNER (ctx)->vae_conv3d (INNER_CTX (ctx), out, in, w, b, cout, cin, kt, kh, kw, T, H, W,
+                           accumulate);
+  op_end (o, VDIT_OP_GEMM);
+}
+
+static void
+w_vae_group_norm (void *ctx, float *out, const float *x, const float *gamma, const float *beta,
+                  int c, size_t per_channel, gboolean silu)
+{
+  op_timer o = op_begin (ctx);
+  INNER (ctx)->vae_group_norm (INNER_CTX (ctx), out, x, gamma, beta, c, per_channel, silu);
+  op_end (o, VDIT_OP_NORM);
+}
+
+static void
+w_vae_upsample (void *ctx, float *out, const float *in, int C, int T, int H, int W,
+                gboolean temporal)
+{
+  op_timer o = op_begin (ctx);
+  INNER (ctx)->vae_upsample (INNER_CTX (ctx), out, in, C, T, H, W, temporal);
+  op_end (o, VDIT_OP_ELEMENTWISE);
+}
+
+static void
+w_vae_frame_attention (void *ctx, float *out, const float *q, const float *k, const float *v,
+                       int C, int T, int HW)
+{
+  op_timer o = op_begin (ctx);
+  INNER (ctx)->vae_frame_attention (INNER_CTX (ctx), out, q, k, v, C, T, HW);
+  op_end (o, VDIT_OP_ATTENTION);
+}
+
 /* ---- the wrapper ------------------------------------------------------------------- */
 
 /* An optional slot stays NULL when the backend underneath leaves it NULL. */
@@ -308,6 +345,10 @@ vdit_backend_timing_wrap (vdit_backend *be)
     .mark_elapsed_ms = NULL,
     .mark_free = NULL,
     .mem_peak = OPT (mem_peak, w_mem_peak),
+    .vae_conv3d = OPT (vae_conv3d, w_vae_conv3d),
+    .vae_group_norm = OPT (vae_group_norm, w_vae_group_norm),
+    .vae_upsample = OPT (vae_upsample, w_vae_upsample),
+    .vae_frame_attention = OPT (vae_frame_attention, w_vae_frame_attention),
   };
   be->iface = &t->iface;
   be->context = t;

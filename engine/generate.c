@@ -27,6 +27,7 @@ struct vdit_ctx {
   vdit_ctx_params params;
   vdit_ctx *base; /* vdit_ctx_new_shared: the context that owns the weights */
   const vdit_comm *comm; /* sequence parallelism over its ranks; NULL = this process alone */
+  vdit_vae_device *vae;  /* the CausalVideoVAE's weights on be, uploaded at the first decode */
   gboolean out_of_step;  /* a clip failed while the other ranks were inside it */
 };
 
@@ -87,6 +88,8 @@ typedef struct {
   double host;    /* host: RoPE tables, a decoded frame */
   double acts;    /* backend: DiT workspace, both prompts' K/V, the text encoder's peak */
   double weights; /* backend: the model's weights */
+  double vae;     /* backend: a decode on it, once the DiT's workspace is freed */
+  double vae_weights; /* backend: the VAE's weights, kept from the first decode on */
 } mem_need;
 
 /* Mirrors gen_prepare, vdit_dit_ws_new, vdit_dit_text_new and vdit_text_encoder_run. */
@@ -115,9 +118,16 @@ memory_need (const vdit_ctx *ctx, int frames, mem_need *m)
             2.0 * dc->depth * t * 2.0 * d * act +
             (tc->n_heads * t * t + t * (2.0 * tc->d_model + 4.0 * inner + 2.0 * tc->d_ff)) * act;
   m->weights = (double) model->info.n_params * act;
-  if (model->vae) /* the CausalVideoVAE decodes on the host */
-    m->host += (double) vdit_vae_decoder_peak_bytes (model->vae, grid[0] * dc->patch[0],
-                                                     c->latent_height, c->latent_width);
+  m->vae = m->vae_weights = 0.0;
+  if (model->vae) { /* the CausalVideoVAE decodes on the backend where it can, else the host */
+    const gboolean on_device = vdit_vae_device_supported (&ctx->be);
+    uint64_t host, device;
+    vdit_vae_decoder_peak_split (model->vae, grid[0] * dc->patch[0], c->latent_height,
+                                 c->latent_width, on_device, &host, &device);
+    m->host += (double) host;
+    m->vae = (double) device;
+    m->vae_weights = on_device ? (double) vdit_vae_decoder_weight_bytes (model->vae) : 0.0;
+  }
 }
 
 /* The host's memory in bytes: physical memory, or less where a cgroup (a container)
@@ -177,7 +187,11 @@ check_memory (const vdit_ctx *ctx, int frames, gboolean at_ctx, GError **error)
   size_t avail = 0, total = 0;
   if (!be_on_host && ctx->be.iface->mem_info &&
       ctx->be.iface->mem_info (ctx->be.context, &avail, &total)) {
-    const double dev_need = m.acts + (at_ctx ? m.weights : 0.0);
+    /* the DiT's activations are freed before a VAE decode on the device; the VAE's
+     * weights stay from the first decode on (then avail no longer holds them) */
+    const double acts = MAX (m.acts, m.vae);
+    const double weights = (at_ctx ? m.weights : 0.0) + (ctx->vae ? 0.0 : m.vae_weights);
+    const double dev_need = acts + weights;
     if (dev_need > (double) avail) {
       g_autofree char *what = at_ctx
         ? g_strdup_printf ("model %s is too large for this device: its shortest clip, %d "
@@ -187,8 +201,8 @@ check_memory (const vdit_ctx *ctx, int frames, gboolean at_ctx, GError **error)
       g_set_error (error, VDIT_ERROR, VDIT_ERROR_OUT_OF_MEMORY,
                    "%s about %.1f GiB on the %s device (activations %.1f GiB, weights %.1f "
                    "GiB), more than the %.1f GiB it can still allocate of %.1f GiB%s", what,
-                   GIB (dev_need), ctx->be.iface->name, GIB (m.acts),
-                   at_ctx ? GIB (m.weights) : 0.0, GIB ((double) avail), GIB ((double) total),
+                   GIB (dev_need), ctx->be.iface->name, GIB (acts), GIB (weights),
+                   GIB ((double) avail), GIB ((double) total),
                    at_ctx ? "" : ": ask for fewer frames");
       return FALSE;
     }
@@ -283,6 +297,7 @@ vdit_ctx_free (vdit_ctx *ctx)
 {
   if (ctx == NULL)
     return;
+  vdit_vae_device_free (ctx->vae);
   vdit_dit_free (ctx->dit); /* a shared context's is a view: base keeps the weights */
   vdit_backend_free (&ctx->be);
   g_free (ctx);
@@ -764,6 +779,27 @@ gen_vae_frames (void *user_data, int first, int n, const float *frames, GError *
   return check_cancel (g->ctx, error);
 }
 
+/* The CausalVideoVAE on the context's backend when it has the VAE's layers (CUDA), after
+ * the DiT's workspace and prompts are freed to make room; else on the host. */
+static gboolean
+gen_vae_decode (gen_state *g, GError **error)
+{
+  vdit_ctx *ctx = g->ctx;
+  const vdit_model *m = ctx->model;
+  const vdit_config *cfg = m->config;
+  if (vdit_vae_device_supported (&ctx->be)) {
+    vdit_dit_ws_free (ctx->dit, g->ws);
+    vdit_dit_text_free (ctx->dit, g->text[0]);
+    vdit_dit_text_free (ctx->dit, g->text[1]);
+    g->ws = NULL;
+    g->text[0] = g->text[1] = NULL;
+    if (ctx->vae == NULL && !(ctx->vae = vdit_vae_device_new (m->vae, &ctx->be, error)))
+      return FALSE;
+  }
+  return vdit_vae_decode_stream_on (m->vae, ctx->vae, g->latent, g->T, cfg->latent_height,
+                                    cfg->latent_width, gen_vae_frames, g, error);
+}
+
 static gboolean
 gen_decode (gen_state *g, GError **error)
 {
@@ -772,8 +808,7 @@ gen_decode (gen_state *g, GError **error)
   if (ctx_rank (g->ctx) != 0) /* rank 0 decodes and hands out the frames */
     return TRUE;
   if (cfg->decoder == VDIT_DECODER_CAUSAL_VIDEO_VAE)
-    return vdit_vae_decode_stream (m->vae, g->latent, g->T, cfg->latent_height,
-                                   cfg->latent_width, gen_vae_frames, g, error);
+    return gen_vae_decode (g, error);
   g_autofree uint8_t *rgb = g_new (uint8_t, (size_t) cfg->width * 3 * cfg->height);
   for (int f = 0; f < g->r.frames; f++) {
     if (!check_cancel (g->ctx, error))

@@ -37,7 +37,8 @@ struct vdit_vae_decoder {
   attn mid_attn;
   vdit_vae_norm norm_out;
   vdit_vae_tiling tiling;
-  GPtrArray *owned; /* every weight array */
+  GPtrArray *owned;  /* every weight array */
+  GArray *owned_n;   /* size_t: the floats of each */
 };
 
 typedef struct {
@@ -67,6 +68,7 @@ tensor (loader *l, const char *name, int ndim, const int64_t *shape)
   float *data = g_new (float, t->n_elements);
   vdit_convert_to_f32 (data, t->data, t->dtype, t->n_elements);
   g_ptr_array_add (l->v->owned, data);
+  g_array_append_val (l->v->owned_n, t->n_elements);
   return data;
 }
 
@@ -280,6 +282,7 @@ vdit_vae_decoder_load (const char *dir, GError **error)
 {
   vdit_vae_decoder *v = g_new0 (vdit_vae_decoder, 1);
   v->owned = g_ptr_array_new_with_free_func (g_free);
+  v->owned_n = g_array_new (FALSE, FALSE, sizeof (size_t));
   g_autofree char *cfg = g_build_filename (dir, "config.json", NULL);
   g_autofree char *weights = g_build_filename (dir, "vae.safetensors", NULL);
   loader l = { v, NULL, error };
@@ -300,6 +303,7 @@ vdit_vae_decoder_free (vdit_vae_decoder *v)
   if (v == NULL)
     return;
   g_ptr_array_unref (v->owned);
+  g_array_unref (v->owned_n);
   g_free (v);
 }
 
@@ -333,14 +337,18 @@ whole_peak (const vdit_vae_decoder *v, int n, int h, int w)
   return MAX (peak, px * (c + 3.0) + 3.0 * px); /* conv_out, then its (F, H, W, 3) copy */
 }
 
-uint64_t
-vdit_vae_decoder_peak_bytes (const vdit_vae_decoder *v, int T, int h, int w)
+void
+vdit_vae_decoder_peak_split (const vdit_vae_decoder *v, int T, int h, int w, gboolean on_device,
+                             uint64_t *host, uint64_t *device)
 {
   const vdit_vae_tiling *tl = &v->tiling;
   const double latent = (double) v->z_channels * T * h * w;
-  double floats;
+  double layers, around; /* a tile's layers; the host's tiles, chunk and frames */
   if (tl->latent_t == 0 || (w <= tl->latent && h <= tl->latent && T <= tl->latent_t)) {
-    floats = whole_peak (v, T, h, w);
+    layers = whole_peak (v, T, h, w);
+    const double out = 3.0 * (1 + VDIT_VAE_TIME_FACTOR * (T - 1)) * VDIT_VAE_SPACE_FACTOR *
+                       VDIT_VAE_SPACE_FACTOR * (double) h * w;
+    around = on_device ? 2.0 * out : 0.0; /* the downloaded video and its frames */
   } else {
     const int n = MIN (T, tl->latent_t), th = MIN (h, tl->latent), tw = MIN (w, tl->latent);
     const double frames = 1 + VDIT_VAE_TIME_FACTOR * (n - 1), sq = VDIT_VAE_SPACE_FACTOR *
@@ -348,9 +356,33 @@ vdit_vae_decoder_peak_bytes (const vdit_vae_decoder *v, int T, int h, int w)
     /* every tile of a chunk stays decoded until the chunk is blended */
     const double tiles = 3.0 * frames * sq * (double) h * w * 2.0;
     const double chunk = 2.0 * 3.0 * frames * sq * h * w; /* (3, F, H, W) and its copy */
-    floats = whole_peak (v, n, th, tw) + tiles + chunk;
+    layers = whole_peak (v, n, th, tw);
+    around = tiles + chunk;
   }
-  return (uint64_t) ((floats + latent + COL_BUDGET_FLOATS) * sizeof (float));
+  if (on_device) {
+    *host = (uint64_t) ((around + 2.0 * latent) * sizeof (float));
+    *device = (uint64_t) ((layers + DEVICE_COL_BUDGET_FLOATS) * sizeof (float));
+  } else {
+    *host = (uint64_t) ((layers + around + latent + COL_BUDGET_FLOATS) * sizeof (float));
+    *device = 0;
+  }
+}
+
+uint64_t
+vdit_vae_decoder_peak_bytes (const vdit_vae_decoder *v, int T, int h, int w)
+{
+  uint64_t host, device;
+  vdit_vae_decoder_peak_split (v, T, h, w, FALSE, &host, &device);
+  return host;
+}
+
+uint64_t
+vdit_vae_decoder_weight_bytes (const vdit_vae_decoder *v)
+{
+  uint64_t n = 0;
+  for (guint i = 0; i < v->owned_n->len; i++)
+    n += g_array_index (v->owned_n, size_t, i);
+  return n * sizeof (float);
 }
 
 void
@@ -365,7 +397,173 @@ vdit_vae_decoder_channels (const vdit_vae_decoder *v)
   return v->z_channels;
 }
 
-/* The activation of one clip: (c, t, h, w). */
+/* ---- where the layers run --------------------------------------------------------- */
+
+struct vdit_vae_device {
+  vdit_backend *be;
+  const vdit_vae_decoder *v;
+  GHashTable *weights; /* host weight array → its F32 buffer on be */
+};
+
+gboolean
+vdit_vae_device_supported (const vdit_backend *be)
+{
+  const vdit_backend_i *f = be->iface;
+  return f->vae_conv3d && f->vae_group_norm && f->vae_upsample && f->vae_frame_attention;
+}
+
+vdit_vae_device *
+vdit_vae_device_new (const vdit_vae_decoder *v, vdit_backend *be, GError **error)
+{
+  if (!vdit_vae_device_supported (be)) {
+    g_set_error (error, VDIT_ERROR, VDIT_ERROR_NO_DEVICE,
+                 "the %s backend has no CausalVideoVAE layers", be->iface->name);
+    return NULL;
+  }
+  vdit_vae_device *d = g_new0 (vdit_vae_device, 1);
+  d->be = be;
+  d->v = v;
+  d->weights = g_hash_table_new (NULL, NULL);
+  for (guint i = 0; i < v->owned->len; i++) {
+    const float *host = g_ptr_array_index (v->owned, i);
+    const size_t n = g_array_index (v->owned_n, size_t, i);
+    void *buf = be->iface->alloc (be->context, MAX (n, 1), VDIT_ELEM_F32, error);
+    if (buf == NULL) {
+      vdit_vae_device_free (d);
+      return NULL;
+    }
+    g_hash_table_insert (d->weights, (gpointer) host, buf);
+    if (!be->iface->upload (be->context, buf, host, n, VDIT_ELEM_F32, error)) {
+      vdit_vae_device_free (d);
+      return NULL;
+    }
+  }
+  return d;
+}
+
+void
+vdit_vae_device_free (vdit_vae_device *d)
+{
+  if (d == NULL)
+    return;
+  GHashTableIter it;
+  gpointer buf;
+  g_hash_table_iter_init (&it, d->weights);
+  while (g_hash_table_iter_next (&it, NULL, &buf))
+    d->be->iface->release (d->be->context, buf);
+  g_hash_table_unref (d->weights);
+  g_free (d);
+}
+
+/* A decode's layers run with the host ops (dev NULL) or with dev's backend slots on its
+ * buffers. Device allocation can fail: the first failure lands in error, ok turns FALSE
+ * and every later op is skipped (the buffers made so far are still freed). */
+typedef struct {
+  const vdit_vae_device *dev;
+  gboolean ok;
+  GError **error;
+} runner;
+
+static float *
+buf_new (runner *r, size_t n)
+{
+  if (r->dev == NULL)
+    return g_new (float, n);
+  if (!r->ok)
+    return NULL;
+  const vdit_backend *be = r->dev->be;
+  float *p = be->iface->alloc (be->context, n, VDIT_ELEM_F32, r->error);
+  r->ok = p != NULL;
+  return p;
+}
+
+static void
+buf_free (runner *r, float *p)
+{
+  if (r->dev == NULL)
+    g_free (p);
+  else if (p)
+    r->dev->be->iface->release (r->dev->be->context, p);
+}
+
+/* A weight's buffer on the device. */
+static const float *
+dw (const runner *r, const float *host)
+{
+  return g_hash_table_lookup (r->dev->weights, host);
+}
+
+#define DEV_OP(r, slot, ...) (r)->dev->be->iface->slot ((r)->dev->be->context, __VA_ARGS__)
+
+/* out = conv(in), or out += conv(in) when accumulate (out then holds cout channels). */
+static void
+op_conv (runner *r, float *out, const float *in, const vdit_vae_conv *c, int T, int H, int W,
+         gboolean accumulate)
+{
+  if (!r->ok)
+    return;
+  if (r->dev) {
+    DEV_OP (r, vae_conv3d, out, in, dw (r, c->w), dw (r, c->b), c->cout, c->cin, c->kt, c->kh,
+            c->kw, T, H, W, accumulate);
+    return;
+  }
+  if (!accumulate) {
+    vdit_vae_conv3d (out, in, c, T, H, W);
+    return;
+  }
+  const size_t n = (size_t) c->cout * T * H * W;
+  float *h = g_new (float, n);
+  vdit_vae_conv3d (h, in, c, T, H, W);
+  for (size_t i = 0; i < n; i++)
+    out[i] += h[i];
+  g_free (h);
+}
+
+/* out = GroupNorm(x) (then SiLU); out may be x. */
+static void
+op_norm (runner *r, float *out, const float *x, const vdit_vae_norm *n, size_t per_channel,
+         gboolean silu)
+{
+  if (!r->ok)
+    return;
+  if (r->dev) {
+    DEV_OP (r, vae_group_norm, out, x, dw (r, n->gamma), dw (r, n->beta), n->c, per_channel,
+            silu);
+    return;
+  }
+  if (out != x)
+    memcpy (out, x, sizeof (float) * n->c * per_channel);
+  vdit_vae_group_norm (out, n, per_channel, silu);
+}
+
+static void
+op_upsample (runner *r, float *out, const float *in, gboolean temporal, int C, int T, int H, int W)
+{
+  if (!r->ok)
+    return;
+  if (r->dev)
+    DEV_OP (r, vae_upsample, out, in, C, T, H, W, temporal);
+  else if (temporal)
+    vdit_vae_upsample_s2t2 (out, in, C, T, H, W);
+  else
+    vdit_vae_upsample_nearest2x (out, in, C, T, H, W);
+}
+
+static void
+op_attention (runner *r, float *out, const float *q, const float *k, const float *v, int C, int T,
+              int HW)
+{
+  if (!r->ok)
+    return;
+  if (r->dev)
+    DEV_OP (r, vae_frame_attention, out, q, k, v, C, T, HW);
+  else
+    vdit_vae_frame_attention (out, q, k, v, C, T, HW);
+}
+
+/* ---- the layers ------------------------------------------------------------------- */
+
+/* The activation of one clip: (c, t, h, w), on the host or the runner's device. */
 typedef struct {
   float *x;
   int c, t, h, w;
@@ -378,89 +576,97 @@ per_channel (const act *a)
 }
 
 static act
-act_new (int c, int t, int h, int w)
+act_new (runner *r, int c, int t, int h, int w)
 {
-  return (act) { g_new (float, (size_t) c * t * h * w), c, t, h, w };
+  return (act) { buf_new (r, (size_t) c * t * h * w), c, t, h, w };
 }
 
 /* x ← conv(x) with a new channel count (same frames and size). */
 static void
-apply_conv (act *a, const vdit_vae_conv *c)
+apply_conv (runner *r, act *a, const vdit_vae_conv *c)
 {
-  act out = act_new (c->cout, a->t, a->h, a->w);
-  vdit_vae_conv3d (out.x, a->x, c, a->t, a->h, a->w);
-  g_free (a->x);
+  act out = act_new (r, c->cout, a->t, a->h, a->w);
+  op_conv (r, out.x, a->x, c, a->t, a->h, a->w, FALSE);
+  buf_free (r, a->x);
   *a = out;
 }
 
 static void
-apply_resnet (act *a, const resnet *r)
+apply_resnet (runner *r, act *a, const resnet *rn)
 {
-  act h = { g_memdup2 (a->x, sizeof (float) * a->c * per_channel (a)), a->c, a->t, a->h, a->w };
-  vdit_vae_group_norm (h.x, &r->norm1, per_channel (&h), TRUE);
-  apply_conv (&h, &r->conv1);
-  vdit_vae_group_norm (h.x, &r->norm2, per_channel (&h), TRUE);
-  apply_conv (&h, &r->conv2);
-  if (r->shortcut.w)
-    apply_conv (a, &r->shortcut);
-  for (size_t i = 0; i < (size_t) a->c * per_channel (a); i++)
-    a->x[i] += h.x[i];
-  g_free (h.x);
+  act h = act_new (r, a->c, a->t, a->h, a->w);
+  op_norm (r, h.x, a->x, &rn->norm1, per_channel (a), TRUE);
+  apply_conv (r, &h, &rn->conv1);
+  op_norm (r, h.x, h.x, &rn->norm2, per_channel (&h), TRUE);
+  if (rn->shortcut.w)
+    apply_conv (r, a, &rn->shortcut);
+  op_conv (r, a->x, h.x, &rn->conv2, h.t, h.h, h.w, TRUE); /* a += conv2(h) */
+  buf_free (r, h.x);
 }
 
 static void
-apply_attn (act *a, const attn *at)
+apply_attn (runner *r, act *a, const attn *at)
 {
   const size_t n = (size_t) a->c * per_channel (a);
-  float *h = g_memdup2 (a->x, sizeof (float) * n);
-  vdit_vae_group_norm (h, &at->norm, per_channel (a), FALSE);
-  float *q = g_new (float, n), *k = g_new (float, n), *v = g_new (float, n), *o = g_new (float, n);
-  vdit_vae_conv3d (q, h, &at->q, a->t, a->h, a->w);
-  vdit_vae_conv3d (k, h, &at->k, a->t, a->h, a->w);
-  vdit_vae_conv3d (v, h, &at->v, a->t, a->h, a->w);
-  vdit_vae_frame_attention (o, q, k, v, a->c, a->t, a->h * a->w);
-  vdit_vae_conv3d (h, o, &at->proj, a->t, a->h, a->w);
-  for (size_t i = 0; i < n; i++)
-    a->x[i] += h[i];
-  g_free (q);
-  g_free (k);
-  g_free (v);
-  g_free (o);
-  g_free (h);
+  float *h = buf_new (r, n), *q = buf_new (r, n), *k = buf_new (r, n), *v = buf_new (r, n);
+  op_norm (r, h, a->x, &at->norm, per_channel (a), FALSE);
+  op_conv (r, q, h, &at->q, a->t, a->h, a->w, FALSE);
+  op_conv (r, k, h, &at->k, a->t, a->h, a->w, FALSE);
+  op_conv (r, v, h, &at->v, a->t, a->h, a->w, FALSE);
+  op_attention (r, h, q, k, v, a->c, a->t, a->h * a->w); /* h is free again: the output */
+  op_conv (r, a->x, h, &at->proj, a->t, a->h, a->w, TRUE);
+  buf_free (r, q);
+  buf_free (r, k);
+  buf_free (r, v);
+  buf_free (r, h);
 }
 
 static void
-apply_upsample (act *a, up_kind kind, const vdit_vae_conv *c)
+apply_upsample (runner *r, act *a, up_kind kind, const vdit_vae_conv *c)
 {
   const int t2 = kind == UP_S2T2 ? 1 + 2 * (a->t - 1) : a->t;
-  act up = act_new (a->c, t2, 2 * a->h, 2 * a->w);
-  if (kind == UP_S2T2)
-    vdit_vae_upsample_s2t2 (up.x, a->x, a->c, a->t, a->h, a->w);
-  else
-    vdit_vae_upsample_nearest2x (up.x, a->x, a->c, a->t, a->h, a->w);
-  g_free (a->x);
+  act up = act_new (r, a->c, t2, 2 * a->h, 2 * a->w);
+  op_upsample (r, up.x, a->x, kind == UP_S2T2, a->c, a->t, a->h, a->w);
+  buf_free (r, a->x);
   *a = up;
-  apply_conv (a, c);
+  apply_conv (r, a, c);
 }
 
-/* The decoder on a latent (z, n, h, w), scaled already: video (3, 1 + 4(n − 1), 8h, 8w). */
+/* The decoder on a latent (z, n, h, w) on the host, scaled already: video (3, 1 + 4(n − 1),
+ * 8h, 8w) on the host; x NULL (error set) when the device failed. */
 static act
-decode_whole (vdit_vae_decoder *v, const float *z, int n, int h, int w)
+decode_whole (vdit_vae_decoder *v, const vdit_vae_device *dev, const float *z, int n, int h,
+              int w, GError **error)
 {
-  act a = { g_memdup2 (z, sizeof (float) * v->z_channels * n * h * w), v->z_channels, n, h, w };
-  apply_conv (&a, &v->post_quant);
-  apply_conv (&a, &v->conv_in);
-  apply_resnet (&a, &v->mid1);
-  apply_attn (&a, &v->mid_attn);
-  apply_resnet (&a, &v->mid2);
+  runner run = { dev, TRUE, error }, *r = &run;
+  const size_t nz = (size_t) v->z_channels * n * h * w;
+  act a = act_new (r, v->z_channels, n, h, w);
+  if (dev == NULL)
+    memcpy (a.x, z, sizeof (float) * nz);
+  else if (r->ok)
+    r->ok = dev->be->iface->upload (dev->be->context, a.x, z, nz, VDIT_ELEM_F32, error);
+  apply_conv (r, &a, &v->post_quant);
+  apply_conv (r, &a, &v->conv_in);
+  apply_resnet (r, &a, &v->mid1);
+  apply_attn (r, &a, &v->mid_attn);
+  apply_resnet (r, &a, &v->mid2);
   for (int i = LEVELS - 1; i >= 0; i--) {
     for (int b = 0; b < v->n_blocks; b++)
-      apply_resnet (&a, &v->blocks[i][b]);
+      apply_resnet (r, &a, &v->blocks[i][b]);
     if (v->up[i] != UP_NONE)
-      apply_upsample (&a, v->up[i], &v->upsample[i]);
+      apply_upsample (r, &a, v->up[i], &v->upsample[i]);
   }
-  vdit_vae_group_norm (a.x, &v->norm_out, per_channel (&a), TRUE);
-  apply_conv (&a, &v->conv_out);
+  op_norm (r, a.x, a.x, &v->norm_out, per_channel (&a), TRUE);
+  apply_conv (r, &a, &v->conv_out);
+  if (dev == NULL)
+    return a;
+  /* the decoded tile comes back to the host, where tiles are blended */
+  const size_t nv = (size_t) a.c * per_channel (&a);
+  float *host = r->ok ? g_new (float, nv) : NULL;
+  if (host && !dev->be->iface->download (dev->be->context, host, a.x, nv, VDIT_ELEM_F32, error))
+    g_clear_pointer (&host, g_free);
+  buf_free (r, a.x);
+  a.x = host;
   return a;
 }
 
@@ -502,9 +708,9 @@ blend (const act *a, act *b, int extent, gboolean vertical)
 /* CausalVAEModel.tiled_decode2d on frames [t0, t0 + n): tiles decoded one by one, each
  * blended in place with the one above and the one on its left, cropped to the stride,
  * written into out (3, F, H, W), skipping the first `skip` decoded frames. */
-static void
-decode_tiles (vdit_vae_decoder *v, const float *z, int T, int h, int w, int t0, int n,
-              float *out, int F, int skip)
+static gboolean
+decode_tiles (vdit_vae_decoder *v, const vdit_vae_device *dev, const float *z, int T, int h,
+              int w, int t0, int n, float *out, int F, int skip, GError **error)
 {
   const vdit_vae_tiling *tl = &v->tiling;
   const int stride = (int) (tl->latent * (1.0f - tl->overlap));
@@ -512,18 +718,21 @@ decode_tiles (vdit_vae_decoder *v, const float *z, int T, int h, int w, int t0, 
   const int rows = (h + stride - 1) / stride, cols = (w + stride - 1) / stride;
   const int H = h * VDIT_VAE_SPACE_FACTOR, W = w * VDIT_VAE_SPACE_FACTOR;
   act *tiles = g_new0 (act, (size_t) rows * cols);
-  for (int i = 0; i < rows; i++)
-    for (int j = 0; j < cols; j++) {
+  gboolean ok = TRUE;
+  for (int i = 0; ok && i < rows; i++)
+    for (int j = 0; ok && j < cols; j++) {
       const int th = MIN (tl->latent, h - i * stride), tw = MIN (tl->latent, w - j * stride);
       g_autofree float *zt = crop (z, v->z_channels, T, h, w, t0, n, i * stride, th, j * stride, tw);
       act *a = &tiles[i * cols + j];
-      *a = decode_whole (v, zt, n, th, tw);
+      *a = decode_whole (v, dev, zt, n, th, tw, error);
+      if (!(ok = a->x != NULL))
+        break;
       if (i > 0)
         blend (&tiles[(i - 1) * cols + j], a, extent, TRUE);
       if (j > 0)
         blend (&tiles[i * cols + j - 1], a, extent, FALSE);
     }
-  for (int i = 0; i < rows; i++)
+  for (int i = 0; ok && i < rows; i++)
     for (int j = 0; j < cols; j++) {
       const act *a = &tiles[i * cols + j];
       const int y0 = i * limit, x0 = j * limit;
@@ -537,6 +746,7 @@ decode_tiles (vdit_vae_decoder *v, const float *z, int T, int h, int w, int t0, 
   for (int i = 0; i < rows * cols; i++)
     g_free (tiles[i].x);
   g_free (tiles);
+  return ok;
 }
 
 /* (3, F, H, W) → (F, H, W, 3) handed to the callback as frames [first, first + F). */
@@ -556,9 +766,11 @@ hand_out (const float *chw, int F, int H, int W, int first, vdit_vae_frames_cb c
 }
 
 gboolean
-vdit_vae_decode_stream (vdit_vae_decoder *v, const float *latent, int T, int h, int w,
-                        vdit_vae_frames_cb on_frames, void *user_data, GError **error)
+vdit_vae_decode_stream_on (vdit_vae_decoder *v, const vdit_vae_device *dev, const float *latent,
+                           int T, int h, int w, vdit_vae_frames_cb on_frames, void *user_data,
+                           GError **error)
 {
+  g_return_val_if_fail (dev == NULL || dev->v == v, FALSE);
   if (T < 1 || h < 1 || w < 1 || (size_t) T * h * w > (1u << 24)) {
     g_set_error (error, VDIT_ERROR, VDIT_ERROR_INVALID_ARGUMENT,
                  "a latent of %d × %d × %d cannot be decoded", T, h, w);
@@ -574,7 +786,9 @@ vdit_vae_decode_stream (vdit_vae_decoder *v, const float *latent, int T, int h, 
         z[(size_t) c * T * plane + t * plane + p] = latent[(t * plane + p) * z_c + c] / v->scaling;
   const vdit_vae_tiling *tl = &v->tiling;
   if (tl->latent_t == 0 || (w <= tl->latent && h <= tl->latent && T <= tl->latent_t)) {
-    act a = decode_whole (v, z, T, h, w);
+    act a = decode_whole (v, dev, z, T, h, w, error);
+    if (a.x == NULL)
+      return FALSE;
     gboolean ok = hand_out (a.x, F, H, W, 0, on_frames, user_data, error);
     g_free (a.x);
     return ok;
@@ -586,8 +800,8 @@ vdit_vae_decode_stream (vdit_vae_decoder *v, const float *latent, int T, int h, 
     const int end = MIN (start + tl->latent_t, T), skip = start > 0;
     const int n_out = 1 + VDIT_VAE_TIME_FACTOR * (end - start - 1) - skip;
     float *chw = g_new (float, (size_t) 3 * n_out * H * W);
-    decode_tiles (v, z, T, h, w, start, end - start, chw, n_out, skip);
-    gboolean ok = hand_out (chw, n_out, H, W, first, on_frames, user_data, error);
+    gboolean ok = decode_tiles (v, dev, z, T, h, w, start, end - start, chw, n_out, skip, error) &&
+                  hand_out (chw, n_out, H, W, first, on_frames, user_data, error);
     g_free (chw);
     if (!ok)
       return FALSE;
@@ -597,6 +811,13 @@ vdit_vae_decode_stream (vdit_vae_decoder *v, const float *latent, int T, int h, 
   }
   g_assert (first == F);
   return TRUE;
+}
+
+gboolean
+vdit_vae_decode_stream (vdit_vae_decoder *v, const float *latent, int T, int h, int w,
+                        vdit_vae_frames_cb on_frames, void *user_data, GError **error)
+{
+  return vdit_vae_decode_stream_on (v, NULL, latent, T, h, w, on_frames, user_data, error);
 }
 
 typedef struct {

@@ -1,10 +1,11 @@
-/* Open-Sora-Plan v1.2's CausalVideoVAE decoder on the CPU (f32): the reference for
- * later backends. Like the published sample script it decodes in overlapping spatial
+/* Open-Sora-Plan v1.2's CausalVideoVAE decoder in f32, on the host (the reference) or
+ * with its layers on a backend that has the VAE slots (CUDA). Like the published sample script it decodes in overlapping spatial
  * tiles and temporal chunks once the latent exceeds a tile, blending the seams exactly
  * as CausalVAEModel.tiled_decode does (docs/model-format.md, "causal_video_vae"). */
 #ifndef VDIT_VAE_DECODER_H
 #define VDIT_VAE_DECODER_H
 
+#include "backend.h"
 #include "vdit.h"
 
 G_BEGIN_DECLS
@@ -30,6 +31,14 @@ void vdit_vae_decoder_set_tiling (vdit_vae_decoder *v, const vdit_vae_tiling *t)
  * copies a ResNet block, the mid attention or an upsampling keeps alive at once, plus
  * the im2col band), the chunk's decoded tiles and frames, and the latent. */
 uint64_t vdit_vae_decoder_peak_bytes (const vdit_vae_decoder *v, int T, int h, int w);
+/* The same split between host and backend memory when the layers run on a backend
+ * (on_device; the decoder's weights not counted, see vdit_vae_decoder_weight_bytes):
+ * the backend holds the largest tile's layers and the im2col band, the host the
+ * latent, the decoded tiles and frames. !on_device: *host is peak_bytes, *device 0. */
+void vdit_vae_decoder_peak_split (const vdit_vae_decoder *v, int T, int h, int w,
+                                  gboolean on_device, uint64_t *host, uint64_t *device);
+/* Bytes of the decoder's f32 weights (what vdit_vae_device_new uploads). */
+uint64_t vdit_vae_decoder_weight_bytes (const vdit_vae_decoder *v);
 /* Latent channels (z_channels). */
 int vdit_vae_decoder_channels (const vdit_vae_decoder *v);
 /* video (1 + 4(T − 1), 8h, 8w, 3), values in about [−1, 1], unclamped ← latent
@@ -44,6 +53,24 @@ typedef gboolean (*vdit_vae_frames_cb) (void *user_data, int first, int n, const
  * in one tile): the first frames leave before the last chunk is decoded. */
 gboolean vdit_vae_decode_stream (vdit_vae_decoder *v, const float *latent, int T, int h, int w,
                                  vdit_vae_frames_cb on_frames, void *user_data, GError **error);
+
+/* The decoder's layers on a backend instead of the host: backends with the vae_* slots
+ * (CUDA) run them in f32 on their own memory, the weights uploaded once by
+ * vdit_vae_device_new; tiles are blended and frames handed out on the host as before. */
+typedef struct vdit_vae_device vdit_vae_device;
+
+gboolean vdit_vae_device_supported (const vdit_backend *be);
+/* v's weights on be (which must outlive the result, as must v); NULL with
+ * VDIT_ERROR_NO_DEVICE when be lacks the slots, or be's allocation error. */
+vdit_vae_device *vdit_vae_device_new (const vdit_vae_decoder *v, vdit_backend *be,
+                                      GError **error);
+void vdit_vae_device_free (vdit_vae_device *d);
+/* vdit_vae_decode_stream with the layers on dev's backend (dev made from v; NULL: the
+ * host). */
+gboolean vdit_vae_decode_stream_on (vdit_vae_decoder *v, const vdit_vae_device *dev,
+                                    const float *latent, int T, int h, int w,
+                                    vdit_vae_frames_cb on_frames, void *user_data,
+                                    GError **error);
 
 /* RGB24 bytes of decoded values as Open-Sora-Plan's pipeline makes them:
  * uint8((x/2 + 0.5) clamped to [0, 1] · 255), truncated; NaN counts as 0. */

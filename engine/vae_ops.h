@@ -9,6 +9,8 @@ G_BEGIN_DECLS
 
 /* Floats of the im2col band a convolution works in (64 MB). */
 #define COL_BUDGET_FLOATS (16u << 20)
+/* The same on a device (256 MB): large enough that a band's GEMM fills a GPU. */
+#define DEVICE_COL_BUDGET_FLOATS ((size_t) 64 << 20)
 
 typedef struct {
   float *w; /* (cout, cin, kt, kh, kw) */

@@ -84,6 +84,14 @@ static const vdit_backend_i cpu_backend_i = {
   /* .host_alloc = */ NULL, /* buffers are host memory: frames decode on the host */
   /* .host_free = */ NULL,
   /* .mem_info = */ NULL, /* host memory: generate.c checks it */
+  /* .mark_new = */ NULL, /* ops are done when they return: the host clock times them */
+  /* .mark_elapsed_ms = */ NULL,
+  /* .mark_free = */ NULL,
+  /* .mem_peak = */ NULL,
+  /* .vae_conv3d = */ NULL, /* the VAE runs the host ops of vae_ops.h directly */
+  /* .vae_group_norm = */ NULL,
+  /* .vae_upsample = */ NULL,
+  /* .vae_frame_attention = */ NULL,
 };
 
 gboolean

@@ -1,0 +1,136 @@
+/* The CausalVideoVAE decoder's backend slots on CUDA, in f32 like the host reference:
+ * convolutions as im2col over bands of output rows + cublasGemmEx (f32 in and out,
+ * CUBLAS_COMPUTE_32F: no TF32, no bf16), GroupNorm, the upsamplers and per-frame
+ * attention (two GEMMs around a row softmax). Scratch (the im2col band, the scores of a
+ * frame, GroupNorm partials) comes from the stream-ordered pool per call. */
+#include "cuda_ctx.h"
+#include "vae_kernels.h"
+#include "vae_ops.h"
+
+static void *
+scratch_new (vdit_cuda_ctx *c, size_t bytes)
+{
+  void *p = NULL;
+  if (!VDIT_CUDA_CHECK (c, cudaMallocAsync (&p, bytes, c->stream)))
+    return NULL;
+  return p;
+}
+
+/* Column-major C (m × n, ldc) = alpha·op(A)·op(B) + beta·C, all f32. */
+static void
+sgemm (vdit_cuda_ctx *c, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+       float alpha, const float *a, int lda, const float *b, int ldb, float beta, float *out,
+       int ldc)
+{
+  VDIT_CUBLAS_CHECK (c, cublasGemmEx (c->blas, ta, tb, m, n, k, &alpha, a, CUDA_R_32F, lda, b,
+                                      CUDA_R_32F, ldb, &beta, out, CUDA_R_32F, ldc,
+                                      CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
+/* Row-major out (cout, n; row stride ld) += w (cout, K) · col (K, n; row stride ldcol)
+ * is column-major outᵀ (n × cout) = colᵀ (n × K) · wᵀ (K × cout). */
+static void
+conv_gemm (vdit_cuda_ctx *c, float *out, size_t ld, const float *w, const float *col,
+           size_t ldcol, int cout, int n, int K)
+{
+  sgemm (c, CUBLAS_OP_N, CUBLAS_OP_N, n, cout, K, 1.0f, col, (int) ldcol, w, K, 1.0f, out,
+         (int) ld);
+}
+
+void
+vdit_cuda_vae_conv3d_op (void *ctx, float *out, const float *in, const float *w,
+                         const float *b, int cout, int cin, int kt, int kh, int kw, int T,
+                         int H, int W, gboolean accumulate)
+{
+  vdit_cuda_ctx *c = ctx;
+  const size_t per_channel = (size_t) T * H * W;
+  if (cout <= 0 || per_channel == 0 || !vdit_cuda_enter (c))
+    return;
+  if (per_channel > G_MAXINT) {
+    vdit_cuda_record (c, __FILE__, __LINE__, "vae_conv3d", "a clip of more than 2³¹ pixels");
+    return;
+  }
+  /* the GEMMs add into out, which first holds the bias (plus the residual) */
+  if (!VDIT_CUDA_CHECK (c, vdit_cuda_vae_bias (out, per_channel, b, cout, per_channel,
+                                               accumulate, c->stream)))
+    return;
+  const int K = cin * kt * kh * kw;
+  if (kt == 1 && kh == 1 && kw == 1) { /* the input is its own column matrix */
+    conv_gemm (c, out, per_channel, w, in, per_channel, cout, (int) per_channel, K);
+    return;
+  }
+  const int all_rows = T * H;
+  const int rows = (int) MAX (1, MIN ((size_t) all_rows, DEVICE_COL_BUDGET_FLOATS / ((size_t) K * W)));
+  float *col = scratch_new (c, sizeof (float) * K * (size_t) rows * W);
+  if (col == NULL)
+    return;
+  for (int r0 = 0; r0 < all_rows; r0 += rows) {
+    const int nr = MIN (rows, all_rows - r0), n = nr * W;
+    if (!VDIT_CUDA_CHECK (c, vdit_cuda_vae_im2col (col, in, cin, kt, kh, kw, T, H, W, r0, nr,
+                                                   c->stream)))
+      break;
+    conv_gemm (c, out + (size_t) r0 * W, per_channel, w, col, (size_t) n, cout, n, K);
+  }
+  VDIT_CUDA_CHECK (c, cudaFreeAsync (col, c->stream));
+}
+
+void
+vdit_cuda_vae_group_norm_op (void *ctx, float *out, const float *x, const float *gamma,
+                             const float *beta, int ch, size_t per_channel, gboolean silu)
+{
+  vdit_cuda_ctx *c = ctx;
+  if (!vdit_cuda_enter (c))
+    return;
+  double *scratch = scratch_new (c, sizeof (double) *
+                                        vdit_cuda_vae_group_norm_scratch (ch, per_channel));
+  if (scratch == NULL)
+    return;
+  VDIT_CUDA_CHECK (c, vdit_cuda_vae_group_norm (out, x, gamma, beta, ch, per_channel, silu,
+                                                scratch, c->stream));
+  VDIT_CUDA_CHECK (c, cudaFreeAsync (scratch, c->stream));
+}
+
+void
+vdit_cuda_vae_upsample_op (void *ctx, float *out, const float *in, int C, int T, int H,
+                           int W, gboolean temporal)
+{
+  vdit_cuda_ctx *c = ctx;
+  if (!vdit_cuda_enter (c))
+    return;
+  if (temporal)
+    VDIT_CUDA_CHECK (c, vdit_cuda_vae_upsample_s2t2 (out, in, C, T, H, W, c->stream));
+  else
+    VDIT_CUDA_CHECK (c, vdit_cuda_vae_upsample_nearest2x (out, in, C, T, H, W, c->stream));
+}
+
+/* Per frame t, with q, k, v, out (C, T·HW) row-major (ld = T·HW):
+ * S (HW × HW, row-major) = qₜᵀkₜ / sqrt(C) is column-major Sᵀ = kₜ'·qₜ'ᵀ where kₜ' is k's
+ * frame viewed column-major (HW × C, ld); then outₜᵀ (HW × C, column-major) = P · vₜ'
+ * with P read back from the row-major scores transposed. */
+void
+vdit_cuda_vae_frame_attention_op (void *ctx, float *out, const float *q, const float *k,
+                                  const float *v, int C, int T, int HW)
+{
+  vdit_cuda_ctx *c = ctx;
+  if (C <= 0 || T <= 0 || HW <= 0 || !vdit_cuda_enter (c))
+    return;
+  const size_t ld = (size_t) T * HW;
+  if (ld > G_MAXINT) {
+    vdit_cuda_record (c, __FILE__, __LINE__, "vae_frame_attention", "too many pixels");
+    return;
+  }
+  float *s = scratch_new (c, sizeof (float) * (size_t) HW * HW);
+  if (s == NULL)
+    return;
+  const float scale = 1.0f / sqrtf ((float) C);
+  for (int t = 0; t < T; t++) {
+    const size_t off = (size_t) t * HW;
+    sgemm (c, CUBLAS_OP_N, CUBLAS_OP_T, HW, HW, C, scale, k + off, (int) ld, q + off, (int) ld,
+           0.0f, s, HW);
+    if (!VDIT_CUDA_CHECK (c, vdit_cuda_vae_softmax_rows (s, HW, HW, c->stream)))
+      break;
+    sgemm (c, CUBLAS_OP_T, CUBLAS_OP_N, HW, C, HW, 1.0f, s, HW, v + off, (int) ld, 0.0f,
+           out + off, (int) ld);
+  }
+  VDIT_CUDA_CHECK (c, cudaFreeAsync (s, c->stream));
+}
