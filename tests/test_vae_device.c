@@ -101,21 +101,6 @@ host_vae_backend (vdit_backend *be)
 
 /* ---- decoding --------------------------------------------------------------------- */
 
-typedef struct {
-  GArray *firsts; /* int: the first frame of each chunk */
-  float *video;
-  size_t frame_values;
-} sink;
-
-static gboolean
-collect (void *user_data, int first, int n, const float *frames, GError **error)
-{
-  sink *s = user_data;
-  g_array_append_val (s->firsts, first);
-  memcpy (s->video + (size_t) first * s->frame_values, frames,
-          sizeof (float) * n * s->frame_values);
-  return TRUE;
-}
 
 enum { T = 3, LH = 8, LW = 8, Z = 4 };
 

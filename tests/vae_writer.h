@@ -7,6 +7,7 @@
 #include "st_writer.h"
 
 #include <math.h>
+#include <string.h>
 
 typedef struct {
   int hidden, mult[4], res_blocks, z;
@@ -125,6 +126,24 @@ vae_write_random (const char *dir, const vae_shape *s, guint32 seed)
   g_free (st);
   g_rand_free (vw.rng);
   st_writer_free (vw.w);
+}
+
+/* A decode's chunks as vdit_vae_decode_stream hands them out: each chunk's first frame,
+ * and the frames at their place in video. */
+typedef struct {
+  GArray *firsts; /* int: the first frame of each chunk */
+  float *video;
+  size_t frame_values;
+} sink;
+
+static inline gboolean
+collect (void *user_data, int first, int n, const float *frames, GError **error)
+{
+  sink *s = user_data;
+  g_array_append_val (s->firsts, first);
+  memcpy (s->video + (size_t) first * s->frame_values, frames,
+          sizeof (float) * n * s->frame_values);
+  return TRUE;
 }
 
 #endif

@@ -228,21 +228,6 @@ test_frame_attention (void)
 
 enum { T = 3, LH = 12, LW = 10, Z = 4 };
 
-typedef struct {
-  GArray *firsts;
-  float *video;
-  size_t frame_values;
-} sink;
-
-static gboolean
-collect (void *user_data, int first, int n, const float *frames, GError **error)
-{
-  sink *s = user_data;
-  g_array_append_val (s->firsts, first);
-  memcpy (s->video + (size_t) first * s->frame_values, frames,
-          sizeof (float) * n * s->frame_values);
-  return TRUE;
-}
 
 static void
 test_decode (gconstpointer data)
