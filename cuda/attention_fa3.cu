@@ -18,6 +18,11 @@
 // Block-sparse layouts come as kept-key-tile lists per BM-row query tile (the union over
 // its rows, partial tiles masked element-wise from the layout bitmap; cuda_layout.c);
 // query tiles run heaviest first. A tile with no key tiles writes zeros and LSE −inf.
+// AdaSpa's 64 × 64 lists run on one consumer warpgroup per 64-row block (two blocks an SM)
+// with paired key tiles: entries 2j and 2j+1 of a row's list are loaded side by side as one
+// 128-key tile, so the fixed cost of a step (barriers, the row max, O's rescale) is paid once
+// per 128 keys and QKᵀ runs as n = 128 wgmma; an odd list's last pair repeats its first
+// half, masked.
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -195,6 +200,42 @@ fa3_softmax (float s[BN / 8][4], float m[2], const AttnParams &p, int lh, const 
   softmax_tile<BN> (s, m, alpha, sum, p.scale_log2);
 }
 
+// Mask and softmax of paired tile j (list entries 2j and 2j+1, the latter maybe absent):
+// each 64-key half masked as a 64-key tile of its own.
+template <int BN>
+__device__ __forceinline__ void
+fa3_softmax_pair (float s[BN / 8][4], float m[2], const AttnParams &p, int lh, const int qb[2],
+                  int t, int begin, int j, int n, float alpha[2], float sum[2])
+{
+  static_assert (BN == 128, "a pair is two 64-key tiles");
+  const int ea = p.cols[begin + 2 * j];
+  const int eb = 2 * j + 1 < n ? p.cols[begin + 2 * j + 1] : -1;
+  if (ea & VDIT_CUDA_ATTN_PARTIAL)
+    mask_tile<64> (s, p, lh, qb, (ea & ~VDIT_CUDA_ATTN_PARTIAL) * 64, t);
+  if (eb < 0) {
+#pragma unroll
+    for (int nt = BN / 16; nt < BN / 8; nt++)
+      s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = -CUDART_INF_F;
+  } else if (eb & VDIT_CUDA_ATTN_PARTIAL) {
+    mask_tile<64> (s + BN / 16, p, lh, qb, (eb & ~VDIT_CUDA_ATTN_PARTIAL) * 64, t);
+  }
+  softmax_tile<BN> (s, m, alpha, sum, p.scale_log2);
+}
+
+// One K or V tile into a stage: BN rows from key k0, or when paired two 64-row halves
+// from k0 and k1 (chunk-major, so a half is 64 rows of every 64-byte chunk).
+template <int CHUNKS, int BN, bool PAIRED>
+__device__ __forceinline__ void
+fa3_load_kv (unsigned char *dst, const CUtensorMap *map, uint64_t *full, int h, int k0, int k1)
+{
+#pragma unroll
+  for (int c = 0; c < CHUNKS; c++) {
+    tma_load_4d (dst + c * BN * 64, map, full, 0, c, h, k0);
+    if constexpr (PAIRED)
+      tma_load_4d (dst + c * BN * 64 + 64 * 64, map, full, 0, c, h, k1);
+  }
+}
+
 // The second half, once P·V has retired: rescale O and the row sums, P to bf16.
 template <int D, int BN>
 __device__ __forceinline__ void
@@ -219,7 +260,7 @@ fa3_rescale (const float s[BN / 8][4], float o[D / 8][4], float l[2], uint32_t p
   }
 }
 
-template <int D, int NC, int BN, bool SPARSE>
+template <int D, int NC, int BN, bool SPARSE, bool PAIRED>
 __global__ void __launch_bounds__ (Fa3Shape<D, NC, BN>::THREADS, Fa3Shape<D, NC, BN>::BLOCKS_PER_SM)
 fa3_kernel (const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
             const __grid_constant__ CUtensorMap tv, const AttnParams p)
@@ -247,6 +288,8 @@ fa3_kernel (const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUte
     n = p.row_ptr[lh * (p.n_qtiles + 1) + qt + 1] - begin;
   }
   const int q0 = qt * BM;
+  static_assert (!PAIRED || (SPARSE && NC == 1 && BN == 128), "pairs of 64 x 64 list entries");
+  const int tiles = PAIRED ? (n + 1) / 2 : n; // kernel tiles this query tile walks
 
   if (threadIdx.x == 0) {
     mbar_init (&bar->q_full, 1);
@@ -270,22 +313,24 @@ fa3_kernel (const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUte
 #pragma unroll
       for (int c = 0; c < SH::CHUNKS; c++)
         tma_load_4d (sq + c * BM * 64, &tq, &bar->q_full, 0, c, h, q0);
-      for (int j = 0; j < n; j++) {
+      for (int j = 0; j < tiles; j++) {
         const int st = j % FA3_STAGES;
         const uint32_t ph = (j / FA3_STAGES) & 1;
-        const int kt = (SPARSE ? p.cols[begin + j] : j) & ~VDIT_CUDA_ATTN_PARTIAL;
+        // first key of the tile, or of each 64-key half when paired (a lone last entry
+        // loads twice; the copy is masked)
+        int k0, k1 = 0;
+        if constexpr (PAIRED) {
+          k0 = (p.cols[begin + 2 * j] & ~VDIT_CUDA_ATTN_PARTIAL) * 64;
+          k1 = 2 * j + 1 < n ? (p.cols[begin + 2 * j + 1] & ~VDIT_CUDA_ATTN_PARTIAL) * 64 : k0;
+        } else {
+          k0 = ((SPARSE ? p.cols[begin + j] : j) & ~VDIT_CUDA_ATTN_PARTIAL) * BN;
+        }
         mbar_wait (&bar->k_empty[st], ph ^ 1);
         mbar_expect_tx (&bar->k_full[st], SH::KV_BYTES);
-#pragma unroll
-        for (int c = 0; c < SH::CHUNKS; c++)
-          tma_load_4d (sk + st * SH::KV_BYTES + c * BN * 64, &tk, &bar->k_full[st], 0, c, h,
-                       kt * BN);
+        fa3_load_kv<SH::CHUNKS, BN, PAIRED> (sk + st * SH::KV_BYTES, &tk, &bar->k_full[st], h, k0, k1);
         mbar_wait (&bar->v_empty[st], ph ^ 1);
         mbar_expect_tx (&bar->v_full[st], SH::KV_BYTES);
-#pragma unroll
-        for (int c = 0; c < SH::CHUNKS; c++)
-          tma_load_4d (sv + st * SH::KV_BYTES + c * BN * 64, &tv, &bar->v_full[st], 0, c, h,
-                       kt * BN);
+        fa3_load_kv<SH::CHUNKS, BN, PAIRED> (sv + st * SH::KV_BYTES, &tv, &bar->v_full[st], h, k0, k1);
       }
     }
     return;
@@ -327,12 +372,15 @@ fa3_kernel (const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUte
       named_arrive (next_turn, 256);
     wgmma_wait<0> ();
     fa3_release (&bar->k_empty[0], lane);
-    fa3_softmax<D, BN> (s, m, p, lh, qb, t, fa3_entry<SPARSE, BN> (p, begin, 0, n),
-                        alpha, sum);
+    if constexpr (PAIRED)
+      fa3_softmax_pair<BN> (s, m, p, lh, qb, t, begin, 0, n, alpha, sum);
+    else
+      fa3_softmax<D, BN> (s, m, p, lh, qb, t, fa3_entry<SPARSE, BN> (p, begin, 0, n),
+                          alpha, sum);
     fa3_rescale<D, BN> (s, o, l, pf, alpha, sum);
 
     // tile j: S(j) and P(j−1)·V(j−1) in flight together; softmax(j) under P·V
-    for (int j = 1; j < n; j++) {
+    for (int j = 1; j < tiles; j++) {
       const int st = j % FA3_STAGES, pst = (j - 1) % FA3_STAGES;
       const uint32_t ph = (j / FA3_STAGES) & 1, pph = ((j - 1) / FA3_STAGES) & 1;
       mbar_wait (&bar->k_full[st], ph);
@@ -345,15 +393,18 @@ fa3_kernel (const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUte
         named_arrive (next_turn, 256);
       wgmma_wait<1> ();
       fa3_release (&bar->k_empty[st], lane);
-      fa3_softmax<D, BN> (s, m, p, lh, qb, t, fa3_entry<SPARSE, BN> (p, begin, j, n),
-                          alpha, sum);
+      if constexpr (PAIRED)
+        fa3_softmax_pair<BN> (s, m, p, lh, qb, t, begin, j, n, alpha, sum);
+      else
+        fa3_softmax<D, BN> (s, m, p, lh, qb, t, fa3_entry<SPARSE, BN> (p, begin, j, n),
+                            alpha, sum);
       wgmma_wait<0> ();
       fa3_release (&bar->v_empty[pst], lane);
       fa3_rescale<D, BN> (s, o, l, pf, alpha, sum);
     }
     // the last tile's P·V
-    const int lst = (n - 1) % FA3_STAGES;
-    mbar_wait (&bar->v_full[lst], ((n - 1) / FA3_STAGES) & 1);
+    const int lst = (tiles - 1) % FA3_STAGES;
+    mbar_wait (&bar->v_full[lst], ((tiles - 1) / FA3_STAGES) & 1);
     fa3_issue_pv<D, BN> (o, pf, sv + lst * SH::KV_BYTES);
     wgmma_wait<0> ();
     if (NC > 1 && cw == 0)
@@ -479,17 +530,18 @@ make_map (CUtensorMap *map, const void *base, int ld, int rows, int heads, int h
                  CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
-template <int D, int NC, int BN, bool SPARSE>
+template <int D, int NC, int BN, bool SPARSE, bool PAIRED = false>
 cudaError_t
 launch (const AttnParams &p, int heads, cudaStream_t stream)
 {
   using SH = Fa3Shape<D, NC, BN>;
+  const int kv_rows = PAIRED ? 64 : BN; // rows a TMA load brings
   CUtensorMap tq, tk, tv;
   if (!make_map (&tq, p.q, p.ldq, p.nq, heads, p.hd, SH::BM) ||
-      !make_map (&tk, p.k, p.ldk, p.nk, heads, p.hd, BN) ||
-      !make_map (&tv, p.v, p.ldv, p.nk, heads, p.hd, BN))
+      !make_map (&tk, p.k, p.ldk, p.nk, heads, p.hd, kv_rows) ||
+      !make_map (&tv, p.v, p.ldv, p.nk, heads, p.hd, kv_rows))
     return cudaErrorInvalidValue;
-  cudaError_t err = set_max_dynamic_smem<fa3_kernel<D, NC, BN, SPARSE>> ((int) SH::SMEM);
+  cudaError_t err = set_max_dynamic_smem<fa3_kernel<D, NC, BN, SPARSE, PAIRED>> ((int) SH::SMEM);
   if (err != cudaSuccess)
     return err;
   AttnParams q = p;
@@ -497,21 +549,19 @@ launch (const AttnParams &p, int heads, cudaStream_t stream)
   const int tiles = SPARSE ? p.n_qtiles : (p.nq + SH::BM - 1) / SH::BM;
   if (heads > 65535)
     return cudaErrorInvalidConfiguration;
-  fa3_kernel<D, NC, BN, SPARSE><<<dim3 (tiles, heads), SH::THREADS, SH::SMEM, stream>>> (tq, tk, tv, q);
+  fa3_kernel<D, NC, BN, SPARSE, PAIRED><<<dim3 (tiles, heads), SH::THREADS, SH::SMEM, stream>>> (
+      tq, tk, tv, q);
   return cudaGetLastError ();
 }
 
-// Dense head dim 96 runs three consumer warpgroups (192 query rows) on 96-key tiles, a
-// little faster than two on 128-key tiles (13.1 against 13.8 ms at 28,800 tokens on an
-// H200); VDIT_CUDA_ATTN=fa3-2x128 forces the latter to compare them.
+// VDIT_CUDA_ATTN picks a variant to compare: fa3-2x128 (dense head dim 96 on two consumer
+// warpgroups and 128-key tiles instead of three on 96-key tiles: 13.8 against 13.1 ms at
+// 28,800 tokens on an H200) or fa3-narrow64 (AdaSpa lists on 64-key tiles, not pairs).
 bool
-two_consumers ()
+variant_forced (const char *name)
 {
-  static const int on = [] {
-    const char *e = getenv ("VDIT_CUDA_ATTN");
-    return e != nullptr && strcmp (e, "fa3-2x128") == 0 ? 1 : 0;
-  }();
-  return on != 0;
+  static const char *const e = getenv ("VDIT_CUDA_ATTN");
+  return e != nullptr && strcmp (e, name) == 0;
 }
 
 template <int D>
@@ -539,7 +589,7 @@ vdit_cuda_attention_fa3_usable ()
 #ifdef VDIT_HAVE_SM90A
   static int state[64]; // per device: 0 unknown, 1 usable, 2 not
   return encode_fn () != nullptr &&
-         vdit_cuda_sm90a_kernel_usable ((const void *) fa3_kernel<96, 2, 128, false>, state);
+         vdit_cuda_sm90a_kernel_usable ((const void *) fa3_kernel<96, 2, 128, false, false>, state);
 #else
   return false;
 #endif
@@ -549,10 +599,18 @@ cudaError_t
 vdit_cuda_attention_fa3_launch (const AttnParams &p, int heads, bool narrow, cudaStream_t stream)
 {
   const bool sparse = p.row_ptr != nullptr;
-  if (narrow) // 64-row lists (AdaSpa's 64 × 64 blocks): one consumer, 64-key tiles
+  if (narrow && variant_forced ("fa3-narrow64"))
     switch (p.hd) {
     case 64: return launch<64, 1, 64, true> (p, heads, stream);
     case 96: return launch<96, 1, 64, true> (p, heads, stream);
+    case 128: return launch<128, 1, 64, true> (p, heads, stream);
+    default: return cudaErrorInvalidValue;
+    }
+  if (narrow) // 64-row lists (AdaSpa's 64 × 64 blocks): one consumer, paired 64-key tiles
+    switch (p.hd) {
+    case 64: return launch<64, 1, 128, true, true> (p, heads, stream);
+    case 96: return launch<96, 1, 128, true, true> (p, heads, stream);
+    // (head dim 128: a paired stage is 64 KB, and two blocks no longer share an SM)
     case 128: return launch<128, 1, 64, true> (p, heads, stream);
     default: return cudaErrorInvalidValue;
     }
@@ -563,7 +621,7 @@ vdit_cuda_attention_fa3_launch (const AttnParams &p, int heads, bool narrow, cud
   case 96:
     if (sparse)
       return launch<96, 2, 128, true> (p, heads, stream);
-    return two_consumers () ? launch<96, 2, 128, false> (p, heads, stream)
+    return variant_forced ("fa3-2x128") ? launch<96, 2, 128, false> (p, heads, stream)
                             : launch<96, 3, 96, false> (p, heads, stream);
   case 128:
     return sparse ? launch<128, 2, 128, true> (p, heads, stream)

@@ -222,7 +222,7 @@ test_text_encoder (fixture *f, gconstpointer data)
   g_assert_cmpuint (n_ref, ==, n * d);
   void *out = encode_ids (f, ids, (int) n, &error);
   g_autofree float *got = g_new (float, n_ref);
-  g_assert_true (f->be.iface->download (f->be.context, got, out, n_ref, VDIT_ELEM_F32, &error));
+  g_assert_true (f->be.iface->download (f->be.context, got, out, n_ref, VDIT_ELEM_ACT, &error));
   osp_assert_close (f, "text encoder", ref, got, n_ref, 1e-5, 1e-4);
   f->be.iface->release (f->be.context, out);
 }
@@ -236,7 +236,7 @@ caption (fixture *f, vdit_dit *dit, const char *name)
   g_autofree float *text = test_golden_f32 (f->golden, name, &n);
   const int width = f->cfg->text.d_model;
   void *buf = f->be.iface->alloc (f->be.context, n, VDIT_ELEM_ACT, &error);
-  g_assert_true (f->be.iface->upload (f->be.context, buf, text, n, VDIT_ELEM_F32, &error));
+  g_assert_true (f->be.iface->upload (f->be.context, buf, text, n, VDIT_ELEM_ACT, &error));
   vdit_dit_text *t = vdit_dit_text_new (dit, buf, (int) (n / width), &error);
   g_assert_no_error (error);
   f->be.iface->release (f->be.context, buf);

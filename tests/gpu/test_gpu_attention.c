@@ -143,6 +143,9 @@ test_sparse (void)
     { "blocks 64 per head", 500, 500, 3, 96, 0, FALSE, FALSE, 0, 1, 64, 64, 3, 0.4 },
     { "blocks 64 shared", 256, 256, 2, 64, 0, FALSE, FALSE, 0, 1, 64, 64, 1, 0.5 },
     { "blocks 100x70", 500, 430, 2, 64, 0, FALSE, FALSE, 0, 1, 100, 70, 1, 0.5 },
+    /* 64-row lists on Hopper, masked element by element (key blocks under 64) */
+    { "blocks 32x40 hd96", 330, 410, 3, 96, 0, FALSE, FALSE, 0, 1, 32, 40, 3, 0.35 },
+    { "blocks 64 hd96 sparse", 700, 700, 2, 96, 0, FALSE, FALSE, 0, 1, 64, 64, 2, 0.15 },
     { "blocks 16x24 hd12", 150, 150, 4, 12, 0, FALSE, FALSE, 0, 1, 16, 24, 4, 0.3 },
     { "blocks 128 hd128", 600, 600, 2, 128, 0, FALSE, FALSE, 0, 1, 128, 128, 2, 0.3 },
     { "blocks + bias", 200, 200, 2, 64, 0, TRUE, FALSE, 0.125f, 1, 64, 50, 2, 0.5 },

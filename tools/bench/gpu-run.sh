@@ -76,6 +76,8 @@ if has attention-sm80; then
   echo "{\"note\":\"next lines: VDIT_CUDA_ATTN=sm90 (first wgmma kernel), then fa3-2x128 (two consumer warpgroups, 128-key tiles)\"}" >> "$out/bench.jsonl"
   VDIT_CUDA_ATTN=sm90 attn --mode full --frames 8
   VDIT_CUDA_ATTN=fa3-2x128 attn --mode full --frames 8
+  echo "{\"note\":\"next line: VDIT_CUDA_ATTN=fa3-narrow64 (AdaSpa lists on 64-key tiles, not paired)\"}" >> "$out/bench.jsonl"
+  VDIT_CUDA_ATTN=fa3-narrow64 attn --mode adaptive --frames 8 --sparsity 0.8
 fi
 if has peers; then
   log "attention (peers)"
@@ -84,11 +86,13 @@ if has peers; then
 fi
 if has ncu; then
   log "ncu: the FlashAttention-3-structured kernel, dense T=8, tile 1:7 and the adaptive pattern step"
-  # (adaptive: the one-consumer instance on AdaSpa's 64 x 64 blocks; the search's own
+  # (adaptive: the one-consumer instance on AdaSpa's 64 x 64 lists; the search's own
   # dense pass is the two-consumer instance, so the name picks the pattern step)
   for args in "full:--mode full --frames 8" "full:--mode tile --frames 8 --k 1" \
       "narrow:--mode adaptive --frames 8 --sparsity 0.8"; do
-    name="regex:fa3_kernel<[0-9]+, [23], "; [ "${args%%:*}" = narrow ] && name="regex:fa3_kernel<[0-9]+, 1, 64"
+    # demangled names read fa3_kernel<(int)96, (int)3, (int)96, (bool)0>; '.' stands for a parenthesis
+    name="regex:fa3_kernel<.int.[0-9]+, .int.[23], "
+    [ "${args%%:*}" = narrow ] && name="regex:fa3_kernel<.int.[0-9]+, .int.1, "
     echo "=== ${args#*:}" >> "$out/ncu.txt"
     timeout 150 ncu --kernel-name-base demangled --kernel-name "$name" --launch-skip 1 --launch-count 1 \
       --section SpeedOfLight --section ComputeWorkloadAnalysis --section WarpStateStats \
