@@ -14,6 +14,7 @@
 #include "frame_sink.h"
 #include "interrupt.h"
 #include "progress.h"
+#include "stage_clock.h"
 
 #define COMMAND "vdit generate"
 #define UNSET G_MININT
@@ -27,7 +28,7 @@
 /* The command line, as parsed; strings owned. */
 typedef struct {
   char *model_dir, *prompt, *prompt_file, *negative, *out;
-  char *seed_text, *device_name, *attention_name;
+  char *seed_text, *device_name, *attention_name, *stats;
   int frames, steps, threads, gpus;
   double guidance, sparsity;
   gboolean quiet, verbose;
@@ -40,6 +41,7 @@ typedef struct {
 typedef struct {
   vdit_frame_sink *sink;
   vdit_progress *progress;
+  vdit_stage_clock *clock;
   GError *error; /* the sink's, when it stopped the generation */
 } generate_state;
 
@@ -48,6 +50,7 @@ on_frame (void *user_data, int index, int n_frames, const uint8_t *rgb, int widt
           int stride)
 {
   generate_state *s = user_data;
+  vdit_stage_clock_frame (s->clock);
   return vdit_frame_sink_write (s->sink, index, rgb, width, height, stride, &s->error);
 }
 
@@ -55,6 +58,7 @@ static void
 on_progress (void *user_data, VditStage stage, int step, int steps)
 {
   generate_state *s = user_data;
+  vdit_stage_clock_stage (s->clock, stage);
   vdit_progress_stage (s->progress, stage, step, steps);
 }
 
@@ -78,6 +82,7 @@ options_clear (generate_options *o)
   g_free (o->seed_text);
   g_free (o->device_name);
   g_free (o->attention_name);
+  g_free (o->stats);
 }
 
 static gboolean
@@ -182,6 +187,9 @@ parse_options (int argc, char **argv, generate_options *o)
       "FILE" },
     { "quiet", 'q', 0, G_OPTION_ARG_NONE, &o->quiet, "No progress output", NULL },
     { "verbose", 'v', 0, G_OPTION_ARG_NONE, &o->verbose, "Show the engine's log", NULL },
+    { "stats", 0, 0, G_OPTION_ARG_FILENAME, &o->stats,
+      "Append one JSON line to FILE (- for standard error): load, text, denoising and "
+      "decoding times, the first frame, the device memory high-water mark", "FILE" },
     { NULL }
   };
   GOptionContext *octx = g_option_context_new ("- render a clip from a text prompt");
@@ -238,6 +246,16 @@ parse_options (int argc, char **argv, generate_options *o)
     g_error_free (error);
     return status;
   }
+  /* The stats file is opened for appending now, so a bad path fails before the work. */
+  if (o->stats != NULL && !g_str_equal (o->stats, "-")) {
+    FILE *f = g_fopen (o->stats, "a");
+    if (f == NULL) {
+      int saved = errno;
+      return vdit_cli_usage (COMMAND, "cannot open stats file '%s': %s", o->stats,
+                             g_strerror (saved));
+    }
+    fclose (f);
+  }
   /* Last: standard input may block, and should not be read for a bad command line. */
   if (o->prompt_file != NULL) {
     o->prompt = read_prompt_file (o->prompt_file, &error);
@@ -273,9 +291,10 @@ check_model_defaults (const vdit_model_info *info, const generate_options *o,
  * sink's own error wins over the cancellation it caused. */
 static gboolean
 run (vdit_ctx *ctx, const generate_options *o, int frames, vdit_frame_sink *sink,
-     gboolean *interrupted, GError **error)
+     vdit_stage_clock *clock, gboolean *interrupted, GError **error)
 {
-  generate_state state = { sink, vdit_progress_new (isatty (STDERR_FILENO), o->quiet), NULL };
+  generate_state state = { sink, vdit_progress_new (isatty (STDERR_FILENO), o->quiet), clock,
+                           NULL };
   vdit_gen_params gp;
   vdit_gen_params_init (&gp);
   gp.prompt = o->prompt;
@@ -323,6 +342,8 @@ generate (int argc, char **argv, const vdit_comm *comm)
   GError *error = NULL;
   vdit_ctx *ctx = NULL;
   vdit_frame_sink *sink = NULL;
+  vdit_stage_clock clock;
+  vdit_stage_clock_start (&clock);
   vdit_model *model = vdit_model_load (o.model_dir, &error);
   if (model == NULL)
     goto fail;
@@ -354,9 +375,15 @@ generate (int argc, char **argv, const vdit_comm *comm)
                 vdit_ctx_get_device_name (ctx),
                 vdit_comm_size (comm) > 1 ? " over the job's ranks" : "", frames, info->width,
                 info->height, o.seed);
+  const vdit_backend *be = vdit_ctx_get_backend (ctx);
+  size_t peak = 0;
+  if (be->iface->mem_peak) /* the run's high-water mark; the weights in use count */
+    be->iface->mem_peak (be->context, TRUE, &peak);
   gint64 start = g_get_monotonic_time ();
+  vdit_stage_clock_ready (&clock);
   gboolean interrupted = FALSE;
-  gboolean ok = run (ctx, &o, frames, sink, &interrupted, &error);
+  gboolean ok = run (ctx, &o, frames, sink, &clock, &interrupted, &error);
+  vdit_stage_clock_end (&clock);
   int written = vdit_frame_sink_count (sink);
   gboolean stopped =
       !ok && interrupted && g_error_matches (error, VDIT_ERROR, VDIT_ERROR_CANCELLED);
@@ -374,6 +401,16 @@ generate (int argc, char **argv, const vdit_comm *comm)
   }
   if (!ok)
     goto fail;
+  if (o.stats != NULL) {
+    vdit_stage_clock_run r = {
+      info->name, vdit_ctx_get_device_name (ctx),
+      o.attention_name ? o.attention_name : vdit_attention_name (info->attention), frames,
+      info->width, info->height, o.steps == UNSET ? info->steps : o.steps,
+      o.guidance == UNSET_GUIDANCE ? info->guidance : o.guidance,
+      be->iface->mem_peak != NULL && be->iface->mem_peak (be->context, FALSE, &peak), peak };
+    if (!vdit_stage_clock_write (&clock, &r, o.stats, &error))
+      goto fail;
+  }
   if (!o.quiet)
     g_printerr ("vdit: wrote %d frames to %s in %.2f s\n", written,
                 g_str_equal (o.out, "-") ? "standard output" : o.out,

@@ -713,6 +713,29 @@ def case_prompt_file():
         check("--prompt-file" in proc.stdout, f"--help lacks --prompt-file:\n{proc.stdout}")
 
 
+def case_stats():
+    """--stats appends one JSON line per run with the stage times; a bad path fails first."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out, stats = os.path.join(tmp, "clip.y4m"), os.path.join(tmp, "stats.jsonl")
+        for _ in range(2):
+            generate(out, "--stats", stats, frames=4)
+        with open(stats) as f:
+            lines = [json.loads(line) for line in f]
+        check(len(lines) == 2, f"two runs gave {len(lines)} stats lines")
+        s = lines[0]
+        check(s["bench"] == "generate" and s["device"] == "cpu" and s["frames"] == 4 and
+              s["steps"] == 2, f"stats line {s}")
+        for key in ("load_ms", "text_ms", "denoise_ms", "decode_ms", "first_frame_ms",
+                    "run_ms", "total_ms"):
+            check(isinstance(s.get(key), (int, float)) and s[key] >= 0, f"{key} in {s}")
+        check(s["text_ms"] + s["denoise_ms"] <= s["run_ms"] + 0.2 and
+              s["run_ms"] <= s["total_ms"] and s["first_frame_ms"] <= s["run_ms"],
+              f"stage times do not add up: {s}")
+        bad = os.path.join(tmp, "missing", "stats.jsonl")
+        expect_error(["generate", "--model", TINY, "--prompt", PROMPT, "--out", out,
+                      "--stats", bad, *FAST], 2, ["stats file", "missing"])
+
+
 CASES = {name[5:]: fn for name, fn in globals().items() if name.startswith("case_")}
 
 

@@ -150,6 +150,16 @@ if has element; then
       "vditsrc model=tools/bench/osp12-720p.json device=cuda steps=8 guidance=1 frames=8 attention=tile ! fakesink name=sink"; do
     timeout 200 build-gpu/gst/vdit-element-timing "$pipe" 2>> "$out/env.txt" | tee -a "$out/bench.jsonl"
   done
+  # the same through `vdit generate --stats`: where the time goes (load, text, denoising,
+  # decoding) and the device memory high-water mark
+  log "generate --stats (device=cuda)"
+  timeout 100 "$vdit" generate -m models/default -d cuda -p "a red ball moving left" \
+    -o /tmp/gen.y4m -q --stats "$out/bench.jsonl" 2>> "$out/env.txt"
+  for a in full tile; do
+    timeout 200 "$vdit" generate -m tools/bench/osp12-720p.json -d cuda -s 8 -g 1 -f 8 -a $a \
+      -p "a red ball moving left" -o /tmp/gen.y4m -q --stats "$out/bench.jsonl" 2>> "$out/env.txt"
+  done
+  tail -3 "$out/bench.jsonl"
 fi
 if has cpu16; then
   # the CPU backend on this machine's cores: the default thread count against explicit

@@ -1,0 +1,40 @@
+/* `vdit generate --stats FILE`: when each stage of a generation began, the first frame,
+ * and the backend's memory high-water mark, written as one JSON line. */
+#ifndef VDIT_TOOLS_STAGE_CLOCK_H
+#define VDIT_TOOLS_STAGE_CLOCK_H
+
+#include <glib.h>
+
+#include "vdit.h"
+
+G_BEGIN_DECLS
+
+typedef struct {
+  gint64 start;             /* before the model loads (monotonic µs) */
+  gint64 ready;             /* model and context made */
+  gint64 stage[3];          /* first report of each VditStage, 0 = none */
+  gint64 first_frame, end;  /* 0 = none */
+} vdit_stage_clock;
+
+void vdit_stage_clock_start (vdit_stage_clock *c);
+void vdit_stage_clock_ready (vdit_stage_clock *c);
+void vdit_stage_clock_stage (vdit_stage_clock *c, VditStage stage);
+void vdit_stage_clock_frame (vdit_stage_clock *c);
+void vdit_stage_clock_end (vdit_stage_clock *c);
+
+/* What was run, for the line. */
+typedef struct {
+  const char *model, *device, *attention;
+  int frames, width, height, steps;
+  double guidance;
+  gboolean have_peak;
+  size_t peak_bytes;
+} vdit_stage_clock_run;
+
+/* Appends the line to path ("-": standard error). */
+gboolean vdit_stage_clock_write (const vdit_stage_clock *c, const vdit_stage_clock_run *run,
+                                 const char *path, GError **error);
+
+G_END_DECLS
+
+#endif
