@@ -731,8 +731,9 @@ first_non_finite (const float *x, size_t n)
   return n;
 }
 
-/* After step k (1-based): a NaN or inf never heals and would decode to a grey clip. The
- * latent is on the host after every step whatever the backend, so this costs one pass. */
+/* After step k (1-based): a NaN or inf never heals and would decode to a grey clip. On
+ * the host path the latent is on the host after every step, so this costs one pass;
+ * with the latent on the backend check_latent_backend looks there first. */
 static gboolean
 check_latent (const gen_state *g, int step, GError **error)
 {
