@@ -19,6 +19,14 @@ void
 vdit_cuda_record (vdit_cuda_ctx *c, const char *file, int line, const char *call,
                   const char *what)
 {
+  g_mutex_lock (&c->error_lock);
+  if (c->capturing) { /* it spoils the recording only: the work is queued again */
+    c->capture_failed = TRUE;
+    g_mutex_unlock (&c->error_lock);
+    g_debug ("CUDA graphs: %s:%d: %s failed while recording: %s", file, line, call, what);
+    return;
+  }
+  g_mutex_unlock (&c->error_lock);
   g_warning ("CUDA: %s:%d: %s failed: %s", file, line, call, what);
   g_mutex_lock (&c->error_lock);
   if (c->first_error == NULL)
@@ -38,8 +46,8 @@ vdit_cuda_enter (vdit_cuda_ctx *c)
 }
 
 /* Moves the first recorded failure into error (and clears it). */
-static gboolean
-take_error (vdit_cuda_ctx *c, GError **error)
+gboolean
+vdit_cuda_take_error (vdit_cuda_ctx *c, GError **error)
 {
   g_mutex_lock (&c->error_lock);
   GError *e = c->first_error;
@@ -51,11 +59,18 @@ take_error (vdit_cuda_ctx *c, GError **error)
   return FALSE;
 }
 
+#define take_error vdit_cuda_take_error
+
 static gboolean
 cuda_sync (void *ctx, GError **error)
 {
   vdit_cuda_ctx *c = ctx;
-  if (vdit_cuda_enter (c))
+  /* while recording a graph nothing runs: there is nothing to wait for (a cancel looks
+   * here between blocks), and waiting would spoil the recording */
+  g_mutex_lock (&c->error_lock);
+  const gboolean capturing = c->capturing;
+  g_mutex_unlock (&c->error_lock);
+  if (!capturing && vdit_cuda_enter (c))
     VDIT_CUDA_CHECK (c, cudaStreamSynchronize (c->stream));
   return take_error (c, error);
 }
@@ -401,6 +416,15 @@ static const vdit_backend_i cuda_iface = {
   /* .vae_group_norm = */ vdit_cuda_vae_group_norm_op,
   /* .vae_upsample = */ vdit_cuda_vae_upsample_op,
   /* .vae_frame_attention = */ vdit_cuda_vae_frame_attention_op,
+  /* .patchify = */ vdit_cuda_patchify_op,
+  /* .unpatchify = */ vdit_cuda_unpatchify_op,
+  /* .sampler_update = */ vdit_cuda_sampler_update_op,
+  /* .all_finite = */ vdit_cuda_all_finite_op,
+  /* .timestep_embedding_buf = */ vdit_cuda_timestep_embedding_buf_op,
+  /* .graph_begin = */ vdit_cuda_graph_begin,
+  /* .graph_end = */ vdit_cuda_graph_end,
+  /* .graph_launch = */ vdit_cuda_graph_launch,
+  /* .graph_free = */ vdit_cuda_graph_free,
 };
 
 typedef struct {

@@ -31,6 +31,10 @@ typedef struct {
   GMutex io_lock;     /* staging is shared by upload and download */
   GMutex error_lock;
   GError *first_error; /* first recorded failure, reported (and cleared) by sync */
+  /* between graph_begin and graph_end (cuda_graph.c): failures spoil the recording
+   * instead of being kept for sync, and sync does not wait */
+  gboolean capturing;
+  gboolean capture_failed;
 } vdit_cuda_ctx;
 
 /* Records a failure (the first one is kept) and logs it. Thread-safe. */
@@ -86,6 +90,26 @@ void vdit_cuda_attention (void *ctx, void *out, int ldo, const void *q, int ldq,
 void vdit_cuda_block_scores (void *ctx, float *scores, const void *q, int ldq, const void *k,
                              int ldk, const float *lse, int nq, int nk, int heads,
                              int head_dim, float scale, int block_q, int block_k);
+/* The sampler's slots (cuda_sampler.c). */
+void vdit_cuda_patchify_op (void *ctx, void *tokens, const float *latent, float scale, int T,
+                            int H, int W, int C, const int patch[3]);
+void vdit_cuda_unpatchify_op (void *ctx, float *latent, const void *tokens, int T, int H,
+                              int W, int C, const int patch[3]);
+void vdit_cuda_sampler_update_op (void *ctx, float *x, const float *cond, const float *uncond,
+                                  float guidance, const float *noise,
+                                  const vdit_sampler_update *u, size_t n);
+gboolean vdit_cuda_all_finite_op (void *ctx, const float *x, size_t n, gboolean *finite,
+                                  GError **error);
+void vdit_cuda_timestep_embedding_buf_op (void *ctx, void *out, const float *timesteps, int n,
+                                          int freq_dim);
+/* Graphs of the stream's work (cuda_graph.c). */
+gboolean vdit_cuda_graph_begin (void *ctx);
+void *vdit_cuda_graph_end (void *ctx);
+void vdit_cuda_graph_launch (void *ctx, void *graph);
+void vdit_cuda_graph_free (void *ctx, void *graph);
+/* Moves the first recorded failure into error (and clears it); TRUE when none. */
+gboolean vdit_cuda_take_error (vdit_cuda_ctx *c, GError **error);
+
 /* The CausalVideoVAE decoder's slots, f32 (vae_cuda.c). */
 void vdit_cuda_vae_conv3d_op (void *ctx, float *out, const float *in, const float *w,
                               const float *b, int cout, int cin, int kt, int kh, int kw,

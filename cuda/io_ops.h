@@ -16,6 +16,10 @@ extern "C" {
 cudaError_t vdit_cuda_timestep_embedding (void *out, const float *timesteps, int n,
                                           int freq_dim, cudaStream_t s);
 
+/* The same with the n timesteps in device memory (f32), read when the kernel runs. */
+cudaError_t vdit_cuda_timestep_embedding_buf (void *out, const float *timesteps, int n,
+                                              int freq_dim, cudaStream_t s);
+
 /* rgb: device bytes (frames, height, width, 3); src f32 (src_bf16 = 0) or bf16 tokens in
  * unpatchify order for patch (pt, ph, pw). */
 cudaError_t vdit_cuda_decode_rgb (uint8_t *rgb, const void *src, int src_bf16, int frame0,

@@ -538,6 +538,12 @@ vdit_attn_policy_take_dense (vdit_attn_policy *p, int step, int layer, int pass)
   return dense;
 }
 
+gboolean
+vdit_attn_policy_replayable (const vdit_attn_policy *p)
+{
+  return !p->recorder && (p->mode == VDIT_ATTENTION_FULL || p->mode == VDIT_ATTENTION_TILE);
+}
+
 double
 vdit_attn_policy_density (const vdit_attn_policy *p)
 {

@@ -46,6 +46,10 @@ gboolean vdit_attn_policy_run (vdit_attn_policy *p, int step, int layer, int pas
  * splits it into cancellable chunks on the CPU) and the policy records it as if it had
  * run it. FULL and recorder policies always run their own calls. */
 gboolean vdit_attn_policy_take_dense (vdit_attn_policy *p, int step, int layer, int pass);
+/* TRUE when every step runs the same backend work on the same buffers once the first
+ * step has made the layouts (full and tile policies): a step recorded as a graph may be
+ * replayed for the next. Adaptive searches and recorders read results back on the host. */
+gboolean vdit_attn_policy_replayable (const vdit_attn_policy *p);
 /* Fraction of (query-block, key-block) pairs kept, averaged over layers and heads, at
  * the last step run (1.0 for full). */
 double vdit_attn_policy_density (const vdit_attn_policy *p);

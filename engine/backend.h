@@ -47,6 +47,27 @@ typedef struct {
   const int32_t *cols;    /* (row_ptr[last]) */
 } vdit_block_layout;
 
+/* One sampler step as per-element arithmetic on f32 with scalars computed on the host
+ * (engine/sampler_update.h holds the expressions; vdit_sampler_get_update fills this).
+ * c[] by kind:
+ *   FLOW:          x + c0·m                                       (c0 = dt)
+ *   DDIM_V:        x0 = c0·x − c1·m, ε = c0·m + c1·x; c2·x0 + c3·ε  (√ᾱ, √(1−ᾱ), prev)
+ *   DDIM_EPS:      x0 = (x − c1·m)/c0;               c2·x0 + c3·m
+ *   ANCESTRAL_V:   x0 = m·c0 + x·c1; x + (x − x0)/c2·c3 [+ noise·c4]
+ *   ANCESTRAL_EPS: x0 = x − c2·m;    x + (x − x0)/c2·c3 [+ noise·c4] */
+typedef enum {
+  VDIT_UPDATE_FLOW,
+  VDIT_UPDATE_DDIM_V,
+  VDIT_UPDATE_DDIM_EPS,
+  VDIT_UPDATE_ANCESTRAL_V,
+  VDIT_UPDATE_ANCESTRAL_EPS,
+} VditUpdateKind;
+
+typedef struct {
+  VditUpdateKind kind;
+  float c[5];
+} vdit_sampler_update;
+
 typedef struct vdit_backend_i vdit_backend_i;
 
 typedef struct {
@@ -182,6 +203,42 @@ struct vdit_backend_i {
   /* vdit_vae_frame_attention: single-head attention within each of T frames of HW pixels. */
   void (*vae_frame_attention) (void *ctx, float *out, const float *q, const float *k,
                                const float *v, int C, int T, int HW);
+
+  /* Optional (NULL-checked, all four or none): the sampler on the backend, so the latent
+   * (T, H, W, C), an F32 buffer, stays there from noise to decoded frames. NULL: the
+   * latent lives on the host and the sampler runs there (generate.c). */
+  /* tokens (ACT, (tokens, C·P), patchify order) = the patches of scale · latent
+   * (vdit_patchify's layout), each product rounded to f32 before the conversion to ACT. */
+  void (*patchify) (void *ctx, void *tokens, const float *latent, float scale, int T, int H,
+                    int W, int C, const int patch[3]);
+  /* latent F32 (T, H, W, C) = tokens ACT (tokens, P·C) in unpatchify order. */
+  void (*unpatchify) (void *ctx, float *latent, const void *tokens, int T, int H, int W,
+                      int C, const int patch[3]);
+  /* x(n) ← u's update of x by the model output m, F32 buffers; m = uncond + guidance ·
+   * (cond − uncond), rounded to f32, or cond itself when uncond is NULL; noise NULL or
+   * F32 (n). The host sampler's results bit for bit. */
+  void (*sampler_update) (void *ctx, float *x, const float *cond, const float *uncond,
+                          float guidance, const float *noise, const vdit_sampler_update *u,
+                          size_t n);
+  /* *finite = no NaN or ±inf in x(n) F32; waits for the queued work first. */
+  gboolean (*all_finite) (void *ctx, const float *x, size_t n, gboolean *finite,
+                          GError **error);
+  /* Optional (NULL-checked): timestep_embedding reading its n timesteps from an F32
+   * buffer on the backend instead of host values, so a replayed graph sees new ones. */
+  void (*timestep_embedding_buf) (void *ctx, void *out, const float *timesteps, int n,
+                                  int freq_dim);
+
+  /* Optional (NULL-checked, all three or none): work queued on the backend recorded once
+   * and replayed (CUDA graphs). graph_begin starts recording (FALSE: cannot, nothing
+   * changed); until graph_end, ops are recorded, not run, and must not wait for the
+   * device, allocate or be new to the backend (first runs may tune or allocate).
+   * graph_end stops recording and returns the replayable graph, or NULL when recording
+   * failed (a debug message says why; nothing was run, no error is kept): the caller
+   * then queues the same work again normally. graph_launch queues a replay. */
+  gboolean (*graph_begin) (void *ctx);
+  void *(*graph_end) (void *ctx);
+  void (*graph_launch) (void *ctx, void *graph);
+  void (*graph_free) (void *ctx, void *graph);
 };
 
 static inline void *

@@ -22,7 +22,7 @@ struct vdit_backend_timing {
 
 /* A slot added to vdit_backend_i needs a wrapper below: an unwrapped slot would hand the
  * wrapper's context to the backend underneath. */
-G_STATIC_ASSERT (sizeof (vdit_backend_i) == 33 * sizeof (void *));
+G_STATIC_ASSERT (sizeof (vdit_backend_i) == 42 * sizeof (void *));
 
 const char *
 vdit_op_kind_name (VditOpKind kind)
@@ -302,6 +302,47 @@ w_vae_frame_attention (void *ctx, float *out, const float *q, const float *k, co
   op_end (o, VDIT_OP_ATTENTION);
 }
 
+static void
+w_patchify (void *ctx, void *tokens, const float *latent, float scale, int T, int H, int W,
+            int C, const int patch[3])
+{
+  op_timer o = op_begin (ctx);
+  INNER (ctx)->patchify (INNER_CTX (ctx), tokens, latent, scale, T, H, W, C, patch);
+  op_end (o, VDIT_OP_ELEMENTWISE);
+}
+
+static void
+w_unpatchify (void *ctx, float *latent, const void *tokens, int T, int H, int W, int C,
+              const int patch[3])
+{
+  op_timer o = op_begin (ctx);
+  INNER (ctx)->unpatchify (INNER_CTX (ctx), latent, tokens, T, H, W, C, patch);
+  op_end (o, VDIT_OP_ELEMENTWISE);
+}
+
+static void
+w_sampler_update (void *ctx, float *x, const float *cond, const float *uncond, float guidance,
+                  const float *noise, const vdit_sampler_update *u, size_t n)
+{
+  op_timer o = op_begin (ctx);
+  INNER (ctx)->sampler_update (INNER_CTX (ctx), x, cond, uncond, guidance, noise, u, n);
+  op_end (o, VDIT_OP_ELEMENTWISE);
+}
+
+static gboolean
+w_all_finite (void *ctx, const float *x, size_t n, gboolean *finite, GError **error)
+{
+  return INNER (ctx)->all_finite (INNER_CTX (ctx), x, n, finite, error);
+}
+
+static void
+w_timestep_embedding_buf (void *ctx, void *out, const float *timesteps, int n, int freq_dim)
+{
+  op_timer o = op_begin (ctx);
+  INNER (ctx)->timestep_embedding_buf (INNER_CTX (ctx), out, timesteps, n, freq_dim);
+  op_end (o, VDIT_OP_ELEMENTWISE);
+}
+
 /* ---- the wrapper ------------------------------------------------------------------- */
 
 /* An optional slot stays NULL when the backend underneath leaves it NULL. */
@@ -349,6 +390,15 @@ vdit_backend_timing_wrap (vdit_backend *be)
     .vae_group_norm = OPT (vae_group_norm, w_vae_group_norm),
     .vae_upsample = OPT (vae_upsample, w_vae_upsample),
     .vae_frame_attention = OPT (vae_frame_attention, w_vae_frame_attention),
+    .patchify = OPT (patchify, w_patchify),
+    .unpatchify = OPT (unpatchify, w_unpatchify),
+    .sampler_update = OPT (sampler_update, w_sampler_update),
+    .all_finite = OPT (all_finite, w_all_finite),
+    .timestep_embedding_buf = OPT (timestep_embedding_buf, w_timestep_embedding_buf),
+    .graph_begin = NULL, /* marks between replayed ops would time nothing: ops run one by one */
+    .graph_end = NULL,
+    .graph_launch = NULL,
+    .graph_free = NULL,
   };
   be->iface = &t->iface;
   be->context = t;

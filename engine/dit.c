@@ -40,6 +40,8 @@ struct vdit_dit_ws {
   float *rope_cos, *rope_sin; /* F32 (n, head_dim/2) */
   float *cos_host, *sin_host;
   void *abs_pos; /* (n, D) fixed positions, NULL without dit.abs_pos */
+  float *tau;    /* F32 (1): the timestep a queued forward reads, where the backend can */
+  float tau_host; /* the same on the host, for backends without timestep_embedding_buf */
 };
 
 /* ---- weights ------------------------------------------------------------------- */
@@ -299,6 +301,9 @@ dit_ws_new (vdit_dit *dit, int gt, int gh, int gw, int first, int count, GError 
       !be->iface->upload (be->context, ws->rope_cos, ws->cos_host, n * pairs, VDIT_ELEM_F32, error) ||
       !be->iface->upload (be->context, ws->rope_sin, ws->sin_host, n * pairs, VDIT_ELEM_F32, error))
     goto fail;
+  if (be->iface->timestep_embedding_buf &&
+      !(ws->tau = be->iface->alloc (be->context, 1, VDIT_ELEM_F32, error)))
+    goto fail;
   if (cfg->abs_pos) {
     float *table = dit_abs_pos_table (d, gt, gh, gw, first, count);
     ws->abs_pos = vdit_be_upload_f32 (be, table, n * d, error);
@@ -336,7 +341,8 @@ vdit_dit_ws_free (vdit_dit *dit, vdit_dit_ws *ws)
     return;
   void **bufs[] = { &ws->in, &ws->x, &ws->h, &ws->qkv, &ws->att, &ws->ff, &ws->temb, &ws->t1,
                     &ws->e, &ws->se, &ws->mod, &ws->mods, &ws->fin, &ws->out,
-                    (void **) &ws->rope_cos, (void **) &ws->rope_sin, &ws->abs_pos };
+                    (void **) &ws->rope_cos, (void **) &ws->rope_sin, &ws->abs_pos,
+                    (void **) &ws->tau };
   for (guint i = 0; i < G_N_ELEMENTS (bufs); i++)
     vdit_be_clear (dit->be, bufs[i]);
   g_free (ws->cos_host);
@@ -348,6 +354,18 @@ int
 vdit_dit_ws_tokens (const vdit_dit_ws *ws)
 {
   return ws->n;
+}
+
+void *
+vdit_dit_ws_input (vdit_dit_ws *ws)
+{
+  return ws->in;
+}
+
+const void *
+vdit_dit_ws_output (const vdit_dit_ws *ws)
+{
+  return ws->out;
 }
 
 /* ---- forward ----------------------------------------------------------------------- */
@@ -465,10 +483,12 @@ dit_block_forward (vdit_dit *dit, vdit_dit_ws *ws, const dit_block *b, int layer
   return TRUE;
 }
 
-gboolean
-vdit_dit_forward (vdit_dit *dit, vdit_dit_ws *ws, const float *patches, float timestep,
-                  const vdit_dit_text *text, vdit_attn_policy *policy, int step, int pass,
-                  float *out, const gint *cancel, GError **error)
+/* ws->in to ws->out, queued on the backend. tau: the timestep as a host value (read
+ * when the embedding is queued), or NULL to read ws->tau on the backend. */
+static gboolean
+dit_forward_body (vdit_dit *dit, vdit_dit_ws *ws, const float *tau, const vdit_dit_text *text,
+                  vdit_attn_policy *policy, int step, int pass, const gint *cancel,
+                  GError **error)
 {
   vdit_backend *be = dit->be;
   const vdit_backend_i *f = be->iface;
@@ -479,10 +499,10 @@ vdit_dit_forward (vdit_dit *dit, vdit_dit_ws *ws, const float *patches, float ti
 
   /* patch embedding and adaLN-single; the timestep's frequencies are made on the
    * backend, so no upload waits for them */
-  if (cancelled (be, cancel, error) ||
-      !f->upload (c, ws->in, patches, (size_t) n * patch, VDIT_ELEM_ACT, error))
-    return FALSE;
-  f->timestep_embedding (c, ws->temb, &timestep, 1, cfg->freq_dim);
+  if (tau)
+    f->timestep_embedding (c, ws->temb, tau, 1, cfg->freq_dim);
+  else
+    f->timestep_embedding_buf (c, ws->temb, ws->tau, 1, cfg->freq_dim);
   f->matmul (c, ws->x, d, ws->in, patch, dit->pe_w, dit->pe_b, n, d, patch, VDIT_ACT_NONE, FALSE);
   if (ws->abs_pos)
     f->add_gated (c, ws->x, ws->abs_pos, NULL, n, d);
@@ -507,9 +527,45 @@ vdit_dit_forward (vdit_dit *dit, vdit_dit_ws *ws, const float *patches, float ti
   f->add (c, scale, vdit_buf_at (be, dit->final_table, d), ws->e, d);
   f->layernorm_modulate (c, ws->h, ws->x, shift, scale, n, d, cfg->eps);
   f->matmul (c, ws->out, patch, ws->h, d, dit->proj_w, dit->proj_b, n, patch, d, VDIT_ACT_NONE, FALSE);
+  return TRUE;
+}
+
+gboolean
+vdit_dit_forward (vdit_dit *dit, vdit_dit_ws *ws, const float *patches, float timestep,
+                  const vdit_dit_text *text, vdit_attn_policy *policy, int step, int pass,
+                  float *out, const gint *cancel, GError **error)
+{
+  vdit_backend *be = dit->be;
+  const vdit_backend_i *f = be->iface;
+  void *c = be->context;
+  const vdit_dit_config *cfg = dit->cfg;
+  const int patch = cfg->patch[0] * cfg->patch[1] * cfg->patch[2] * cfg->in_channels;
+  const size_t values = (size_t) ws->n * patch;
+
+  if (cancelled (be, cancel, error) ||
+      !f->upload (c, ws->in, patches, values, VDIT_ELEM_ACT, error) ||
+      !dit_forward_body (dit, ws, &timestep, text, policy, step, pass, cancel, error))
+    return FALSE;
   /* a cancel during the last ops leaves out undefined on the CPU: not a result */
-  return f->download (c, out, ws->out, (size_t) n * patch, VDIT_ELEM_ACT, error) &&
+  return f->download (c, out, ws->out, values, VDIT_ELEM_ACT, error) &&
          f->sync (c, error) && !cancelled (be, cancel, error);
+}
+
+gboolean
+vdit_dit_set_timestep (vdit_dit *dit, vdit_dit_ws *ws, float timestep, GError **error)
+{
+  ws->tau_host = timestep;
+  return ws->tau == NULL ||
+         dit->be->iface->upload (dit->be->context, ws->tau, &timestep, 1, VDIT_ELEM_F32, error);
+}
+
+gboolean
+vdit_dit_forward_queued (vdit_dit *dit, vdit_dit_ws *ws, const vdit_dit_text *text,
+                         vdit_attn_policy *policy, int step, int pass, const gint *cancel,
+                         GError **error)
+{
+  return dit_forward_body (dit, ws, ws->tau ? NULL : &ws->tau_host, text, policy, step, pass,
+                           cancel, error);
 }
 
 /* ---- patch layout ---------------------------------------------------------------- */

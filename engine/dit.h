@@ -43,6 +43,19 @@ gboolean vdit_dit_forward (vdit_dit *dit, vdit_dit_ws *ws, const float *patches,
                            const vdit_dit_text *text, vdit_attn_policy *policy, int step,
                            int pass, float *out, const gint *cancel, GError **error);
 
+/* The same forward with its input and output left on the backend: ws's input buffer
+ * (ACT (tokens, C·P), patchify order) is filled by the caller (the backend's patchify),
+ * the output (ACT (tokens, P·C), unpatchify order) stays there. Nothing is uploaded,
+ * downloaded or waited for, so the ops can be recorded as a graph (backend.h) and
+ * replayed: the timestep lives in a backend buffer set by vdit_dit_set_timestep (which
+ * may wait), before the forward is queued or replayed. */
+void *vdit_dit_ws_input (vdit_dit_ws *ws);
+const void *vdit_dit_ws_output (const vdit_dit_ws *ws);
+gboolean vdit_dit_set_timestep (vdit_dit *dit, vdit_dit_ws *ws, float timestep, GError **error);
+gboolean vdit_dit_forward_queued (vdit_dit *dit, vdit_dit_ws *ws, const vdit_dit_text *text,
+                                  vdit_attn_policy *policy, int step, int pass,
+                                  const gint *cancel, GError **error);
+
 /* Host layout conversions between a latent (T, H, W, C) and tokens. */
 void vdit_patchify (float *patches, const float *latent, int T, int H, int W, int C,
                     const int patch[3]);

@@ -78,6 +78,16 @@ vdit_ctx_params_check (const vdit_ctx_params *p, int *cuda_device, GError **erro
   return TRUE;
 }
 
+/* Whether a generation keeps its latent on the backend and samples there: the backend has
+ * the sampler's slots and the clip runs in this process alone (a parallel job gathers
+ * the forward's rows on the host). */
+static gboolean
+gen_sampler_on_backend (const vdit_ctx *ctx)
+{
+  const vdit_backend_i *f = ctx->be.iface;
+  return f->patchify && f->unpatchify && f->sampler_update && f->all_finite && ctx->comm == NULL;
+}
+
 /* ---- memory ------------------------------------------------------------------------ */
 
 /* What a generation holds at its peak, in bytes. Doubles, so that no size overflows
@@ -117,6 +127,8 @@ memory_need (const vdit_ctx *ctx, int frames, mem_need *m)
             2.0 * n * pairs * sizeof (float) + (dc->abs_pos ? n * d * act : 0.0) +
             2.0 * dc->depth * t * 2.0 * d * act +
             (tc->n_heads * t * t + t * (2.0 * tc->d_model + 4.0 * inner + 2.0 * tc->d_ff)) * act;
+  if (gen_sampler_on_backend (ctx) && ctx->be.iface->host_alloc) /* device memory */
+    m->acts += 4.0 * values * sizeof (float); /* latent, both outputs, noise */
   m->weights = (double) model->info.n_params * act;
   m->vae = m->vae_weights = 0.0;
   if (model->vae) { /* the CausalVideoVAE decodes on the backend where it can, else the host */
@@ -501,7 +513,30 @@ typedef struct {
   vdit_sampler *sampler;
   vdit_attn_policy *policy;
   vdit_attn_policy *external; /* the caller's policy (mask search), not freed here */
+  /* the sampler on the backend (gen_sampler_on_backend): the latent, both model outputs
+   * and the noise as F32 backend buffers; latent and noise above are host staging */
+  gboolean on_backend;
+  float *be_latent, *be_cond, *be_uncond, *be_noise;
+  void *graph;          /* a step's forwards recorded (backend graph slots), replayed */
+  gboolean graph_tried; /* recorded once: a failure is not tried again */
+  int graph_launches;   /* steps whose forwards ran from the graph */
+  int graph_step;       /* the step recorded */
 } gen_state;
+
+static void
+gen_backend_buffers_free (gen_state *g)
+{
+  vdit_backend *be = &g->ctx->be;
+  if (g->graph)
+    be->iface->graph_free (be->context, g->graph);
+  g->graph = NULL;
+  float **bufs[] = { &g->be_latent, &g->be_cond, &g->be_uncond, &g->be_noise };
+  for (guint i = 0; i < G_N_ELEMENTS (bufs); i++) {
+    if (*bufs[i])
+      be->iface->release (be->context, *bufs[i]);
+    *bufs[i] = NULL;
+  }
+}
 
 static void
 gen_state_clear (gen_state *g)
@@ -521,6 +556,7 @@ gen_state_clear (gen_state *g)
   g_free (g->out_cond);
   g_free (g->out_uncond);
   g_free (g->noise);
+  gen_backend_buffers_free (g);
 }
 
 static void
@@ -571,13 +607,17 @@ gen_prepare (gen_state *g, GError **error)
   g->gh = grid[1];
   g->gw = grid[2];
   g->n_latent = (size_t) g->T * cfg->latent_height * cfg->latent_width * cfg->dit.in_channels;
+  g->on_backend = gen_sampler_on_backend (ctx);
   g->latent = g_try_new (float, g->n_latent);
-  g->scaled = g_try_new (float, g->n_latent);
-  g->patches = g_try_new (float, g->n_latent);
-  g->out_cond = g_try_new (float, g->n_latent);
-  g->out_uncond = g_try_new (float, g->n_latent);
   g->noise = g_try_new (float, g->n_latent);
-  if (!g->latent || !g->scaled || !g->patches || !g->out_cond || !g->out_uncond || !g->noise) {
+  if (!g->on_backend) { /* the host's working copies */
+    g->scaled = g_try_new (float, g->n_latent);
+    g->patches = g_try_new (float, g->n_latent);
+    g->out_cond = g_try_new (float, g->n_latent);
+    g->out_uncond = g_try_new (float, g->n_latent);
+  }
+  if (!g->latent || !g->noise ||
+      (!g->on_backend && (!g->scaled || !g->patches || !g->out_cond || !g->out_uncond))) {
     g_set_error (error, VDIT_ERROR, VDIT_ERROR_OUT_OF_MEMORY,
                  "out of host memory for a latent of %zu values", g->n_latent);
     return FALSE;
@@ -621,6 +661,12 @@ gen_prepare (gen_state *g, GError **error)
   } else if (!(g->ws = vdit_dit_ws_new (ctx->dit, g->gt, g->gh, g->gw, error))) {
     return FALSE;
   }
+  if (g->on_backend) {
+    float **bufs[] = { &g->be_latent, &g->be_cond, &g->be_uncond, &g->be_noise };
+    for (guint i = 0; i < G_N_ELEMENTS (bufs); i++)
+      if (!(*bufs[i] = ctx->be.iface->alloc (ctx->be.context, g->n_latent, VDIT_ELEM_F32, error)))
+        return FALSE;
+  }
 
   if (g->external) {
     /* the policy's attention covers its own token count: it must be this clip's */
@@ -658,7 +704,8 @@ gen_prepare (gen_state *g, GError **error)
   }
   for (size_t i = 0; i < g->n_latent; i++)
     g->latent[i] *= s0;
-  return TRUE;
+  return !g->on_backend || ctx->be.iface->upload (ctx->be.context, g->be_latent, g->latent,
+                                                  g->n_latent, VDIT_ELEM_F32, error);
 }
 
 /* Index of the first NaN or ±inf of x(n), or n: one pass of integer tests (all-ones
@@ -684,8 +731,9 @@ first_non_finite (const float *x, size_t n)
   return n;
 }
 
-/* After step k (1-based): a NaN or inf never heals and would decode to a grey clip. The
- * latent is on the host after every step whatever the backend, so this costs one pass. */
+/* After step k (1-based): a NaN or inf never heals and would decode to a grey clip. On
+ * the host path the latent is on the host after every step, so this costs one pass;
+ * with the latent on the backend check_latent_backend looks there first. */
 static gboolean
 check_latent (const gen_state *g, int step, GError **error)
 {
@@ -744,6 +792,127 @@ gen_model_eval (gen_state *g, int k, GError **error)
   return TRUE;
 }
 
+/* ---- the sampler on the backend ---------------------------------------------------- */
+
+/* Step k's forwards from the patches in the workspace's input: the conditional output
+ * into be_cond, the unconditional one into be_uncond, as latents. Queued only. */
+static gboolean
+gen_queue_forwards (gen_state *g, int k, GError **error)
+{
+  vdit_ctx *ctx = g->ctx;
+  const vdit_config *cfg = ctx->model->config;
+  for (int pass = 0; pass < (g->text[1] ? 2 : 1); pass++) {
+    if (!vdit_dit_forward_queued (ctx->dit, g->ws, g->text[pass], g->policy, k, pass,
+                                  &ctx->cancelled, error))
+      return FALSE;
+    ctx->be.iface->unpatchify (ctx->be.context, pass ? g->be_uncond : g->be_cond,
+                               vdit_dit_ws_output (g->ws), g->T, cfg->latent_height,
+                               cfg->latent_width, cfg->dit.in_channels, cfg->dit.patch);
+  }
+  return TRUE;
+}
+
+/* Graphs where the backend records them and every step queues the same work: from the
+ * second step on (the first makes the layouts, GEMM plans and scratch that a recording
+ * must not make), unless the breakdown's timing table stands in front of the backend. */
+static gboolean
+gen_graphs_possible (const gen_state *g)
+{
+  const vdit_backend_i *f = g->ctx->be.iface;
+  return f->graph_begin && f->graph_end && f->graph_launch && f->graph_free &&
+         (g->policy == NULL || vdit_attn_policy_replayable (g->policy));
+}
+
+/* Step k's forwards: replayed from the graph, recorded into one at the second step, or
+ * queued op by op (the first step, backends without graphs, a recording that failed). */
+static gboolean
+gen_run_forwards (gen_state *g, int k, GError **error)
+{
+  vdit_backend *be = &g->ctx->be;
+  const vdit_backend_i *f = be->iface;
+  if (g->graph == NULL && k > 0 && !g->graph_tried && gen_graphs_possible (g)) {
+    g->graph_tried = TRUE;
+    if (f->graph_begin (be->context)) {
+      GError *err = NULL;
+      const gboolean queued = gen_queue_forwards (g, k, &err);
+      g->graph = f->graph_end (be->context);
+      if (!queued) { /* a cancel while recording */
+        if (g->graph)
+          f->graph_free (be->context, g->graph);
+        g->graph = NULL;
+        g_propagate_error (error, err);
+        return FALSE;
+      }
+      g->graph_step = k;
+      if (g->graph == NULL)
+        g_debug ("step %d: its forwards could not be recorded as a graph; they run op by op",
+                 k + 1);
+    }
+  }
+  if (g->graph == NULL)
+    return gen_queue_forwards (g, k, error);
+  f->graph_launch (be->context, g->graph);
+  g->graph_launches++;
+  return TRUE;
+}
+
+/* Step k with the latent on the backend: noise (made on the host, the same numbers as
+ * ever) and the timestep go up, then patches, forwards, guidance and the update are
+ * queued; only the finiteness check (check_latent_backend) waits for them. */
+static gboolean
+gen_step_backend (gen_state *g, int k, GError **error)
+{
+  vdit_ctx *ctx = g->ctx;
+  vdit_backend *be = &ctx->be;
+  const vdit_backend_i *f = be->iface;
+  const vdit_config *cfg = ctx->model->config;
+  const float *noise = NULL;
+  if (vdit_sampler_needs_noise (g->sampler, k)) {
+    if (!gen_noise (g, g->noise, 1 + k, error) ||
+        !f->upload (be->context, g->be_noise, g->noise, g->n_latent, VDIT_ELEM_F32, error))
+      return FALSE;
+    noise = g->be_noise;
+  }
+  if (!vdit_dit_set_timestep (ctx->dit, g->ws, vdit_sampler_timestep (g->sampler, k), error))
+    return FALSE;
+  f->patchify (be->context, vdit_dit_ws_input (g->ws), g->be_latent,
+               vdit_sampler_input_scale (g->sampler, k), g->T, cfg->latent_height,
+               cfg->latent_width, cfg->dit.in_channels, cfg->dit.patch);
+  if (!gen_run_forwards (g, k, error))
+    return FALSE;
+  vdit_sampler_update u;
+  vdit_sampler_get_update (g->sampler, k, &u);
+  f->sampler_update (be->context, g->be_latent, g->be_cond, g->text[1] ? g->be_uncond : NULL,
+                     g->r.guidance, noise, &u, g->n_latent);
+  return TRUE;
+}
+
+/* check_latent for the latent on the backend: one reduction there (which waits for the
+ * step and reports the backend's failures); the message's index and value come from
+ * the host's look at a copy. */
+static gboolean
+check_latent_backend (gen_state *g, int step, GError **error)
+{
+  vdit_backend *be = &g->ctx->be;
+  gboolean finite = TRUE;
+  if (!be->iface->all_finite (be->context, g->be_latent, g->n_latent, &finite, error))
+    return FALSE;
+  return finite ||
+         (be->iface->download (be->context, g->latent, g->be_latent, g->n_latent,
+                               VDIT_ELEM_F32, error) &&
+          check_latent (g, step, error));
+}
+
+/* After the last step: the latent to the host for a caller that wants it and for
+ * decoders that read it there. */
+static gboolean
+gen_latent_to_host (gen_state *g, GError **error)
+{
+  vdit_backend *be = &g->ctx->be;
+  return be->iface->download (be->context, g->latent, g->be_latent, g->n_latent, VDIT_ELEM_F32,
+                              error);
+}
+
 /* One decoded frame's bytes to the host, and the progress report. */
 static gboolean
 gen_emit_frame (gen_state *g, int f, const uint8_t *rgb, GError **error)
@@ -787,6 +956,9 @@ gen_vae_decode (gen_state *g, GError **error)
   vdit_ctx *ctx = g->ctx;
   const vdit_model *m = ctx->model;
   const vdit_config *cfg = m->config;
+  if (g->on_backend && !gen_latent_to_host (g, error))
+    return FALSE;
+  gen_backend_buffers_free (g);
   if (vdit_vae_device_supported (&ctx->be)) {
     vdit_dit_ws_free (ctx->dit, g->ws);
     vdit_dit_text_free (ctx->dit, g->text[0]);
@@ -800,6 +972,36 @@ gen_vae_decode (gen_state *g, GError **error)
                                     cfg->latent_width, gen_vae_frames, g, error);
 }
 
+/* The latent's frames decoded where it lives (decode_rgb reads the plain latent as
+ * tokens of patch 1 × 1 × 1), each frame's bytes copied into page-locked memory where
+ * the backend has it. */
+static gboolean
+gen_decode_backend (gen_state *g, GError **error)
+{
+  const vdit_config *cfg = g->ctx->model->config;
+  vdit_backend *be = &g->ctx->be;
+  const vdit_backend_i *f = be->iface;
+  const size_t bytes = (size_t) cfg->width * 3 * cfg->height;
+  static const int plain[3] = { 1, 1, 1 };
+  uint8_t *rgb = f->host_alloc ? f->host_alloc (be->context, bytes, error) : g_malloc (bytes);
+  if (rgb == NULL)
+    return FALSE;
+  gboolean ok = TRUE;
+  for (int fr = 0; ok && fr < g->r.frames; fr++) {
+    ok = check_cancel (g->ctx, error);
+    if (!ok)
+      break;
+    f->decode_rgb (be->context, rgb, g->be_latent, VDIT_ELEM_F32, fr, 1, cfg->height,
+                   cfg->width, plain);
+    ok = f->sync (be->context, error) && gen_emit_frame (g, fr, rgb, error);
+  }
+  if (f->host_alloc)
+    f->host_free (be->context, rgb);
+  else
+    g_free (rgb);
+  return ok;
+}
+
 static gboolean
 gen_decode (gen_state *g, GError **error)
 {
@@ -809,6 +1011,8 @@ gen_decode (gen_state *g, GError **error)
     return TRUE;
   if (cfg->decoder == VDIT_DECODER_CAUSAL_VIDEO_VAE)
     return gen_vae_decode (g, error);
+  if (g->on_backend)
+    return gen_decode_backend (g, error);
   g_autofree uint8_t *rgb = g_new (uint8_t, (size_t) cfg->width * 3 * cfg->height);
   for (int f = 0; f < g->r.frames; f++) {
     if (!check_cancel (g->ctx, error))
@@ -869,7 +1073,13 @@ vdit_generate_with_policy (vdit_ctx *ctx, const vdit_gen_params *p, vdit_attn_po
   in_job = ctx->comm != NULL;
   if (!gen_prepare (&g, error))
     goto out;
-  for (int k = 0; k < g.r.steps; k++) {
+  for (int k = 0; k < g.r.steps && g.on_backend; k++) {
+    if (!check_cancel (ctx, error) || !gen_step_backend (&g, k, error) ||
+        !check_cancel (ctx, error) || !check_latent_backend (&g, k + 1, error))
+      goto out;
+    report (&g, VDIT_STAGE_DENOISE, k + 1, g.r.steps);
+  }
+  for (int k = 0; k < g.r.steps && !g.on_backend; k++) {
     if (!check_cancel (ctx, error) || !gen_model_eval (&g, k, error))
       goto out;
     const float *noise = NULL;
@@ -885,6 +1095,8 @@ vdit_generate_with_policy (vdit_ctx *ctx, const vdit_gen_params *p, vdit_attn_po
     report (&g, VDIT_STAGE_DENOISE, k + 1, g.r.steps);
   }
   in_job = FALSE; /* the other ranks are done: rank 0 decodes alone */
+  if (latent_out && g.on_backend && !gen_latent_to_host (&g, error))
+    goto out;
   if (latent_out)
     memcpy (latent_out, g.latent, g.n_latent * sizeof (float));
   ok = gen_decode (&g, error);
@@ -925,8 +1137,13 @@ vdit_bench_dit_step (vdit_ctx *ctx, const vdit_bench_step_params *params,
     if (k == params->warmup && be->iface->mem_peak)
       be->iface->mem_peak (be->context, TRUE, &result->peak_bytes);
     gint64 t0 = g_get_monotonic_time ();
-    if (!gen_model_eval (&g, k, error))
+    const int launched = g.graph_launches;
+    /* with the latent on the backend the step's end is the finiteness check's wait */
+    if (g.on_backend ? !gen_step_backend (&g, k, error) || !check_latent_backend (&g, k + 1, error)
+                     : !gen_model_eval (&g, k, error))
       goto out;
+    if (k >= params->warmup && g.graph_launches > launched && k > g.graph_step)
+      result->graph_replays++;
     double ms = (g_get_monotonic_time () - t0) / 1000.0;
     if (timing && !vdit_backend_timing_collect (timing, &times, error))
       goto out;
@@ -939,6 +1156,8 @@ vdit_bench_dit_step (vdit_ctx *ctx, const vdit_bench_step_params *params,
       }
     }
   }
+  result->sampler_on_backend = g.on_backend;
+  result->graphs = g.graph != NULL;
   if (be->iface->mem_peak && params->repeat > 0)
     result->have_peak = be->iface->mem_peak (be->context, FALSE, &result->peak_bytes);
   result->ms = params->repeat > 0 ? total / params->repeat : 0.0;

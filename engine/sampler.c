@@ -1,6 +1,7 @@
 /* Flow matching (Euler), DDIM (η = 0) and Euler-ancestral, with epsilon / v / flow
  * predictions. Schedules are computed in double, updates per element in float. */
 #include "sampler.h"
+#include "sampler_update.h"
 
 #include <math.h>
 
@@ -155,28 +156,21 @@ vdit_sampler_needs_noise (const vdit_sampler *s, int k)
   return s->type == VDIT_SAMPLER_EULER_ANCESTRAL && s->sigma[k + 1] > 0.0;
 }
 
+/* DDIM (η = 0): x0 and ε from the prediction, then x at ᾱ_prev. */
 static void
-step_ddim (const vdit_sampler *s, int k, float *x, const float *m, size_t n)
+update_ddim (const vdit_sampler *s, int k, vdit_sampler_update *u)
 {
   const double ab = s->alpha_bar[k], ab_prev = s->alpha_bar[k + 1];
-  const float sa = (float) sqrt (ab), sb = (float) sqrt (1.0 - ab);
-  const float pa = (float) sqrt (ab_prev), pb = (float) sqrt (1.0 - ab_prev);
-  for (size_t i = 0; i < n; i++) {
-    float x0, eps;
-    if (s->prediction == VDIT_PRED_V) {
-      x0 = sa * x[i] - sb * m[i];
-      eps = sa * m[i] + sb * x[i];
-    } else {
-      eps = m[i];
-      x0 = (x[i] - sb * eps) / sa;
-    }
-    x[i] = pa * x0 + pb * eps;
-  }
+  u->kind = s->prediction == VDIT_PRED_V ? VDIT_UPDATE_DDIM_V : VDIT_UPDATE_DDIM_EPS;
+  u->c[0] = (float) sqrt (ab);
+  u->c[1] = (float) sqrt (1.0 - ab);
+  u->c[2] = (float) sqrt (ab_prev);
+  u->c[3] = (float) sqrt (1.0 - ab_prev);
 }
 
+/* Euler-ancestral: a step to σ_down, then noise of σ_up. */
 static void
-step_euler_ancestral (const vdit_sampler *s, int k, float *x, const float *m,
-                      const float *noise, size_t n)
+update_euler_ancestral (const vdit_sampler *s, int k, vdit_sampler_update *u)
 {
   const double sg = s->sigma[k], next = s->sigma[k + 1];
   const double up = sqrt (next * next * (sg * sg - next * next) / (sg * sg));
@@ -187,13 +181,29 @@ step_euler_ancestral (const vdit_sampler *s, int k, float *x, const float *m,
     fup = sqrtf (f_next * f_next * (fs * fs - f_next * f_next) / (fs * fs));
     dt = sqrtf (f_next * f_next - fup * fup) - fs;
   }
-  const float vscale = (float) (-sg / sqrt (sg * sg + 1.0)), xscale = (float) (1.0 / (sg * sg + 1.0));
-  for (size_t i = 0; i < n; i++) {
-    float x0 = s->prediction == VDIT_PRED_V ? m[i] * vscale + x[i] * xscale : x[i] - fs * m[i];
-    float deriv = (x[i] - x0) / fs;
-    x[i] = x[i] + deriv * dt;
-    if (noise)
-      x[i] += noise[i] * fup;
+  u->kind = s->prediction == VDIT_PRED_V ? VDIT_UPDATE_ANCESTRAL_V : VDIT_UPDATE_ANCESTRAL_EPS;
+  u->c[0] = (float) (-sg / sqrt (sg * sg + 1.0));
+  u->c[1] = (float) (1.0 / (sg * sg + 1.0));
+  u->c[2] = fs;
+  u->c[3] = dt;
+  u->c[4] = fup;
+}
+
+void
+vdit_sampler_get_update (const vdit_sampler *s, int k, vdit_sampler_update *u)
+{
+  *u = (vdit_sampler_update) { 0 };
+  switch (s->type) {
+    case VDIT_SAMPLER_FLOW_EULER:
+      u->kind = VDIT_UPDATE_FLOW;
+      u->c[0] = (float) (s->t[k + 1] - s->t[k]);
+      break;
+    case VDIT_SAMPLER_DDIM:
+      update_ddim (s, k, u);
+      break;
+    case VDIT_SAMPLER_EULER_ANCESTRAL:
+      update_euler_ancestral (s, k, u);
+      break;
   }
 }
 
@@ -201,18 +211,8 @@ void
 vdit_sampler_step (const vdit_sampler *s, int k, float *x, const float *m, const float *noise,
                    size_t n)
 {
-  switch (s->type) {
-    case VDIT_SAMPLER_FLOW_EULER: {
-      const float dt = (float) (s->t[k + 1] - s->t[k]);
-      for (size_t i = 0; i < n; i++)
-        x[i] += dt * m[i];
-      break;
-    }
-    case VDIT_SAMPLER_DDIM:
-      step_ddim (s, k, x, m, n);
-      break;
-    case VDIT_SAMPLER_EULER_ANCESTRAL:
-      step_euler_ancestral (s, k, x, m, noise, n);
-      break;
-  }
+  vdit_sampler_update u;
+  vdit_sampler_get_update (s, k, &u);
+  for (size_t i = 0; i < n; i++)
+    x[i] = vdit_sampler_update_value (&u, x[i], m[i], noise ? noise[i] : 0.0f, noise != NULL);
 }

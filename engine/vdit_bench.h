@@ -20,11 +20,17 @@ typedef struct {
   vdit_op_times per_step;  /* with breakdown: the timed runs' mean per kind */
   gboolean have_peak;      /* the backend reports its memory high-water mark: */
   size_t peak_bytes;       /* the most in use at once during the timed runs */
+  gboolean sampler_on_backend; /* the latent stayed on the backend (its sampler slots) */
+  gboolean graphs;         /* the step's forwards were recorded as a graph (CUDA graphs) */
+  int graph_replays;       /* timed runs that replayed a graph recorded in an earlier run */
 } vdit_bench_step_result;
 
 /* Times one sampling step's DiT work on random latents (one forward, or with guidance > 1
  * the conditional and the unconditional forward and their mix): warmup
- * untimed runs, then repeat timed ones. With breakdown every op is bracketed by marks,
+ * untimed runs, then repeat timed ones. Where the sampler runs on the backend a run is a
+ * whole step (patches, forwards, guidance, update, finiteness check), and from the second
+ * run on its forwards are replayed from a graph where the backend records them (so
+ * warmup ≥ 2 times replays only). With breakdown every op is bracketed by marks,
  * which adds a little time to ms; the kinds' times are measured on the backend's queue
  * (GPU) or the host clock (CPU). */
 gboolean vdit_bench_dit_step (vdit_ctx *ctx, const vdit_bench_step_params *params,

@@ -31,6 +31,9 @@ print_result (const char *model, const char *backend, const vdit_bench_step_para
   vdit_json_double (&j, "ms_min", round (r->ms_min * 1000) / 1000);
   vdit_json_int (&j, "repeat", bp->repeat);
   vdit_json_int (&j, "ranks", ranks); /* processes of an mpirun job sharing each step */
+  vdit_json_string (&j, "sampler", r->sampler_on_backend ? "backend" : "host");
+  vdit_json_int (&j, "graphs", r->graphs); /* 1: forwards recorded as a graph */
+  vdit_json_int (&j, "graph_replays", r->graph_replays);
   if (r->have_peak)
     vdit_json_double (&j, "peak_gib", round (r->peak_bytes / 1073741824.0 * 1000) / 1000);
   if (bp->breakdown) {
@@ -100,7 +103,12 @@ bench_step (int argc, char **argv, const vdit_comm *comm)
       "mean ms per step of each op kind, timed on the GPU's stream (CUDA events) or by\n"
       "the host clock (CPU), and \"unaccounted\" (ms minus their sum), with \"calls\" per\n"
       "step; the marks add a little to ms. --guidance G (> 1) times a guided step, the\n"
-      "conditional and unconditional pass (\"batch\":2), as a generation runs it.\n");
+      "conditional and unconditional pass (\"batch\":2), as a generation runs it.\n"
+      "\"sampler\" says where the latent lives: \"backend\" when the backend has the sampler's\n"
+      "ops (a run is then a whole step: patches, forwards, guidance and update), \"host\"\n"
+      "otherwise. \"graphs\" is 1 when the step's forwards were recorded as a CUDA graph (from\n"
+      "the second run on; VDIT_CUDA_GRAPHS=0 or --breakdown turn it off), \"graph_replays\"\n"
+      "counts timed runs that replayed it: --warmup 2 leaves the recording out of the timing.\n");
   if (!vdit_cli_parse (octx, cmd, &argc, &argv, &status))
     goto out;
 

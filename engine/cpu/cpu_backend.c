@@ -4,6 +4,7 @@
 #include "cpu_attention.h"
 #include "cpu_frames.h"
 #include "cpu_ops.h"
+#include "cpu_sampler.h"
 #include "cpu_threads.h"
 #include "vdit.h"
 
@@ -92,6 +93,15 @@ static const vdit_backend_i cpu_backend_i = {
   /* .vae_group_norm = */ NULL,
   /* .vae_upsample = */ NULL,
   /* .vae_frame_attention = */ NULL,
+  /* .patchify = */ cpu_patchify,
+  /* .unpatchify = */ cpu_unpatchify,
+  /* .sampler_update = */ cpu_sampler_update,
+  /* .all_finite = */ cpu_all_finite,
+  /* .timestep_embedding_buf = */ cpu_timestep_embedding_buf,
+  /* .graph_begin = */ NULL, /* ops run as they are called: nothing to record */
+  /* .graph_end = */ NULL,
+  /* .graph_launch = */ NULL,
+  /* .graph_free = */ NULL,
 };
 
 gboolean

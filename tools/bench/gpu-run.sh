@@ -3,7 +3,7 @@
 # DiT step beside the PyTorch peers (tools/bench/peers.py). Logs go to OUTDIR:
 #   env.txt (GPU, driver, versions)  build.log  gpu-tests.log  bench.jsonl
 #
-#   tools/bench/gpu-run.sh OUTDIR [tests,sass,attention,attention-sm80,peers,ncu,step,nsys,peers-step,element,cpu16]
+#   tools/bench/gpu-run.sh OUTDIR [tests,sass,attention,attention-sm80,peers,ncu,step,graphs,nsys,peers-step,element,cpu16]
 #
 # PEER_BATCH (default 1; "1,2" adds the guided pair at T=8) and PEER_IMPLS (default
 # eager,compile) choose the PyTorch step peers.
@@ -121,6 +121,20 @@ if has step; then
   log "step (ours) with the tile plans"
   step --frames 8 --attention tile
   step k3 --frames 24 --attention tile
+fi
+if has graphs; then
+  # whole device steps with the forwards replayed from a CUDA graph, then op by op; no
+  # --breakdown (its marks turn graphs off); --warmup 2 keeps the recording untimed
+  log "step with and without CUDA graphs"
+  for g in 1 0; do
+    for m in models/tiny models/default; do
+      VDIT_CUDA_GRAPHS=$g timeout 60 "$vdit" bench step --model "$m" --device cuda \
+        --guidance 4 --repeat 20 --warmup 2 2>> "$out/env.txt" | tee -a "$out/bench.jsonl"
+    done
+    VDIT_CUDA_GRAPHS=$g timeout 150 "$vdit" bench step --config tools/bench/osp12-720p.json \
+      --random-weights --device cuda --frames 8 --attention full --guidance 4.5 --repeat 3 \
+      --warmup 2 2>> "$out/env.txt" | tee -a "$out/bench.jsonl"
+  done
 fi
 if has nsys; then
   log "nsys: kernels of one step at T=8 (full attention)"
