@@ -160,6 +160,18 @@ void vdit_reset_cancel (vdit_ctx *ctx);
  * first call. */
 gboolean vdit_cuda_available (int *n_devices);
 
+/* Memory on CUDA device `device`, for hosts that watch it over a long run: `allocated` is
+ * what this process's vdit contexts hold there (weights, activations, scratch, each
+ * context's fixed buffers); `device_used` is the device's total less its free memory
+ * (cudaMemGetInfo: it also counts CUDA's own contexts, memory kept in pools for reuse
+ * and other processes). FALSE without CUDA or that device. */
+typedef struct {
+  guint64 allocated;
+  guint64 device_used;
+  guint64 device_total;
+} vdit_gpu_memory;
+gboolean vdit_gpu_memory_get (int device, vdit_gpu_memory *mem);
+
 const char *vdit_attention_name (VditAttention mode);
 gboolean vdit_attention_from_name (const char *name, VditAttention *mode);
 
