@@ -92,12 +92,6 @@ unaccount (void *p)
   g_mutex_unlock (&lock);
 }
 
-static char *
-size_text (guint64 bytes)
-{
-  return g_format_size_full (bytes, G_FORMAT_SIZE_IEC_UNITS);
-}
-
 /* The out-of-memory error of an allocation of `bytes` for `what`. */
 static GError *
 oom_error (vdit_cuda_ctx *c, size_t bytes, const char *what, fault_kind kind, cudaError_t err)
@@ -108,9 +102,9 @@ oom_error (vdit_cuda_ctx *c, size_t bytes, const char *what, fault_kind kind, cu
   g_mutex_lock (&lock);
   const guint64 ours = c->device < MAX_DEVICES ? held[c->device] : 0, lim = limit;
   g_mutex_unlock (&lock);
-  g_autofree char *asked = size_text (bytes), *free_s = size_text (free_b),
-                  *total_s = size_text (total_b), *ours_s = size_text (ours),
-                  *lim_s = size_text (lim);
+  g_autofree char *asked = vdit_size_text (bytes), *free_s = vdit_size_text (free_b);
+  g_autofree char *total_s = vdit_size_text (total_b), *ours_s = vdit_size_text (ours);
+  g_autofree char *lim_s = vdit_size_text (lim);
   g_autofree char *why = kind == FAULT_LIMIT
     ? g_strdup_printf ("over the test limit VDIT_CUDA_ALLOC_LIMIT of %s", lim_s)
     : kind == FAULT_INJECTED ? g_strdup ("a fault injected by a test")

@@ -202,6 +202,10 @@ gboolean vdit_cpu_threads_check (int threads, GError **error);
 void vdit_backend_cpu_set_cancel (vdit_backend *be, const gint *flag);
 gboolean vdit_backend_cuda_init (vdit_backend *be, int device_id, GError **error);
 
+/* A size for a message about memory: "512 bytes", "10.8 MiB", "3.2 GiB" (binary units,
+ * GiB from 1 GiB up, plain spaces). Free with g_free. */
+char *vdit_size_text (double bytes);
+
 /* Fault injection for tests, process-wide and for every backend: the n-th allocation
  * from now (alloc, and the CUDA backend's own scratch) fails as out of memory, once;
  * n = 0 disarms. Returns the count left from the previous call (so arming with a large

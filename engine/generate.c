@@ -156,13 +156,6 @@ host_memory (void)
 
 #define GIB(x) ((x) / (1024.0 * 1024.0 * 1024.0))
 
-/* "12.5 MiB", "3.2 GiB": device messages name sizes from bytes up. */
-static char *
-size_text (double bytes)
-{
-  return g_format_size_full ((guint64) CLAMP (bytes, 0.0, 1.8e19), G_FORMAT_SIZE_IEC_UNITS);
-}
-
 /* Refuses a clip of `frames` whose memory estimate exceeds the host's memory (all of it
  * where the backend's buffers are host memory: the CPU) or what the device can still
  * allocate (backends with mem_info: CUDA), before anything is allocated.
@@ -206,9 +199,9 @@ check_memory (const vdit_ctx *ctx, int frames, gboolean at_ctx, GError **error)
                            "frames of %d×%d, needs", ctx->model->info.name, frames, c->width,
                            c->height)
         : g_strdup_printf ("%d frames of %d×%d need", frames, c->width, c->height);
-      g_autofree char *need_s = size_text (dev_need), *acts_s = size_text (acts),
-                      *weights_s = size_text (weights), *avail_s = size_text (avail),
-                      *total_s = size_text (total);
+      g_autofree char *need_s = vdit_size_text (dev_need);
+      g_autofree char *acts_s = vdit_size_text (acts), *weights_s = vdit_size_text (weights);
+      g_autofree char *avail_s = vdit_size_text (avail), *total_s = vdit_size_text (total);
       g_set_error (error, VDIT_ERROR, VDIT_ERROR_OUT_OF_MEMORY,
                    "%s about %s on the %s device (activations %s, weights %s), more than "
                    "the %s it can still allocate of %s%s", what, need_s,

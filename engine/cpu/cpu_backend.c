@@ -34,11 +34,9 @@ cpu_alloc (void *ctx, size_t n, VditElem elem, GError **error)
   const gboolean fault = vdit_fault_alloc_now ();
   if (fault || n > SIZE_MAX / 4 || posix_memalign (&p, 64, bytes) != 0) {
     const long pages = sysconf (_SC_AVPHYS_PAGES), page = sysconf (_SC_PAGE_SIZE);
-    g_autofree char *asked = g_format_size_full (n > SIZE_MAX / 4 ? G_MAXUINT64 : bytes,
-                                                 G_FORMAT_SIZE_IEC_UNITS);
-    g_autofree char *avail = g_format_size_full (pages > 0 && page > 0
-                                                   ? (guint64) pages * page : 0,
-                                                 G_FORMAT_SIZE_IEC_UNITS);
+    g_autofree char *asked = vdit_size_text (4.0 * n);
+    g_autofree char *avail = vdit_size_text (pages > 0 && page > 0 ? (double) pages * page
+                                                                   : 0.0);
     g_set_error (error, VDIT_ERROR, VDIT_ERROR_OUT_OF_MEMORY,
                  "out of host memory: cannot allocate %s, with %s of the host's memory "
                  "free%s: ask for fewer frames or a smaller size", asked, avail,
