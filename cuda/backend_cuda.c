@@ -45,6 +45,18 @@ vdit_cuda_enter (vdit_cuda_ctx *c)
   return VDIT_CUDA_CHECK (c, cudaSetDevice (c->device));
 }
 
+void
+vdit_cuda_record_error (vdit_cuda_ctx *c, GError *e)
+{
+  g_warning ("CUDA: %s", e->message);
+  g_mutex_lock (&c->error_lock);
+  if (c->first_error == NULL)
+    c->first_error = e;
+  else
+    g_error_free (e);
+  g_mutex_unlock (&c->error_lock);
+}
+
 /* Moves the first recorded failure into error (and clears it). */
 gboolean
 vdit_cuda_take_error (vdit_cuda_ctx *c, GError **error)
@@ -87,32 +99,7 @@ static void *
 cuda_alloc (void *ctx, size_t n, VditElem elem, GError **error)
 {
   vdit_cuda_ctx *c = ctx;
-  const size_t bytes = MAX (n, 1) * elem_size (c, elem);
-  void *p = NULL;
-  if (!vdit_cuda_enter (c))
-    return take_error (c, error), NULL;
-  cudaError_t err = cudaMallocAsync (&p, bytes, c->stream);
-  if (err == cudaErrorMemoryAllocation) {
-    /* the pool may hold freed blocks: give them back and try once more */
-    cudaGetLastError ();
-    cudaStreamSynchronize (c->stream);
-    cudaMemPool_t pool;
-    if (cudaDeviceGetDefaultMemPool (&pool, c->device) == cudaSuccess)
-      cudaMemPoolTrimTo (pool, 0);
-    err = cudaMallocAsync (&p, bytes, c->stream);
-  }
-  if (err != cudaSuccess) {
-    size_t free_b = 0, total_b = 0;
-    cudaGetLastError ();
-    cudaMemGetInfo (&free_b, &total_b);
-    g_set_error (error, VDIT_ERROR, VDIT_ERROR_OUT_OF_MEMORY,
-                 "cannot allocate %zu bytes (%.1f MiB) on CUDA device %d: %.1f MiB free of "
-                 "%.1f MiB (%s)",
-                 bytes, bytes / 1048576.0, c->device, free_b / 1048576.0, total_b / 1048576.0,
-                 cudaGetErrorString (err));
-    return NULL;
-  }
-  return p;
+  return vdit_cuda_mem_alloc (c, MAX (n, 1) * elem_size (c, elem), "a buffer", error);
 }
 
 /* Free device memory, plus what the stream-ordered pool keeps unused (freed blocks stay
@@ -204,9 +191,7 @@ cuda_mem_peak (void *ctx, gboolean reset, size_t *peak)
 static void
 cuda_release (void *ctx, void *buf)
 {
-  vdit_cuda_ctx *c = ctx;
-  if (buf && vdit_cuda_enter (c))
-    VDIT_CUDA_CHECK (c, cudaFreeAsync (buf, c->stream));
+  vdit_cuda_mem_free (ctx, buf);
 }
 
 /* Host <-> device. ACT goes through the f32 staging buffer and a conversion kernel,
@@ -364,10 +349,8 @@ cuda_free (void *ctx)
     cublasDestroy (c->blas);
   if (c->lt)
     cublasLtDestroy (c->lt);
-  if (c->lt_workspace)
-    cudaFree (c->lt_workspace);
-  if (c->staging)
-    cudaFree (c->staging);
+  vdit_cuda_mem_free_fixed (c, c->lt_workspace);
+  vdit_cuda_mem_free_fixed (c, c->staging);
   if (c->stream)
     cudaStreamDestroy (c->stream);
   cudaGetLastError ();
@@ -512,10 +495,15 @@ vdit_backend_cuda_init (vdit_backend *be, int device_id, GError **error)
                                                                cudaStreamNonBlocking)) &&
                 VDIT_CUBLAS_CHECK (c, cublasLtCreate (&c->lt)) &&
                 VDIT_CUBLAS_CHECK (c, cublasCreate (&c->blas)) &&
-                VDIT_CUBLAS_CHECK (c, cublasSetStream (c->blas, c->stream)) &&
-                VDIT_CUDA_CHECK (c, cudaMalloc (&c->lt_workspace, c->lt_workspace_size)) &&
-                VDIT_CUDA_CHECK (c, cudaMalloc ((void **) &c->staging,
-                                                c->staging_n * sizeof (float)));
+                VDIT_CUBLAS_CHECK (c, cublasSetStream (c->blas, c->stream));
+  GError *mem_error = NULL;
+  ok = ok &&
+       (c->lt_workspace = vdit_cuda_mem_alloc_fixed (c, c->lt_workspace_size,
+                                                     "the cuBLASLt workspace", &mem_error)) &&
+       (c->staging = vdit_cuda_mem_alloc_fixed (c, c->staging_n * sizeof (float),
+                                                "the transfer buffer", &mem_error));
+  if (mem_error)
+    vdit_cuda_record_error (c, mem_error);
   if (ok) {
     /* keep freed blocks in the pool: the engine allocates per generation */
     cudaMemPool_t pool;

@@ -40,6 +40,8 @@ typedef struct {
 /* Records a failure (the first one is kept) and logs it. Thread-safe. */
 void vdit_cuda_record (vdit_cuda_ctx *c, const char *file, int line, const char *call,
                        const char *what);
+/* Records e (taken) as the context's failure unless one is kept already. Thread-safe. */
+void vdit_cuda_record_error (vdit_cuda_ctx *c, GError *e);
 /* Makes c's device current in the calling thread (ops may come from any thread). */
 gboolean vdit_cuda_enter (vdit_cuda_ctx *c);
 
@@ -69,6 +71,19 @@ vdit_cublas_check_impl (vdit_cuda_ctx *c, cublasStatus_t st, const char *file, i
   vdit_cuda_record (c, file, line, call, cublasGetStatusString (st));
   return FALSE;
 }
+
+/* Device memory (cuda_mem.c): every device allocation goes through these, so that what
+ * the process's contexts hold is known, the test faults apply and running out of memory
+ * says how much was asked and free (VDIT_ERROR_OUT_OF_MEMORY; `what` names the use). */
+/* Stream-ordered on c's stream, retried once after the pool hands its unused blocks back. */
+void *vdit_cuda_mem_alloc (vdit_cuda_ctx *c, size_t bytes, const char *what, GError **error);
+/* The same for ops, which return nothing: a failure is recorded for sync. */
+void *vdit_cuda_mem_scratch (vdit_cuda_ctx *c, size_t bytes, const char *what);
+void vdit_cuda_mem_free (vdit_cuda_ctx *c, void *p); /* stream-ordered */
+/* A context's buffers for its whole life (cudaMalloc / cudaFree). */
+void *vdit_cuda_mem_alloc_fixed (vdit_cuda_ctx *c, size_t bytes, const char *what,
+                                 GError **error);
+void vdit_cuda_mem_free_fixed (vdit_cuda_ctx *c, void *p);
 
 /* The table of cuBLASLt plans, one per matmul shape (cuda_matmul.c). */
 GHashTable *vdit_cuda_matmul_plans_new (void);

@@ -30,16 +30,14 @@ vdit_cuda_decode_rgb_op (void *ctx, uint8_t *rgb, const void *src, VditElem elem
     return;
   }
   const size_t bytes = (size_t) frames * height * width * 3;
-  void *dev = NULL;
-  if (!VDIT_CUDA_CHECK (c, cudaMallocAsync (&dev, bytes, c->stream))) {
-    cudaGetLastError (); /* recorded once; not again against the next kernel */
+  void *dev = vdit_cuda_mem_scratch (c, bytes, "decoded frames");
+  if (dev == NULL)
     return;
-  }
   if (VDIT_CUDA_CHECK (c, vdit_cuda_decode_rgb (dev, src, elem == VDIT_ELEM_ACT, frame0, frames,
                                                 height, width, patch[0], patch[1], patch[2],
                                                 c->stream)))
     VDIT_CUDA_CHECK (c, cudaMemcpyAsync (rgb, dev, bytes, cudaMemcpyDeviceToHost, c->stream));
-  VDIT_CUDA_CHECK (c, cudaFreeAsync (dev, c->stream));
+  vdit_cuda_mem_free (c, dev);
 }
 
 void *

@@ -212,11 +212,8 @@ vdit_cuda_layout_new (void *ctx, const vdit_block_layout *l, GError **error)
     total += parts[i].n * 4;
   cuda_layout *cl = g_new0 (cuda_layout, 1);
   gboolean ok = vdit_cuda_enter (c);
-  if (ok && cudaMallocAsync (&cl->mem, MAX (total, 4), c->stream) != cudaSuccess) {
-    cudaGetLastError ();
-    g_set_error (error, VDIT_ERROR, VDIT_ERROR_OUT_OF_MEMORY,
-                 "cannot allocate %zu bytes for an attention layout on CUDA device %d", total,
-                 c->device);
+  if (ok && (cl->mem = vdit_cuda_mem_alloc (c, MAX (total, 4), "an attention layout",
+                                            error)) == NULL) {
     g_free (cl);
     cl = NULL;
     ok = FALSE;
@@ -242,7 +239,7 @@ vdit_cuda_layout_new (void *ctx, const vdit_block_layout *l, GError **error)
         .wide_kept_tiles = (int64_t) n_colw, .wide_partial_tiles = partial_w,
       };
     if (!ok) {
-      cudaFreeAsync (cl->mem, c->stream);
+      vdit_cuda_mem_free (c, cl->mem);
       g_free (cl);
       cl = NULL;
       g_set_error (error, VDIT_ERROR, VDIT_ERROR_BACKEND,
@@ -292,16 +289,11 @@ vdit_cuda_adaptive_layout (void *ctx, const float *scores, int heads, int n_q, i
     return NULL;
   }
   const size_t scratch_bytes = vdit_cuda_adaptive_scratch_bytes (heads, nqb, nkb);
-  void *scratch = NULL;
   cuda_layout *cl = NULL;
-  if (cudaMallocAsync (&scratch, scratch_bytes + (size_t) heads * sizeof (int), c->stream) !=
-      cudaSuccess) {
-    cudaGetLastError ();
-    g_set_error (error, VDIT_ERROR, VDIT_ERROR_OUT_OF_MEMORY,
-                 "cannot allocate %zu bytes to choose an attention pattern on CUDA device %d",
-                 scratch_bytes, c->device);
+  void *scratch = vdit_cuda_mem_alloc (c, scratch_bytes + (size_t) heads * sizeof (int),
+                                       "choosing an attention pattern", error);
+  if (scratch == NULL)
     return NULL;
-  }
   int *keep_dev = (int *) ((char *) scratch + scratch_bytes);
   gboolean ok =
       VDIT_CUDA_CHECK (c, vdit_cuda_adaptive_rank_launch (scratch, keep_dev, scores, heads, nqb,
@@ -318,11 +310,7 @@ vdit_cuda_adaptive_layout (void *ctx, const float *scores, int heads, int n_q, i
   if (ok) {
     cl = g_new0 (cuda_layout, 1);
     const size_t total = (n_rp + n_ord + (size_t) kept + n_words) * 4;
-    if (cudaMallocAsync (&cl->mem, total, c->stream) != cudaSuccess) {
-      cudaGetLastError ();
-      g_set_error (error, VDIT_ERROR, VDIT_ERROR_OUT_OF_MEMORY,
-                   "cannot allocate %zu bytes for an attention layout on CUDA device %d",
-                   total, c->device);
+    if ((cl->mem = vdit_cuda_mem_alloc (c, total, "an attention layout", error)) == NULL) {
       g_clear_pointer (&cl, g_free);
       ok = FALSE;
     }
@@ -342,11 +330,11 @@ vdit_cuda_adaptive_layout (void *ctx, const float *scores, int heads, int n_q, i
       .kept_tiles = kept, /* partial tiles are not counted here */
     };
     if (!ok) {
-      cudaFreeAsync (cl->mem, c->stream);
+      vdit_cuda_mem_free (c, cl->mem);
       g_clear_pointer (&cl, g_free);
     }
   }
-  VDIT_CUDA_CHECK (c, cudaFreeAsync (scratch, c->stream));
+  vdit_cuda_mem_free (c, scratch);
   if (!ok && error && *error == NULL)
     g_set_error (error, VDIT_ERROR, VDIT_ERROR_BACKEND,
                  "choosing an attention pattern failed on CUDA device %d", c->device);
@@ -362,7 +350,6 @@ vdit_cuda_layout_free (void *ctx, void *layout)
   cuda_layout *cl = layout;
   if (cl == NULL)
     return;
-  if (vdit_cuda_enter (c))
-    VDIT_CUDA_CHECK (c, cudaFreeAsync (cl->mem, c->stream));
+  vdit_cuda_mem_free (c, cl->mem);
   g_free (cl);
 }

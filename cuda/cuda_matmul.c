@@ -99,7 +99,8 @@ fastest (vdit_cuda_ctx *c, lt_plan *plan, const cublasLtMatmulHeuristicResult_t 
   cudaEvent_t ev[2] = { NULL, NULL };
   int best = 0;
   float best_ms = G_MAXFLOAT;
-  if (cudaMallocAsync (&scratch, bytes, c->stream) != cudaSuccess ||
+  /* without room to try candidates, the heuristic's first choice serves */
+  if ((scratch = vdit_cuda_mem_alloc (c, bytes, "timing GEMM candidates", NULL)) == NULL ||
       cudaEventCreate (&ev[0]) != cudaSuccess || cudaEventCreate (&ev[1]) != cudaSuccess)
     goto out;
   /* 256-byte aligned: every candidate for the output's alignment also runs here */
@@ -131,8 +132,7 @@ out:
   for (int i = 0; i < 2; i++)
     if (ev[i])
       cudaEventDestroy (ev[i]);
-  if (scratch)
-    cudaFreeAsync (scratch, c->stream);
+  vdit_cuda_mem_free (c, scratch);
   return best;
 }
 

@@ -10,10 +10,7 @@
 static void *
 scratch_new (vdit_cuda_ctx *c, size_t bytes)
 {
-  void *p = NULL;
-  if (!VDIT_CUDA_CHECK (c, cudaMallocAsync (&p, bytes, c->stream)))
-    return NULL;
-  return p;
+  return vdit_cuda_mem_scratch (c, bytes, "the VAE decoder's scratch");
 }
 
 /* Column-major C (m × n, ldc) = alpha·op(A)·op(B) + beta·C, all f32. */
@@ -71,7 +68,7 @@ vdit_cuda_vae_conv3d_op (void *ctx, float *out, const float *in, const float *w,
       break;
     conv_gemm (c, out + (size_t) r0 * W, per_channel, w, col, (size_t) n, cout, n, K);
   }
-  VDIT_CUDA_CHECK (c, cudaFreeAsync (col, c->stream));
+  vdit_cuda_mem_free (c, col);
 }
 
 void
@@ -87,7 +84,7 @@ vdit_cuda_vae_group_norm_op (void *ctx, float *out, const float *x, const float 
     return;
   VDIT_CUDA_CHECK (c, vdit_cuda_vae_group_norm (out, x, gamma, beta, ch, per_channel, silu,
                                                 scratch, c->stream));
-  VDIT_CUDA_CHECK (c, cudaFreeAsync (scratch, c->stream));
+  vdit_cuda_mem_free (c, scratch);
 }
 
 void
@@ -132,5 +129,5 @@ vdit_cuda_vae_frame_attention_op (void *ctx, float *out, const float *q, const f
     sgemm (c, CUBLAS_OP_T, CUBLAS_OP_N, HW, C, HW, 1.0f, s, HW, v + off, (int) ld, 0.0f,
            out + off, (int) ld);
   }
-  VDIT_CUDA_CHECK (c, cudaFreeAsync (s, c->stream));
+  vdit_cuda_mem_free (c, s);
 }

@@ -259,6 +259,25 @@ gboolean vdit_cpu_threads_check (int threads, GError **error);
 void vdit_backend_cpu_set_cancel (vdit_backend *be, const gint *flag);
 gboolean vdit_backend_cuda_init (vdit_backend *be, int device_id, GError **error);
 
+/* A size for a message about memory: "512 bytes", "10.8 MiB", "3.2 GiB" (binary units,
+ * GiB from 1 GiB up, plain spaces). Free with g_free. */
+char *vdit_size_text (double bytes);
+
+/* Fault injection for tests, process-wide and for every backend: the n-th allocation
+ * from now (alloc, and the CUDA backend's own scratch) fails as out of memory, once;
+ * n = 0 disarms. Returns the count left from the previous call (so arming with a large
+ * n, running, and disarming tells how many allocations were made). */
+int vdit_fault_alloc_fail_in (int n);
+/* For backends: TRUE when the allocation being made is the one to fail. */
+gboolean vdit_fault_alloc_now (void);
+/* Test limit of the CUDA backends: their allocations fail as cudaErrorMemoryAllocation
+ * once the process's CUDA backends would hold more than `bytes` in all (0: no limit).
+ * Unlike a smaller device, the limit is not seen by mem_info, so requests pass the check
+ * before a generation and fail part-way, as when another process takes the memory in
+ * between. The environment's VDIT_CUDA_ALLOC_LIMIT=<bytes> sets it at the first
+ * allocation. No effect without CUDA. */
+void vdit_cuda_set_alloc_limit (guint64 bytes);
+
 static inline void
 vdit_backend_free (vdit_backend *be)
 {

@@ -61,3 +61,18 @@ vdit_be_upload_weight (vdit_backend *be, const vdit_weights *w, const char *name
 {
   return vdit_be_upload_concat (be, w, &name, 1, error);
 }
+
+char *
+vdit_size_text (double bytes)
+{
+  const double kib = 1024.0, mib = kib * 1024.0, gib = mib * 1024.0;
+  if (!(bytes >= 0.0))
+    bytes = 0.0;
+  if (bytes < kib)
+    return g_strdup_printf ("%.0f bytes", bytes);
+  if (bytes < mib)
+    return g_strdup_printf ("%.1f KiB", bytes / kib);
+  if (bytes < gib)
+    return g_strdup_printf ("%.1f MiB", bytes / mib);
+  return g_strdup_printf ("%.1f GiB", bytes / gib);
+}

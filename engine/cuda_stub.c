@@ -18,3 +18,14 @@ vdit_cuda_available (int *n_devices)
     *n_devices = 0;
   return FALSE;
 }
+
+void
+vdit_cuda_set_alloc_limit (guint64 bytes)
+{
+}
+
+gboolean
+vdit_gpu_memory_get (int device, vdit_gpu_memory *mem)
+{
+  return FALSE;
+}

@@ -16,9 +16,10 @@ typedef struct vdit_dit_ws vdit_dit_ws;     /* activations for one token grid */
 
 vdit_dit *vdit_dit_new (vdit_backend *be, const vdit_config *cfg, const vdit_weights *w,
                         GError **error);
-/* The weights of dit, run through another backend of the same kind whose buffers are
- * host memory (a CPU backend with its own thread pool and scratch). Freeing the view
- * leaves the weights to dit, which must outlive it. */
+/* The weights of dit, run through another backend of the same kind that can read dit's
+ * buffers: host memory (a CPU backend with its own thread pool and scratch) or the same
+ * CUDA device (a backend with its own stream). Freeing the view leaves the weights to
+ * dit, which must outlive it. */
 vdit_dit *vdit_dit_new_view (const vdit_dit *dit, vdit_backend *be);
 void vdit_dit_free (vdit_dit *dit);
 

@@ -26,6 +26,7 @@ struct vdit_ctx {
   gint cancelled; /* atomic */
   vdit_ctx_params params;
   vdit_ctx *base; /* vdit_ctx_new_shared: the context that owns the weights */
+  gint views;     /* atomic: contexts sharing this one's weights, which it must outlive */
   const vdit_comm *comm; /* sequence parallelism over its ranks; NULL = this process alone */
   vdit_vae_device *vae;  /* the CausalVideoVAE's weights on be, uploaded at the first decode */
   gboolean out_of_step;  /* a clip failed while the other ranks were inside it */
@@ -210,12 +211,15 @@ check_memory (const vdit_ctx *ctx, int frames, gboolean at_ctx, GError **error)
                            "frames of %d×%d, needs", ctx->model->info.name, frames, c->width,
                            c->height)
         : g_strdup_printf ("%d frames of %d×%d need", frames, c->width, c->height);
+      g_autofree char *need_s = vdit_size_text (dev_need);
+      g_autofree char *acts_s = vdit_size_text (acts), *weights_s = vdit_size_text (weights);
+      g_autofree char *avail_s = vdit_size_text (avail), *total_s = vdit_size_text (total);
       g_set_error (error, VDIT_ERROR, VDIT_ERROR_OUT_OF_MEMORY,
-                   "%s about %.1f GiB on the %s device (activations %.1f GiB, weights %.1f "
-                   "GiB), more than the %.1f GiB it can still allocate of %.1f GiB%s", what,
-                   GIB (dev_need), ctx->be.iface->name, GIB (acts), GIB (weights),
-                   GIB ((double) avail), GIB ((double) total),
-                   at_ctx ? "" : ": ask for fewer frames");
+                   "%s about %s on the %s device (activations %s, weights %s), more than "
+                   "the %s it can still allocate of %s%s", what, need_s,
+                   ctx->be.iface->name, acts_s, weights_s, avail_s, total_s,
+                   at_ctx ? ": free memory other programs hold on it"
+                          : ": ask for fewer frames, or free memory other programs hold on it");
       return FALSE;
     }
   }
@@ -275,32 +279,41 @@ fail:
   return NULL;
 }
 
-/* A second context on the weights base uploaded: the CPU backend's weights are host
- * memory any CPU backend can read, so the new context gets a backend of its own (its
- * own thread pool and scratch, which take one caller at a time) and a view of base's
- * DiT; other backends have one stream a context. */
+/* A second context on the weights base uploaded, with a backend of its own: on the CPU
+ * its own thread pool and scratch (each takes one caller at a time); on CUDA its own
+ * stream, cuBLAS handles and scratch on base's device, where base's weight buffers are
+ * valid on any stream. Either way the DiT is a view of base's: nothing is uploaded again.
+ * The weights are complete once vdit_dit_new returned (uploads wait for their stream). */
 vdit_ctx *
 vdit_ctx_new_shared (vdit_ctx *base, vdit_log_cb log, void *log_user_data, GError **error)
 {
   g_return_val_if_fail (base != NULL && base->base == NULL, NULL);
-  if (!g_str_equal (vdit_ctx_get_device_name (base), "cpu")) {
-    g_set_error (error, VDIT_ERROR, VDIT_ERROR_NO_DEVICE,
-                 "the %s backend cannot run two generations at once on one context",
-                 vdit_ctx_get_device_name (base));
+  int cuda_device = -1;
+  if (base->comm) {
+    g_set_error (error, VDIT_ERROR, VDIT_ERROR_INVALID_ARGUMENT,
+                 "a context of a parallel job cannot share its weights with another");
     return NULL;
   }
+  /* the device base runs on: its parameters passed this check when it was made */
+  if (!vdit_ctx_params_check (&base->params, &cuda_device, error))
+    return NULL;
   vdit_ctx *ctx = g_new0 (vdit_ctx, 1);
   ctx->model = base->model;
   ctx->params = base->params;
   ctx->params.log = log;
   ctx->params.log_user_data = log_user_data;
   ctx->base = base;
-  if (!vdit_backend_cpu_init (&ctx->be, base->params.threads, error)) {
+  const gboolean ok = cuda_device >= 0
+    ? vdit_backend_cuda_init (&ctx->be, cuda_device, error)
+    : vdit_backend_cpu_init (&ctx->be, base->params.threads, error);
+  if (!ok) {
     g_free (ctx);
     return NULL;
   }
-  vdit_backend_cpu_set_cancel (&ctx->be, &ctx->cancelled);
+  if (cuda_device < 0)
+    vdit_backend_cpu_set_cancel (&ctx->be, &ctx->cancelled);
   ctx->dit = vdit_dit_new_view (base->dit, &ctx->be);
+  g_atomic_int_inc (&base->views);
   return ctx;
 }
 
@@ -309,9 +322,14 @@ vdit_ctx_free (vdit_ctx *ctx)
 {
   if (ctx == NULL)
     return;
+  /* the views run on base's weights: freeing them first would leave kernels reading freed
+   * device memory, so a misordered free leaks instead (and says so) */
+  g_return_if_fail (g_atomic_int_get (&ctx->views) == 0);
   vdit_vae_device_free (ctx->vae);
   vdit_dit_free (ctx->dit); /* a shared context's is a view: base keeps the weights */
   vdit_backend_free (&ctx->be);
+  if (ctx->base)
+    g_atomic_int_add (&ctx->base->views, -1);
   g_free (ctx);
 }
 

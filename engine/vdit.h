@@ -128,10 +128,12 @@ gboolean vdit_ctx_params_check (const vdit_ctx_params *params, int *cuda_device,
  * weights when the model's shortest clip would not fit in the host's memory (physical,
  * or the cgroup's limit; on the CPU backend weights and activations count too). */
 vdit_ctx *vdit_ctx_new (vdit_model *model, const vdit_ctx_params *params, GError **error);
-/* Another context on base's model, backend and uploaded weights, with its own cancel flag
+/* Another context on base's model and uploaded weights, with its own cancel flag
  * and log: generations on it and on base (or other such contexts) may run at the same
- * time from different threads. base must outlive it. Only the CPU backend allows this
- * (VDIT_ERROR_NO_DEVICE otherwise). */
+ * time from different threads. base must outlive it. On the CPU it gets a thread pool of
+ * its own; on CUDA a stream, cuBLAS handles and scratch of its own on base's device, and
+ * the weights base uploaded there are not uploaded again. Not for a context of a
+ * parallel job (VDIT_ERROR_INVALID_ARGUMENT). */
 vdit_ctx *vdit_ctx_new_shared (vdit_ctx *base, vdit_log_cb log, void *log_user_data,
                                GError **error);
 void vdit_ctx_free (vdit_ctx *ctx);
@@ -159,6 +161,18 @@ void vdit_reset_cancel (vdit_ctx *ctx);
 /* Whether a CUDA device is usable (built with CUDA and a GPU present); cheap after the
  * first call. */
 gboolean vdit_cuda_available (int *n_devices);
+
+/* Memory on CUDA device `device`, for hosts that watch it over a long run: `allocated` is
+ * what this process's vdit contexts hold there (weights, activations, scratch, each
+ * context's fixed buffers); `device_used` is the device's total less its free memory
+ * (cudaMemGetInfo: it also counts CUDA's own contexts, memory kept in pools for reuse
+ * and other processes). FALSE without CUDA or that device. */
+typedef struct {
+  guint64 allocated;
+  guint64 device_used;
+  guint64 device_total;
+} vdit_gpu_memory;
+gboolean vdit_gpu_memory_get (int device, vdit_gpu_memory *mem);
 
 const char *vdit_attention_name (VditAttention mode);
 gboolean vdit_attention_from_name (const char *name, VditAttention *mode);

@@ -34,9 +34,10 @@ classify_vdit (VditError code, GQuark * domain, gint * out)
       *out = GST_RESOURCE_ERROR_SETTINGS;
       return;
     case VDIT_ERROR_OUT_OF_MEMORY:
-      /* memory, not storage: NO_SPACE_LEFT means a full disk */
-      *domain = GST_CORE_ERROR;
-      *out = GST_CORE_ERROR_FAILED;
+      /* host or GPU memory is a resource the request needs more of than there is;
+       * memory, not storage: NO_SPACE_LEFT means a full disk */
+      *domain = GST_RESOURCE_ERROR;
+      *out = GST_RESOURCE_ERROR_FAILED;
       return;
     case VDIT_ERROR_BACKEND:
     case VDIT_ERROR_NOT_FINITE:

@@ -15,7 +15,7 @@ struct _GstVditModelEntry
 {
   gchar *key;
   vdit_model *model;
-  vdit_ctx *base;               /* weights on the backend, shared (CPU); else NULL */
+  vdit_ctx *base;               /* the weights on the backend, shared by every user */
   guint users;                  /* under cache_lock */
 };
 
@@ -49,7 +49,7 @@ entry_free (GstVditModelEntry * e)
 
 static GstVditModelEntry *
 entry_new (const gchar * key, const gchar * path, const vdit_ctx_params * params,
-    gint cuda_device, GError ** error)
+    GError ** error)
 {
   GstVditModelEntry *e = g_new0 (GstVditModelEntry, 1);
 
@@ -57,12 +57,11 @@ entry_new (const gchar * key, const gchar * path, const vdit_ctx_params * params
   e->model = vdit_model_load (path, error);
   if (e->model == NULL)
     goto failed;
-  /* the CPU backend runs generations side by side on one set of weights */
-  if (cuda_device < 0) {
-    e->base = vdit_ctx_new (e->model, params, error);
-    if (e->base == NULL)
-      goto failed;
-  }
+  /* the weights, uploaded once; each user runs on them with a context (a CPU
+   * thread pool, a CUDA stream) of its own. base itself never generates. */
+  e->base = vdit_ctx_new (e->model, params, error);
+  if (e->base == NULL)
+    goto failed;
   return e;
 
 failed:
@@ -93,15 +92,14 @@ gst_vdit_model_cache_acquire (const gchar * path,
     cache = g_hash_table_new (g_str_hash, g_str_equal);
   e = g_hash_table_lookup (cache, key);
   if (e == NULL) {
-    e = entry_new (key, canon, params, cuda_device, error);
+    e = entry_new (key, canon, params, error);
     if (e == NULL)
       goto out;
     g_hash_table_insert (cache, e->key, e);
     *loaded = TRUE;
   }
-  *ctx = e->base != NULL ?
-      vdit_ctx_new_shared (e->base, params->log, params->log_user_data, error) :
-      vdit_ctx_new (e->model, params, error);
+  *ctx = vdit_ctx_new_shared (e->base, params->log, params->log_user_data,
+      error);
   if (*ctx == NULL) {
     if (e->users == 0) {
       g_hash_table_remove (cache, e->key);

@@ -18,9 +18,10 @@ typedef struct _GstVditModelEntry GstVditModelEntry;
 
 /* The model in directory `path` on the device `params` asks for, loaded on the
  * first call and shared by later ones (keyed by the canonical path, the device and
- * the thread count). *ctx receives a context of the caller's own (its cancel flag
- * and log): on the CPU it runs on the weights every user shares, elsewhere it
- * uploads its own. *loaded says whether this call loaded the model. Thread-safe.
+ * the thread count). *ctx receives a context of the caller's own (its cancel flag,
+ * log, CPU thread pool or CUDA stream) that runs on the weights every user shares:
+ * they are uploaded once per model and device. *loaded says whether this call
+ * loaded the model. Thread-safe.
  * Release with gst_vdit_model_cache_release() after freeing *ctx. */
 GstVditModelEntry *gst_vdit_model_cache_acquire (const gchar * path,
     const vdit_ctx_params * params, vdit_ctx ** ctx, gboolean * loaded,

@@ -1351,7 +1351,9 @@ finished:
       g_error_free (err);
       return GST_FLOW_FLUSHING;
     }
-    gst_vdit_post_error (self, "Generation failed", err);
+    gst_vdit_post_error (self, g_error_matches (err, VDIT_ERROR,
+            VDIT_ERROR_OUT_OF_MEMORY) ? "Ran out of memory while generating" :
+        "Generation failed", err);
     g_error_free (err);
     return GST_FLOW_ERROR;
   }

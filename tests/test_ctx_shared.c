@@ -128,10 +128,39 @@ test_cancel_is_per_context (void)
   vdit_model_free (model);
 }
 
+/* The base holds the weights its views run on: freeing it first is refused (a critical
+ * naming the rule), not a use of freed (device) memory. */
+static void
+test_base_outlives_views (void)
+{
+  if (g_test_subprocess ()) {
+    vdit_model *model;
+    vdit_ctx *base;
+    test_load_tiny (&model, &base);
+    vdit_ctx *view = vdit_ctx_new_shared (base, NULL, NULL, NULL);
+    g_assert_nonnull (view);
+    vdit_ctx_free (base); /* fatal under G_DEBUG=fatal-criticals */
+    return;
+  }
+  g_test_trap_subprocess (NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
+  g_test_trap_assert_failed ();
+  g_test_trap_assert_stderr ("*vdit_ctx_free*views*");
+
+  /* in the right order nothing is said */
+  vdit_model *model;
+  vdit_ctx *base;
+  test_load_tiny (&model, &base);
+  vdit_ctx *view = vdit_ctx_new_shared (base, NULL, NULL, NULL);
+  vdit_ctx_free (view);
+  vdit_ctx_free (base);
+  vdit_model_free (model);
+}
+
 int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
+  g_test_add_func ("/ctx-shared/base-outlives-views", test_base_outlives_views);
   g_test_add_func ("/ctx-shared/concurrent-same-result", test_concurrent_same_result);
   g_test_add_func ("/ctx-shared/cancel-is-per-context", test_cancel_is_per_context);
   return g_test_run ();

@@ -12,6 +12,7 @@
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Declared by OpenBLAS's cblas.h on Debian; repeated here for other builds. */
 void openblas_set_num_threads (int num_threads);
@@ -31,9 +32,16 @@ cpu_alloc (void *ctx, size_t n, VditElem elem, GError **error)
 {
   void *p = NULL;
   size_t bytes = MAX (n, 1) * 4; /* f32 and i32 alike */
-  if (n > SIZE_MAX / 4 || posix_memalign (&p, 64, bytes) != 0) {
+  const gboolean fault = vdit_fault_alloc_now ();
+  if (fault || n > SIZE_MAX / 4 || posix_memalign (&p, 64, bytes) != 0) {
+    const long pages = sysconf (_SC_AVPHYS_PAGES), page = sysconf (_SC_PAGE_SIZE);
+    g_autofree char *asked = vdit_size_text (4.0 * n);
+    g_autofree char *avail = vdit_size_text (pages > 0 && page > 0 ? (double) pages * page
+                                                                   : 0.0);
     g_set_error (error, VDIT_ERROR, VDIT_ERROR_OUT_OF_MEMORY,
-                 "out of host memory allocating %.1f MiB", bytes / 1048576.0);
+                 "out of host memory: cannot allocate %s, with %s of the host's memory "
+                 "free%s: ask for fewer frames or a smaller size", asked, avail,
+                 fault ? " (a fault injected by a test)" : "");
     return NULL;
   }
   return p;

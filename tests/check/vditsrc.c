@@ -501,7 +501,8 @@ GST_START_TEST (test_error_memory)
   }
 
   props = g_strdup_printf ("model=\"%s\" frames=4096", dir);
-  expect_start_error (props, GST_CORE_ERROR, GST_CORE_ERROR_FAILED, "GiB");
+  expect_start_error (props, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_FAILED,
+      "GiB");
 
   for (guint i = 0; i < G_N_ELEMENTS (links); i++) {
     gchar *link = g_build_filename (dir, links[i], NULL);

@@ -44,9 +44,10 @@ GST_START_TEST (test_error_classes)
       GST_RESOURCE_ERROR_SETTINGS);
   expect_class (VDIT_ERROR, VDIT_ERROR_NO_DEVICE, GST_RESOURCE_ERROR,
       GST_RESOURCE_ERROR_SETTINGS);
-  /* memory is not storage: never NO_SPACE_LEFT */
-  expect_class (VDIT_ERROR, VDIT_ERROR_OUT_OF_MEMORY, GST_CORE_ERROR,
-      GST_CORE_ERROR_FAILED);
+  /* a resource the request needs more of; memory is not storage: never
+   * NO_SPACE_LEFT */
+  expect_class (VDIT_ERROR, VDIT_ERROR_OUT_OF_MEMORY, GST_RESOURCE_ERROR,
+      GST_RESOURCE_ERROR_FAILED);
   expect_class (VDIT_ERROR, VDIT_ERROR_BACKEND, GST_LIBRARY_ERROR,
       GST_LIBRARY_ERROR_FAILED);
   expect_class (VDIT_ERROR, VDIT_ERROR_NOT_FINITE, GST_LIBRARY_ERROR,

@@ -4,13 +4,20 @@
  *
  * Built twice: as the suite test (50 cycles) and, with VDIT_SOAK, as the soak
  * test of suite 'soak' (1,000 cycles; not run by default: meson test --setup soak
- * --suite soak). VDIT_SOAK_CYCLES overrides the count. */
+ * --suite soak). VDIT_SOAK_CYCLES overrides the count.
+ *
+ * VDIT_TEST_DEVICE (cpu by default, or cuda) is the device every source renders
+ * on. On cuda the program exits 77 (skipped) without a usable GPU, frames are
+ * compared by PSNR (bf16 arithmetic, GEMM algorithms chosen per context) instead
+ * of bit for bit, and the back-to-back clips also watch the GPU's memory. */
 #include <gst/check/gstcheck.h>
+#include <math.h>
 #include <string.h>
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
 
+#include "vdit.h"
 #include "test_model.h"
 
 #ifdef VDIT_SOAK
@@ -19,27 +26,25 @@
 #define DEFAULT_CYCLES 50
 #endif
 
-#define PROPS "frames=8 steps=12 seed=3 prompt=\"a red circle moving left\" " \
-  "device=cpu"
+#define SKIP_STATUS 77          /* meson: skipped */
+#define MIN_PSNR 30.0           /* dB, each frame, on CUDA */
+#define CUDA_DEVICE 0           /* the element's default cuda-device-id */
 
-/* Frame checksums per source, filled by a probe on each source's pad. */
-typedef struct
-{
-  GMutex lock;
-  GPtrArray *sums[2];
-} frame_sums;
+/* The settings of every source, with device= the device under test. */
+static gchar *props;
+static gboolean on_cuda;
 
+/* Keeps each frame's bytes (GBytes) in the array: a probe on a source's pad. */
 static GstPadProbeReturn
 note_frame (GstPad * pad, GstPadProbeInfo * info, gpointer user_data)
 {
-  GPtrArray *sums = user_data;
+  GPtrArray *frames = user_data;
   GstBuffer *buf = GST_PAD_PROBE_INFO_BUFFER (info);
   GstMapInfo map;
 
   fail_unless (gst_buffer_map (buf, &map, GST_MAP_READ));
   /* each pad's probe runs on its own streaming thread: one array each */
-  g_ptr_array_add (sums, g_compute_checksum_for_data (G_CHECKSUM_SHA1,
-          map.data, map.size));
+  g_ptr_array_add (frames, g_bytes_new (map.data, map.size));
   gst_buffer_unmap (buf, &map);
   return GST_PAD_PROBE_OK;
 }
@@ -91,7 +96,7 @@ run_sources (gint n, const gchar * props, GPtrArray ** sums, load_count * c)
     GstElement *src = gst_bin_get_by_name (GST_BIN (pipeline), name);
     GstPad *pad = gst_element_get_static_pad (src, "src");
 
-    sums[i] = g_ptr_array_new_with_free_func (g_free);
+    sums[i] = g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref);
     gst_pad_add_probe (pad, GST_PAD_PROBE_TYPE_BUFFER, note_frame, sums[i],
         NULL);
     gst_object_unref (pad);
@@ -119,13 +124,36 @@ run_sources (gint n, const gchar * props, GPtrArray ** sums, load_count * c)
   g_string_free (launch, TRUE);
 }
 
+static double
+psnr (GBytes * a, GBytes * b)
+{
+  gsize n, m;
+  const guint8 *x = g_bytes_get_data (a, &n), *y = g_bytes_get_data (b, &m);
+  double se = 0.0;
+
+  fail_unless_equals_uint64 (n, m);
+  for (gsize i = 0; i < n; i++)
+    se += ((double) x[i] - y[i]) * ((double) x[i] - y[i]);
+  return se > 0.0 ? 10.0 * log10 (255.0 * 255.0 * n / se) : INFINITY;
+}
+
+/* The same frames: bit for bit on the CPU, within MIN_PSNR on CUDA. */
 static void
 assert_same_frames (GPtrArray * a, GPtrArray * b)
 {
   fail_unless_equals_int (a->len, b->len);
-  for (guint i = 0; i < a->len; i++)
-    fail_unless_equals_string (g_ptr_array_index (a, i),
-        g_ptr_array_index (b, i));
+  for (guint i = 0; i < a->len; i++) {
+    GBytes *x = g_ptr_array_index (a, i), *y = g_ptr_array_index (b, i);
+
+    if (!on_cuda)
+      fail_unless (g_bytes_equal (x, y), "frame %u differs", i);
+    else {
+      const double db = psnr (x, y);
+
+      fail_unless (db >= MIN_PSNR, "frame %u: PSNR %.2f dB < %.0f dB", i, db,
+          MIN_PSNR);
+    }
+  }
 }
 
 /* Two sources in one pipeline render at once on one loaded model and give the
@@ -136,12 +164,12 @@ GST_START_TEST (test_two_sources_share_model)
   GPtrArray *alone[1], *pair[2];
   load_count c1 = { 0 }, c2 = { 0 };
 
-  run_sources (1, PROPS, alone, &c1);
+  run_sources (1, props, alone, &c1);
   fail_unless_equals_int (alone[0]->len, 8);
   fail_unless_equals_int (c1.loaded, 1);
   fail_unless_equals_int (c1.reused, 0);
 
-  run_sources (2, PROPS, pair, &c2);
+  run_sources (2, props, pair, &c2);
   fail_unless (c2.loaded == 1, "the model was loaded %d times", c2.loaded);
   fail_unless_equals_int (c2.reused, 1);
   assert_same_frames (alone[0], pair[0]);
@@ -158,9 +186,9 @@ GST_END_TEST;
  * cache entry: keyed by the canonical path. */
 GST_START_TEST (test_share_by_canonical_path)
 {
-  gchar *launch = g_strdup_printf ("vditsrc model=\"%s\" " PROPS
-      " ! fakesink sync=false  vditsrc model=\"%s/.\" " PROPS
-      " ! fakesink sync=false", model_dir, model_dir);
+  gchar *launch = g_strdup_printf ("vditsrc model=\"%s\" %s"
+      " ! fakesink sync=false  vditsrc model=\"%s/.\" %s"
+      " ! fakesink sync=false", model_dir, props, model_dir, props);
   GstElement *pipeline = gst_parse_launch (launch, NULL);
   GstBus *bus = gst_element_get_bus (pipeline);
   load_count c = { 0 };
@@ -229,8 +257,8 @@ hammer_properties (gpointer data)
  * the next start). */
 GST_START_TEST (test_properties_from_another_thread)
 {
-  gchar *launch = g_strdup_printf ("vditsrc name=src model=\"%s\" " PROPS
-      " ! fakesink name=sink sync=false", model_dir);
+  gchar *launch = g_strdup_printf ("vditsrc name=src model=\"%s\" %s"
+      " ! fakesink name=sink sync=false", model_dir, props);
 
   for (gint run = 0; run < 3; run++) {
     GstElement *pipeline = gst_parse_launch (launch, NULL);
@@ -345,9 +373,9 @@ cycle_count (void)
  * last run still renders the right frames to EOS. */
 GST_START_TEST (test_shared_state_cycles)
 {
-  gchar *launch = g_strdup_printf ("vditsrc name=a model=\"%s\" " PROPS
-      " steps=40 ! fakesink sync=false  vditsrc name=b model=\"%s\" " PROPS
-      " steps=40 ! fakesink sync=false", model_dir, model_dir);
+  gchar *launch = g_strdup_printf ("vditsrc name=a model=\"%s\" %s"
+      " steps=40 ! fakesink sync=false  vditsrc name=b model=\"%s\" %s"
+      " steps=40 ! fakesink sync=false", model_dir, props, model_dir, props);
   GstElement *pipeline = gst_parse_launch (launch, NULL);
   GstBus *bus = gst_element_get_bus (pipeline);
   const gint cycles = cycle_count ();
@@ -417,27 +445,73 @@ GST_END_TEST;
 #define DEFAULT_CLIPS 12
 #endif
 
+/* What the process holds at the end of each clip: RSS, and on CUDA the bytes
+ * vdit holds on the device and the device's memory in use (vdit_gpu_memory). */
+enum
+{ MEM_RSS, MEM_GPU_HELD, MEM_GPU_USED, MEM_KINDS };
+static const gchar *const mem_names[MEM_KINDS] = { "RSS", "GPU memory vdit holds",
+  "GPU memory in use on the device"
+};
+
+static void
+note_memory (gint64 * series[MEM_KINDS], gint clip)
+{
+  series[MEM_RSS][clip] = rss_kib ();
+  if (on_cuda) {
+    vdit_gpu_memory mem;
+
+    fail_unless (vdit_gpu_memory_get (CUDA_DEVICE, &mem));
+    series[MEM_GPU_HELD][clip] = (gint64) (mem.allocated / 1024);
+    series[MEM_GPU_USED][clip] = (gint64) (mem.device_used / 1024);
+  }
+}
+
+/* Prints each measure at clip 10 and the last (single sample and median of
+ * five); in the soak build, fails where the last is more than 2 % above clip
+ * 10 (a leak grows; a fall is memory handed back). */
+static void
+check_memory_series (gint64 * series[MEM_KINDS], gint clips)
+{
+  for (gint k = 0; k < (on_cuda ? MEM_KINDS : 1); k++) {
+    const gint64 at_10 = rss_median (series[k], 10);
+    const gint64 at_last = rss_median (series[k], clips);
+
+    g_print ("# %s: %" G_GINT64_FORMAT " KiB at clip 10, %" G_GINT64_FORMAT
+        " KiB at clip %d; medians of 5 %" G_GINT64_FORMAT " and %"
+        G_GINT64_FORMAT " KiB (%+.2f %%)\n", mem_names[k], series[k][9],
+        series[k][clips - 1], clips, at_10, at_last,
+        100.0 * (at_last - at_10) / MAX (at_10, 1));
+#ifdef VDIT_SOAK
+    fail_unless (at_last <= at_10 + at_10 / 50, "%s: %" G_GINT64_FORMAT
+        " KiB at clip 10, %" G_GINT64_FORMAT " KiB at clip %d", mem_names[k],
+        at_10, at_last, clips);
+#endif
+  }
+}
+
 /* Clips back to back in one pipeline (PLAYING to EOS, then READY, again): each
  * clip has its frames, the same seed gives the same frames every time, and in
- * the soak build the resident set at the end of the last clip is at most 2 %
- * above that at clip 10. */
+ * the soak build the resident set (and on CUDA the GPU memory) at the end of the
+ * last clip is at most 2 % above that at clip 10. */
 GST_START_TEST (test_clips_back_to_back)
 {
   const gchar *env = g_getenv ("VDIT_SOAK_CLIPS");
   const gint clips = env != NULL ? atoi (env) : DEFAULT_CLIPS;
-  gchar *launch = g_strdup_printf ("vditsrc name=src model=\"%s\" " PROPS
-      " ! video/x-raw,format=I420 ! fakesink sync=false", model_dir);
+  gchar *launch = g_strdup_printf ("vditsrc name=src model=\"%s\" %s"
+      " ! video/x-raw,format=I420 ! fakesink sync=false", model_dir, props);
   GstElement *pipeline = gst_parse_launch (launch, NULL);
   GstElement *src = gst_bin_get_by_name (GST_BIN (pipeline), "src");
   GstPad *pad = gst_element_get_static_pad (src, "src");
   GstBus *bus = gst_element_get_bus (pipeline);
   GPtrArray *first[2] = { NULL, NULL };
-  gint64 *rss, rss_10, rss_last, t0 = g_get_monotonic_time ();
+  gint64 *series[MEM_KINDS], t0 = g_get_monotonic_time ();
 
   fail_unless (clips >= 10);
-  rss = g_new0 (gint64, clips);
+  for (gint k = 0; k < MEM_KINDS; k++)
+    series[k] = g_new0 (gint64, clips);
   for (gint i = 1; i <= clips; i++) {
-    GPtrArray *sums = g_ptr_array_new_with_free_func (g_free);
+    GPtrArray *sums =
+        g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref);
     gulong probe = gst_pad_add_probe (pad, GST_PAD_PROBE_TYPE_BUFFER,
         note_frame, sums, NULL);
     GstMessage *msg;
@@ -451,7 +525,7 @@ GST_START_TEST (test_clips_back_to_back)
     fail_unless_equals_string (GST_MESSAGE_TYPE_NAME (msg), "eos");
     gst_message_unref (msg);
     /* at the clip's end, the model still loaded */
-    rss[i - 1] = rss_kib ();
+    note_memory (series, i - 1);
     fail_unless (gst_element_set_state (pipeline, GST_STATE_READY) ==
         GST_STATE_CHANGE_SUCCESS);
     gst_pad_remove_probe (pad, probe);
@@ -464,22 +538,13 @@ GST_START_TEST (test_clips_back_to_back)
       g_ptr_array_unref (sums);
     }
     GST_DEBUG ("clip %d: RSS %" G_GINT64_FORMAT " KiB, %" G_GINT64_FORMAT
-        " KiB in READY", i, rss[i - 1], rss_kib ());
+        " KiB in READY", i, series[MEM_RSS][i - 1], rss_kib ());
   }
-  rss_10 = rss_median (rss, 10);
-  rss_last = rss_median (rss, clips);
-  g_free (rss);
-  GST_INFO ("%d clips in %.1f s; RSS (median of 5) %" G_GINT64_FORMAT
-      " KiB at clip 10, %"
-      G_GINT64_FORMAT " KiB at clip %d (%+.2f %%)", clips,
-      (g_get_monotonic_time () - t0) / 1e6, rss_10, rss_last, clips,
-      100.0 * (rss_last - rss_10) / MAX (rss_10, 1));
-#ifdef VDIT_SOAK
-  /* a leak grows; a fall is the allocator handing memory back */
-  fail_unless (rss_last <= rss_10 + rss_10 / 50, "RSS %" G_GINT64_FORMAT
-      " KiB at clip 10, %" G_GINT64_FORMAT " KiB at clip %d", rss_10, rss_last,
-      clips);
-#endif
+  g_print ("# %d clips on %s in %.1f s\n", clips, on_cuda ? "cuda" : "cpu",
+      (g_get_monotonic_time () - t0) / 1e6);
+  check_memory_series (series, clips);
+  for (gint k = 0; k < MEM_KINDS; k++)
+    g_free (series[k]);
 
   gst_element_set_state (pipeline, GST_STATE_NULL);
   g_ptr_array_unref (first[0]);
@@ -511,4 +576,30 @@ vditsrc_shared_suite (void)
   return s;
 }
 
-GST_CHECK_MAIN (vditsrc_shared);
+int
+main (int argc, char **argv)
+{
+  const gchar *device = g_getenv ("VDIT_TEST_DEVICE");
+  gint status;
+
+  gst_check_init (&argc, &argv);
+  if (device == NULL || *device == '\0')
+    device = "cpu";
+  on_cuda = g_str_equal (device, "cuda");
+  if (on_cuda) {
+    if (!vdit_cuda_available (NULL)) {
+      g_print ("# skip: VDIT_TEST_DEVICE=cuda, but no usable CUDA device (or a "
+          "build without CUDA)\n");
+      return SKIP_STATUS;
+    }
+    /* the probe above started CUDA in this process, and a CUDA context does not
+     * survive fork(): run the tests here instead of in check's forked children */
+    g_setenv ("CK_FORK", "no", TRUE);
+  }
+  props = g_strdup_printf ("frames=8 steps=12 seed=3 "
+      "prompt=\"a red circle moving left\" device=%s", device);
+  status = gst_check_run_suite (vditsrc_shared_suite (), "vditsrc-shared",
+      __FILE__);
+  g_free (props);
+  return status;
+}

@@ -3,7 +3,13 @@
 # DiT step beside the PyTorch peers (tools/bench/peers.py). Logs go to OUTDIR:
 #   env.txt (GPU, driver, versions)  build.log  gpu-tests.log  bench.jsonl
 #
-#   tools/bench/gpu-run.sh OUTDIR [tests,sass,attention,attention-sm80,peers,ncu,step,graphs,nsys,peers-step,element,cpu16]
+#   tools/bench/gpu-run.sh OUTDIR [tests,sass,attention,attention-sm80,peers,ncu,step,graphs,nsys,peers-step,element,cpu16,reliability]
+#
+# reliability (docs/reliability.md; about 3 minutes, logs in reliability.log): two contexts
+# and two vditsrc on one upload of the weights rendering at once, GPU memory over clips
+# (100 back to back on models/default, printed at clips 10 and 100), out of GPU memory
+# part-way and a clip larger than the device. Alone:
+#   tools/bench/gpu-run.sh OUTDIR reliability
 #
 # PEER_BATCH (default 1; "1,2" adds the guided pair at T=8) and PEER_IMPLS (default
 # eager,compile) choose the PyTorch step peers.
@@ -29,7 +35,7 @@ export PATH=/usr/local/cuda/bin:$PATH
 
 log "build"
 reconf=; [ -f build-gpu/build.ninja ] && reconf=--reconfigure
-gst=disabled; has element && gst=enabled
+gst=disabled; { has element || has reliability; } && gst=enabled
 if ! { meson setup $reconf build-gpu -Dgst=$gst -Dgpu_archs=90a &&
        ninja -C build-gpu; } > "$out/build.log" 2>&1; then
   tail -40 "$out/build.log"
@@ -184,5 +190,36 @@ if has cpu16; then
   lscpu | grep -E "^CPU\(s\)|Model name|Thread|Core" >> "$out/env.txt"
   timeout 200 tools/bench/cpu-threads.sh "$vdit" models/default "1 2 4 0 8 16 0 8 16 0 8 16" \
     2>> "$out/env.txt" | tee -a "$out/bench.jsonl"
+fi
+if has reliability; then
+  rel=$out/reliability.log
+  # a gst-check program of build-gpu with the environment meson test gives it, the
+  # plug-ins found where device-env.sh unpacked them
+  gst_check () { # NAME TIMEOUT [VAR=VALUE ...]
+    local name=$1 t=$2
+    shift 2
+    env VDIT_SOURCE_ROOT="$PWD" VDIT_MODEL_PATH="$PWD/models" \
+      GST_PLUGIN_PATH_1_0="$PWD/build-gpu/gst" \
+      GST_PLUGIN_SYSTEM_PATH_1_0="${GST_PLUGIN_SYSTEM_PATH:-$(pkg-config --variable=pluginsdir gstreamer-1.0)}" \
+      GST_REGISTRY_1_0=/tmp/vdit-check-registry.bin CK_DEFAULT_TIMEOUT=300 \
+      OMP_WAIT_POLICY=passive "$@" timeout "$t" "build-gpu/tests/check/$name-check" >> "$rel" 2>&1
+    echo "$name ($*): rc=$?" | tee -a "$out/env.txt"
+  }
+  log "reliability: engine on one GPU: shared weights at once, 20 clips, every allocation failed in turn, too large"
+  VDIT_SOURCE_ROOT="$PWD" G_DEBUG=fatal-criticals timeout 75 build-gpu/tests/gpu/test_gpu_reliability \
+    >> "$rel" 2>&1
+  echo "test_gpu_reliability: rc=$?" | tee -a "$out/env.txt"
+  log "reliability: vditsrc on cuda: two sources on one upload at once, 50 state cycles, 12 clips (models/tiny)"
+  gst_check vditsrc-shared 75 VDIT_TEST_DEVICE=cuda
+  log "reliability: vditsrc out of GPU memory part-way (each allocation, the byte limit), a clip larger than the GPU"
+  gst_check vditsrc-oom 75 VDIT_TEST_DEVICE=cuda
+  log "reliability: 100 clips back to back on cuda (models/default), RSS and GPU memory at clips 10 and 100"
+  gst_check vditsrc-soak 120 VDIT_TEST_DEVICE=cuda VDIT_TEST_MODEL="$PWD/models/default" \
+    VDIT_SOAK_CLIPS=100 GST_CHECKS=test_clips_back_to_back
+  log "reliability: VDIT_CUDA_ALLOC_LIMIT=1 in the environment: an error naming it"
+  VDIT_CUDA_ALLOC_LIMIT=1 GST_PLUGIN_PATH="$PWD/build-gpu/gst" timeout 30 \
+    gst-launch-1.0 vditsrc model=models/default device=cuda ! fakesink >> "$rel" 2>&1
+  echo "gst-launch with VDIT_CUDA_ALLOC_LIMIT=1: rc=$? (an error expected)" | tee -a "$out/env.txt"
+  grep -E "^# |^ok |^not ok|Checks:|ERROR|VDIT_CUDA_ALLOC_LIMIT" "$rel" | cut -c1-400
 fi
 log "done"
