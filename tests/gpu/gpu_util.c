@@ -151,3 +151,14 @@ twin_check (gpu_pair *p, const twin *t, double tol, const char *what)
   g_free (got);
   return e;
 }
+
+gboolean
+gpu_clip_on_frame (void *user_data, int index, int n_frames, const uint8_t *rgb, int w, int h,
+                   int stride)
+{
+  gpu_clip *c = user_data;
+  for (int y = 0; y < h; y++)
+    g_byte_array_append (c->rgb, rgb + (size_t) y * stride, (guint) w * 3);
+  c->frames++;
+  return TRUE;
+}

@@ -43,6 +43,15 @@ void twin_fetch (gpu_pair *p, const twin *t, float **cpu, float **gpu);
  * empty rows), no other NaN/inf, and nmse ≤ tol over the finite ones. Returns the nmse. */
 double twin_check (gpu_pair *p, const twin *t, double tol, const char *what);
 
+/* A clip's frames as packed RGB rows, collected by gpu_clip_on_frame (vdit_gen_params'
+ * on_frame with the clip as user_data). */
+typedef struct {
+  GByteArray *rgb;
+  int frames;
+} gpu_clip;
+gboolean gpu_clip_on_frame (void *user_data, int index, int n_frames, const uint8_t *rgb,
+                            int w, int h, int stride);
+
 /* nmse of got against ref (finite entries); 0 when ref and got are both zero. */
 double nmse (const float *ref, const float *got, size_t n);
 

@@ -9,24 +9,8 @@
 
 #define MIN_PSNR 25.0 /* dB over all frames */
 
-typedef struct {
-  GByteArray *rgb;
-  int frames;
-} clip;
-
-static gboolean
-on_frame (void *user_data, int index, int n_frames, const uint8_t *rgb, int w, int h,
-          int stride)
-{
-  clip *c = user_data;
-  for (int y = 0; y < h; y++)
-    g_byte_array_append (c->rgb, rgb + (size_t) y * stride, (guint) w * 3);
-  c->frames++;
-  return TRUE;
-}
-
 static void
-generate (vdit_model *model, VditDevice device, VditAttention attention, clip *c)
+generate (vdit_model *model, VditDevice device, VditAttention attention, gpu_clip *c)
 {
   GError *error = NULL;
   vdit_ctx_params cp;
@@ -42,7 +26,7 @@ generate (vdit_model *model, VditDevice device, VditAttention attention, clip *c
   gp.negative_prompt = "blurry";
   gp.seed = 1234;
   gp.attention = attention;
-  gp.on_frame = on_frame;
+  gp.on_frame = gpu_clip_on_frame;
   gp.user_data = c;
   c->rgb = g_byte_array_new ();
   c->frames = 0;
@@ -63,7 +47,7 @@ test_parity (gconstpointer data)
   g_autofree char *dir = test_source_path ("models/tiny");
   vdit_model *model = vdit_model_load (dir, &error);
   g_assert_no_error (error);
-  clip cpu, gpu;
+  gpu_clip cpu, gpu;
   generate (model, VDIT_DEVICE_CPU, attention, &cpu);
   generate (model, VDIT_DEVICE_CUDA, attention, &gpu);
   g_assert_cmpint (cpu.frames, ==, gpu.frames);

@@ -139,22 +139,6 @@ test_layouts_and_checks (void)
 
 /* ---- whole generations ----------------------------------------------------------- */
 
-typedef struct {
-  GByteArray *rgb;
-  int frames;
-} clip;
-
-static gboolean
-on_frame (void *user_data, int index, int n_frames, const uint8_t *rgb, int w, int h,
-          int stride)
-{
-  clip *c = user_data;
-  for (int y = 0; y < h; y++)
-    g_byte_array_append (c->rgb, rgb + (size_t) y * stride, (guint) w * 3);
-  c->frames++;
-  return TRUE;
-}
-
 typedef enum { PATH_HOST, PATH_DEVICE, PATH_GRAPHS } sampler_path;
 
 static const char *const path_names[] = { "host sampler", "device sampler",
@@ -163,7 +147,7 @@ static const char *const path_names[] = { "host sampler", "device sampler",
 /* models/tiny's clip (frames and final latent) on device, through one path. */
 static void
 generate (vdit_model *model, VditDevice device, VditAttention attention, sampler_path path,
-          clip *c, float **latent)
+          gpu_clip *c, float **latent)
 {
   GError *error = NULL;
   vdit_ctx_params cp;
@@ -188,7 +172,7 @@ generate (vdit_model *model, VditDevice device, VditAttention attention, sampler
   gp.negative_prompt = "blurry";
   gp.seed = 1234;
   gp.attention = attention;
-  gp.on_frame = on_frame;
+  gp.on_frame = gpu_clip_on_frame;
   gp.user_data = c;
   c->rgb = g_byte_array_new ();
   c->frames = 0;
@@ -210,7 +194,7 @@ generate (vdit_model *model, VditDevice device, VditAttention attention, sampler
 }
 
 static double
-psnr (const clip *a, const clip *b)
+psnr (const gpu_clip *a, const gpu_clip *b)
 {
   g_assert_cmpuint (a->rgb->len, ==, b->rgb->len);
   double se = 0.0;
@@ -233,7 +217,7 @@ test_generate (gconstpointer data)
   const size_t n = (size_t) vdit_model_latent_frames (model, model->info.frames) *
                    model->config->latent_height * model->config->latent_width *
                    model->config->dit.in_channels;
-  clip ref, c[3];
+  gpu_clip ref, c[3];
   float *ref_latent, *latent[3];
   generate (model, VDIT_DEVICE_CPU, attention, PATH_DEVICE, &ref, &ref_latent);
   for (int path = PATH_HOST; path <= PATH_GRAPHS; path++) {
