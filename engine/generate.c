@@ -1214,6 +1214,9 @@ out:
       g_clear_error (error);
       g_set_error (error, VDIT_ERROR, VDIT_ERROR_CANCELLED, "generation cancelled");
     }
+    /* back in step before returning: no rank still works on the failed clip (when one
+     * does not leave it in time, the next clip tries again) */
+    vdit_sp_group_recover (ctx->group, NULL);
   } else if (in_job && !ok && !vdit_comm_is_threads (ctx->comm)) {
     /* processes cannot be brought back in step; in-process helpers are (above) */
     ctx->out_of_step = TRUE;
