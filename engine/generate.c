@@ -341,6 +341,12 @@ vdit_ctx_new_shared (vdit_ctx *base, vdit_log_cb log, void *log_user_data, GErro
 {
   g_return_val_if_fail (base != NULL && base->base == NULL, NULL);
   int cuda_device = -1;
+  if (base->group) { /* its helpers serve one clip at a time */
+    g_set_error (error, VDIT_ERROR, VDIT_ERROR_INVALID_ARGUMENT,
+                 "a context over %d GPUs (gpus) cannot share its weights with another yet: "
+                 "use gpus=1, or one process per GPU under mpirun", vdit_comm_size (base->comm));
+    return NULL;
+  }
   if (base->comm) {
     g_set_error (error, VDIT_ERROR, VDIT_ERROR_INVALID_ARGUMENT,
                  "a context of a parallel job cannot share its weights with another");
