@@ -81,7 +81,7 @@ meet (rank_ctx *r, const char *what, double timeout_s, GError **error)
     while (ok && g->round == round && !g->broken)
       if (!g_cond_wait_until (&g->cond, &g->lock, deadline) && g->round == round &&
           !g->broken)
-        break_locked (g, g_strdup_printf ("rank %d waited %.0f s for the others: another rank "
+        break_locked (g, g_strdup_printf ("rank %d waited %g s for the others: another rank "
                                           "failed, hung or took another path; raise the "
                                           "timeout for longer work", r->rank, timeout_s));
     ok = g->round != round;
