@@ -293,6 +293,17 @@ cuda_add (void *ctx, void *out, const void *a, const void *b, size_t n)
   VDIT_CUDA_CHECK (c, vdit_cuda_add (out, a, b, n, c->stream));
 }
 
+/* bf16 rows: one 2D copy on the stream */
+static void
+cuda_copy_rows (void *ctx, void *dst, int ldd, const void *src, int lds, int rows, int cols)
+{
+  ENTER (c);
+  if (rows > 0 && cols > 0)
+    VDIT_CUDA_CHECK (c, cudaMemcpy2DAsync (dst, (size_t) ldd * 2, src, (size_t) lds * 2,
+                                           (size_t) cols * 2, rows, cudaMemcpyDeviceToDevice,
+                                           c->stream));
+}
+
 static void
 cuda_activate (void *ctx, void *out, const void *in, size_t n, VditActivation act)
 {
@@ -408,6 +419,7 @@ static const vdit_backend_i cuda_iface = {
   /* .graph_end = */ vdit_cuda_graph_end,
   /* .graph_launch = */ vdit_cuda_graph_launch,
   /* .graph_free = */ vdit_cuda_graph_free,
+  /* .copy_rows = */ cuda_copy_rows,
 };
 
 typedef struct {

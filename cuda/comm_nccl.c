@@ -5,7 +5,8 @@
  * communicator's own stream and then polled (stream query, NCCL's asynchronous error)
  * until it completes or its deadline passes; past the deadline the NCCL communicator is
  * aborted, which frees the GPU, and the error names the collective. Multi-process
- * communicators are made non-blocking, so their rendezvous has a deadline too. */
+ * communicators are made non-blocking, so their rendezvous has a deadline too.
+ * NCCL_NVLS_ENABLE=0 is set before the first communicator: no NVLink multicast. */
 #include <cuda_runtime_api.h>
 #include <dlfcn.h>
 #include <nccl.h>
@@ -42,6 +43,9 @@ load (gpointer data)
                                        "/usr/local/cuda/lib/libnccl.so.2" };
   void *lib = NULL;
   GString *why = g_string_new (NULL);
+  /* never NVLink multicast (NVLS: extra GPU memory per communicator, fabric support):
+   * NCCL reads this when it makes a communicator, and each here is made after the load */
+  g_setenv ("NCCL_NVLS_ENABLE", "0", TRUE);
   for (guint i = 0; lib == NULL && i < G_N_ELEMENTS (paths); i++)
     if ((lib = dlopen (paths[i], RTLD_NOW | RTLD_LOCAL)) == NULL && i == 0)
       g_string_append (why, dlerror ());
@@ -88,6 +92,7 @@ typedef struct {
   int rank, size, device;
   int *one;                  /* device int for the barrier's all-reduce */
   const vdit_comm *bootstrap; /* MPI of a multi-process communicator, else NULL */
+  const gint *watch;          /* in one process: non-zero once another rank failed */
   gboolean broken;           /* aborted after a failure: every later call fails */
 } nccl_comm;
 
@@ -127,6 +132,8 @@ wait_done (nccl_comm *c, ncclResult_t queued, const char *what, double timeout_s
           async != ncclInProgress)
         return fail (c, error, what, nccl.GetErrorString (async));
     }
+    if (c->watch && g_atomic_int_get (c->watch))
+      return fail (c, error, what, "stopped: another rank of this process failed");
     if (g_get_monotonic_time () > deadline) {
       g_autofree char *why = g_strdup_printf ("did not complete within %.0f s: another rank "
                                               "died, hung or failed", timeout_s);
@@ -325,7 +332,8 @@ fail:
 }
 
 gboolean
-vdit_comm_nccl_init_all (vdit_comm *comms, int n, const int *devices, GError **error)
+vdit_comm_nccl_init_all (vdit_comm *comms, int n, const int *devices, const gint *watch,
+                         GError **error)
 {
   if (!vdit_comm_nccl_available (error))
     return FALSE;
@@ -340,7 +348,8 @@ vdit_comm_nccl_init_all (vdit_comm *comms, int n, const int *devices, GError **e
   gboolean ok = TRUE;
   for (int i = 0; i < n; i++) {
     nccl_comm *c = g_new0 (nccl_comm, 1);
-    *c = (nccl_comm) { .comm = raw[i], .rank = i, .size = n, .device = devices[i] };
+    *c = (nccl_comm) { .comm = raw[i], .rank = i, .size = n, .device = devices[i],
+                       .watch = watch };
     comms[i] = (vdit_comm) { .iface = &nccl_iface, .context = c, .timeout_s = 0.0 };
     ok = ok && comm_device_init (c, ok ? error : NULL);
   }

@@ -239,6 +239,12 @@ struct vdit_backend_i {
   void *(*graph_end) (void *ctx);
   void (*graph_launch) (void *ctx, void *graph);
   void (*graph_free) (void *ctx, void *graph);
+
+  /* Optional (NULL-checked): rows × cols ACT elements from src (row stride lds) into dst
+   * (row stride ldd), queued as any op. Sequence parallelism packs and unpacks each
+   * rank's heads with it where the communicator takes the backend's buffers directly. */
+  void (*copy_rows) (void *ctx, void *dst, int ldd, const void *src, int lds, int rows,
+                     int cols);
 };
 
 static inline void *

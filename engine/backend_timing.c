@@ -22,7 +22,7 @@ struct vdit_backend_timing {
 
 /* A slot added to vdit_backend_i needs a wrapper below: an unwrapped slot would hand the
  * wrapper's context to the backend underneath. */
-G_STATIC_ASSERT (sizeof (vdit_backend_i) == 42 * sizeof (void *));
+G_STATIC_ASSERT (sizeof (vdit_backend_i) == 43 * sizeof (void *));
 
 const char *
 vdit_op_kind_name (VditOpKind kind)
@@ -343,6 +343,14 @@ w_timestep_embedding_buf (void *ctx, void *out, const float *timesteps, int n, i
   op_end (o, VDIT_OP_ELEMENTWISE);
 }
 
+static void
+w_copy_rows (void *ctx, void *dst, int ldd, const void *src, int lds, int rows, int cols)
+{
+  op_timer o = op_begin (ctx);
+  INNER (ctx)->copy_rows (INNER_CTX (ctx), dst, ldd, src, lds, rows, cols);
+  op_end (o, VDIT_OP_TRANSFER);
+}
+
 /* ---- the wrapper ------------------------------------------------------------------- */
 
 /* An optional slot stays NULL when the backend underneath leaves it NULL. */
@@ -399,6 +407,7 @@ vdit_backend_timing_wrap (vdit_backend *be)
     .graph_end = NULL,
     .graph_launch = NULL,
     .graph_free = NULL,
+    .copy_rows = OPT (copy_rows, w_copy_rows),
   };
   be->iface = &t->iface;
   be->context = t;

@@ -18,7 +18,7 @@ typedef enum {
   VDIT_OP_ATTENTION,   /* attention, block_scores, adaptive_layout */
   VDIT_OP_NORM,        /* rmsnorm, layernorm_modulate */
   VDIT_OP_ELEMENTWISE, /* add_gated, mul, add, activate, rope, timestep_embedding */
-  VDIT_OP_TRANSFER,    /* upload, download, decode_rgb */
+  VDIT_OP_TRANSFER,    /* upload, download, decode_rgb, copy_rows */
   VDIT_OP_KINDS
 } VditOpKind;
 

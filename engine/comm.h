@@ -1,6 +1,8 @@
 /* Communicators: the collectives sequence parallelism needs, behind one table of function
  * pointers plus an opaque context (as the backend). Implementations: a single rank
- * (comm.c, size 1, copies), MPI on the host (comm_mpi.c, when built with MPI).
+ * (comm.c, size 1, copies), MPI on the host (comm_mpi.c, when built with MPI), threads of
+ * one process over shared memory (comm_threads.c), NCCL on device buffers
+ * (cuda/comm_nccl.c).
  *
  * Every collective is called by every rank in the same order (as in MPI). Each has a
  * deadline: when the other ranks do not join within timeout_s seconds (a rank died, hung
@@ -64,6 +66,18 @@ typedef struct {
 /* One rank: size 1, collectives copy. Never fails. */
 void vdit_comm_single_init (vdit_comm *comm);
 
+/* n ranks in this process, comms[i] being rank i, each to be called from its own thread;
+ * host buffers, copied directly between the ranks. abort breaks the group: every rank's
+ * pending and later collectives fail at once with the message. Each comms[i] is freed
+ * with vdit_comm_free. Never fails. */
+void vdit_comm_threads_init (vdit_comm *comms, int n);
+gboolean vdit_comm_is_threads (const vdit_comm *comm);
+/* Non-zero (read atomically) once the group of comm is broken: other communicators of the
+ * same ranks (NCCL) poll it to leave their collectives too. */
+const gint *vdit_comm_threads_watch (const vdit_comm *comm);
+/* Makes a broken group usable again. Only when no rank is inside a collective. */
+void vdit_comm_threads_reset (const vdit_comm *comm);
+
 /* MPI_COMM_WORLD (MPI initialised here, thread level SERIALIZED, unless the host did;
  * finalised by free if initialised here). VDIT_ERROR_NO_DEVICE when built without MPI. */
 gboolean vdit_comm_mpi_init (vdit_comm *comm, GError **error);
@@ -85,8 +99,10 @@ gboolean vdit_comm_nccl_available (GError **error);
 gboolean vdit_comm_nccl_init (vdit_comm *comm, const vdit_comm *bootstrap, int device,
                               GError **error);
 /* One process, n GPUs (ncclCommInitAll): comms[i] drives devices[i], each to be called
- * from its own host thread. */
-gboolean vdit_comm_nccl_init_all (vdit_comm *comms, int n, const int *devices, GError **error);
+ * from its own host thread. watch (may be NULL): while it reads non-zero every collective
+ * fails at once (another rank of the process failed: vdit_comm_threads_watch). */
+gboolean vdit_comm_nccl_init_all (vdit_comm *comms, int n, const int *devices,
+                                  const gint *watch, GError **error);
 
 /* The communicator a command line tool should use: MPI when launched by mpirun (and built
  * with it), else a single rank. Launched by mpirun without MPI in this build is an error

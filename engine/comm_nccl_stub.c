@@ -25,7 +25,8 @@ vdit_comm_nccl_init (vdit_comm *comm, const vdit_comm *bootstrap, int device, GE
 }
 
 gboolean
-vdit_comm_nccl_init_all (vdit_comm *comms, int n, const int *devices, GError **error)
+vdit_comm_nccl_init_all (vdit_comm *comms, int n, const int *devices, const gint *watch,
+                         GError **error)
 {
   return no_nccl (error);
 }

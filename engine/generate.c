@@ -11,6 +11,8 @@
 #include "philox.h"
 #include "sampler.h"
 #include "text_encoder.h"
+#include "sp_exchange.h"
+#include "sp_group.h"
 #include "ulysses.h"
 #include "vdit_bench.h"
 #include "worker.h"
@@ -28,6 +30,11 @@ struct vdit_ctx {
   vdit_ctx *base; /* vdit_ctx_new_shared: the context that owns the weights */
   gint views;     /* atomic: contexts sharing this one's weights, which it must outlive */
   const vdit_comm *comm; /* sequence parallelism over its ranks; NULL = this process alone */
+  const vdit_comm *exchange; /* the DiT's exchanges when not comm (NCCL) */
+  vdit_comm nccl;        /* under MPI: NCCL bootstrapped by comm (sp_exchange.h) */
+  gboolean have_nccl;
+  int cuda_device;       /* −1 on the CPU */
+  vdit_sp_group *group;  /* in-process ranks of which this context is rank 0 */
   vdit_vae_device *vae;  /* the CausalVideoVAE's weights on be, uploaded at the first decode */
   gboolean out_of_step;  /* a clip failed while the other ranks were inside it */
 };
@@ -69,9 +76,12 @@ vdit_ctx_params_check (const vdit_ctx_params *p, int *cuda_device, GError **erro
                  "%d GPU(s) from device %d requested but only %d present", p->gpus, first, n_gpus);
     return FALSE;
   }
-  if (p->gpus > 1) {
+  GError *why = NULL;
+  if (p->gpus > 1 && !vdit_comm_nccl_available (&why)) {
     g_set_error (error, VDIT_ERROR, VDIT_ERROR_NO_DEVICE,
-                 "gpus = %d: sequence parallelism is not available in this build", p->gpus);
+                 "gpus = %d: sequence parallelism over GPUs needs NCCL: %s", p->gpus,
+                 why->message);
+    g_error_free (why);
     return FALSE;
   }
   if (cuda_device)
@@ -240,6 +250,7 @@ ctx_init_backend (vdit_ctx *ctx, GError **error)
   int cuda_device;
   if (!vdit_ctx_params_check (&ctx->params, &cuda_device, error))
     return FALSE;
+  ctx->cuda_device = cuda_device;
   if (cuda_device >= 0)
     return vdit_backend_cuda_init (&ctx->be, cuda_device, error);
   if (!vdit_backend_cpu_init (&ctx->be, ctx->params.threads, error))
@@ -262,6 +273,8 @@ vdit_ctx *
 vdit_ctx_new (vdit_model *model, const vdit_ctx_params *params, GError **error)
 {
   g_return_val_if_fail (model != NULL, NULL);
+  if (params && params->gpus > 1)
+    return vdit_ctx_new_ranks (model, params, params->gpus, error);
   vdit_ctx *ctx = g_new0 (vdit_ctx, 1);
   ctx->model = model;
   if (params)
@@ -279,6 +292,45 @@ fail:
   return NULL;
 }
 
+vdit_ctx *
+vdit_ctx_new_ranks (vdit_model *model, const vdit_ctx_params *params, int ranks,
+                    GError **error)
+{
+  g_return_val_if_fail (model != NULL && params != NULL && ranks >= 1, NULL);
+  int first = -1;
+  vdit_ctx_params p0 = *params;
+  p0.gpus = params->device == VDIT_DEVICE_CPU ? 1 : ranks; /* CPU ranks: tests */
+  if (!vdit_ctx_params_check (&p0, &first, error))
+    return NULL;
+  p0.gpus = 1;
+  if (first >= 0)
+    p0.device_id = first;
+  vdit_ctx *ctx = vdit_ctx_new (model, &p0, error);
+  if (ctx == NULL || ranks == 1)
+    return ctx;
+  /* every rank's context is made before the first clip: a GPU that cannot start is an
+   * error here, not a collective waiting for a rank that never comes */
+  if (!(ctx->group = vdit_sp_group_new (model, &p0, ranks, first, error))) {
+    vdit_ctx_free (ctx);
+    return NULL;
+  }
+  ctx->comm = vdit_sp_group_comm (ctx->group);
+  ctx->exchange = vdit_sp_group_exchange (ctx->group);
+  return ctx;
+}
+
+int
+vdit_ctx_get_ranks (const vdit_ctx *ctx)
+{
+  return ctx->comm ? vdit_comm_size (ctx->comm) : 1;
+}
+
+vdit_model *
+vdit_ctx_get_model (vdit_ctx *ctx)
+{
+  return ctx->model;
+}
+
 /* A second context on the weights base uploaded, with a backend of its own: on the CPU
  * its own thread pool and scratch (each takes one caller at a time); on CUDA its own
  * stream, cuBLAS handles and scratch on base's device, where base's weight buffers are
@@ -289,6 +341,12 @@ vdit_ctx_new_shared (vdit_ctx *base, vdit_log_cb log, void *log_user_data, GErro
 {
   g_return_val_if_fail (base != NULL && base->base == NULL, NULL);
   int cuda_device = -1;
+  if (base->group) { /* its helpers serve one clip at a time */
+    g_set_error (error, VDIT_ERROR, VDIT_ERROR_INVALID_ARGUMENT,
+                 "a context over %d GPUs (gpus) cannot share its weights with another yet: "
+                 "use gpus=1, or one process per GPU under mpirun", vdit_comm_size (base->comm));
+    return NULL;
+  }
   if (base->comm) {
     g_set_error (error, VDIT_ERROR, VDIT_ERROR_INVALID_ARGUMENT,
                  "a context of a parallel job cannot share its weights with another");
@@ -325,6 +383,9 @@ vdit_ctx_free (vdit_ctx *ctx)
   /* the views run on base's weights: freeing them first would leave kernels reading freed
    * device memory, so a misordered free leaks instead (and says so) */
   g_return_if_fail (g_atomic_int_get (&ctx->views) == 0);
+  vdit_sp_group_free (ctx->group); /* the helpers first: they use the model */
+  if (ctx->have_nccl)
+    vdit_comm_free (&ctx->nccl);
   vdit_vae_device_free (ctx->vae);
   vdit_dit_free (ctx->dit); /* a shared context's is a view: base keeps the weights */
   vdit_backend_free (&ctx->be);
@@ -343,12 +404,16 @@ void
 vdit_cancel (vdit_ctx *ctx)
 {
   g_atomic_int_set (&ctx->cancelled, 1);
+  if (ctx->group) /* the helpers stop too, and rank 0 need not wait for their block */
+    vdit_sp_group_cancel (ctx->group, TRUE);
 }
 
 void
 vdit_reset_cancel (vdit_ctx *ctx)
 {
   g_atomic_int_set (&ctx->cancelled, 0);
+  if (ctx->group)
+    vdit_sp_group_cancel (ctx->group, FALSE);
 }
 
 static gboolean
@@ -364,6 +429,19 @@ check_cancel (vdit_ctx *ctx, GError **error)
 gboolean
 vdit_ctx_set_comm (vdit_ctx *ctx, const vdit_comm *comm, GError **error)
 {
+  return vdit_ctx_set_comms (ctx, comm, NULL, error);
+}
+
+gboolean
+vdit_ctx_set_comms (vdit_ctx *ctx, const vdit_comm *comm, const vdit_comm *exchange,
+                    GError **error)
+{
+  if (ctx->group) {
+    g_set_error (error, VDIT_ERROR, VDIT_ERROR_INVALID_ARGUMENT,
+                 "this context already runs over %d ranks of this process (gpus); a parallel "
+                 "job gives each rank one device", vdit_comm_size (ctx->comm));
+    return FALSE;
+  }
   if (comm && vdit_comm_size (comm) > 1 && ctx->params.gpus > 1) {
     g_set_error (error, VDIT_ERROR, VDIT_ERROR_INVALID_ARGUMENT,
                  "gpus = %d with %d ranks: each rank of a parallel job drives one device",
@@ -371,6 +449,7 @@ vdit_ctx_set_comm (vdit_ctx *ctx, const vdit_comm *comm, GError **error)
     return FALSE;
   }
   ctx->comm = comm && vdit_comm_size (comm) > 1 ? comm : NULL;
+  ctx->exchange = ctx->comm ? exchange : NULL;
   return TRUE;
 }
 
@@ -671,7 +750,14 @@ gen_prepare (gen_state *g, GError **error)
                    "the mask search runs on one rank, not on %d", vdit_comm_size (ctx->comm));
       return FALSE;
     }
-    if (!(g->sp = vdit_ulysses_new (&ctx->be, ctx->comm, g->gt * g->gh * g->gw,
+    /* processes (MPI) agree on their exchange each clip, as a rank may have a new
+     * context; in-process ranks and a caller's exchange communicator are set already */
+    const gboolean choose = !vdit_comm_is_threads (ctx->comm) &&
+                            (ctx->exchange == NULL || ctx->exchange == &ctx->nccl);
+    if (choose && !vdit_sp_exchange_choose (ctx->comm, ctx->cuda_device, &ctx->nccl,
+                                            &ctx->have_nccl, &ctx->exchange, error))
+      return FALSE;
+    if (!(g->sp = vdit_ulysses_new (&ctx->be, ctx->comm, ctx->exchange, g->gt * g->gh * g->gw,
                                     cfg->dit.heads, cfg->dit.head_dim, error)) ||
         !(g->ws = vdit_dit_ws_new_shared (ctx->dit, g->gt, g->gh, g->gw, g->sp, error)))
       return FALSE;
@@ -1084,6 +1170,12 @@ vdit_generate_with_policy (vdit_ctx *ctx, const vdit_gen_params *p, vdit_attn_po
                  "are out of step: restart the job");
     goto out;
   }
+  /* in-process ranks come back in step after a broken clip */
+  if (ctx->group) {
+    if (!vdit_sp_group_recover (ctx->group, error))
+      goto out;
+    ctx->exchange = vdit_sp_group_exchange (ctx->group);
+  }
   /* rank 0 hands the generation to the other ranks (vdit_worker_serve) */
   if (ctx->comm && ctx_rank (ctx) == 0 &&
       !vdit_sp_job_send (ctx->comm, ctx->model->info.path, p, error))
@@ -1119,8 +1211,22 @@ vdit_generate_with_policy (vdit_ctx *ctx, const vdit_gen_params *p, vdit_attn_po
     memcpy (latent_out, g.latent, g.n_latent * sizeof (float));
   ok = gen_decode (&g, error);
 out:
-  if (in_job && !ok)
+  if (in_job && !ok && ctx->group) {
+    /* the helpers leave the clip now; a cancel is reported as such, whatever a helper
+     * said first */
+    vdit_sp_group_fail (ctx->group, error && *error ? (*error)->message : "rank 0 failed");
+    if (error && *error && g_atomic_int_get (&ctx->cancelled) &&
+        !g_error_matches (*error, VDIT_ERROR, VDIT_ERROR_CANCELLED)) {
+      g_clear_error (error);
+      g_set_error (error, VDIT_ERROR, VDIT_ERROR_CANCELLED, "generation cancelled");
+    }
+    /* back in step before returning: no rank still works on the failed clip (when one
+     * does not leave it in time, the next clip tries again) */
+    vdit_sp_group_recover (ctx->group, NULL);
+  } else if (in_job && !ok && !vdit_comm_is_threads (ctx->comm)) {
+    /* processes cannot be brought back in step; in-process helpers are (above) */
     ctx->out_of_step = TRUE;
+  }
   gen_state_clear (&g);
   return ok;
 }
@@ -1142,6 +1248,12 @@ vdit_bench_dit_step (vdit_ctx *ctx, const vdit_bench_step_params *params,
   gen_state g = { .ctx = ctx, .p = &p };
   vdit_backend *be = &ctx->be;
   vdit_backend_timing *timing = NULL;
+  if (ctx->group) {
+    g_set_error (error, VDIT_ERROR, VDIT_ERROR_INVALID_ARGUMENT,
+                 "bench step over %d GPUs of one process is not available yet: run one "
+                 "process per GPU under mpirun", vdit_comm_size (ctx->comm));
+    return FALSE;
+  }
   gboolean ok = FALSE;
   double total = 0.0, best = G_MAXDOUBLE;
   *result = (vdit_bench_step_result) { 0 };

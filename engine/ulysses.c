@@ -1,8 +1,10 @@
 /* Ulysses sequence parallelism: the two all-to-alls around self-attention.
  *
- * The exchanges go through host memory (download, all-to-all, upload), so any backend
- * works with a host communicator (MPI); on the CPU backend the copies are memcpys. A GPU
- * communicator (NCCL) would exchange device buffers directly. */
+ * Direct: each destination's heads are packed on the backend (copy_rows) and the
+ * exchange communicator moves the backend's buffers itself: NCCL between GPUs, or MPI and
+ * the thread communicator on the CPU backend, whose buffers are host memory. Staged: a
+ * GPU backend under a host communicator (MPI without NCCL) downloads, exchanges in host
+ * memory and uploads. */
 #include "ulysses.h"
 
 #include "backend_util.h"
@@ -12,7 +14,9 @@
 
 struct vdit_ulysses {
   vdit_backend *be;
-  const vdit_comm *comm;
+  const vdit_comm *comm;     /* host-side collectives (gathered rows) */
+  const vdit_comm *exchange; /* the all-to-alls */
+  gboolean direct;           /* the exchange takes backend buffers */
   int rank, size;
   int n, heads, hd;
   int *tok_counts, *tok_displs;   /* (size) tokens per rank */
@@ -27,6 +31,8 @@ struct vdit_ulysses {
   float *back_host; /* (Σ tokens_r·heads_s·hd) from each rank */
   void *qkv_full;   /* backend (n, 3·heads_r·hd) */
   void *att_full;   /* backend (n, heads_r·hd) */
+  void *send_buf;   /* direct: backend, as send_host */
+  void *back_buf;   /* direct: backend, as back_host */
 };
 
 static gboolean
@@ -41,17 +47,23 @@ too_large (int64_t elems, const char *what, GError **error)
 }
 
 vdit_ulysses *
-vdit_ulysses_new (vdit_backend *be, const vdit_comm *comm, int tokens, int heads, int head_dim,
-                  GError **error)
+vdit_ulysses_new (vdit_backend *be, const vdit_comm *comm, const vdit_comm *exchange,
+                  int tokens, int heads, int head_dim, GError **error)
 {
   const int size = vdit_comm_size (comm);
-  if (comm->iface->device_buffers) {
-    /* the exchanges below stage through host memory, which a GPU communicator does not
-     * take (docs/multi-gpu.md, "What remains") */
+  if (exchange == NULL)
+    exchange = comm;
+  /* host_alloc is NULL exactly where the backend's buffers are host memory */
+  const gboolean takes_buffers = exchange->iface->device_buffers || be->iface->host_alloc == NULL;
+  const gboolean force_host = g_strcmp0 (g_getenv ("VDIT_SP_EXCHANGE"), "host") == 0;
+  if (comm->iface->device_buffers ||
+      vdit_comm_size (exchange) != size || vdit_comm_rank (exchange) != vdit_comm_rank (comm) ||
+      (exchange->iface->device_buffers && (force_host || !be->iface->copy_rows))) {
     g_set_error (error, VDIT_ERROR, VDIT_ERROR_INVALID_ARGUMENT,
-                 "sequence parallelism over the %s communicator (device buffers) is not "
-                 "available yet: launch with mpirun, which exchanges through host memory",
-                 comm->iface->name);
+                 "sequence parallelism: the %s communicator cannot carry the %s backend's "
+                 "exchanges with the %s communicator (rank %d of %d) beside it",
+                 exchange->iface->name, be->iface->name, comm->iface->name,
+                 vdit_comm_rank (comm), size);
     return NULL;
   }
   if (heads < size || tokens < size) {
@@ -69,6 +81,8 @@ vdit_ulysses_new (vdit_backend *be, const vdit_comm *comm, int tokens, int heads
   vdit_ulysses *u = g_new0 (vdit_ulysses, 1);
   u->be = be;
   u->comm = comm;
+  u->exchange = exchange;
+  u->direct = takes_buffers && be->iface->copy_rows && !force_host;
   u->rank = vdit_comm_rank (comm);
   u->size = size;
   u->n = tokens;
@@ -101,6 +115,15 @@ vdit_ulysses_new (vdit_backend *be, const vdit_comm *comm, int tokens, int heads
     u->out_recv_d[s] = me_t * u->head_displs[s] * head_dim;
   }
   const size_t local = (size_t) me_t * 3 * d, full = (size_t) tokens * 3 * me_h * head_dim;
+  if (!(u->qkv_full = vdit_be_alloc (be, full, error)) ||
+      !(u->att_full = vdit_be_alloc (be, full / 3, error)))
+    goto fail;
+  if (u->direct) {
+    if (!(u->send_buf = vdit_be_alloc (be, local, error)) ||
+        !(u->back_buf = vdit_be_alloc (be, local / 3, error)))
+      goto fail;
+    return u;
+  }
   u->qkv_host = g_try_new (float, local);
   u->send_host = g_try_new (float, local);
   u->full_host = g_try_new (float, full);
@@ -112,9 +135,6 @@ vdit_ulysses_new (vdit_backend *be, const vdit_comm *comm, int tokens, int heads
                  (2.0 * local + 4.0 * full / 3.0 + local / 3.0) * 4 / 1048576.0);
     goto fail;
   }
-  if (!(u->qkv_full = vdit_be_alloc (be, full, error)) ||
-      !(u->att_full = vdit_be_alloc (be, full / 3, error)))
-    goto fail;
   return u;
 fail:
   vdit_ulysses_free (u);
@@ -128,6 +148,8 @@ vdit_ulysses_free (vdit_ulysses *u)
     return;
   vdit_be_clear (u->be, &u->qkv_full);
   vdit_be_clear (u->be, &u->att_full);
+  vdit_be_clear (u->be, &u->send_buf);
+  vdit_be_clear (u->be, &u->back_buf);
   int *arrays[] = { u->tok_counts, u->tok_displs, u->head_counts, u->head_displs,
                     u->in_send_c, u->in_send_d, u->in_recv_c, u->in_recv_d,
                     u->out_send_c, u->out_send_d, u->out_recv_c, u->out_recv_d };
@@ -139,6 +161,12 @@ vdit_ulysses_free (vdit_ulysses *u)
   g_free (u->att_host);
   g_free (u->back_host);
   g_free (u);
+}
+
+gboolean
+vdit_ulysses_direct (const vdit_ulysses *u)
+{
+  return u->direct;
 }
 
 int
@@ -197,6 +225,61 @@ unpack_heads (vdit_ulysses *u, float *att)
   }
 }
 
+/* pack_heads on the backend: per destination s and part, rows of s's heads' columns. */
+static void
+pack_heads_direct (vdit_ulysses *u, const void *qkv)
+{
+  vdit_backend *be = u->be;
+  const int rows = u->tok_counts[u->rank], d = u->heads * u->hd;
+  for (int s = 0; s < u->size; s++) {
+    const int w = u->head_counts[s] * u->hd, c0 = u->head_displs[s] * u->hd;
+    for (int part = 0; part < 3; part++)
+      be->iface->copy_rows (be->context, vdit_buf_at (be, u->send_buf, u->in_send_d[s] + part * w),
+                            3 * w, vdit_buf_at (be, (void *) qkv, part * d + c0), 3 * d, rows, w);
+  }
+}
+
+/* unpack_heads on the backend. */
+static void
+unpack_heads_direct (vdit_ulysses *u, void *att)
+{
+  vdit_backend *be = u->be;
+  const int rows = u->tok_counts[u->rank], d = u->heads * u->hd;
+  for (int s = 0; s < u->size; s++) {
+    const int w = u->head_counts[s] * u->hd, c0 = u->head_displs[s] * u->hd;
+    be->iface->copy_rows (be->context, vdit_buf_at (be, att, c0), d,
+                          vdit_buf_at (be, u->back_buf, u->out_recv_d[s]), w, rows, w);
+  }
+}
+
+/* Attention of this rank's heads over every token: qkv_full → att_full. */
+static gboolean
+local_attention (vdit_ulysses *u, vdit_attn_policy *policy, int step, int layer, int pass,
+                 float scale, GError **error)
+{
+  vdit_backend *be = u->be;
+  const int hl = u->head_counts[u->rank], dl = hl * u->hd;
+  void *q = u->qkv_full, *k = vdit_buf_at (be, u->qkv_full, dl);
+  void *v = vdit_buf_at (be, u->qkv_full, 2 * dl);
+  if (policy && !vdit_attn_policy_take_dense (policy, step, layer, pass))
+    return vdit_attn_policy_run (policy, step, layer, pass, u->att_full, dl, q, 3 * dl, k,
+                                 3 * dl, v, 3 * dl, scale, error);
+  be->iface->attention (be->context, u->att_full, dl, q, 3 * dl, k, 3 * dl, v, 3 * dl, u->n,
+                        u->n, hl, u->hd, scale, NULL, NULL, NULL);
+  return TRUE;
+}
+
+/* The exchange reads what the backend queued (another stream, for NCCL): wait for it.
+ * Past the all-to-all the data is complete (the communicator waited for its stream). */
+static gboolean
+exchange_direct (vdit_ulysses *u, const void *send, const int *sc, const int *sd, void *recv,
+                 const int *rc, const int *rd, GError **error)
+{
+  const vdit_backend_i *f = u->be->iface;
+  return f->sync (u->be->context, error) &&
+         vdit_comm_alltoallv (u->exchange, send, sc, sd, recv, rc, rd, u->be->act_size, error);
+}
+
 gboolean
 vdit_ulysses_attention (vdit_ulysses *u, void *att, const void *qkv, vdit_attn_policy *policy,
                         int step, int layer, int pass, float scale, GError **error)
@@ -205,30 +288,31 @@ vdit_ulysses_attention (vdit_ulysses *u, void *att, const void *qkv, vdit_attn_p
   const vdit_backend_i *f = be->iface;
   const int rows = u->tok_counts[u->rank], d = u->heads * u->hd;
   const int hl = u->head_counts[u->rank], dl = hl * u->hd;
+  if (u->direct) {
+    pack_heads_direct (u, qkv);
+    if (!exchange_direct (u, u->send_buf, u->in_send_c, u->in_send_d, u->qkv_full, u->in_recv_c,
+                          u->in_recv_d, error) ||
+        !local_attention (u, policy, step, layer, pass, scale, error) ||
+        !exchange_direct (u, u->att_full, u->out_send_c, u->out_send_d, u->back_buf,
+                          u->out_recv_c, u->out_recv_d, error))
+      return FALSE;
+    unpack_heads_direct (u, att);
+    return TRUE;
+  }
+
   if (!f->download (be->context, u->qkv_host, qkv, (size_t) rows * 3 * d, VDIT_ELEM_ACT, error))
     return FALSE;
   pack_heads (u);
-  if (!vdit_comm_alltoallv (u->comm, u->send_host, u->in_send_c, u->in_send_d, u->full_host,
+  if (!vdit_comm_alltoallv (u->exchange, u->send_host, u->in_send_c, u->in_send_d, u->full_host,
                             u->in_recv_c, u->in_recv_d, sizeof (float), error) ||
       !f->upload (be->context, u->qkv_full, u->full_host, (size_t) u->n * 3 * dl,
-                  VDIT_ELEM_ACT, error))
+                  VDIT_ELEM_ACT, error) ||
+      !local_attention (u, policy, step, layer, pass, scale, error))
     return FALSE;
-
-  void *q = u->qkv_full, *k = vdit_buf_at (be, u->qkv_full, dl);
-  void *v = vdit_buf_at (be, u->qkv_full, 2 * dl);
-  if (policy && !vdit_attn_policy_take_dense (policy, step, layer, pass)) {
-    if (!vdit_attn_policy_run (policy, step, layer, pass, u->att_full, dl, q, 3 * dl, k,
-                               3 * dl, v, 3 * dl, scale, error))
-      return FALSE;
-  } else {
-    f->attention (be->context, u->att_full, dl, q, 3 * dl, k, 3 * dl, v, 3 * dl, u->n, u->n,
-                  hl, u->hd, scale, NULL, NULL, NULL);
-  }
-
   if (!f->download (be->context, u->att_host, u->att_full, (size_t) u->n * dl, VDIT_ELEM_ACT,
                     error) ||
-      !vdit_comm_alltoallv (u->comm, u->att_host, u->out_send_c, u->out_send_d, u->back_host,
-                            u->out_recv_c, u->out_recv_d, sizeof (float), error))
+      !vdit_comm_alltoallv (u->exchange, u->att_host, u->out_send_c, u->out_send_d,
+                            u->back_host, u->out_recv_c, u->out_recv_d, sizeof (float), error))
     return FALSE;
   unpack_heads (u, u->qkv_host); /* (rows, D): the q, k, v staging is free again */
   return f->upload (be->context, att, u->qkv_host, (size_t) rows * d, VDIT_ELEM_ACT, error);

@@ -25,9 +25,19 @@ typedef struct vdit_ulysses vdit_ulysses;
 
 /* The plan of n tokens and `heads` heads of head_dim over the communicator's ranks.
  * VDIT_ERROR_INVALID_ARGUMENT when a rank would get no head or no token (more ranks
- * than heads or tokens), naming the numbers. The communicator must outlive the plan. */
-vdit_ulysses *vdit_ulysses_new (vdit_backend *be, const vdit_comm *comm, int tokens, int heads,
-                                int head_dim, GError **error);
+ * than heads or tokens), naming the numbers. The communicators must outlive the plan.
+ *
+ * exchange (NULL: comm) carries the two all-to-alls: a GPU communicator (NCCL, device
+ * buffers) over the same ranks as comm, which carries the host-side rest (gathered
+ * rows). Where the exchange takes the backend's buffers (device buffers, or a backend
+ * whose buffers are host memory, as the CPU's) the heads are packed on the backend and
+ * exchanged in place; otherwise (a GPU under MPI) they go through host memory. The
+ * environment's VDIT_SP_EXCHANGE=host forces the latter, to compare the two. */
+vdit_ulysses *vdit_ulysses_new (vdit_backend *be, const vdit_comm *comm,
+                                const vdit_comm *exchange, int tokens, int heads, int head_dim,
+                                GError **error);
+/* TRUE when the exchanges take the backend's buffers (no host round trip). */
+gboolean vdit_ulysses_direct (const vdit_ulysses *u);
 void vdit_ulysses_free (vdit_ulysses *u);
 
 /* This rank's share: tokens [token0, token0 + tokens) and heads [head0, head0 + heads). */

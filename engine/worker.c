@@ -65,6 +65,26 @@ receive_job (const vdit_comm *comm, double idle_timeout_s, GError **error)
   return g_variant_ref_sink (job);
 }
 
+/* A received job's fields (pointing into job). FALSE for the stop. */
+static gboolean
+parse_job (GVariant *job, const char **dir, vdit_gen_params *p)
+{
+  const char *prompt, *negative;
+  double guidance, sparsity;
+  guint64 seed;
+  gint32 attention;
+  vdit_gen_params_init (p);
+  g_variant_get (job, "(&s&s&siidtid)", dir, &prompt, &negative, &p->frames, &p->steps,
+                 &guidance, &seed, &attention, &sparsity);
+  p->prompt = prompt;
+  p->negative_prompt = *negative ? negative : NULL;
+  p->guidance = (float) guidance;
+  p->seed = seed;
+  p->attention = (VditAttention) attention;
+  p->sparsity = (float) sparsity;
+  return **dir != '\0';
+}
+
 gboolean
 vdit_worker_serve (const vdit_comm *comm, vdit_model *model, const vdit_ctx_params *ctx_params,
                    double idle_timeout_s, GError **error)
@@ -76,21 +96,9 @@ vdit_worker_serve (const vdit_comm *comm, vdit_model *model, const vdit_ctx_para
     GVariant *job = receive_job (comm, idle_timeout_s, error);
     if (job == NULL)
       break;
-    const char *dir, *prompt, *negative;
+    const char *dir;
     vdit_gen_params p;
-    vdit_gen_params_init (&p);
-    double guidance, sparsity;
-    guint64 seed;
-    gint32 attention;
-    g_variant_get (job, "(&s&s&siidtid)", &dir, &prompt, &negative, &p.frames, &p.steps,
-                   &guidance, &seed, &attention, &sparsity);
-    p.prompt = prompt;
-    p.negative_prompt = *negative ? negative : NULL;
-    p.guidance = (float) guidance;
-    p.seed = seed;
-    p.attention = (VditAttention) attention;
-    p.sparsity = (float) sparsity;
-    if (*dir == '\0') { /* the stop */
+    if (!parse_job (job, &dir, &p)) { /* the stop */
       g_variant_unref (job);
       ok = TRUE;
       break;
@@ -115,4 +123,30 @@ vdit_worker_serve (const vdit_comm *comm, vdit_model *model, const vdit_ctx_para
   vdit_ctx_free (ctx);
   vdit_model_free (own);
   return ok;
+}
+
+gboolean
+vdit_worker_serve_ctx (const vdit_comm *comm, vdit_ctx *ctx, GError **error)
+{
+  for (;;) {
+    GVariant *job = receive_job (comm, 0.0, error);
+    if (job == NULL)
+      return FALSE;
+    const char *dir;
+    vdit_gen_params p;
+    if (!parse_job (job, &dir, &p)) {
+      g_variant_unref (job);
+      return TRUE;
+    }
+    const char *path = vdit_model_get_info (vdit_ctx_get_model (ctx))->path;
+    gboolean ran = g_strcmp0 (path, dir) == 0;
+    if (!ran)
+      g_set_error (error, VDIT_ERROR, VDIT_ERROR_INVALID_ARGUMENT,
+                   "rank %d serves model %s, but rank 0 asks for %s", vdit_comm_rank (comm),
+                   path, dir);
+    ran = ran && vdit_generate (ctx, &p, error);
+    g_variant_unref (job);
+    if (!ran)
+      return FALSE;
+  }
 }

@@ -26,6 +26,11 @@ gboolean vdit_worker_serve (const vdit_comm *comm, vdit_model *model,
                             const vdit_ctx_params *ctx_params, double idle_timeout_s,
                             GError **error);
 
+/* The same on a context the caller made (the helper threads of an in-process job: their
+ * model is rank 0's, their communicators already set). TRUE at the stop; FALSE at the
+ * first failure, the context then left as it is. */
+gboolean vdit_worker_serve_ctx (const vdit_comm *comm, vdit_ctx *ctx, GError **error);
+
 G_END_DECLS
 
 #endif

@@ -61,6 +61,14 @@ cpu_copy (void *ctx, void *dst, const void *src, size_t n, VditElem elem, GError
   return TRUE;
 }
 
+static void
+cpu_copy_rows (void *ctx, void *dst, int ldd, const void *src, int lds, int rows, int cols)
+{
+  for (int i = 0; i < rows; i++)
+    memcpy ((float *) dst + (size_t) i * ldd, (const float *) src + (size_t) i * lds,
+            (size_t) cols * sizeof (float));
+}
+
 static gboolean
 cpu_sync (void *ctx, GError **error)
 {
@@ -110,6 +118,7 @@ static const vdit_backend_i cpu_backend_i = {
   /* .graph_end = */ NULL,
   /* .graph_launch = */ NULL,
   /* .graph_free = */ NULL,
+  /* .copy_rows = */ cpu_copy_rows,
 };
 
 gboolean

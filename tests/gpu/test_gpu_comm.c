@@ -122,7 +122,7 @@ main (void)
   vdit_comm *comms = g_new0 (vdit_comm, n);
   for (int i = 0; i < n; i++)
     devices[i] = i;
-  if (!vdit_comm_nccl_init_all (comms, n, devices, &error)) {
+  if (!vdit_comm_nccl_init_all (comms, n, devices, NULL, &error)) {
     fprintf (stderr, "FAIL: %s\n", error->message);
     return 1;
   }
