@@ -456,6 +456,36 @@ def case_bench_vae():
                      ["no-such-model"])
 
 
+def case_bench_vae_peer():
+    """tools/bench/peers.py --vae on the CPU at the micro size: PyTorch's decoder
+    (train/osp/vae.py) decodes the shapes `vdit bench vae` decodes, in the same chunks
+    and tiles, counting the same work. Skipped without torch (run by /usr/bin/python3)."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise Skip("torch is not importable")
+    with tempfile.TemporaryDirectory() as tmp:
+        config = micro_vae_config(tmp)
+        for extra, ours_extra in (([], []), (["--vae-whole"], ["--whole"])):
+            proc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "bench", "peers.py"),
+                                   "--device", "cpu", "--no-attention", "--vae", "--vae-config",
+                                   config, "--vae-size", "32x48", "--frames", "3,2",
+                                   "--vae-precisions", "f32", "--vae-repeat", "1", *extra],
+                                  capture_output=True, text=True, timeout=300)
+            check(proc.returncode == 0, f"peers.py exited {proc.returncode}:\n{proc.stderr}")
+            peers = [json.loads(line) for line in proc.stdout.strip().splitlines()]
+            ours = bench_vae(config, "--latent-frames", "3,2", "--repeat", "1", "--warmup", "0",
+                             *ours_extra)
+            check(len(peers) == 2, f"expected a line per shape: {proc.stdout}")
+            for p, o in zip(peers, ours):
+                check(p["impl"] == "torch-vae" and p["precision"] == "f32" and p["ms"] > 0, f"{p}")
+                for key in ("latent_frames", "frames", "height", "width", "decode", "chunks",
+                            "tiles"):
+                    check(p[key] == o[key], f"{key}: peer {p[key]} ours {o[key]}")
+                check(abs(p["gflop"] - o["gflop"]) <= 1e-3 * o["gflop"],
+                      f"the peer counts {p['gflop']} GFLOP, ours {o['gflop']}")
+
+
 def case_interrupt():
     """Ctrl-C stops a long generation cleanly: exit 130, a message, no crash."""
     with tempfile.TemporaryDirectory() as tmp:
