@@ -89,9 +89,21 @@ decode (vdit_vae_decoder *v, const vdit_vae_device *dev, const float *latent, in
   return TRUE;
 }
 
+/* The latent's first n frames, first th rows and tw columns, as a latent of its own. */
+static float *
+corner (const float *latent, int h, int w, int c, int n, int th, int tw)
+{
+  float *out = g_new (float, (size_t) n * th * tw * c);
+  for (int t = 0; t < n; t++)
+    for (int y = 0; y < th; y++)
+      memcpy (out + (((size_t) t * th + y) * tw) * c, latent + (((size_t) t * h + y) * w) * c,
+              sizeof (float) * tw * c);
+  return out;
+}
+
 /* Warm-ups (first shape only: the decoder, kernels and memory pool then serve every
- * shape) decode the first temporal chunk, which has every kernel and the largest
- * buffers of the whole; then the timed decodes. */
+ * shape) decode the first tile of the first temporal chunk, which runs every kernel on
+ * the largest layers a tiled decode holds on the device; then the timed decodes. */
 static gboolean
 bench_shape (vdit_vae_decoder *v, vdit_backend *be, const vdit_vae_device *dev,
              const bench_args *a, int warmup, bench_result *r, GError **error)
@@ -120,13 +132,20 @@ bench_shape (vdit_vae_decoder *v, vdit_backend *be, const vdit_vae_device *dev,
   r->plan_bytes = dev ? device + vdit_vae_decoder_weight_bytes (v) : host;
   r->nonfinite = warmup > 0 ? 0 : -1;
   sink.check = TRUE;
+  const gboolean tiled = r->chunks * r->tiles > 1;
+  const int wt = tiled ? MIN (r->T, tl.latent_t) : r->T;
+  const int wh = tiled ? MIN (r->h, tl.latent) : r->h, ww = tiled ? MIN (r->w, tl.latent) : r->w;
+  float *first = warmup > 0 ? corner (latent, r->h, r->w, c, wt, wh, ww) : NULL;
   for (int i = 0; i < warmup; i++) {
-    const int t = r->chunks > 1 ? MIN (r->T, tl.latent_t) : r->T;
-    if (!decode (v, dev, latent, t, r->h, r->w, &sink, &ms, error))
-      goto out;
+    const gboolean done = decode (v, dev, first, wt, wh, ww, &sink, &ms, error);
     r->nonfinite += sink.nonfinite;
     sink.nonfinite = 0;
+    if (!done) {
+      g_free (first);
+      goto out;
+    }
   }
+  g_free (first);
   sink.check = FALSE;
 
   if (be->iface->mem_peak)
@@ -283,7 +302,7 @@ vdit_cmd_bench_vae (int argc, char **argv)
     { "device-id", 0, 0, G_OPTION_ARG_INT, &device_id, "GPU to use (default 0)", "ID" },
     { "repeat", 'r', 0, G_OPTION_ARG_INT, &a.repeat, "Timed decodes (default 3)", "R" },
     { "warmup", 'w', 0, G_OPTION_ARG_INT, &a.warmup,
-      "Untimed decodes of the first chunk, before the first shape (default 1)", "W" },
+      "Untimed decodes of the first tile, before the first shape (default 1)", "W" },
     { "breakdown", 0, 0, G_OPTION_ARG_NONE, &a.breakdown,
       "Also time each kind of layer (conv3d, group_norm, upsample, attention, transfer)",
       NULL },
@@ -314,7 +333,8 @@ vdit_cmd_bench_vae (int argc, char **argv)
       "the host), or in one piece with --whole. ms is the mean, ms_min the fastest,\n"
       "ms_median the median; ms_per_frame is ms over the video frames. gflop counts the\n"
       "convolutions and attention GEMMs of every tile (2 per multiply-add), tflops that\n"
-      "over ms. nonfinite: NaN or inf values in the warm-ups' frames. peak_gib (CUDA):\n"
+      "over ms. nonfinite: NaN or inf values in the warm-ups' frames (a warm-up decodes the\n"
+      "first tile of the first chunk, or the whole latent with --whole). peak_gib (CUDA):\n"
       "the most device memory in use at once during the timed decodes, weights included;\n"
       "plan_gib: what the memory plan expects there (device memory with the weights on\n"
       "CUDA, host memory on the CPU). --breakdown adds \"breakdown\": ms per decode of each\n"
