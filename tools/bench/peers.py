@@ -427,24 +427,25 @@ def bench_vae(args):
     if dev == "cuda":
         torch.backends.cudnn.benchmark = True
     warmed, flops_of = set(), {}
-    for frames in (int(v) for v in args.frames.split(",")):
-        tiled = not whole and (w > lat or h > lat or frames > lat_t)
-        spans = vae.temporal_chunks(frames, lat_t) if tiled else [[0, frames]]
-        tiles = -(-h // stride) * -(-w // stride) if tiled else 1
-        g = torch.Generator().manual_seed(1)
-        z = (torch.rand(1, cfg["z_channels"], frames, h, w, generator=g) * 2 - 1).to(dev)
+    # precision outermost: the cheap bf16 lines come first should a time limit cut the run
+    for prec in args.vae_precisions.split(","):
+        if prec not in ("f32", "tf32", "bf16"):
+            raise SystemExit(f"peers.py: unknown precision {prec!r} (f32, tf32 or bf16)")
+        # f32: no TF32 anywhere, as ours; tf32: PyTorch's default for convolutions
+        torch.backends.cudnn.allow_tf32 = prec == "tf32"
+        torch.backends.cuda.matmul.allow_tf32 = prec == "tf32"
+        for frames in (int(v) for v in args.frames.split(",")):
+            tiled = not whole and (w > lat or h > lat or frames > lat_t)
+            spans = vae.temporal_chunks(frames, lat_t) if tiled else [[0, frames]]
+            tiles = -(-h // stride) * -(-w // stride) if tiled else 1
+            g = torch.Generator().manual_seed(1)
+            z = (torch.rand(1, cfg["z_channels"], frames, h, w, generator=g) * 2 - 1).to(dev)
 
-        def decode(zz):
-            if whole:
-                return model.decoder(model.post_quant_conv(zz / vae.SCALING_FACTOR))
-            return vae.decode_tiled(model, zz, tiling)
+            def decode(zz):
+                if whole:
+                    return model.decoder(model.post_quant_conv(zz / vae.SCALING_FACTOR))
+                return vae.decode_tiled(model, zz, tiling)
 
-        for prec in args.vae_precisions.split(","):
-            if prec not in ("f32", "tf32", "bf16"):
-                raise SystemExit(f"peers.py: unknown precision {prec!r} (f32, tf32 or bf16)")
-            # f32: no TF32 anywhere, as ours; tf32: PyTorch's default for convolutions
-            torch.backends.cudnn.allow_tf32 = prec == "tf32"
-            torch.backends.cuda.matmul.allow_tf32 = prec == "tf32"
             autocast = torch.autocast(dev, dtype=torch.bfloat16, enabled=prec == "bf16")
             try:
                 with torch.inference_mode(), autocast:
@@ -469,7 +470,8 @@ def bench_vae(args):
                 continue
             n_frames = 1 + 4 * (frames - 1)
             rec = {"bench": "vae", "impl": "torch-vae",
-                   "model": os.path.basename(args.vae_config), "backend": dev, "precision": prec, "latent_frames": frames,
+                   "model": os.path.basename(args.vae_config), "backend": dev,
+                   "precision": prec, "latent_frames": frames,
                    "latent_height": h, "latent_width": w, "frames": n_frames,
                    "height": height, "width": width, "decode": "tiled" if tiled else "whole",
                    "chunks": len(spans), "tiles": tiles,
