@@ -14,10 +14,11 @@
 G_BEGIN_DECLS
 
 typedef enum {
-  VDIT_OP_GEMM,        /* matmul */
-  VDIT_OP_ATTENTION,   /* attention, block_scores, adaptive_layout */
-  VDIT_OP_NORM,        /* rmsnorm, layernorm_modulate */
-  VDIT_OP_ELEMENTWISE, /* add_gated, mul, add, activate, rope, timestep_embedding */
+  VDIT_OP_GEMM,        /* matmul; vae_conv3d */
+  VDIT_OP_ATTENTION,   /* attention, block_scores, adaptive_layout; vae_frame_attention */
+  VDIT_OP_NORM,        /* rmsnorm, layernorm_modulate; vae_group_norm */
+  VDIT_OP_ELEMENTWISE, /* add_gated, mul, add, activate, rope, timestep_embedding;
+                          vae_upsample */
   VDIT_OP_TRANSFER,    /* upload, download, decode_rgb, copy_rows */
   VDIT_OP_KINDS
 } VditOpKind;

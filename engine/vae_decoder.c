@@ -39,17 +39,56 @@ struct vdit_vae_decoder {
   vdit_vae_tiling tiling;
   GPtrArray *owned;  /* every weight array */
   GArray *owned_n;   /* size_t: the floats of each */
+  vdit_op_times *host_times; /* NULL, or where the host ops add their times */
 };
 
+/* Weights come from st, or when st is NULL are drawn from seed. */
 typedef struct {
   vdit_vae_decoder *v;
   vdit_safetensors *st;
+  uint64_t seed;
   GError **error;
 } loader;
 
-static float *
-tensor (loader *l, const char *name, int ndim, const int64_t *shape)
+static uint64_t
+splitmix64 (uint64_t *state)
 {
+  uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+/* A tensor of random weights as PyTorch initialises a fresh module, so activations keep
+ * a trained decoder's scale through the layers: uniform in ±bound (convolutions:
+ * 1/sqrt(fan_in) for weight and bias), or every value `value` (bound 0: GroupNorm's 1
+ * and 0). Each tensor draws from its own stream, named by seed and tensor name. */
+static float *
+random_tensor (loader *l, const char *name, size_t n, float bound, float value)
+{
+  float *data = g_new (float, MAX (n, 1));
+  uint64_t state = l->seed ^ 0xcbf29ce484222325ull;
+  for (const char *p = name; *p; p++) /* FNV-1a of the name */
+    state = (state ^ (uint8_t) *p) * 0x100000001b3ull;
+  for (size_t i = 0; i < n; i++) {
+    const double u = (double) (splitmix64 (&state) >> 11) * 0x1.0p-53; /* [0, 1) */
+    data[i] = bound > 0.0f ? (float) ((2.0 * u - 1.0) * bound) : value;
+  }
+  return data;
+}
+
+static float *
+tensor (loader *l, const char *name, int ndim, const int64_t *shape, float bound, float value)
+{
+  if (l->st == NULL) {
+    size_t n = 1;
+    for (int i = 0; i < ndim; i++)
+      n *= (size_t) shape[i];
+    float *data = random_tensor (l, name, n, bound, value);
+    g_ptr_array_add (l->v->owned, data);
+    g_array_append_val (l->v->owned_n, n);
+    return data;
+  }
   const vdit_tensor_view *t = vdit_safetensors_find (l->st, name);
   if (t == NULL) {
     g_set_error (l->error, VDIT_ERROR, VDIT_ERROR_MISSING, "%s: tensor %s is missing",
@@ -78,8 +117,10 @@ conv (loader *l, vdit_vae_conv *c, const char *prefix, int cin, int cout, int kt
   g_autofree char *wn = g_strdup_printf ("%s.conv.weight", prefix);
   g_autofree char *bn = g_strdup_printf ("%s.conv.bias", prefix);
   const int64_t ws[5] = { cout, cin, kt, kh, kw }, bs[1] = { cout };
+  const float bound = 1.0f / sqrtf ((float) cin * kt * kh * kw);
   *c = (vdit_vae_conv) { .cout = cout, .cin = cin, .kt = kt, .kh = kh, .kw = kw };
-  return (c->w = tensor (l, wn, 5, ws)) && (c->b = tensor (l, bn, 1, bs));
+  return (c->w = tensor (l, wn, 5, ws, bound, 0.0f)) &&
+         (c->b = tensor (l, bn, 1, bs, bound, 0.0f));
 }
 
 static gboolean
@@ -89,7 +130,8 @@ norm (loader *l, vdit_vae_norm *n, const char *prefix, int c)
   g_autofree char *bn = g_strdup_printf ("%s.bias", prefix);
   const int64_t s[1] = { c };
   n->c = c;
-  return (n->gamma = tensor (l, wn, 1, s)) && (n->beta = tensor (l, bn, 1, s));
+  return (n->gamma = tensor (l, wn, 1, s, 0.0f, 1.0f)) &&
+         (n->beta = tensor (l, bn, 1, s, 0.0f, 0.0f));
 }
 
 static gboolean
@@ -277,15 +319,34 @@ load_weights (loader *l)
          conv (l, &v->conv_out, "decoder.conv_out", cin, 3, 3, 3, 3);
 }
 
-vdit_vae_decoder *
-vdit_vae_decoder_load (const char *dir, GError **error)
+static vdit_vae_decoder *
+decoder_new (void)
 {
   vdit_vae_decoder *v = g_new0 (vdit_vae_decoder, 1);
   v->owned = g_ptr_array_new_with_free_func (g_free);
   v->owned_n = g_array_new (FALSE, FALSE, sizeof (size_t));
+  return v;
+}
+
+vdit_vae_decoder *
+vdit_vae_decoder_new_random (const char *config_path, uint64_t seed, GError **error)
+{
+  vdit_vae_decoder *v = decoder_new ();
+  loader l = { v, NULL, seed, error };
+  if (!parse_config (v, config_path, error) || !load_weights (&l)) {
+    vdit_vae_decoder_free (v);
+    return NULL;
+  }
+  return v;
+}
+
+vdit_vae_decoder *
+vdit_vae_decoder_load (const char *dir, GError **error)
+{
+  vdit_vae_decoder *v = decoder_new ();
   g_autofree char *cfg = g_build_filename (dir, "config.json", NULL);
   g_autofree char *weights = g_build_filename (dir, "vae.safetensors", NULL);
-  loader l = { v, NULL, error };
+  loader l = { v, NULL, 0, error };
   if (!parse_config (v, cfg, error) || !(l.st = vdit_safetensors_open (weights, error)) ||
       !load_weights (&l)) {
     if (l.st)
@@ -391,6 +452,95 @@ vdit_vae_decoder_set_tiling (vdit_vae_decoder *v, const vdit_vae_tiling *t)
   v->tiling = *t;
 }
 
+vdit_vae_tiling
+vdit_vae_decoder_get_tiling (const vdit_vae_decoder *v)
+{
+  return v->tiling;
+}
+
+void
+vdit_vae_decoder_time_host_ops (vdit_vae_decoder *v, vdit_op_times *times)
+{
+  v->host_times = times;
+}
+
+/* ---- work of a decode ------------------------------------------------------------- */
+
+static double
+conv_flops (const vdit_vae_conv *c, double px)
+{
+  return 2.0 * c->cout * c->cin * c->kt * c->kh * c->kw * px;
+}
+
+static double
+resnet_flops (const resnet *r, double px)
+{
+  return conv_flops (&r->conv1, px) + conv_flops (&r->conv2, px) +
+         (r->shortcut.w ? conv_flops (&r->shortcut, px) : 0.0);
+}
+
+/* decode_whole's convolutions and attention GEMMs on (n, h, w), layer by layer. */
+static double
+whole_flops (const vdit_vae_decoder *v, int n, int h, int w)
+{
+  double px = (double) n * h * w;
+  const double hw = (double) h * w;
+  const attn *a = &v->mid_attn;
+  double f = conv_flops (&v->post_quant, px) + conv_flops (&v->conv_in, px) +
+             resnet_flops (&v->mid1, px) + resnet_flops (&v->mid2, px) +
+             conv_flops (&a->q, px) + conv_flops (&a->k, px) + conv_flops (&a->v, px) +
+             conv_flops (&a->proj, px) + 4.0 * n * hw * hw * a->q.cout; /* QKᵀ and PV */
+  for (int i = LEVELS - 1; i >= 0; i--) {
+    for (int b = 0; b < v->n_blocks; b++)
+      f += resnet_flops (&v->blocks[i][b], px);
+    if (v->up[i] != UP_NONE) {
+      n = v->up[i] == UP_S2T2 ? 1 + 2 * (n - 1) : n;
+      h *= 2, w *= 2;
+      px = (double) n * h * w;
+      f += conv_flops (&v->upsample[i], px);
+    }
+  }
+  return f + conv_flops (&v->conv_out, px);
+}
+
+/* Whether vdit_vae_decode_stream_on decodes (T, h, w) in one piece. */
+static gboolean
+decodes_whole (const vdit_vae_decoder *v, int T, int h, int w)
+{
+  const vdit_vae_tiling *tl = &v->tiling;
+  return tl->latent_t == 0 || (w <= tl->latent && h <= tl->latent && T <= tl->latent_t);
+}
+
+/* The temporal chunks [start, end) of CausalVAEModel.tiled_decode: every latent_t − 1
+ * frames, overlapping by one; *start < 0 begins, FALSE after the last. */
+static gboolean
+next_chunk (const vdit_vae_tiling *tl, int T, int *start, int *end)
+{
+  if (*start >= 0 && *end == T)
+    return FALSE;
+  *start = *start < 0 ? 0 : *start + tl->latent_t - 1;
+  *end = MIN (*start + tl->latent_t, T);
+  return TRUE;
+}
+
+double
+vdit_vae_decoder_flops (const vdit_vae_decoder *v, int T, int h, int w, int *chunks, int *tiles)
+{
+  const vdit_vae_tiling *tl = &v->tiling;
+  *chunks = *tiles = 1;
+  if (decodes_whole (v, T, h, w))
+    return whole_flops (v, T, h, w);
+  const int stride = (int) (tl->latent * (1.0f - tl->overlap));
+  double f = 0.0;
+  *chunks = 0;
+  *tiles = ((h + stride - 1) / stride) * ((w + stride - 1) / stride);
+  for (int start = -1, end = 0; next_chunk (tl, T, &start, &end); (*chunks)++)
+    for (int y = 0; y < h; y += stride)
+      for (int x = 0; x < w; x += stride)
+        f += whole_flops (v, end - start, MIN (tl->latent, h - y), MIN (tl->latent, w - x));
+  return f;
+}
+
 int
 vdit_vae_decoder_channels (const vdit_vae_decoder *v)
 {
@@ -462,7 +612,25 @@ typedef struct {
   const vdit_vae_device *dev;
   gboolean ok;
   GError **error;
+  vdit_op_times *times; /* host ops only: the decoder's host_times */
 } runner;
+
+/* The host clock around a host op, when its time is asked for (a backend's ops are
+ * timed by backend_timing.h instead); the kinds are those of the backend slots. */
+static gint64
+host_begin (const runner *r)
+{
+  return r->times ? g_get_monotonic_time () : 0;
+}
+
+static void
+host_end (runner *r, VditOpKind kind, gint64 t0)
+{
+  if (r->times) {
+    r->times->ms[kind] += (g_get_monotonic_time () - t0) / 1000.0;
+    r->times->calls[kind]++;
+  }
+}
 
 static float *
 buf_new (runner *r, size_t n)
@@ -507,16 +675,18 @@ op_conv (runner *r, float *out, const float *in, const vdit_vae_conv *c, int T, 
             c->kw, T, H, W, accumulate);
     return;
   }
+  const gint64 t0 = host_begin (r);
   if (!accumulate) {
     vdit_vae_conv3d (out, in, c, T, H, W);
-    return;
+  } else {
+    const size_t n = (size_t) c->cout * T * H * W;
+    float *h = g_new (float, n);
+    vdit_vae_conv3d (h, in, c, T, H, W);
+    for (size_t i = 0; i < n; i++)
+      out[i] += h[i];
+    g_free (h);
   }
-  const size_t n = (size_t) c->cout * T * H * W;
-  float *h = g_new (float, n);
-  vdit_vae_conv3d (h, in, c, T, H, W);
-  for (size_t i = 0; i < n; i++)
-    out[i] += h[i];
-  g_free (h);
+  host_end (r, VDIT_OP_GEMM, t0);
 }
 
 /* out = GroupNorm(x) (then SiLU); out may be x. */
@@ -531,9 +701,11 @@ op_norm (runner *r, float *out, const float *x, const vdit_vae_norm *n, size_t p
             silu);
     return;
   }
+  const gint64 t0 = host_begin (r);
   if (out != x)
     memcpy (out, x, sizeof (float) * n->c * per_channel);
   vdit_vae_group_norm (out, n, per_channel, silu);
+  host_end (r, VDIT_OP_NORM, t0);
 }
 
 static void
@@ -541,12 +713,16 @@ op_upsample (runner *r, float *out, const float *in, gboolean temporal, int C, i
 {
   if (!r->ok)
     return;
-  if (r->dev)
+  if (r->dev) {
     DEV_OP (r, vae_upsample, out, in, C, T, H, W, temporal);
-  else if (temporal)
+    return;
+  }
+  const gint64 t0 = host_begin (r);
+  if (temporal)
     vdit_vae_upsample_s2t2 (out, in, C, T, H, W);
   else
     vdit_vae_upsample_nearest2x (out, in, C, T, H, W);
+  host_end (r, VDIT_OP_ELEMENTWISE, t0);
 }
 
 static void
@@ -555,10 +731,13 @@ op_attention (runner *r, float *out, const float *q, const float *k, const float
 {
   if (!r->ok)
     return;
-  if (r->dev)
+  if (r->dev) {
     DEV_OP (r, vae_frame_attention, out, q, k, v, C, T, HW);
-  else
-    vdit_vae_frame_attention (out, q, k, v, C, T, HW);
+    return;
+  }
+  const gint64 t0 = host_begin (r);
+  vdit_vae_frame_attention (out, q, k, v, C, T, HW);
+  host_end (r, VDIT_OP_ATTENTION, t0);
 }
 
 /* ---- the layers ------------------------------------------------------------------- */
@@ -638,7 +817,7 @@ static act
 decode_whole (vdit_vae_decoder *v, const vdit_vae_device *dev, const float *z, int n, int h,
               int w, GError **error)
 {
-  runner run = { dev, TRUE, error }, *r = &run;
+  runner run = { dev, TRUE, error, dev ? NULL : v->host_times }, *r = &run;
   const size_t nz = (size_t) v->z_channels * n * h * w;
   act a = act_new (r, v->z_channels, n, h, w);
   if (dev == NULL)
@@ -784,8 +963,7 @@ vdit_vae_decode_stream_on (vdit_vae_decoder *v, const vdit_vae_device *dev, cons
     for (size_t p = 0; p < plane; p++)
       for (int c = 0; c < z_c; c++)
         z[(size_t) c * T * plane + t * plane + p] = latent[(t * plane + p) * z_c + c] / v->scaling;
-  const vdit_vae_tiling *tl = &v->tiling;
-  if (tl->latent_t == 0 || (w <= tl->latent && h <= tl->latent && T <= tl->latent_t)) {
+  if (decodes_whole (v, T, h, w)) {
     act a = decode_whole (v, dev, z, T, h, w, error);
     if (a.x == NULL)
       return FALSE;
@@ -796,8 +974,8 @@ vdit_vae_decode_stream_on (vdit_vae_decoder *v, const vdit_vae_device *dev, cons
   /* CausalVAEModel.tiled_decode: chunks start every latent_t − 1 frames and overlap by
    * one; a later chunk's first decoded frame repeats the previous chunk's last */
   int first = 0;
-  for (int start = 0;; start += tl->latent_t - 1) {
-    const int end = MIN (start + tl->latent_t, T), skip = start > 0;
+  for (int start = -1, end = 0; next_chunk (&v->tiling, T, &start, &end);) {
+    const int skip = start > 0;
     const int n_out = 1 + VDIT_VAE_TIME_FACTOR * (end - start - 1) - skip;
     float *chw = g_new (float, (size_t) 3 * n_out * H * W);
     gboolean ok = decode_tiles (v, dev, z, T, h, w, start, end - start, chw, n_out, skip, error) &&
@@ -806,8 +984,6 @@ vdit_vae_decode_stream_on (vdit_vae_decoder *v, const vdit_vae_device *dev, cons
     if (!ok)
       return FALSE;
     first += n_out;
-    if (end == T)
-      break;
   }
   g_assert (first == F);
   return TRUE;

@@ -6,6 +6,7 @@
 #define VDIT_VAE_DECODER_H
 
 #include "backend.h"
+#include "backend_timing.h"
 #include "vdit.h"
 
 G_BEGIN_DECLS
@@ -15,6 +16,11 @@ typedef struct vdit_vae_decoder vdit_vae_decoder;
 /* dir: a converted model's vae/ folder (config.json with scaling_factor, vae.safetensors
  * from train/convert_osp.py --vae). Refuses other block layouts with a message. */
 vdit_vae_decoder *vdit_vae_decoder_load (const char *dir, GError **error);
+/* The decoder a vae/config.json describes, with seeded random weights instead of
+ * vae.safetensors (benchmarks at full size without a checkpoint): convolutions uniform
+ * in ±1/sqrt(fan_in) like a fresh PyTorch module, GroupNorm 1 and 0. */
+vdit_vae_decoder *vdit_vae_decoder_new_random (const char *config_path, uint64_t seed,
+                                               GError **error);
 void vdit_vae_decoder_free (vdit_vae_decoder *v);
 /* Tiling (vae/config.json, defaults the sample script's): latent tiles of `latent` ×
  * `latent` (decoded to `sample` × `sample` pixels) overlapping by `overlap` (a fraction),
@@ -26,6 +32,17 @@ typedef struct {
 } vdit_vae_tiling;
 
 void vdit_vae_decoder_set_tiling (vdit_vae_decoder *v, const vdit_vae_tiling *t);
+vdit_vae_tiling vdit_vae_decoder_get_tiling (const vdit_vae_decoder *v);
+/* The work of decoding a latent of T × h × w with the current tiling: FLOPs of the
+ * convolutions and the attention GEMMs (2 per multiply-add; norms and upsampling not
+ * counted), summed over the tiles of every temporal chunk; *chunks temporal chunks of
+ * *tiles spatial tiles each (1 and 1 when decoded whole). */
+double vdit_vae_decoder_flops (const vdit_vae_decoder *v, int T, int h, int w, int *chunks,
+                               int *tiles);
+/* While times is not NULL, the host ops of a decode without a device (the CPU) add
+ * their host-clock times to it, by the kinds backend_timing.h gives the backend slots
+ * (conv3d: gemm, GroupNorm: norm, upsampling: elementwise, attention: attention). */
+void vdit_vae_decoder_time_host_ops (vdit_vae_decoder *v, vdit_op_times *times);
 /* Host bytes vdit_vae_decode_stream holds at its peak for a latent of T × h × w: the
  * largest tile's layers walked as this decoder runs them (input, output and the
  * copies a ResNet block, the mid attention or an upsampling keeps alive at once, plus

@@ -18,6 +18,7 @@ static const command commands[] = {
   { "inspect", vdit_cmd_inspect, "describe a model directory" },
   { "bench step", vdit_cmd_bench_step, "time one DiT step (JSON lines)" },
   { "bench attention", vdit_cmd_bench_attention, "time the attention kernels (JSON lines)" },
+  { "bench vae", vdit_cmd_bench_vae, "time the CausalVideoVAE decode (JSON lines)" },
   { "search-masks", vdit_cmd_search_masks, "search per-layer tile masks for a model" },
   { "worker", vdit_cmd_worker, "serve rank 0 of an mpirun job (sequence parallelism)" },
 };
@@ -88,7 +89,7 @@ main (int argc, char **argv)
   int words = match_command (argc, argv, &cmd);
   if (words == 0) {
     if (g_str_equal (argv[1], "bench"))
-      fprintf (stderr, "vdit: 'bench' needs a benchmark: step or attention\n");
+      fprintf (stderr, "vdit: 'bench' needs a benchmark: step, attention or vae\n");
     else
       fprintf (stderr, "vdit: unknown command '%s'\n", argv[1]);
     fprintf (stderr, "Try 'vdit --help'.\n");

@@ -373,6 +373,119 @@ def case_bench_step():
     check(json.loads(proc.stdout)["bench"] == "step", proc.stdout)
 
 
+def micro_vae_config(tmp, **extra):
+    """Open-Sora-Plan v1.2's VAE config (tools/bench/osp12-vae.json) shrunk until a
+    decode takes a fraction of a second: 32 channels at every level, one ResNet block
+    more than the minimum, tiles of 4 latent pixels, chunks of 2 latent frames."""
+    with open(os.path.join(ROOT, "tools", "bench", "osp12-vae.json")) as f:
+        cfg = json.load(f)
+    cfg.update(hidden_size=32, hidden_size_mult=[1, 1, 1, 1], num_res_blocks=1,
+               tile_latent_min_size=4, tile_sample_min_size=32, tile_latent_min_size_t=2,
+               tile_overlap_factor=0.25)
+    cfg.update(extra)
+    path = os.path.join(tmp, "vae-config.json")
+    with open(path, "w") as f:
+        json.dump(cfg, f)
+    return path
+
+
+def bench_vae(config, *args):
+    proc = run_ok("bench", "vae", "--config", config, "--random-weights", "--device", "cpu",
+                  "--height", "32", "--width", "48", *args)
+    return [json.loads(line) for line in proc.stdout.strip().splitlines()]
+
+
+def case_bench_vae():
+    """`vdit bench vae` on the CPU: tiled and whole decodes of a tiny random decoder."""
+    with tempfile.TemporaryDirectory() as tmp:
+        config = micro_vae_config(tmp)
+        recs = bench_vae(config, "--latent-frames", "3,2", "--repeat", "2")
+        check(len(recs) == 2, f"expected a line per shape: {recs}")
+        rec = recs[0]
+        for key in ("bench", "backend", "precision", "latent_frames", "frames", "height",
+                    "width", "decode", "chunks", "tiles", "gflop", "ms", "ms_min",
+                    "ms_median", "ms_per_frame", "tflops", "repeat", "warmup", "plan_gib"):
+            check(key in rec, f"bench vae JSON lacks {key!r}: {rec}")
+        check(rec["bench"] == "vae" and rec["backend"] == "cpu" and rec["precision"] == "f32",
+              f"{rec}")
+        # 3 latent frames of 4 x 6: chunks [0, 2) and [1, 3), 2 x 2 tiles of stride 3
+        check((rec["latent_frames"], rec["frames"], rec["height"], rec["width"]) ==
+              (3, 9, 32, 48) and (rec["latent_height"], rec["latent_width"]) == (4, 6), f"{rec}")
+        check(rec["decode"] == "tiled" and rec["chunks"] == 2 and rec["tiles"] == 4, f"{rec}")
+        check(0 < rec["ms_min"] <= rec["ms_median"] and rec["ms_min"] <= rec["ms"], f"{rec}")
+        check(abs(rec["ms_per_frame"] * 9 - rec["ms"]) < 0.01 * rec["ms"] + 0.01, f"{rec}")
+        check(rec["warmup"] == 1 and rec["nonfinite"] == 0, f"{rec}")
+        check("peak_gib" not in rec and "breakdown" not in rec, f"{rec}")
+        # the second shape reuses the warm process; one chunk of 2 frames, same tiles
+        two = recs[1]
+        check(two["warmup"] == 0 and "nonfinite" not in two, f"{two}")
+        check(two["chunks"] == 1 and two["tiles"] == 4 and two["frames"] == 5, f"{two}")
+        check(abs(2 * two["gflop"] - rec["gflop"]) < 1e-3 * rec["gflop"],
+              f"two chunks of 2 frames should be twice one: {two['gflop']} {rec['gflop']}")
+        # video frames name the same shape; --whole decodes once, without tile overlap
+        same = bench_vae(config, "--frames", "9", "--repeat", "1", "--warmup", "0")[0]
+        check(same["latent_frames"] == 3 and same["gflop"] == rec["gflop"], f"{same}")
+        whole = bench_vae(config, "--frames", "9", "--repeat", "1", "--whole")[0]
+        check(whole["decode"] == "whole" and whole["chunks"] == 1 and whole["tiles"] == 1,
+              f"{whole}")
+        check(0 < whole["gflop"] < rec["gflop"], f"whole {whole['gflop']} tiled {rec['gflop']}")
+        # per kind of layer, timed inside the decode
+        rec = bench_vae(config, "--latent-frames", "3", "--repeat", "1", "--warmup", "0",
+                        "--breakdown")[0]
+        kinds = ("conv3d", "group_norm", "upsample", "attention", "transfer")
+        parts = rec.get("breakdown", {})
+        check(set(parts) == set(kinds) | {"unaccounted"}, f"breakdown keys: {rec}")
+        check(all(parts[k] >= 0 for k in kinds), f"negative kind time: {parts}")
+        check(sum(parts[k] for k in kinds) <= rec["ms"] * 1.01 + 0.01, f"{parts} vs {rec['ms']}")
+        # per tile: 2 chunks x 4 tiles; the micro decoder has 30 convolutions, 22 norms
+        calls = rec["calls"]
+        check(calls["conv3d"] == 8 * 30 and calls["group_norm"] == 8 * 22 and
+              calls["attention"] == 8 and calls["upsample"] == 8 * 3 and
+              calls["transfer"] == 0, f"calls per decode: {calls}")
+        expect_error(["bench", "vae", "--config", config], 2, ["--random-weights"])
+        expect_error(["bench", "vae"], 2, ["--model"])
+        for bad, words in ((["--frames", "10"], ["1 + 4k"]), (["--height", "30"], ["multiples of 8"]),
+                           (["--latent-frames", "0"], ["positive"]),
+                           (["--frames", "9", "--latent-frames", "3"], ["not both"]),
+                           (["--device", "tpu"], ["tpu"]), (["--repeat", "0"], ["--repeat"])):
+            expect_error(["bench", "vae", "--config", config, "--random-weights", *bad], 2, words)
+        broken = micro_vae_config(tmp, hidden_size=33)
+        expect_error(["bench", "vae", "--config", broken, "--random-weights"], 1,
+                     ["hidden_size"])
+        expect_error(["bench", "vae", "--model", os.path.join(tmp, "no-such-model")], 1,
+                     ["no-such-model"])
+
+
+def case_bench_vae_peer():
+    """tools/bench/peers.py --vae on the CPU at the micro size: PyTorch's decoder
+    (train/osp/vae.py) decodes the shapes `vdit bench vae` decodes, in the same chunks
+    and tiles, counting the same work. Skipped without torch (run by /usr/bin/python3)."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise Skip("torch is not importable")
+    with tempfile.TemporaryDirectory() as tmp:
+        config = micro_vae_config(tmp)
+        for extra, ours_extra in (([], []), (["--vae-whole"], ["--whole"])):
+            proc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "bench", "peers.py"),
+                                   "--device", "cpu", "--no-attention", "--vae", "--vae-config",
+                                   config, "--vae-size", "32x48", "--frames", "3,2",
+                                   "--vae-precisions", "f32", "--vae-repeat", "1", *extra],
+                                  capture_output=True, text=True, timeout=300)
+            check(proc.returncode == 0, f"peers.py exited {proc.returncode}:\n{proc.stderr}")
+            peers = [json.loads(line) for line in proc.stdout.strip().splitlines()]
+            ours = bench_vae(config, "--latent-frames", "3,2", "--repeat", "1", "--warmup", "0",
+                             *ours_extra)
+            check(len(peers) == 2, f"expected a line per shape: {proc.stdout}")
+            for p, o in zip(peers, ours):
+                check(p["impl"] == "torch-vae" and p["precision"] == "f32" and p["ms"] > 0, f"{p}")
+                for key in ("latent_frames", "frames", "height", "width", "decode", "chunks",
+                            "tiles"):
+                    check(p[key] == o[key], f"{key}: peer {p[key]} ours {o[key]}")
+                check(abs(p["gflop"] - o["gflop"]) <= 1e-3 * o["gflop"],
+                      f"the peer counts {p['gflop']} GFLOP, ours {o['gflop']}")
+
+
 def case_interrupt():
     """Ctrl-C stops a long generation cleanly: exit 130, a message, no crash."""
     with tempfile.TemporaryDirectory() as tmp:

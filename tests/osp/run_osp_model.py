@@ -106,6 +106,19 @@ def inspect_plan(vdit_exe, model_dir):
     assert "memory plan  93 frames" in r.stdout and "VAE decode peak" in r.stdout, r.stdout
 
 
+def bench_vae(vdit_exe, model_dir, device):
+    """`vdit bench vae --model` on the converted model's vae/ folder (2 latent frames of
+    4 x 4, one piece): one JSON line, finite frames."""
+    import json
+    r = run(vdit_exe, "bench", "vae", "--model", model_dir, "--device", device,
+            "--latent-frames", "2", "--height", "32", "--width", "32", "--repeat", "1",
+            capture_output=True, text=True)
+    rec = json.loads(r.stdout)
+    assert rec["bench"] == "vae" and rec["backend"] == device and rec["frames"] == 5, rec
+    assert rec["decode"] == "whole" and rec["nonfinite"] == 0 and rec["ms"] > 0, rec
+    assert (device == "cuda") == ("peak_gib" in rec), rec
+
+
 def main():
     exe, load_exe, vdit_exe = sys.argv[1], sys.argv[2], sys.argv[3]
     if os.environ.get("OSP_DEVICE") == "cuda":  # no GPU: skip before making anything
@@ -122,6 +135,7 @@ def main():
         run(PY, conv, "--keep-f32", "--vae", os.path.join(osp, "vae"), *common, f32)
         vae_weights_converted(osp, f32)
         inspect_plan(vdit_exe, f32)
+        bench_vae(vdit_exe, f32, "cuda" if os.environ.get("OSP_DEVICE") == "cuda" else "cpu")
         run(PY, conv, *common, bf16)
         golden = os.path.join(tmp, "golden.safetensors")
         run(PY, os.path.join(TRAIN, "make_osp_goldens.py"), osp, golden, "--with-vae")

@@ -3,7 +3,7 @@
 # DiT step beside the PyTorch peers (tools/bench/peers.py). Logs go to OUTDIR:
 #   env.txt (GPU, driver, versions)  build.log  gpu-tests.log  bench.jsonl
 #
-#   tools/bench/gpu-run.sh OUTDIR [tests,sass,attention,attention-sm80,peers,ncu,step,graphs,nsys,peers-step,element,cpu16,reliability]
+#   tools/bench/gpu-run.sh OUTDIR [tests,sass,attention,attention-sm80,peers,ncu,step,graphs,nsys,peers-step,element,cpu16,reliability,vae]
 #
 # reliability (docs/reliability.md; about 3 minutes, logs in reliability.log): two contexts
 # and two vditsrc on one upload of the weights rendering at once, GPU memory over clips
@@ -12,7 +12,9 @@
 #   tools/bench/gpu-run.sh OUTDIR reliability
 #
 # PEER_BATCH (default 1; "1,2" adds the guided pair at T=8) and PEER_IMPLS (default
-# eager,compile) choose the PyTorch step peers.
+# eager,compile) choose the PyTorch step peers. VAE_FRAMES (default 8,24 latent frames)
+# and VAE_PRECISIONS (default bf16,f32; tf32 also) choose the vae part's shapes and the
+# peer's precisions.
 #
 # Needs .devdeps (../shared/device/fetch-debs.sh .devdeps pkgconf pkgconf-bin libpkgconf3
 # pkg-config libpng-dev libpng16-16) carried to the machine. Every part has its own time
@@ -221,5 +223,26 @@ if has reliability; then
     gst-launch-1.0 vditsrc model=models/default device=cuda ! fakesink >> "$rel" 2>&1
   echo "gst-launch with VDIT_CUDA_ALLOC_LIMIT=1: rc=$? (an error expected)" | tee -a "$out/env.txt"
   grep -E "^# |^ok |^not ok|Checks:|ERROR|VDIT_CUDA_ALLOC_LIMIT" "$rel" | cut -c1-400
+fi
+if has vae; then
+  # The CausalVideoVAE decode at 720p (latent 90 x 160), the reference's chunks of 8
+  # latent frames and 64 x 64 latent tiles: ours (f32 layers on the GPU, no TF32) and
+  # PyTorch's (train/osp/vae.py, cuDNN conv3d in benchmark mode) on the same random
+  # latents. By the FLOP count (`gflop`: 6.8e14 at T=8, 2.2e15 at T=24, 6 tiles a chunk)
+  # an f32 decode needs about 14 s and 45 s at 50 TFLOP/s, near the FP32 peak of an
+  # H100/H200 without tensor cores; bf16 about a tenth. Ours warms up on one tile (~3 s)
+  # and runs each shape once in one process; the peer warms each chunk length up once per
+  # precision (cuDNN tunes there: a whole f32 decode at T=8), bf16 first. Estimated: ours
+  # ~65 s, the peer ~125 s; the limits (90 s and 100 s) keep the part near 3 minutes, so
+  # the peer's f32 line at T=24 may be cut: then rerun this part alone with VAE_FRAMES=24
+  # VAE_PRECISIONS=f32.
+  log "vae decode (ours) latent frames ${VAE_FRAMES:-8,24}"
+  timeout 90 "$vdit" bench vae --config tools/bench/osp12-vae.json --random-weights \
+    --device cuda --latent-frames "${VAE_FRAMES:-8,24}" --warmup 1 --repeat 1 --breakdown \
+    2>> "$out/env.txt" | tee -a "$out/bench.jsonl"
+  log "vae decode (peer) latent frames ${VAE_FRAMES:-8,24}"
+  PYTHONUNBUFFERED=1 timeout 100 python3 tools/bench/peers.py --no-attention --vae \
+    --frames "${VAE_FRAMES:-8,24}" --vae-precisions "${VAE_PRECISIONS:-bf16,f32}" \
+    --vae-repeat 1 2>> "$out/env.txt" | tee -a "$out/bench.jsonl"
 fi
 log "done"

@@ -8,6 +8,10 @@ the JSON lines `vdit bench attention` and `vdit bench step` print, with an "impl
   torch-eager, torch-compile           an Open-Sora-Plan v1.2 DiT step (bf16, random
                                        weights, SDPA attention), eager or under
                                        torch.compile
+  torch-vae                            (--vae) the CausalVideoVAE decode of
+                                       `vdit bench vae`: train/osp/vae.py's decoder with
+                                       random weights, the reference's chunks and tiles,
+                                       cuDNN conv3d (benchmark mode), f32 / tf32 / bf16
 
 Shapes default to Open-Sora-Plan v1.2 at 720p: 24 heads x 96, 3,600 tokens per latent
 frame; T = 8 (29 video frames) and T = 24 (93 frames). Run on the GPU machine:
@@ -16,6 +20,7 @@ frame; T = 8 (29 video frames) and T = 24 (93 frames). Run on the GPU machine:
   python3 tools/bench/peers.py --step --frames 8     # + one DiT step at 29 frames
   python3 tools/bench/peers.py --no-attention --step --frames 8,24 --batch 1,2 \
       --step-impls eager,compile
+  python3 tools/bench/peers.py --no-attention --vae --frames 8,24   # VAE decode, 720p
 
 Each figure is the median of --repeat timed runs (CUDA events) after --warmup runs;
 ms_min is the fastest. FLOP counts follow `vdit bench attention`: 4·n²·heads·head_dim
@@ -25,7 +30,9 @@ kept-only rate.
 import argparse
 import json
 import math
+import os
 import sys
+import time
 
 import torch
 import torch.nn.functional as F
@@ -342,6 +349,149 @@ def bench_step(args, frames, impl, b):
     torch.cuda.empty_cache()
 
 
+# ---- Open-Sora-Plan v1.2 CausalVideoVAE decode (train/osp/vae.py) -------------------
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def vae_decoder(cfg):
+    """The decoder half of train/osp/vae.py's CausalVAE (what a generation runs), with
+    PyTorch's default initialisation: the same distribution `vdit bench vae
+    --random-weights` draws from."""
+    sys.path.insert(0, os.path.join(ROOT, "train"))
+    from osp import vae
+
+    class Decoder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.decoder = vae.Decoder(cfg)
+            self.post_quant_conv = vae.CausalConv3d(cfg["embed_dim"], cfg["z_channels"], 1)
+
+    return vae, Decoder()
+
+
+def count_flops(model):
+    """Forward hooks adding up what `vdit bench vae` counts as gflop: every Conv3d's
+    2 * cout * cin * kernel volume per output value and each frame attention's QK^T and
+    PV (4 * (h w)^2 * c per frame). Returns (counter list, hook handles)."""
+    total = [0.0]
+
+    def conv(m, inp, out):
+        k = m.kernel_size[0] * m.kernel_size[1] * m.kernel_size[2]
+        total[0] += 2.0 * out.numel() * m.in_channels // m.groups * k
+
+    def attn(m, inp, out):
+        b, c, t, h, w = inp[0].shape
+        total[0] += 4.0 * b * t * (h * w) ** 2 * c
+
+    handles = []
+    for mod in model.modules():
+        if isinstance(mod, torch.nn.Conv3d):
+            handles.append(mod.register_forward_hook(conv))
+        elif type(mod).__name__ == "AttnBlock3DFix":
+            handles.append(mod.register_forward_hook(attn))
+    return total, handles
+
+
+def time_host(fn, warmup, repeat):
+    """time_cuda's figures by the host clock (CPU runs)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    times.sort()
+    return times[len(times) // 2], times[0]
+
+
+def bench_vae(args):
+    """The decode of `vdit bench vae --config CONFIG` on the same latent shapes: the
+    sample script's temporal chunks and spatial tiles (vae.decode_tiled, the seams
+    blended on the device) or --vae-whole. Warm-up decodes each chunk length not yet
+    decoded in this precision (cuDNN's benchmark mode tunes each new shape there, and
+    the FLOPs are counted there); the timed decodes take the latent on the device to the
+    video tensor on the device."""
+    with open(args.vae_config) as f:
+        cfg = json.load(f)
+    vae, model = vae_decoder(cfg)
+    dev = args.device
+    model = model.to(dev).eval()
+    tiling = {k: cfg.get(k, v) for k, v in vae.TILING.items()}
+    whole = args.vae_whole or cfg.get("use_tiling") is False
+    height, width = (int(v) for v in args.vae_size.split("x"))
+    h, w = height // 8, width // 8
+    lat, lat_t = tiling["tile_latent_min_size"], tiling["tile_latent_min_size_t"]
+    stride = int(lat * (1 - tiling["tile_overlap_factor"]))
+    if dev == "cuda":
+        torch.backends.cudnn.benchmark = True
+    warmed, flops_of = set(), {}
+    # precision outermost: the cheap bf16 lines come first should a time limit cut the run
+    for prec in args.vae_precisions.split(","):
+        if prec not in ("f32", "tf32", "bf16"):
+            raise SystemExit(f"peers.py: unknown precision {prec!r} (f32, tf32 or bf16)")
+        # f32: no TF32 anywhere, as ours; tf32: PyTorch's default for convolutions
+        torch.backends.cudnn.allow_tf32 = prec == "tf32"
+        torch.backends.cuda.matmul.allow_tf32 = prec == "tf32"
+        for frames in (int(v) for v in args.frames.split(",")):
+            tiled = not whole and (w > lat or h > lat or frames > lat_t)
+            spans = vae.temporal_chunks(frames, lat_t) if tiled else [[0, frames]]
+            tiles = -(-h // stride) * -(-w // stride) if tiled else 1
+            g = torch.Generator().manual_seed(1)
+            z = (torch.rand(1, cfg["z_channels"], frames, h, w, generator=g) * 2 - 1).to(dev)
+
+            def decode(zz):
+                if whole:
+                    return model.decoder(model.post_quant_conv(zz / vae.SCALING_FACTOR))
+                return vae.decode_tiled(model, zz, tiling)
+
+            autocast = torch.autocast(dev, dtype=torch.bfloat16, enabled=prec == "bf16")
+            try:
+                with torch.inference_mode(), autocast:
+                    for n in sorted({e - s for s, e in spans}, reverse=True):
+                        if (prec, n) in warmed or args.vae_warmup == 0:
+                            continue
+                        counter, hooks = count_flops(model)
+                        for _ in range(args.vae_warmup):
+                            counter[0] = 0.0
+                            decode(z[:, :, :n])
+                        for hk in hooks:
+                            hk.remove()
+                        flops_of[n] = counter[0]
+                        warmed.add((prec, n))
+                    if dev == "cuda":
+                        torch.cuda.synchronize()
+                        torch.cuda.reset_peak_memory_stats()
+                    timer = time_cuda if dev == "cuda" else time_host
+                    ms, ms_min = timer(lambda: decode(z), 0, args.vae_repeat)
+            except RuntimeError as e:  # e.g. bf16 autocast without group_norm on old CPUs
+                print(f"# torch-vae {prec}: {e}".splitlines()[0], file=sys.stderr)
+                continue
+            n_frames = 1 + 4 * (frames - 1)
+            rec = {"bench": "vae", "impl": "torch-vae",
+                   "model": os.path.basename(args.vae_config), "backend": dev,
+                   "precision": prec, "latent_frames": frames,
+                   "latent_height": h, "latent_width": w, "frames": n_frames,
+                   "height": height, "width": width, "decode": "tiled" if tiled else "whole",
+                   "chunks": len(spans), "tiles": tiles,
+                   "timed": "latent on the device to the video tensor on the device"}
+            if all(e - s in flops_of for s, e in spans):
+                flops = sum(flops_of[e - s] for s, e in spans)
+                rec.update(gflop=round(flops / 1e9, 3), tflops=round(flops / ms / 1e9, 4))
+            rec.update(ms=round(ms, 3), ms_min=round(ms_min, 3),
+                       ms_per_frame=round(ms / n_frames, 3), repeat=args.vae_repeat,
+                       warmup=args.vae_warmup)
+            if dev == "cuda":
+                rec.update(peak_gib=round(torch.cuda.max_memory_allocated() / 2**30, 3),
+                           cudnn_benchmark=True)
+            rec["torch"] = torch.__version__
+            emit(rec)
+    del model
+    if dev == "cuda":
+        torch.cuda.empty_cache()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", default="8,24", help="latent frames T, comma-separated")
@@ -368,6 +518,20 @@ def main():
     ap.add_argument("--repeat", type=int, default=10)
     ap.add_argument("--step-warmup", type=int, default=1)
     ap.add_argument("--step-repeat", type=int, default=3)
+    ap.add_argument("--vae", action="store_true",
+                    help="time the CausalVideoVAE decode of --frames latent frames too")
+    ap.add_argument("--vae-config",
+                    default=os.path.join(ROOT, "tools", "bench", "osp12-vae.json"),
+                    help="the VAE's config.json (default Open-Sora-Plan v1.2's)")
+    ap.add_argument("--vae-size", default="720x1280", help="video HxW, multiples of 8")
+    ap.add_argument("--vae-precisions", default="f32,bf16",
+                    help="f32 (no TF32), tf32 and/or bf16 (autocast), comma-separated")
+    ap.add_argument("--vae-whole", action="store_true",
+                    help="decode in one piece, without the config's chunks and tiles")
+    ap.add_argument("--vae-warmup", type=int, default=1)
+    ap.add_argument("--vae-repeat", type=int, default=3)
+    ap.add_argument("--device", default="cuda",
+                    help="cuda, or cpu for the VAE decode alone (a check at tiny sizes)")
     args = ap.parse_args()
     args.grid = tuple(int(v) for v in args.grid.split("x"))
     if args.adaptive_sparsity is not None and args.adaptive_sparsity < 0:
@@ -376,6 +540,12 @@ def main():
     if args.tile_k:
         tile_k = {int(t): [int(x) for x in ks.split(",")]
                   for t, ks in (item.split(":") for item in args.tile_k.split(";"))}
+    if args.device == "cpu":
+        if not args.vae or not args.no_attention or args.step:
+            print("peers.py: only --vae --no-attention runs on the CPU", file=sys.stderr)
+            return 2
+        bench_vae(args)
+        return 0
     if not torch.cuda.is_available():
         print("peers.py: no CUDA device", file=sys.stderr)
         return 77
@@ -391,6 +561,8 @@ def main():
             for impl in args.step_impls.split(","):
                 for b in (int(v) for v in args.batch.split(",")):
                     bench_step(args, frames, impl, b)
+    if args.vae:
+        bench_vae(args)
     return 0
 
 
