@@ -48,6 +48,15 @@ vdit_cuda_enter (vdit_cuda_ctx *c)
 void
 vdit_cuda_record_error (vdit_cuda_ctx *c, GError *e)
 {
+  g_mutex_lock (&c->error_lock);
+  if (c->capturing) { /* as vdit_cuda_record: the recording is spoiled, the work queued again */
+    c->capture_failed = TRUE;
+    g_mutex_unlock (&c->error_lock);
+    g_debug ("CUDA graphs: failed while recording: %s", e->message);
+    g_error_free (e);
+    return;
+  }
+  g_mutex_unlock (&c->error_lock);
   g_warning ("CUDA: %s", e->message);
   g_mutex_lock (&c->error_lock);
   if (c->first_error == NULL)

@@ -46,7 +46,9 @@ vdit_cuda_graph_end (void *ctx)
   size_t nodes = 0;
   if (err == cudaSuccess && !failed) {
     cudaGraphGetNodes (graph, NULL, &nodes);
-    err = cudaGraphInstantiateWithFlags (&exec, graph, 0);
+    /* a recorded allocation left unfreed (cuBLAS may take its workspace inside the
+     * recording) would otherwise make every launch after the first fail */
+    err = cudaGraphInstantiateWithFlags (&exec, graph, cudaGraphInstantiateFlagAutoFreeOnLaunch);
   }
   if (graph)
     cudaGraphDestroy (graph);

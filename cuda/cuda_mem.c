@@ -144,6 +144,20 @@ alloc_any (vdit_cuda_ctx *c, size_t bytes, const char *what, gboolean fixed, GEr
                  c->device);
     return NULL;
   }
+  /* inside a graph recording an allocation would become graph memory that the replays
+   * keep or free on their own: refused, which spoils the recording (the engine then
+   * queues the same work op by op, where the allocation is made as usual) */
+  g_mutex_lock (&c->error_lock);
+  const gboolean capturing = c->capturing;
+  if (capturing)
+    c->capture_failed = TRUE;
+  g_mutex_unlock (&c->error_lock);
+  if (capturing) {
+    g_set_error (error, VDIT_ERROR, VDIT_ERROR_BACKEND,
+                 "CUDA device %d: %s cannot be allocated while a graph is recorded", c->device,
+                 what);
+    return NULL;
+  }
   const fault_kind kind = fault_for (bytes);
   cudaError_t err = cudaErrorMemoryAllocation;
   if (kind == FAULT_NONE) {

@@ -940,12 +940,19 @@ gen_run_forwards (gen_state *g, int k, GError **error)
       GError *err = NULL;
       const gboolean queued = gen_queue_forwards (g, k, &err);
       g->graph = f->graph_end (be->context);
-      if (!queued) { /* a cancel while recording */
+      if (!queued) {
         if (g->graph)
           f->graph_free (be->context, g->graph);
         g->graph = NULL;
-        g_propagate_error (error, err);
-        return FALSE;
+        if (g_error_matches (err, VDIT_ERROR, VDIT_ERROR_CANCELLED)) {
+          g_propagate_error (error, err);
+          return FALSE;
+        }
+        /* nothing recorded ran: the same forwards op by op, which report a real
+         * failure themselves */
+        g_debug ("step %d: recording its forwards failed (%s); they run op by op", k + 1,
+                 err ? err->message : "no message");
+        g_clear_error (&err);
       }
       g->graph_step = k;
       if (g->graph == NULL)
