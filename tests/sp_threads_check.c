@@ -13,32 +13,13 @@
  *   too-many            5 ranks for a 4-head model: a clear error, no wait */
 #include "backend.h"
 #include "ctx.h"
+#include "frames_out.h"
 #include "model.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-typedef struct {
-  uint8_t *rgb; /* (frames, h, w, 3) */
-  int frames;
-} frames_out;
-
-static gboolean
-keep_frame (void *user_data, int index, int n_frames, const uint8_t *rgb, int width,
-            int height, int stride)
-{
-  frames_out *f = user_data;
-  const size_t size = (size_t) width * height * 3;
-  if (f->rgb == NULL)
-    f->rgb = g_new0 (uint8_t, size * n_frames);
-  for (int y = 0; y < height; y++)
-    memcpy (f->rgb + size * index + (size_t) y * width * 3, rgb + (size_t) y * stride,
-            (size_t) width * 3);
-  f->frames = index + 1;
-  return TRUE;
-}
 
 static vdit_model *model;
 static vdit_gen_params params;

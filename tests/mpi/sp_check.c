@@ -6,6 +6,7 @@
  * serve (vdit_worker_serve). Prints the largest differences; exit 0 when the latents
  * agree within fp32 tolerance and the frames within one level of 255. */
 #include "ctx.h"
+#include "../frames_out.h"
 #include "model.h"
 #include "worker.h"
 
@@ -13,26 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-typedef struct {
-  uint8_t *rgb; /* (frames, h, w, 3) */
-  int frames;
-} frames_out;
-
-static gboolean
-keep_frame (void *user_data, int index, int n_frames, const uint8_t *rgb, int width,
-            int height, int stride)
-{
-  frames_out *f = user_data;
-  const size_t size = (size_t) width * height * 3;
-  if (f->rgb == NULL)
-    f->rgb = g_new0 (uint8_t, size * n_frames);
-  for (int y = 0; y < height; y++)
-    memcpy (f->rgb + size * index + (size_t) y * width * 3, rgb + (size_t) y * stride,
-            (size_t) width * 3);
-  f->frames = index + 1;
-  return TRUE;
-}
 
 static int
 die (vdit_comm *comm, GError *error)
