@@ -574,8 +574,8 @@ vdit_dit_forward_queued (vdit_dit *dit, vdit_dit_ws *ws, const vdit_dit_text *te
  * ordered (c, dt, dy, dx) on the way in (the conv weight's order) and (dt, dy, dx, c) on
  * the way out (the unpatchify order of Open-Sora-Plan). */
 static void
-patch_map (float *latent, float *tokens, int T, int H, int W, int C, const int patch[3],
-           gboolean to_tokens)
+patch_map (float *latent, float *tokens, float scale, int T, int H, int W, int C,
+           const int patch[3], gboolean to_tokens)
 {
   const int pt = patch[0], ph = patch[1], pw = patch[2];
   const int gh = H / ph, gw = W / pw, per = pt * ph * pw * C;
@@ -587,7 +587,7 @@ patch_map (float *latent, float *tokens, int T, int H, int W, int C, const int p
           const size_t token = ((size_t) (t / pt) * gh + y / ph) * gw + x / pw;
           const int dt = t % pt, dy = y % ph, dx = x % pw;
           if (to_tokens)
-            tokens[token * per + ((ch * pt + dt) * ph + dy) * pw + dx] = latent[li];
+            tokens[token * per + ((ch * pt + dt) * ph + dy) * pw + dx] = latent[li] * scale;
           else
             latent[li] = tokens[token * per + ((dt * ph + dy) * pw + dx) * C + ch];
         }
@@ -596,11 +596,18 @@ patch_map (float *latent, float *tokens, int T, int H, int W, int C, const int p
 void
 vdit_patchify (float *patches, const float *latent, int T, int H, int W, int C, const int patch[3])
 {
-  patch_map ((float *) latent, patches, T, H, W, C, patch, TRUE);
+  patch_map ((float *) latent, patches, 1.0f, T, H, W, C, patch, TRUE);
+}
+
+void
+vdit_patchify_scaled (float *patches, const float *latent, float scale, int T, int H, int W,
+                      int C, const int patch[3])
+{
+  patch_map ((float *) latent, patches, scale, T, H, W, C, patch, TRUE);
 }
 
 void
 vdit_unpatchify (float *latent, const float *tokens, int T, int H, int W, int C, const int patch[3])
 {
-  patch_map (latent, (float *) tokens, T, H, W, C, patch, FALSE);
+  patch_map (latent, (float *) tokens, 1.0f, T, H, W, C, patch, FALSE);
 }

@@ -60,6 +60,9 @@ gboolean vdit_dit_forward_queued (vdit_dit *dit, vdit_dit_ws *ws, const vdit_dit
 /* Host layout conversions between a latent (T, H, W, C) and tokens. */
 void vdit_patchify (float *patches, const float *latent, int T, int H, int W, int C,
                     const int patch[3]);
+/* The same with every value times scale (rounded to f32), as the sampler's input scale. */
+void vdit_patchify_scaled (float *patches, const float *latent, float scale, int T, int H,
+                           int W, int C, const int patch[3]);
 void vdit_unpatchify (float *latent, const float *tokens, int T, int H, int W, int C,
                       const int patch[3]);
 

@@ -3,44 +3,23 @@
 #include "cpu_sampler.h"
 
 #include "cpu_frames.h"
+#include "dit.h"
 #include "sampler_update.h"
 
 #include <string.h>
-
-/* Walks latent (T, H, W, C) in order; token values ordered (c, dt, dy, dx) going in and
- * (dt, dy, dx, c) coming out, as vdit_patchify / vdit_unpatchify. */
-static void
-patch_walk (float *latent, float *tokens, float scale, int T, int H, int W, int C,
-            const int patch[3], gboolean to_tokens)
-{
-  const int pt = patch[0], ph = patch[1], pw = patch[2];
-  const int gh = H / ph, gw = W / pw, per = pt * ph * pw * C;
-  size_t li = 0;
-  for (int t = 0; t < T; t++)
-    for (int y = 0; y < H; y++)
-      for (int x = 0; x < W; x++)
-        for (int ch = 0; ch < C; ch++, li++) {
-          const size_t token = ((size_t) (t / pt) * gh + y / ph) * gw + x / pw;
-          const int dt = t % pt, dy = y % ph, dx = x % pw;
-          if (to_tokens)
-            tokens[token * per + ((ch * pt + dt) * ph + dy) * pw + dx] = latent[li] * scale;
-          else
-            latent[li] = tokens[token * per + ((dt * ph + dy) * pw + dx) * C + ch];
-        }
-}
 
 void
 cpu_patchify (void *ctx, void *tokens, const float *latent, float scale, int T, int H, int W,
               int C, const int patch[3])
 {
-  patch_walk ((float *) latent, tokens, scale, T, H, W, C, patch, TRUE);
+  vdit_patchify_scaled (tokens, latent, scale, T, H, W, C, patch);
 }
 
 void
 cpu_unpatchify (void *ctx, float *latent, const void *tokens, int T, int H, int W, int C,
                 const int patch[3])
 {
-  patch_walk (latent, (float *) tokens, 1.0f, T, H, W, C, patch, FALSE);
+  vdit_unpatchify (latent, tokens, T, H, W, C, patch);
 }
 
 void
