@@ -162,3 +162,16 @@ gpu_clip_on_frame (void *user_data, int index, int n_frames, const uint8_t *rgb,
   c->frames++;
   return TRUE;
 }
+
+double
+gpu_clip_psnr (const gpu_clip *a, const gpu_clip *b)
+{
+  g_assert_cmpuint (a->rgb->len, ==, b->rgb->len);
+  double se = 0.0;
+  for (guint i = 0; i < a->rgb->len; i++) {
+    const double d = (double) a->rgb->data[i] - b->rgb->data[i];
+    se += d * d;
+  }
+  const double mse = se / MAX (a->rgb->len, 1);
+  return mse > 0.0 ? 10.0 * log10 (255.0 * 255.0 / mse) : INFINITY;
+}

@@ -51,6 +51,8 @@ typedef struct {
 } gpu_clip;
 gboolean gpu_clip_on_frame (void *user_data, int index, int n_frames, const uint8_t *rgb,
                             int w, int h, int stride);
+/* PSNR in dB of b's RGB bytes against a's (same length asserted); INFINITY when equal. */
+double gpu_clip_psnr (const gpu_clip *a, const gpu_clip *b);
 
 /* nmse of got against ref (finite entries); 0 when ref and got are both zero. */
 double nmse (const float *ref, const float *got, size_t n);

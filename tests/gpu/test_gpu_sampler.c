@@ -193,19 +193,6 @@ generate (vdit_model *model, VditDevice device, VditAttention attention, sampler
   vdit_ctx_free (ctx);
 }
 
-static double
-psnr (const gpu_clip *a, const gpu_clip *b)
-{
-  g_assert_cmpuint (a->rgb->len, ==, b->rgb->len);
-  double se = 0.0;
-  for (guint i = 0; i < a->rgb->len; i++) {
-    const double d = (double) a->rgb->data[i] - b->rgb->data[i];
-    se += d * d;
-  }
-  const double mse = se / MAX (a->rgb->len, 1);
-  return mse > 0.0 ? 10.0 * log10 (255.0 * 255.0 / mse) : INFINITY;
-}
-
 static void
 test_generate (gconstpointer data)
 {
@@ -222,7 +209,7 @@ test_generate (gconstpointer data)
   generate (model, VDIT_DEVICE_CPU, attention, PATH_DEVICE, &ref, &ref_latent);
   for (int path = PATH_HOST; path <= PATH_GRAPHS; path++) {
     generate (model, VDIT_DEVICE_CUDA, attention, path, &c[path], &latent[path]);
-    const double db = psnr (&ref, &c[path]);
+    const double db = gpu_clip_psnr (&ref, &c[path]);
     g_test_message ("%s, %s: CPU vs CUDA PSNR %.2f dB", vdit_attention_name (attention),
                     path_names[path], db);
     g_assert_cmpfloat (db, >=, MIN_PSNR);

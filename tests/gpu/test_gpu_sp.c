@@ -19,22 +19,6 @@
 static vdit_model *model;
 static int n_gpus;
 
-typedef struct {
-  GByteArray *rgb;
-  int frames;
-} clip;
-
-static gboolean
-on_frame (void *user_data, int index, int n_frames, const uint8_t *rgb, int w, int h,
-          int stride)
-{
-  clip *c = user_data;
-  for (int y = 0; y < h; y++)
-    g_byte_array_append (c->rgb, rgb + (size_t) y * stride, (guint) w * 3);
-  c->frames++;
-  return TRUE;
-}
-
 static vdit_ctx *
 gpus_ctx (int gpus)
 {
@@ -49,34 +33,21 @@ gpus_ctx (int gpus)
 }
 
 static void
-params_for (vdit_gen_params *gp, VditAttention attention, clip *c)
+params_for (vdit_gen_params *gp, VditAttention attention, gpu_clip *c)
 {
   vdit_gen_params_init (gp);
   gp->prompt = "a red ball rolls to the left";
   gp->negative_prompt = "blurry";
   gp->seed = 1234;
   gp->attention = attention;
-  gp->on_frame = on_frame;
+  gp->on_frame = gpu_clip_on_frame;
   gp->user_data = c;
   c->rgb = g_byte_array_new ();
   c->frames = 0;
 }
 
-static double
-psnr (const clip *a, const clip *b)
-{
-  g_assert_cmpint (a->rgb->len, ==, b->rgb->len);
-  double se = 0.0;
-  for (guint i = 0; i < a->rgb->len; i++) {
-    const double d = (double) a->rgb->data[i] - b->rgb->data[i];
-    se += d * d;
-  }
-  const double mse = se / MAX (a->rgb->len, 1);
-  return mse > 0.0 ? 10.0 * log10 (255.0 * 255.0 / mse) : INFINITY;
-}
-
 static void
-run (vdit_ctx *ctx, VditAttention attention, clip *c)
+run (vdit_ctx *ctx, VditAttention attention, gpu_clip *c)
 {
   GError *error = NULL;
   vdit_gen_params gp;
@@ -94,15 +65,15 @@ test_parity (gconstpointer data)
 {
   const VditAttention attention = GPOINTER_TO_INT (data);
   vdit_ctx *one = gpus_ctx (1);
-  clip ref;
+  gpu_clip ref;
   run (one, attention, &ref);
   vdit_ctx_free (one);
   for (int gpus = 2; gpus <= MIN (n_gpus, 4); gpus++) {
     vdit_ctx *ctx = gpus_ctx (gpus);
     g_assert_cmpint (vdit_ctx_get_ranks (ctx), ==, gpus);
-    clip got;
+    gpu_clip got;
     run (ctx, attention, &got);
-    const double p = psnr (&ref, &got);
+    const double p = gpu_clip_psnr (&ref, &got);
     g_test_message ("%d GPUs, %s: PSNR %.2f dB against one GPU", gpus,
                     vdit_attention_name (attention), p);
     g_assert_cmpfloat (p, >=, MIN_PSNR);
@@ -124,7 +95,7 @@ static void
 test_cancel (void)
 {
   vdit_ctx *ctx = gpus_ctx (2);
-  clip ref, c;
+  gpu_clip ref, c;
   run (ctx, VDIT_ATTENTION_FULL, &ref);
   vdit_gen_params gp;
   params_for (&gp, VDIT_ATTENTION_FULL, &c);
@@ -142,7 +113,7 @@ test_cancel (void)
   g_byte_array_unref (c.rgb);
   vdit_reset_cancel (ctx);
   run (ctx, VDIT_ATTENTION_FULL, &c); /* NCCL made again after the broken clip */
-  g_assert_cmpfloat (psnr (&ref, &c), >=, MIN_PSNR);
+  g_assert_cmpfloat (gpu_clip_psnr (&ref, &c), >=, MIN_PSNR);
   g_byte_array_unref (ref.rgb);
   g_byte_array_unref (c.rgb);
   vdit_ctx_free (ctx);
