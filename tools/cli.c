@@ -25,6 +25,17 @@ vdit_cli_usage (const char *command, const char *format, ...)
   return VDIT_EXIT_USAGE;
 }
 
+int
+vdit_cli_check_model_source (const char *command, const char *model_dir, const char *config,
+                             gboolean random_weights)
+{
+  if ((model_dir == NULL) == (config == NULL))
+    return vdit_cli_usage (command, "give either --model DIR or --config FILE --random-weights");
+  if (config != NULL && !random_weights)
+    return vdit_cli_usage (command, "--config needs --random-weights");
+  return VDIT_EXIT_OK;
+}
+
 gboolean
 vdit_cli_parse (GOptionContext *ctx, const char *command, int *argc, char ***argv,
                 int *status)

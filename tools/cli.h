@@ -13,6 +13,10 @@ int vdit_cli_fail (GError *error);
 /* Prints "vdit: <message>" and a hint to run `<command> --help`; returns
  * VDIT_EXIT_USAGE. */
 int vdit_cli_usage (const char *command, const char *format, ...) G_GNUC_PRINTF (2, 3);
+/* The benches' model source: exactly one of --model DIR and --config FILE, the latter
+ * with --random-weights. Returns VDIT_EXIT_OK, or the usage status after printing why. */
+int vdit_cli_check_model_source (const char *command, const char *model_dir,
+                                 const char *config, gboolean random_weights);
 
 /* Parses argv with ctx. On a bad option prints the message and sets *status to
  * VDIT_EXIT_USAGE; returns FALSE. Leftover positional arguments stay in argv. */

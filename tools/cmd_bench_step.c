@@ -119,14 +119,9 @@ bench_step (int argc, char **argv, const vdit_comm *comm)
     status = vdit_cli_usage (cmd, "unexpected argument '%s'", argv[1]);
     goto out;
   }
-  if ((model_dir == NULL) == (config == NULL)) {
-    status = vdit_cli_usage (cmd, "give either --model DIR or --config FILE --random-weights");
+  if ((status = vdit_cli_check_model_source (cmd, model_dir, config, random_weights)) !=
+      VDIT_EXIT_OK)
     goto out;
-  }
-  if (config != NULL && !random_weights) {
-    status = vdit_cli_usage (cmd, "--config needs --random-weights");
-    goto out;
-  }
   if (!(guidance == 0.0 || (guidance > 1.0 && guidance <= 1000.0))) {
     status = vdit_cli_usage (cmd, "--guidance must be above 1 (and at most 1000)");
     goto out;

@@ -350,14 +350,9 @@ vdit_cmd_bench_vae (int argc, char **argv)
     status = vdit_cli_usage (cmd, "unexpected argument '%s'", argv[1]);
     goto out;
   }
-  if ((model_dir == NULL) == (config == NULL)) {
-    status = vdit_cli_usage (cmd, "give either --model DIR or --config FILE --random-weights");
+  if ((status = vdit_cli_check_model_source (cmd, model_dir, config, random_weights)) !=
+      VDIT_EXIT_OK)
     goto out;
-  }
-  if (config != NULL && !random_weights) {
-    status = vdit_cli_usage (cmd, "--config needs --random-weights");
-    goto out;
-  }
   if (frames_text && latent_text) {
     status = vdit_cli_usage (cmd, "give --frames or --latent-frames, not both");
     goto out;
