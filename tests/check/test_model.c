@@ -2,6 +2,8 @@
 
 #include <gst/check/gstcheck.h>
 
+#include "vdit.h"
+
 gchar *model_dir;
 
 void
@@ -23,4 +25,22 @@ void
 teardown_model (void)
 {
   g_clear_pointer (&model_dir, g_free);
+}
+
+const gchar *
+test_device_from_env (void)
+{
+  const gchar *device = g_getenv ("VDIT_TEST_DEVICE");
+
+  if (device == NULL || *device == '\0')
+    return "cpu";
+  if (g_str_equal (device, "cuda")) {
+    if (!vdit_cuda_available (NULL)) {
+      g_print ("# skip: VDIT_TEST_DEVICE=cuda, but no usable CUDA device (or a "
+          "build without CUDA)\n");
+      return NULL;
+    }
+    g_setenv ("CK_FORK", "no", TRUE);
+  }
+  return device;
 }

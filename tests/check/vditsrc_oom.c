@@ -252,20 +252,10 @@ vditsrc_oom_suite (void)
 int
 main (int argc, char **argv)
 {
-  const gchar *env = g_getenv ("VDIT_TEST_DEVICE");
-
   gst_check_init (&argc, &argv);
-  if (env != NULL && *env != '\0')
-    device = env;
+  device = test_device_from_env ();
+  if (device == NULL)
+    return SKIP_STATUS;
   on_cuda = g_str_equal (device, "cuda");
-  if (on_cuda) {
-    if (!vdit_cuda_available (NULL)) {
-      g_print ("# skip: VDIT_TEST_DEVICE=cuda, but no usable CUDA device (or a "
-          "build without CUDA)\n");
-      return SKIP_STATUS;
-    }
-    /* CUDA started in this process does not survive fork(): no forked children */
-    g_setenv ("CK_FORK", "no", TRUE);
-  }
   return gst_check_run_suite (vditsrc_oom_suite (), "vditsrc-oom", __FILE__);
 }

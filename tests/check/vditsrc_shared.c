@@ -579,23 +579,14 @@ vditsrc_shared_suite (void)
 int
 main (int argc, char **argv)
 {
-  const gchar *device = g_getenv ("VDIT_TEST_DEVICE");
+  const gchar *device;
   gint status;
 
   gst_check_init (&argc, &argv);
-  if (device == NULL || *device == '\0')
-    device = "cpu";
+  device = test_device_from_env ();
+  if (device == NULL)
+    return SKIP_STATUS;
   on_cuda = g_str_equal (device, "cuda");
-  if (on_cuda) {
-    if (!vdit_cuda_available (NULL)) {
-      g_print ("# skip: VDIT_TEST_DEVICE=cuda, but no usable CUDA device (or a "
-          "build without CUDA)\n");
-      return SKIP_STATUS;
-    }
-    /* the probe above started CUDA in this process, and a CUDA context does not
-     * survive fork(): run the tests here instead of in check's forked children */
-    g_setenv ("CK_FORK", "no", TRUE);
-  }
   props = g_strdup_printf ("frames=8 steps=12 seed=3 "
       "prompt=\"a red circle moving left\" device=%s", device);
   status = gst_check_run_suite (vditsrc_shared_suite (), "vditsrc-shared",
