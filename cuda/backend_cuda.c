@@ -57,7 +57,9 @@ vdit_cuda_record_error (vdit_cuda_ctx *c, GError *e)
     return;
   }
   g_mutex_unlock (&c->error_lock);
-  g_warning ("CUDA: %s", e->message);
+  /* a debug line, not a warning: the error itself reaches the caller through sync (an
+   * element posts it), and out of memory is an outcome a caller may plan for */
+  g_debug ("CUDA: %s", e->message);
   g_mutex_lock (&c->error_lock);
   if (c->first_error == NULL)
     c->first_error = e;

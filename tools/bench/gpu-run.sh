@@ -12,7 +12,8 @@
 #   tools/bench/gpu-run.sh OUTDIR reliability
 #
 # PEER_BATCH (default 1; "1,2" adds the guided pair at T=8) and PEER_IMPLS (default
-# eager,compile) choose the PyTorch step peers. VAE_FRAMES (default 8,24 latent frames)
+# eager,compile) choose the PyTorch step peers; PEER_STEP_SHAPES (default "8:PEER_BATCH
+# 24:1", frames:batches) replaces the list of shapes. VAE_FRAMES (default 8,24 latent frames)
 # and VAE_PRECISIONS (default bf16,f32; tf32 also) choose the vae part's shapes and the
 # peer's precisions.
 #
@@ -156,7 +157,7 @@ if has nsys; then
 fi
 if has peers-step; then
   log "step (peers)"
-  for fb in 8:${PEER_BATCH:-1} 24:1; do
+  for fb in ${PEER_STEP_SHAPES:-8:${PEER_BATCH:-1} 24:1}; do
     PYTHONUNBUFFERED=1 timeout 280 python3 tools/bench/peers.py --no-attention --step \
       --frames ${fb%%:*} --batch ${fb#*:} --step-impls ${PEER_IMPLS:-eager,compile} \
       --step-repeat 2 2>> "$out/env.txt" | tee -a "$out/bench.jsonl"
