@@ -8,8 +8,10 @@ namespace vdit {
 namespace {
 
 // One thread per column entry; consecutive threads walk x, so reads and writes coalesce.
+// Col is f32, or bf16 for the tensor-core GEMM (half the bytes written and read).
+template <typename Col>
 __global__ void
-im2col_kernel (float *col, const float *in, int kt, int kh, int kw, int T, int H, int W,
+im2col_kernel (Col *col, const float *in, int kt, int kh, int kw, int T, int H, int W,
                int row0, int rows, size_t total)
 {
   const size_t n = (size_t) rows * W, plane = (size_t) H * W, frame_stride = T * plane;
@@ -21,9 +23,10 @@ im2col_kernel (float *col, const float *in, int kt, int kh, int kw, int T, int H
     const int t = r / H, y = r % H;
     const int ti = max (0, t + dt - (kt - 1)); // causal: frame 0 repeated
     const int yi = y + dy - kh / 2, xi = x + dx - kw / 2;
-    col[i] = (yi >= 0 && yi < H && xi >= 0 && xi < W)
-               ? in[ci * frame_stride + ti * plane + (size_t) yi * W + xi]
-               : 0.0f;
+    const float v = (yi >= 0 && yi < H && xi >= 0 && xi < W)
+                      ? in[ci * frame_stride + ti * plane + (size_t) yi * W + xi]
+                      : 0.0f;
+    col[i] = Col (v);
   }
 }
 
@@ -43,12 +46,16 @@ bias_kernel (float *out, size_t ld, const float *b, size_t n, int accumulate)
 using namespace vdit;
 
 extern "C" cudaError_t
-vdit_cuda_vae_im2col (float *col, const float *in, int cin, int kt, int kh, int kw, int T, int H,
-                      int W, int row0, int rows, cudaStream_t s)
+vdit_cuda_vae_im2col (void *col, int col_bf16, const float *in, int cin, int kt, int kh, int kw,
+                      int T, int H, int W, int row0, int rows, cudaStream_t s)
 {
   const size_t total = (size_t) cin * kt * kh * kw * rows * W;
-  im2col_kernel<<<ew_blocks (total), EW_THREADS, 0, s>>> (col, in, kt, kh, kw, T, H, W, row0,
-                                                          rows, total);
+  if (col_bf16)
+    im2col_kernel<<<ew_blocks (total), EW_THREADS, 0, s>>> (static_cast<bf16 *> (col), in, kt,
+                                                            kh, kw, T, H, W, row0, rows, total);
+  else
+    im2col_kernel<<<ew_blocks (total), EW_THREADS, 0, s>>> (static_cast<float *> (col), in, kt,
+                                                            kh, kw, T, H, W, row0, rows, total);
   return cudaGetLastError ();
 }
 

@@ -1,9 +1,13 @@
-/* The CausalVideoVAE decoder's backend slots on CUDA, in f32 like the host reference:
- * convolutions as im2col over bands of output rows + cublasGemmEx (f32 in and out,
- * CUBLAS_COMPUTE_32F: no TF32, no bf16), GroupNorm, the upsamplers and per-frame
- * attention (two GEMMs around a row softmax). Scratch (the im2col band, the scores of a
+/* The CausalVideoVAE decoder's backend slots on CUDA: convolutions as im2col over bands of
+ * output rows + cublasGemmEx, GroupNorm, the upsamplers and per-frame attention (two GEMMs
+ * around a row softmax). Activations stay f32 (C, T, H, W) like the host reference; the
+ * convolutions' GEMM precision is VDIT_CUDA_VAE_PRECISION (vdit_vae_gpu_precision):
+ * f32 (CUBLAS_COMPUTE_32F, the default), tf32 (f32 data, TF32 tensor cores) or bf16
+ * (the im2col band and the weights in bf16, f32 accumulation into the f32 output, as
+ * PyTorch's bf16 autocast). Scratch (the im2col band, bf16 weights, the scores of a
  * frame, GroupNorm partials) comes from the stream-ordered pool per call. */
 #include "cuda_ctx.h"
+#include "ops.h"
 #include "vae_kernels.h"
 #include "vae_ops.h"
 
@@ -25,13 +29,19 @@ sgemm (vdit_cuda_ctx *c, cublasOperation_t ta, cublasOperation_t tb, int m, int 
 }
 
 /* Row-major out (cout, n; row stride ld) += w (cout, K) · col (K, n; row stride ldcol)
- * is column-major outᵀ (n × cout) = colᵀ (n × K) · wᵀ (K × cout). */
+ * is column-major outᵀ (n × cout) = colᵀ (n × K) · wᵀ (K × cout); col and w are f32, or
+ * bf16 with bf16 set. */
 static void
-conv_gemm (vdit_cuda_ctx *c, float *out, size_t ld, const float *w, const float *col,
-           size_t ldcol, int cout, int n, int K)
+conv_gemm (vdit_cuda_ctx *c, float *out, size_t ld, const void *w, const void *col,
+           size_t ldcol, int cout, int n, int K, VditVaePrecision p)
 {
-  sgemm (c, CUBLAS_OP_N, CUBLAS_OP_N, n, cout, K, 1.0f, col, (int) ldcol, w, K, 1.0f, out,
-         (int) ld);
+  const float one = 1.0f;
+  const cudaDataType_t in = p == VDIT_VAE_BF16 ? CUDA_R_16BF : CUDA_R_32F;
+  const cublasComputeType_t compute = p == VDIT_VAE_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32
+                                                          : CUBLAS_COMPUTE_32F;
+  VDIT_CUBLAS_CHECK (c, cublasGemmEx (c->blas, CUBLAS_OP_N, CUBLAS_OP_N, n, cout, K, &one, col,
+                                      in, (int) ldcol, w, in, K, &one, out, CUDA_R_32F,
+                                      (int) ld, compute, CUBLAS_GEMM_DEFAULT));
 }
 
 void
@@ -52,23 +62,38 @@ vdit_cuda_vae_conv3d_op (void *ctx, float *out, const float *in, const float *w,
                                                accumulate, c->stream)))
     return;
   const int K = cin * kt * kh * kw;
-  if (kt == 1 && kh == 1 && kw == 1) { /* the input is its own column matrix */
-    conv_gemm (c, out, per_channel, w, in, per_channel, cout, (int) per_channel, K);
-    return;
+  const VditVaePrecision p = vdit_vae_gpu_precision ();
+  const gboolean bf16 = p == VDIT_VAE_BF16;
+  const size_t elem = bf16 ? 2 : sizeof (float);
+  const void *wg = w; /* the weights as the GEMM reads them */
+  void *w16 = NULL;
+  if (bf16) {
+    w16 = scratch_new (c, elem * cout * (size_t) K);
+    if (w16 == NULL || !VDIT_CUDA_CHECK (c, vdit_cuda_f32_to_bf16 (w16, w, (size_t) cout * K,
+                                                                    c->stream)))
+      goto done;
+    wg = w16;
+  }
+  if (kt == 1 && kh == 1 && kw == 1 && !bf16) { /* the input is its own column matrix */
+    conv_gemm (c, out, per_channel, wg, in, per_channel, cout, (int) per_channel, K, p);
+    goto done;
   }
   const int all_rows = T * H;
   const int rows = (int) MAX (1, MIN ((size_t) all_rows, DEVICE_COL_BUDGET_FLOATS / ((size_t) K * W)));
-  float *col = scratch_new (c, sizeof (float) * K * (size_t) rows * W);
+  void *col = scratch_new (c, elem * K * (size_t) rows * W);
   if (col == NULL)
-    return;
+    goto done;
   for (int r0 = 0; r0 < all_rows; r0 += rows) {
     const int nr = MIN (rows, all_rows - r0), n = nr * W;
-    if (!VDIT_CUDA_CHECK (c, vdit_cuda_vae_im2col (col, in, cin, kt, kh, kw, T, H, W, r0, nr,
-                                                   c->stream)))
+    if (!VDIT_CUDA_CHECK (c, vdit_cuda_vae_im2col (col, bf16, in, cin, kt, kh, kw, T, H, W, r0,
+                                                   nr, c->stream)))
       break;
-    conv_gemm (c, out + (size_t) r0 * W, per_channel, w, col, (size_t) n, cout, n, K);
+    conv_gemm (c, out + (size_t) r0 * W, per_channel, wg, col, (size_t) n, cout, n, K, p);
   }
   vdit_cuda_mem_free (c, col);
+done:
+  if (w16 != NULL)
+    vdit_cuda_mem_free (c, w16);
 }
 
 void

@@ -13,9 +13,11 @@ extern "C" {
 
 /* vae_conv.cu. col (cin·kt·kh·kw, rows·W) ← in (cin, T, H, W): the causal conv3d's
  * im2col for output rows [row0, row0 + rows) of the T·H rows (frame t, row y =
- * row / H, row % H); frame 0 repeats in front, space is zero-padded by kh/2, kw/2. */
-cudaError_t vdit_cuda_vae_im2col (float *col, const float *in, int cin, int kt, int kh, int kw,
-                                  int T, int H, int W, int row0, int rows, cudaStream_t s);
+ * row / H, row % H); frame 0 repeats in front, space is zero-padded by kh/2, kw/2.
+ * col holds bf16 when col_bf16, else f32. */
+cudaError_t vdit_cuda_vae_im2col (void *col, int col_bf16, const float *in, int cin, int kt,
+                                  int kh, int kw, int T, int H, int W, int row0, int rows,
+                                  cudaStream_t s);
 /* out[co·ld + i] = b[co] (+ out[co·ld + i] when accumulate) for co < cout, i < n. */
 cudaError_t vdit_cuda_vae_bias (float *out, size_t ld, const float *b, int cout, size_t n,
                                 int accumulate, cudaStream_t s);

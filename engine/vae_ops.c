@@ -164,3 +164,29 @@ vdit_vae_frame_attention (float *out, const float *q, const float *k, const floa
   }
   g_free (s);
 }
+
+VditVaePrecision
+vdit_vae_gpu_precision (void)
+{
+  static gsize once = 0;
+  static VditVaePrecision p = VDIT_VAE_F32;
+  if (g_once_init_enter (&once)) {
+    const char *env = g_getenv ("VDIT_CUDA_VAE_PRECISION");
+    if (env == NULL || *env == '\0' || g_str_equal (env, "f32"))
+      p = VDIT_VAE_F32;
+    else if (g_str_equal (env, "tf32"))
+      p = VDIT_VAE_TF32;
+    else if (g_str_equal (env, "bf16"))
+      p = VDIT_VAE_BF16;
+    else
+      g_warning ("VDIT_CUDA_VAE_PRECISION=%s is not f32, tf32 or bf16: f32 used", env);
+    g_once_init_leave (&once, 1);
+  }
+  return p;
+}
+
+const char *
+vdit_vae_precision_name (VditVaePrecision p)
+{
+  return p == VDIT_VAE_BF16 ? "bf16" : p == VDIT_VAE_TF32 ? "tf32" : "f32";
+}

@@ -12,6 +12,13 @@ G_BEGIN_DECLS
 /* The same on a device (256 MB): large enough that a band's GEMM fills a GPU. */
 #define DEVICE_COL_BUDGET_FLOATS ((size_t) 64 << 20)
 
+/* The GEMM precision of a GPU backend's VAE convolutions, from VDIT_CUDA_VAE_PRECISION
+ * (read once): f32 (the default: the host reference's arithmetic), tf32 (f32 data on TF32
+ * tensor cores) or bf16 (bf16 operands, f32 accumulation and activations). */
+typedef enum { VDIT_VAE_F32, VDIT_VAE_TF32, VDIT_VAE_BF16 } VditVaePrecision;
+VditVaePrecision vdit_vae_gpu_precision (void);
+const char *vdit_vae_precision_name (VditVaePrecision p);
+
 typedef struct {
   float *w; /* (cout, cin, kt, kh, kw) */
   float *b; /* (cout) */

@@ -12,6 +12,7 @@
 #include "config.h"
 #include "json_writer.h"
 #include "vae_decoder.h"
+#include "vae_ops.h"
 
 /* A decode calls one slot per kind (backend_timing.h), so the kinds read as its layers. */
 G_STATIC_ASSERT (VDIT_OP_KINDS == 5);
@@ -202,7 +203,10 @@ print_result (const char *model, const char *backend, const bench_args *a, gbool
   vdit_json_string (&j, "bench", "vae");
   vdit_json_string (&j, "model", model);
   vdit_json_string (&j, "backend", backend);
-  vdit_json_string (&j, "precision", "f32");
+  /* the host ops are f32; a GPU backend's convolutions as VDIT_CUDA_VAE_PRECISION says */
+  vdit_json_string (&j, "precision", g_str_equal (backend, "cpu")
+                                         ? "f32"
+                                         : vdit_vae_precision_name (vdit_vae_gpu_precision ()));
   vdit_json_int (&j, "latent_frames", r->T);
   vdit_json_int (&j, "latent_height", r->h);
   vdit_json_int (&j, "latent_width", r->w);

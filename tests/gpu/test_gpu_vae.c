@@ -7,7 +7,11 @@
  * max(1, max |ref|), leaves a 100× margin and still fails a GEMM that ran in TF32
  * (~5e-4) or bf16 (~4e-3). A whole decode chains ~40 such layers through GroupNorms
  * that renormalise; it must stay within 1e-3 absolute of the host's values in [−1, 1]
- * (PSNR ≥ 80 dB over that range of 2), and its RGB bytes within one step. */
+ * (PSNR ≥ 80 dB over that range of 2), and its RGB bytes within one step.
+ *
+ * Run with VDIT_CUDA_VAE_PRECISION=tf32 or bf16 (meson's gpu_vae_tf32, gpu_vae_bf16), the
+ * convolutions' GEMMs round their operands: the conv3d bound becomes 2e-3 (TF32, ~4× its
+ * error) or 2e-2 (bf16), and a whole decode must keep PSNR ≥ 50 or 35 dB. */
 #include "gpu_util.h"
 
 #include "backend_timing.h"
@@ -23,6 +27,21 @@
 #define TOL_GEMM 1e-4
 #define TOL_NORM 1e-5
 #define TOL_RESAMPLE 1e-6
+
+/* the conv3d op bound and the whole decode's PSNR floor at the convolutions' precision */
+static double
+conv_tol (void)
+{
+  const VditVaePrecision p = vdit_vae_gpu_precision ();
+  return p == VDIT_VAE_BF16 ? 2e-2 : p == VDIT_VAE_TF32 ? 2e-3 : TOL_GEMM;
+}
+
+static double
+decode_min_psnr (void)
+{
+  const VditVaePrecision p = vdit_vae_gpu_precision ();
+  return p == VDIT_VAE_BF16 ? 35.0 : p == VDIT_VAE_TF32 ? 50.0 : 80.0;
+}
 
 static float *
 dev_put (vdit_backend *be, const float *host, size_t n)
@@ -122,7 +141,7 @@ test_conv3d (void)
       g_autofree char *what = g_strdup_printf ("conv3d %d→%d k(%d,%d,%d) %d×%d×%d%s", k->cin,
                                                k->cout, k->kt, k->kh, k->kw, k->T, k->H, k->W,
                                                acc ? " accumulate" : "");
-      check_close (ref, got, k->cout * px, TOL_GEMM, what);
+      check_close (ref, got, k->cout * px, conv_tol (), what);
       g_free (dev_take (&p.gpu, d_in, 1));
       g_free (dev_take (&p.gpu, d_w, 1));
       g_free (dev_take (&p.gpu, d_b, 1));
@@ -282,13 +301,15 @@ test_decode (gconstpointer data)
   g_test_message ("decode %s: max |error| %.3g, PSNR %.1f dB (max |ref| %.3g)",
                   tiled ? "tiled" : "whole", err, psnr, amax);
   g_assert_cmpfloat (amax, >, 0.01);
-  g_assert_cmpfloat (err, <=, 1e-3);
-  g_assert_cmpfloat (psnr, >=, 80.0);
-  g_autofree uint8_t *rgb_host = g_new (uint8_t, nv), *rgb_gpu = g_new (uint8_t, nv);
-  vdit_vae_rgb (rgb_host, host.video, nv);
-  vdit_vae_rgb (rgb_gpu, gpu.video, nv);
-  for (size_t i = 0; i < nv; i++)
-    g_assert_cmpint (abs ((int) rgb_host[i] - rgb_gpu[i]), <=, 1);
+  g_assert_cmpfloat (psnr, >=, decode_min_psnr ());
+  if (vdit_vae_gpu_precision () == VDIT_VAE_F32) {
+    g_assert_cmpfloat (err, <=, 1e-3);
+    g_autofree uint8_t *rgb_host = g_new (uint8_t, nv), *rgb_gpu = g_new (uint8_t, nv);
+    vdit_vae_rgb (rgb_host, host.video, nv);
+    vdit_vae_rgb (rgb_gpu, gpu.video, nv);
+    for (size_t i = 0; i < nv; i++)
+      g_assert_cmpint (abs ((int) rgb_host[i] - rgb_gpu[i]), <=, 1);
+  }
 
   g_array_unref (host.firsts);
   g_array_unref (gpu.firsts);

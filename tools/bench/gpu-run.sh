@@ -15,7 +15,7 @@
 # eager,compile) choose the PyTorch step peers; PEER_STEP_SHAPES (default "8:PEER_BATCH
 # 24:1", frames:batches) replaces the list of shapes. VAE_FRAMES (default 8,24 latent frames)
 # and VAE_PRECISIONS (default bf16,f32; tf32 also) choose the vae part's shapes and the
-# peer's precisions.
+# peer's precisions, VAE_OURS (default "bf16 f32"; tf32 also) ours.
 #
 # Needs .devdeps (../shared/device/fetch-debs.sh .devdeps pkgconf pkgconf-bin libpkgconf3
 # pkg-config libpng-dev libpng16-16) carried to the machine. Every part has its own time
@@ -237,10 +237,14 @@ if has vae; then
   # ~65 s, the peer ~125 s; the limits (90 s and 100 s) keep the part near 3 minutes, so
   # the peer's f32 line at T=24 may be cut: then rerun this part alone with VAE_FRAMES=24
   # VAE_PRECISIONS=f32.
-  log "vae decode (ours) latent frames ${VAE_FRAMES:-8,24}"
-  timeout 90 "$vdit" bench vae --config tools/bench/osp12-vae.json --random-weights \
-    --device cuda --latent-frames "${VAE_FRAMES:-8,24}" --warmup 1 --repeat 1 --breakdown \
-    2>> "$out/env.txt" | tee -a "$out/bench.jsonl"
+  # ours once per VAE_OURS precision of the convolutions' GEMMs (VDIT_CUDA_VAE_PRECISION;
+  # default bf16,f32: bf16 like the peer's autocast, f32 like the host reference)
+  for prec in ${VAE_OURS:-bf16 f32}; do
+    log "vae decode (ours, $prec convolutions) latent frames ${VAE_FRAMES:-8,24}"
+    VDIT_CUDA_VAE_PRECISION=$prec timeout 90 "$vdit" bench vae --config tools/bench/osp12-vae.json \
+      --random-weights --device cuda --latent-frames "${VAE_FRAMES:-8,24}" --warmup 1 --repeat 1 \
+      --breakdown 2>> "$out/env.txt" | tee -a "$out/bench.jsonl"
+  done
   log "vae decode (peer) latent frames ${VAE_FRAMES:-8,24}"
   PYTHONUNBUFFERED=1 timeout 100 python3 tools/bench/peers.py --no-attention --vae \
     --frames "${VAE_FRAMES:-8,24}" --vae-precisions "${VAE_PRECISIONS:-bf16,f32}" \
