@@ -17,31 +17,29 @@ scratch_new (vdit_cuda_ctx *c, size_t bytes)
   return vdit_cuda_mem_scratch (c, bytes, "the VAE decoder's scratch");
 }
 
-/* Column-major C (m × n, ldc) = alpha·op(A)·op(B) + beta·C, all f32. */
+/* Column-major C (m × n, ldc, f32) = alpha·op(A)·op(B) + beta·C; A and B are f32, or
+ * bf16 at VDIT_VAE_BF16; TF32 tensor cores at VDIT_VAE_TF32. */
 static void
-sgemm (vdit_cuda_ctx *c, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
-       float alpha, const float *a, int lda, const float *b, int ldb, float beta, float *out,
-       int ldc)
+gemm (vdit_cuda_ctx *c, VditVaePrecision p, cublasOperation_t ta, cublasOperation_t tb, int m,
+      int n, int k, float alpha, const void *a, int lda, const void *b, int ldb, float beta,
+      float *out, int ldc)
 {
-  VDIT_CUBLAS_CHECK (c, cublasGemmEx (c->blas, ta, tb, m, n, k, &alpha, a, CUDA_R_32F, lda, b,
-                                      CUDA_R_32F, ldb, &beta, out, CUDA_R_32F, ldc,
-                                      CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  const cudaDataType_t in = p == VDIT_VAE_BF16 ? CUDA_R_16BF : CUDA_R_32F;
+  const cublasComputeType_t compute = p == VDIT_VAE_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32
+                                                          : CUBLAS_COMPUTE_32F;
+  VDIT_CUBLAS_CHECK (c, cublasGemmEx (c->blas, ta, tb, m, n, k, &alpha, a, in, lda, b, in, ldb,
+                                      &beta, out, CUDA_R_32F, ldc, compute,
+                                      CUBLAS_GEMM_DEFAULT));
 }
 
 /* Row-major out (cout, n; row stride ld) += w (cout, K) · col (K, n; row stride ldcol)
- * is column-major outᵀ (n × cout) = colᵀ (n × K) · wᵀ (K × cout); col and w are f32, or
- * bf16 with bf16 set. */
+ * is column-major outᵀ (n × cout) = colᵀ (n × K) · wᵀ (K × cout), at precision p. */
 static void
 conv_gemm (vdit_cuda_ctx *c, float *out, size_t ld, const void *w, const void *col,
            size_t ldcol, int cout, int n, int K, VditVaePrecision p)
 {
-  const float one = 1.0f;
-  const cudaDataType_t in = p == VDIT_VAE_BF16 ? CUDA_R_16BF : CUDA_R_32F;
-  const cublasComputeType_t compute = p == VDIT_VAE_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32
-                                                          : CUBLAS_COMPUTE_32F;
-  VDIT_CUBLAS_CHECK (c, cublasGemmEx (c->blas, CUBLAS_OP_N, CUBLAS_OP_N, n, cout, K, &one, col,
-                                      in, (int) ldcol, w, in, K, &one, out, CUDA_R_32F,
-                                      (int) ld, compute, CUBLAS_GEMM_DEFAULT));
+  gemm (c, p, CUBLAS_OP_N, CUBLAS_OP_N, n, cout, K, 1.0f, col, (int) ldcol, w, K, 1.0f, out,
+        (int) ld);
 }
 
 void
@@ -147,12 +145,12 @@ vdit_cuda_vae_frame_attention_op (void *ctx, float *out, const float *q, const f
   const float scale = 1.0f / sqrtf ((float) C);
   for (int t = 0; t < T; t++) {
     const size_t off = (size_t) t * HW;
-    sgemm (c, CUBLAS_OP_N, CUBLAS_OP_T, HW, HW, C, scale, k + off, (int) ld, q + off, (int) ld,
-           0.0f, s, HW);
+    gemm (c, VDIT_VAE_F32, CUBLAS_OP_N, CUBLAS_OP_T, HW, HW, C, scale, k + off, (int) ld,
+          q + off, (int) ld, 0.0f, s, HW);
     if (!VDIT_CUDA_CHECK (c, vdit_cuda_vae_softmax_rows (s, HW, HW, c->stream)))
       break;
-    sgemm (c, CUBLAS_OP_T, CUBLAS_OP_N, HW, C, HW, 1.0f, s, HW, v + off, (int) ld, 0.0f,
-           out + off, (int) ld);
+    gemm (c, VDIT_VAE_F32, CUBLAS_OP_T, CUBLAS_OP_N, HW, C, HW, 1.0f, s, HW, v + off,
+          (int) ld, 0.0f, out + off, (int) ld);
   }
   vdit_cuda_mem_free (c, s);
 }

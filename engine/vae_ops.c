@@ -165,6 +165,9 @@ vdit_vae_frame_attention (float *out, const float *q, const float *k, const floa
   g_free (s);
 }
 
+/* indexed by VditVaePrecision */
+static const char *const precision_names[] = { "f32", "tf32", "bf16" };
+
 VditVaePrecision
 vdit_vae_gpu_precision (void)
 {
@@ -172,14 +175,15 @@ vdit_vae_gpu_precision (void)
   static VditVaePrecision p = VDIT_VAE_F32;
   if (g_once_init_enter (&once)) {
     const char *env = g_getenv ("VDIT_CUDA_VAE_PRECISION");
-    if (env == NULL || *env == '\0' || g_str_equal (env, "f32"))
-      p = VDIT_VAE_F32;
-    else if (g_str_equal (env, "tf32"))
-      p = VDIT_VAE_TF32;
-    else if (g_str_equal (env, "bf16"))
-      p = VDIT_VAE_BF16;
-    else
-      g_warning ("VDIT_CUDA_VAE_PRECISION=%s is not f32, tf32 or bf16: f32 used", env);
+    if (env != NULL && *env != '\0') {
+      guint i = 0;
+      while (i < G_N_ELEMENTS (precision_names) && !g_str_equal (env, precision_names[i]))
+        i++;
+      if (i < G_N_ELEMENTS (precision_names))
+        p = (VditVaePrecision) i;
+      else
+        g_warning ("VDIT_CUDA_VAE_PRECISION=%s is not f32, tf32 or bf16: f32 used", env);
+    }
     g_once_init_leave (&once, 1);
   }
   return p;
@@ -188,5 +192,5 @@ vdit_vae_gpu_precision (void)
 const char *
 vdit_vae_precision_name (VditVaePrecision p)
 {
-  return p == VDIT_VAE_BF16 ? "bf16" : p == VDIT_VAE_TF32 ? "tf32" : "f32";
+  return precision_names[p];
 }
