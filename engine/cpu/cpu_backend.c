@@ -44,10 +44,6 @@ cpu_alloc (void *ctx, size_t n, VditElem elem, GError **error)
                  fault ? " (a fault injected by a test)" : "");
     return NULL;
   }
-  /* zeroed: a cancelled generation skips the rest of its ops (cpu_pool), and the ops
-   * after them then read buffers nothing wrote; their results are dropped, but the
-   * reads stay of defined bytes (valgrind found them in the element tests) */
-  memset (p, 0, bytes);
   return p;
 }
 
