@@ -6,6 +6,7 @@ Exit 77 (skipped) when this build has no MPI or mpirun is absent.
 """
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -208,13 +209,18 @@ def cli_lost_rank(sig, what):
     env = dict(mpi_env(), VDIT_COMM_TIMEOUT="3")
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [MPIRUN, "--oversubscribe", "-np", "1", PROGRAM, "generate", "--model", tiny,
-               "--prompt", "a red ball", "--steps", "10000", "--threads", "1", "--quiet",
+               "--prompt", "a red ball", "--steps", "10000", "--threads", "1",
                "--out", os.path.join(tmp, "x.y4m"), ":", "-np", "2", PROGRAM, "worker",
                "--threads", "1"]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True, env=env)
-        # the ranks start, load the model and begin the clip
-        time.sleep(2.0)
+        # the ranks start, load the model and begin the clip: wait for rank 0's second
+        # denoising step (a loaded machine may take far longer than usual to get there)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            ready, _, _ = select.select([proc.stderr], [], [], 1.0)
+            if ready and "step 2/" in proc.stderr.readline():
+                break
         worker = PROGRAM.encode() + b"\0worker\0"
         workers = [pid for pid, cmdline in descendants(proc.pid) if cmdline.startswith(worker)]
         if proc.poll() is not None or len(workers) != 2:
