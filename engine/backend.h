@@ -261,7 +261,9 @@ gboolean vdit_backend_cpu_init (vdit_backend *be, int threads, GError **error);
 gboolean vdit_cpu_threads_check (int threads, GError **error);
 /* Once *flag is non-zero, the CPU backend's ops skip the parts of their work not yet
  * begun (a long op then ends within one task, milliseconds) and leave their outputs
- * undefined: the caller looks at the flag after them and throws the results away. */
+ * undefined: the caller looks at the flag after them and throws the results away. The
+ * model's ops (GEMMs, norms, elementwise, attention) issued after that do nothing, small
+ * ones on the caller's thread included, so none reads what a skipped one never wrote. */
 void vdit_backend_cpu_set_cancel (vdit_backend *be, const gint *flag);
 gboolean vdit_backend_cuda_init (vdit_backend *be, int device_id, GError **error);
 

@@ -1,6 +1,7 @@
 /* The CPU backend's thread pool: every task runs exactly once per job, worker indices
  * stay below the thread count, and jobs in quick succession (as kernels of a step
- * follow each other) never mix. */
+ * follow each other) never mix; once cancelled, no op of the backend writes anything. */
+#include "backend.h"
 #include "cpu/cpu_pool.h"
 
 #include <glib.h>
@@ -70,6 +71,65 @@ test_oversubscribed (void)
   run_jobs (8);
 }
 
+static gboolean
+all_equal (const float *x, size_t n, float v)
+{
+  for (size_t i = 0; i < n; i++)
+    if (x[i] != v)
+      return FALSE;
+  return TRUE;
+}
+
+/* Ops issued after a cancel, small ones (run on the caller alone) and large ones (on the
+ * pool): none writes its output, else it would compute on outputs that skipped ops never
+ * wrote (valgrind saw the text encoder's RMSNorm read them). After a reset they run. */
+static void
+test_cancelled_ops (void)
+{
+  GError *error = NULL;
+  vdit_backend be;
+  g_assert_true (vdit_backend_cpu_init (&be, 2, &error));
+  const vdit_backend_i *f = be.iface;
+  void *c = be.context;
+  gint cancel = 1;
+  vdit_backend_cpu_set_cancel (&be, &cancel);
+  enum { BIG = 2048 * 64 };
+  float *in = g_new (float, BIG), *w = g_new (float, BIG), *out = g_new (float, BIG);
+  for (size_t i = 0; i < BIG; i++)
+    in[i] = w[i] = 0.5f;
+  for (int run = 0; run < 2; run++) {
+    const float v = 7.0f;
+    const gboolean skip = run == 0;
+    for (int big = 0; big < 2; big++) {
+      const int m = big ? 2048 : 4, d = big ? 64 : 32; /* 2048×64×64: pooled GEMM */
+      const size_t n = (size_t) m * d;
+      for (size_t i = 0; i < n; i++)
+        out[i] = v;
+      f->rmsnorm (c, out, in, w, m, d, 1e-6f);
+      g_assert_true (all_equal (out, n, v) == skip);
+      for (size_t i = 0; i < n; i++)
+        out[i] = v;
+      f->matmul (c, out, d, in, d, w, NULL, m, d, d, VDIT_ACT_NONE, FALSE);
+      g_assert_true (all_equal (out, n, v) == skip);
+      for (size_t i = 0; i < n; i++)
+        out[i] = v;
+      f->mul (c, out, in, w, n);
+      g_assert_true (all_equal (out, n, v) == skip);
+    }
+    /* 4 tokens, 4 heads of 8: out (4, 32) */
+    for (size_t i = 0; i < 4 * 32; i++)
+      out[i] = v;
+    f->attention (c, out, 32, in, 96, in + 32, 96, in + 64, 96, 4, 4, 4, 8, 1.0f, NULL, NULL,
+                  NULL);
+    g_assert_true (all_equal (out, 4 * 32, v) == skip);
+    cancel = 0;
+  }
+  g_free (in);
+  g_free (w);
+  g_free (out);
+  vdit_backend_free (&be);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -77,5 +137,6 @@ main (int argc, char **argv)
   g_test_add_func ("/cpu-pool/one-thread", test_one_thread);
   g_test_add_func ("/cpu-pool/two-threads", test_two_threads);
   g_test_add_func ("/cpu-pool/oversubscribed", test_oversubscribed);
+  g_test_add_func ("/cpu-pool/cancelled-ops", test_cancelled_ops);
   return g_test_run ();
 }

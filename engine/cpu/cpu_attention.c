@@ -244,7 +244,7 @@ cpu_attention (void *ctx, void *out, int ldo, const void *q, int ldq, const void
                const void *bias, const void *layout, float *lse)
 {
   const cpu_layout *lay = layout;
-  if (nq <= 0 || heads <= 0)
+  if (nq <= 0 || heads <= 0 || cpu_cancelled (ctx)) /* its keys' transpose may run inline */
     return;
   if (lay && (lay->l.n_q != nq || lay->l.n_k != nk
               || (lay->l.n_heads != 1 && lay->l.n_heads != heads))) {

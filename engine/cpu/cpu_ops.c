@@ -37,7 +37,8 @@ cpu_parallel_range (void *ctx, int64_t n, int64_t min_chunk, cpu_range_fn fn, vo
    * for by the others */
   int64_t n_chunks = MIN ((n + MAX (min_chunk, 1) - 1) / MAX (min_chunk, 1), 4 * (int64_t) nt);
   if (nt == 1 || n_chunks <= 1) {
-    fn (arg, 0, n, 0);
+    if (!cpu_cancelled (ctx))
+      fn (arg, 0, n, 0);
     return;
   }
   range_job j = { n, (n + n_chunks - 1) / n_chunks, fn, arg };
@@ -115,7 +116,7 @@ cpu_matmul (void *ctx, void *out, int ldo, const void *in, int ldi, const void *
     const int len = g.by_rows ? m : n, align = g.by_rows ? 4 : 16;
     g.chunk = ((len + nt - 1) / nt + align - 1) / align * align;
     cpu_run (ctx, (len + g.chunk - 1) / g.chunk, gemm_task, &g);
-  } else {
+  } else if (!cpu_cancelled (ctx)) {
     g.by_rows = TRUE;
     g.chunk = m;
     gemm_task (&g, 0, 0);

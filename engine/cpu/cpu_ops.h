@@ -27,6 +27,15 @@ cpu_threads (const void *ctx)
 }
 #define CPU_THREADS(ctx) cpu_threads (ctx)
 
+/* The context's cancel flag is set (vdit_backend_cpu_set_cancel): the pool skips every
+ * task, so an op run on the caller alone must be skipped too, or it would compute on
+ * outputs the skipped ops never wrote. */
+static inline gboolean
+cpu_cancelled (const void *ctx)
+{
+  return ctx && cpu_pool_cancelled (((const cpu_context *) ctx)->pool);
+}
+
 /* fn(arg, t, worker) for t < n_tasks on the context's pool (OpenMP's threads without a
  * context); worker < CPU_THREADS (ctx) indexes per-thread scratch. */
 void cpu_run (void *ctx, int64_t n_tasks, cpu_task_fn fn, void *arg);

@@ -44,8 +44,8 @@ typedef struct {
   int worker;
 } helper_arg;
 
-static gboolean
-pool_cancelled (const cpu_pool *p)
+int
+cpu_pool_cancelled (const cpu_pool *p)
 {
   return p->cancel != NULL && g_atomic_int_get (p->cancel) != 0;
 }
@@ -57,7 +57,7 @@ claim_tasks (cpu_pool *p, cpu_task_fn fn, void *arg, int64_t n, int worker)
     const int64_t t = atomic_fetch_add_explicit (&p->next, 1, memory_order_relaxed);
     if (t >= n)
       return;
-    if (!pool_cancelled (p))
+    if (!cpu_pool_cancelled (p))
       fn (arg, t, worker);
     atomic_fetch_add_explicit (&p->done, 1, memory_order_release);
   }
@@ -151,7 +151,7 @@ cpu_pool_run (cpu_pool *p, int64_t n_tasks, cpu_task_fn fn, void *arg)
   if (n_tasks <= 0)
     return;
   if (p->threads == 1 || n_tasks == 1) {
-    for (int64_t t = 0; t < n_tasks && !pool_cancelled (p); t++)
+    for (int64_t t = 0; t < n_tasks && !cpu_pool_cancelled (p); t++)
       fn (arg, t, 0);
     return;
   }

@@ -32,5 +32,7 @@ void cpu_pool_run (cpu_pool *pool, int64_t n_tasks, cpu_task_fn fn, void *arg);
 
 /* Once *flag is non-zero, cpu_pool_run skips the tasks not yet claimed (NULL: never). */
 void cpu_pool_set_cancel (cpu_pool *pool, const int *flag);
+/* Non-zero once that flag is set. */
+int cpu_pool_cancelled (const cpu_pool *pool);
 
 #endif
