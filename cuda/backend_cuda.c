@@ -9,6 +9,9 @@
 #include "cuda_io.h"
 #include "ops.h"
 #include "vdit.h"
+#ifdef VDIT_HAVE_CUDNN
+#include "vae_conv_cudnn.h"
+#endif
 
 #define LT_WORKSPACE_BYTES ((size_t) 32 << 20)
 #define STAGING_ELEMS ((size_t) 8 << 20) /* f32 elements per upload/download chunk */
@@ -367,6 +370,9 @@ cuda_free (void *ctx)
     return;
   if (cudaSetDevice (c->device) == cudaSuccess && c->stream)
     cudaStreamSynchronize (c->stream);
+#ifdef VDIT_HAVE_CUDNN
+  vdit_cuda_dnn_free (c);
+#endif
   if (c->blas)
     cublasDestroy (c->blas);
   if (c->lt)
@@ -383,6 +389,7 @@ cuda_free (void *ctx)
   g_mutex_clear (&c->error_lock);
   g_mutex_clear (&c->io_lock);
   g_mutex_clear (&c->lt_lock);
+  g_mutex_clear (&c->dnn_lock);
   g_hash_table_unref (c->lt_algos);
   g_free (c);
 }
@@ -508,6 +515,7 @@ vdit_backend_cuda_init (vdit_backend *be, int device_id, GError **error)
   g_mutex_init (&c->error_lock);
   g_mutex_init (&c->io_lock);
   g_mutex_init (&c->lt_lock);
+  g_mutex_init (&c->dnn_lock);
   c->lt_algos = vdit_cuda_matmul_plans_new ();
   c->device = device_id;
   c->n_sm = prop.multiProcessorCount;

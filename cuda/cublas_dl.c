@@ -2,28 +2,12 @@
 #include <dlfcn.h>
 
 #include "cublas_dl.h"
+#include "dl_open.h"
 #include "vdit.h"
 
 vdit_cublas_fns vdit_cublas;
 
 #define SO_VERSION G_STRINGIFY (CUBLAS_VER_MAJOR)
-
-/* by soname first (LD_LIBRARY_PATH, ld.so.cache), then the toolkit we were built with */
-static void *
-open_lib (const char *base, GString *why)
-{
-  const char *dirs[] = { "", VDIT_CUDA_LIBDIR "/", "/usr/local/cuda/lib64/", "/usr/local/cuda/lib/" };
-  for (guint i = 0; i < G_N_ELEMENTS (dirs); i++) {
-    char *path = g_strconcat (dirs[i], base, ".so.", SO_VERSION, NULL);
-    void *h = dlopen (path, RTLD_NOW | RTLD_LOCAL);
-    if (h == NULL && i == 0)
-      g_string_append_printf (why, "%s; ", dlerror ());
-    g_free (path);
-    if (h)
-      return h;
-  }
-  return NULL;
-}
 
 typedef struct {
   gboolean ok;
@@ -35,8 +19,8 @@ load (gpointer data)
 {
   static load_result r;
   GString *why = g_string_new (NULL);
-  void *lt = open_lib ("libcublasLt", why);
-  void *blas = lt ? open_lib ("libcublas", why) : NULL;
+  void *lt = vdit_dl_open ("libcublasLt", SO_VERSION, why);
+  void *blas = lt ? vdit_dl_open ("libcublas", SO_VERSION, why) : NULL;
   gboolean ok = lt && blas;
 #define SYM(lib, field, name)                                                               \
   if (ok && !(*(void **) &vdit_cublas.field = dlsym (lib, name))) {                        \

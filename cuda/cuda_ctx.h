@@ -26,6 +26,10 @@ typedef struct {
   size_t lt_workspace_size;
   GHashTable *lt_algos; /* matmul shape -> cuBLASLt plan (or none: use cuBLAS) */
   GMutex lt_lock;
+  void *dnn;             /* cudnnHandle_t: made by the first cuDNN convolution */
+  gboolean dnn_failed;   /* cuDNN could not be loaded or started: im2col + cuBLAS */
+  GHashTable *dnn_plans; /* convolution shape -> cuDNN algorithm and workspace */
+  GMutex dnn_lock;
   float *staging;     /* device f32 scratch for upload/download conversion */
   size_t staging_n;   /* elements */
   GMutex io_lock;     /* staging is shared by upload and download */

@@ -1,5 +1,6 @@
-/* The CausalVideoVAE decoder's backend slots on CUDA: convolutions as im2col over bands of
- * output rows + cublasGemmEx, GroupNorm, the upsamplers and per-frame attention (two GEMMs
+/* The CausalVideoVAE decoder's backend slots on CUDA: convolutions on cuDNN
+ * (vae_conv_cudnn.c) or as im2col over bands of output rows + cublasGemmEx
+ * (VDIT_CUDA_VAE_CONV, vdit_vae_gpu_conv), GroupNorm, the upsamplers and per-frame attention (two GEMMs
  * around a row softmax). Activations stay f32 (C, T, H, W) like the host reference; the
  * convolutions' GEMM precision is VDIT_CUDA_VAE_PRECISION (vdit_vae_gpu_precision):
  * f32 (CUBLAS_COMPUTE_32F, the default), tf32 (f32 data, TF32 tensor cores) or bf16
@@ -10,6 +11,9 @@
 #include "ops.h"
 #include "vae_kernels.h"
 #include "vae_ops.h"
+#ifdef VDIT_HAVE_CUDNN
+#include "vae_conv_cudnn.h"
+#endif
 
 static void *
 scratch_new (vdit_cuda_ctx *c, size_t bytes)
@@ -61,6 +65,13 @@ vdit_cuda_vae_conv3d_op (void *ctx, float *out, const float *in, const float *w,
     return;
   const int K = cin * kt * kh * kw;
   const VditVaePrecision p = vdit_vae_gpu_precision ();
+#ifdef VDIT_HAVE_CUDNN
+  const VditVaeConvMethod m = vdit_vae_gpu_conv ();
+  if (m != VDIT_VAE_CONV_GEMM &&
+      vdit_cuda_vae_conv3d_cudnn (c, out, in, w, cout, cin, kt, kh, kw, T, H, W, p,
+                                  m == VDIT_VAE_CONV_CUDNN))
+    return;
+#endif
   const gboolean bf16 = p == VDIT_VAE_BF16;
   const size_t elem = bf16 ? 2 : sizeof (float);
   const void *wg = w; /* the weights as the GEMM reads them */

@@ -22,6 +22,23 @@ cudaError_t vdit_cuda_vae_im2col (void *col, int col_bf16, const float *in, int 
 cudaError_t vdit_cuda_vae_bias (float *out, size_t ld, const float *b, int cout, size_t n,
                                 int accumulate, cudaStream_t s);
 
+/* vae_conv_chunk.cu: the cuDNN convolution's chunks (vae_conv_cudnn.c). dst ← input
+ * frames max(0, t0 − pad_t + j) for j < frames, rows y0 − pad_h + r for r < rows (zeros
+ * outside the frame), all W columns; laid out (cin, frames, rows, W), or (frames, rows, W,
+ * cin) when channels_last; bf16 or f32. */
+cudaError_t vdit_cuda_vae_pack_chunk (void *dst, int bf16_out, int channels_last,
+                                      const float *in, int cin, int T, int H, int W, int t0,
+                                      int frames, int pad_t, int y0, int rows, int pad_h,
+                                      cudaStream_t s);
+/* out (cout, T, H, W) += y over frames [t0, t0 + frames) and rows [y0, y0 + rows), y laid
+ * out (cout, frames, rows, W) or channels last, bf16 or f32. */
+cudaError_t vdit_cuda_vae_add_chunk (float *out, const void *y, int bf16_in, int channels_last,
+                                     int cout, int T, int H, int W, int t0, int frames, int y0,
+                                     int rows, cudaStream_t s);
+/* w (cout, cin, k) f32 → dst (cout, k, cin), bf16 or f32. */
+cudaError_t vdit_cuda_vae_weights_last (void *dst, int bf16_out, const float *w, int cout,
+                                        int cin, int k, cudaStream_t s);
+
 /* vae_norm.cu. GroupNorm(32, eps 1e-6) with the host's two passes in double; scratch
  * holds vdit_cuda_vae_group_norm_scratch (c, per_channel) doubles. */
 size_t vdit_cuda_vae_group_norm_scratch (int c, size_t per_channel);

@@ -165,6 +165,24 @@ vdit_vae_frame_attention (float *out, const float *q, const float *k, const floa
   g_free (s);
 }
 
+/* The index of VAR's value in names (n of them), dflt when unset; a warning when unknown. */
+static guint
+env_choice (const char *var, const char *const *names, guint n, guint dflt)
+{
+  const char *env = g_getenv (var);
+  if (env == NULL || *env == '\0')
+    return dflt;
+  for (guint i = 0; i < n; i++)
+    if (g_str_equal (env, names[i]))
+      return i;
+  GString *all = g_string_new (names[0]);
+  for (guint i = 1; i < n; i++)
+    g_string_append_printf (all, ", %s", names[i]);
+  g_warning ("%s=%s is not one of %s: %s used", var, env, all->str, names[dflt]);
+  g_string_free (all, TRUE);
+  return dflt;
+}
+
 /* indexed by VditVaePrecision */
 static const char *const precision_names[] = { "f32", "tf32", "bf16" };
 
@@ -172,18 +190,10 @@ VditVaePrecision
 vdit_vae_gpu_precision (void)
 {
   static gsize once = 0;
-  static VditVaePrecision p = VDIT_VAE_F32;
+  static VditVaePrecision p;
   if (g_once_init_enter (&once)) {
-    const char *env = g_getenv ("VDIT_CUDA_VAE_PRECISION");
-    if (env != NULL && *env != '\0') {
-      guint i = 0;
-      while (i < G_N_ELEMENTS (precision_names) && !g_str_equal (env, precision_names[i]))
-        i++;
-      if (i < G_N_ELEMENTS (precision_names))
-        p = (VditVaePrecision) i;
-      else
-        g_warning ("VDIT_CUDA_VAE_PRECISION=%s is not f32, tf32 or bf16: f32 used", env);
-    }
+    p = (VditVaePrecision) env_choice ("VDIT_CUDA_VAE_PRECISION", precision_names,
+                                       G_N_ELEMENTS (precision_names), VDIT_VAE_F32);
     g_once_init_leave (&once, 1);
   }
   return p;
@@ -193,4 +203,26 @@ const char *
 vdit_vae_precision_name (VditVaePrecision p)
 {
   return precision_names[p];
+}
+
+/* indexed by VditVaeConvMethod */
+static const char *const conv_names[] = { "cudnn", "cudnn-ncdhw", "gemm" };
+
+VditVaeConvMethod
+vdit_vae_gpu_conv (void)
+{
+  static gsize once = 0;
+  static VditVaeConvMethod m;
+  if (g_once_init_enter (&once)) {
+    m = (VditVaeConvMethod) env_choice ("VDIT_CUDA_VAE_CONV", conv_names,
+                                        G_N_ELEMENTS (conv_names), VDIT_VAE_CONV_GEMM);
+    g_once_init_leave (&once, 1);
+  }
+  return m;
+}
+
+const char *
+vdit_vae_conv_name (VditVaeConvMethod m)
+{
+  return conv_names[m];
 }

@@ -19,6 +19,14 @@ typedef enum { VDIT_VAE_F32, VDIT_VAE_TF32, VDIT_VAE_BF16 } VditVaePrecision;
 VditVaePrecision vdit_vae_gpu_precision (void);
 const char *vdit_vae_precision_name (VditVaePrecision p);
 
+/* How a GPU backend runs the VAE's convolutions, from VDIT_CUDA_VAE_CONV (read once):
+ * gemm (the default: im2col bands + cuBLAS, also what runs when cuDNN cannot be loaded or
+ * has no algorithm), cudnn (cuDNN on a channels-last copy of each chunk) or cudnn-ncdhw
+ * (cuDNN on the channels-first layout the activations have). */
+typedef enum { VDIT_VAE_CONV_CUDNN, VDIT_VAE_CONV_CUDNN_NCDHW, VDIT_VAE_CONV_GEMM } VditVaeConvMethod;
+VditVaeConvMethod vdit_vae_gpu_conv (void);
+const char *vdit_vae_conv_name (VditVaeConvMethod m);
+
 typedef struct {
   float *w; /* (cout, cin, kt, kh, kw) */
   float *b; /* (cout) */

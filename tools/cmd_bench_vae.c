@@ -207,6 +207,10 @@ print_result (const char *model, const char *backend, const bench_args *a, gbool
   vdit_json_string (&j, "precision", g_str_equal (backend, "cpu")
                                          ? "f32"
                                          : vdit_vae_precision_name (vdit_vae_gpu_precision ()));
+  /* and the method its convolutions ran on (VDIT_CUDA_VAE_CONV) */
+  vdit_json_string (&j, "conv", g_str_equal (backend, "cpu")
+                                    ? "im2col-openblas"
+                                    : vdit_vae_conv_name (vdit_vae_gpu_conv ()));
   vdit_json_int (&j, "latent_frames", r->T);
   vdit_json_int (&j, "latent_height", r->h);
   vdit_json_int (&j, "latent_width", r->w);

@@ -15,7 +15,7 @@
 # eager,compile) choose the PyTorch step peers; PEER_STEP_SHAPES (default "8:PEER_BATCH
 # 24:1", frames:batches) replaces the list of shapes. VAE_FRAMES (default 8,24 latent frames)
 # and VAE_PRECISIONS (default bf16,f32; tf32 also) choose the vae part's shapes and the
-# peer's precisions, VAE_OURS (default "bf16 f32"; tf32 also) ours.
+# peer's precisions, VAE_OURS (default "cudnn/bf16 gemm/bf16 cudnn/f32") ours.
 #
 # Needs .devdeps (../shared/device/fetch-debs.sh .devdeps pkgconf pkgconf-bin libpkgconf3
 # pkg-config libpng-dev libpng16-16) carried to the machine. Every part has its own time
@@ -39,7 +39,12 @@ export PATH=/usr/local/cuda/bin:$PATH
 log "build"
 reconf=; [ -f build-gpu/build.ninja ] && reconf=--reconfigure
 gst=disabled; { has element || has reliability; } && gst=enabled
-if ! { meson setup $reconf build-gpu -Dgst=$gst -Dgpu_archs=90a &&
+# cuDNN (the VAE's convolutions): the toolkit's, else the one PyTorch's pip packages bring
+cudnn_root=
+[ -f /usr/local/cuda/include/cudnn.h ] ||
+  cudnn_root=$(python3 -c 'import nvidia.cudnn as m; print(m.__path__[0])' 2>/dev/null)
+echo "cuDNN: ${cudnn_root:-/usr/local/cuda}" >> "$out/env.txt"
+if ! { meson setup $reconf build-gpu -Dgst=$gst -Dgpu_archs=90a -Dcudnn_root=$cudnn_root &&
        ninja -C build-gpu; } > "$out/build.log" 2>&1; then
   tail -40 "$out/build.log"
   exit 1
@@ -237,12 +242,14 @@ if has vae; then
   # ~65 s, the peer ~125 s; the limits (90 s and 100 s) keep the part near 3 minutes, so
   # the peer's f32 line at T=24 may be cut: then rerun this part alone with VAE_FRAMES=24
   # VAE_PRECISIONS=f32.
-  # ours once per VAE_OURS precision of the convolutions' GEMMs (VDIT_CUDA_VAE_PRECISION;
-  # default bf16,f32: bf16 like the peer's autocast, f32 like the host reference)
-  for prec in ${VAE_OURS:-bf16 f32}; do
-    log "vae decode (ours, $prec convolutions) latent frames ${VAE_FRAMES:-8,24}"
-    VDIT_CUDA_VAE_PRECISION=$prec timeout 90 "$vdit" bench vae --config tools/bench/osp12-vae.json \
-      --random-weights --device cuda --latent-frames "${VAE_FRAMES:-8,24}" --warmup 1 --repeat 1 \
+  # ours once per VAE_OURS entry METHOD/PRECISION: the convolutions' method
+  # (VDIT_CUDA_VAE_CONV: cudnn, cudnn-ncdhw, gemm) and precision (VDIT_CUDA_VAE_PRECISION:
+  # bf16 like the peer's autocast, f32 like the host reference, tf32)
+  for v in ${VAE_OURS:-cudnn/bf16 gemm/bf16 cudnn/f32}; do
+    log "vae decode (ours, ${v%/*} convolutions in ${v#*/}) latent frames ${VAE_FRAMES:-8,24}"
+    VDIT_CUDA_VAE_CONV=${v%/*} VDIT_CUDA_VAE_PRECISION=${v#*/} timeout 90 "$vdit" bench vae \
+      --config tools/bench/osp12-vae.json --random-weights --device cuda \
+      --latent-frames "${VAE_FRAMES:-8,24}" --warmup 1 --repeat 1 \
       --breakdown 2>> "$out/env.txt" | tee -a "$out/bench.jsonl"
   done
   log "vae decode (peer) latent frames ${VAE_FRAMES:-8,24}"
