@@ -22,6 +22,7 @@ which loads each shard whole."""
 import argparse
 import glob
 import json
+import math
 import os
 import shutil
 import sys
@@ -38,24 +39,110 @@ OSP_SAMPLER = {"type": "euler_ancestral", "prediction": "epsilon", "steps": 100,
                "guidance": 7.5, "train_timesteps": 1000, "beta_start": 0.0001,
                "beta_end": 0.02, "beta_schedule": "linear", "timestep_spacing": "linspace"}
 VAE_SCALING_FACTOR = 0.18215
+MAX_JSON = 16 << 20  # config.json, scheduler_config.json (the engine's limit too)
+MAX_LAYERS = 1024    # num_layers: the published models have 32 (transformer), 24 (mT5)
+MAX_DIM = 1 << 20    # widths, heads, vocabulary
+MAX_SAMPLE = 1024    # sample_size (8 pixels each) and sample_size_t: the engine's 8192 side
+MAX_STEPS = 10000    # and the engine's limits on the sampler
+MAX_TRAIN_TIMESTEPS = 100000
 
 
 class ConvertError(Exception):
-    pass
+    """Bad input: a one-line message naming the file (or the option) and what is wrong."""
+
+
+_show = st_stream.show
+_MISSING = object()
+
+
+def _reject_constant(name):
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _load_json(path):
+    """The file's JSON object (strict: no NaN or Infinity, at most MAX_JSON bytes)."""
     try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError) as e:
+        with open(path, "rb") as f:
+            data = f.read(MAX_JSON + 1)
+    except OSError as e:
         raise ConvertError(f"{path}: {e}") from None
+    if len(data) > MAX_JSON:
+        raise ConvertError(f"{path}: larger than {MAX_JSON >> 20} MB: not a config")
+    try:
+        d = json.loads(data, parse_constant=_reject_constant)
+    except ValueError as e:
+        raise ConvertError(f"{path}: {e}") from None
+    except RecursionError:
+        raise ConvertError(f"{path}: nested too deeply") from None
+    if not isinstance(d, dict):
+        raise ConvertError(f"{path}: {_show(d, 40)} is not a JSON object")
+    return d
 
 
 def _need(cfg, key, path):
     if key not in cfg:
         raise ConvertError(f"{path}: key \"{key}\" is missing")
     return cfg[key]
+
+
+def _int(cfg, key, path, lo, hi, default=_MISSING):
+    """cfg[key] (default when absent), an integer in [lo, hi]."""
+    v = cfg.get(key, default)
+    if v is _MISSING:
+        raise ConvertError(f"{path}: key \"{key}\" is missing")
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+        raise ConvertError(f"{path}: {key} = {_show(v)}: must be an integer in [{lo}, {hi}]")
+    return v
+
+
+def _number(cfg, key, path, default, lo=0.0, hi=math.inf, lo_open=True):
+    """cfg[key] (default when absent or null), a finite number in (lo, hi) ([lo, hi) with
+    lo_open False)."""
+    v = cfg.get(key)
+    if v is None:
+        return default
+    try:
+        f = float(v) if not isinstance(v, bool) and isinstance(v, (int, float)) else None
+    except OverflowError:
+        f = None
+    if f is None or not math.isfinite(f) or not (f > lo if lo_open else f >= lo) or f >= hi:
+        want = f"{'(' if lo_open else '['}{lo:g}, {hi:g})"
+        raise ConvertError(f"{path}: {key} = {_show(v)}: must be a finite number in {want}")
+    return v
+
+
+def check_transformer_config(t, path):
+    """The transformer's config.json: the keys the conversion reads, with their types and
+    ranges (OpenSoraT2V's arguments), before any size is computed from them."""
+    _int(t, "num_layers", path, 1, MAX_LAYERS)
+    for key in ("num_attention_heads", "attention_head_dim", "in_channels",
+                "caption_channels", "cross_attention_dim", "patch_size", "patch_size_t"):
+        _int(t, key, path, 1, MAX_DIM)
+    if t.get("out_channels") is not None:
+        _int(t, "out_channels", path, 1, MAX_DIM)
+    size = _need(t, "sample_size", path)
+    for v in size if isinstance(size, list) and len(size) == 2 else [size]:
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_SAMPLE:
+            raise ConvertError(f"{path}: sample_size = {_show(size)}: must be an integer in "
+                               f"[1, {MAX_SAMPLE}] or [height, width] of them")
+    _int(t, "sample_size_t", path, 1, MAX_SAMPLE)
+    for key in ("interpolation_scale_t", "interpolation_scale_h", "interpolation_scale_w"):
+        _number(t, key, path, None)
+    _number(t, "norm_eps", path, 1e-6, hi=1.0)
+
+
+def check_mt5_config(m, path):
+    """The text encoder's config.json (MT5Config), likewise."""
+    _int(m, "vocab_size", path, 2, MAX_DIM)
+    _int(m, "num_layers", path, 1, MAX_LAYERS)
+    for key in ("d_model", "num_heads", "d_kv", "d_ff"):
+        _int(m, key, path, 1, MAX_DIM)
+    buckets = _int(m, "relative_attention_num_buckets", path, 4, MAX_DIM, 32)
+    dist = _int(m, "relative_attention_max_distance", path, 1, MAX_DIM, 128)
+    if dist <= buckets // 4:
+        raise ConvertError(f"{path}: relative_attention_max_distance = {dist}: must be greater"
+                           f" than relative_attention_num_buckets/4 = {buckets // 4}")
+    _number(m, "layer_norm_epsilon", path, 1e-6, hi=1.0)
 
 
 def interpolation_scales(t):
@@ -71,11 +158,13 @@ def interpolation_scales(t):
 
 
 def check_transformer(t, path):
+    check_transformer_config(t, path)
     for key, want in (("norm_type", "ada_norm_single"), ("use_rope", True),
                       ("activation_fn", "gelu-approximate"), ("attention_bias", True),
                       ("norm_elementwise_affine", False), ("downsampler", None)):
-        if t.get(key, want) != want:
-            raise ConvertError(f"{path}: {key} = {json.dumps(t.get(key))}: only {json.dumps(want)}"
+        v = t.get(key, want)
+        if type(v) is not type(want) or v != want:
+            raise ConvertError(f"{path}: {key} = {_show(v)}: only {json.dumps(want)}"
                                " (Open-Sora-Plan v1.2's architecture) can be converted")
     out = t.get("out_channels") or t["in_channels"]
     if out != t["in_channels"]:
@@ -114,13 +203,14 @@ def vdit_config(t, m, sampler, frames=None, height=None, width=None, name="osp-v
             "n_layers": m["num_layers"], "n_heads": m["num_heads"], "d_kv": m["d_kv"],
             "d_ff": m["d_ff"], "rel_buckets": m.get("relative_attention_num_buckets", 32),
             "rel_max_distance": m.get("relative_attention_max_distance", 128),
-            "max_tokens": 512, "eps": m.get("layer_norm_epsilon", 1e-6)},
+            "max_tokens": 512,
+            "eps": m["layer_norm_epsilon"] if m.get("layer_norm_epsilon") is not None else 1e-6},
         "dit": {
             "hidden": heads * hd, "depth": t["num_layers"], "heads": heads, "head_dim": hd,
             "patch": [t["patch_size_t"], t["patch_size"], t["patch_size"]],
             "in_channels": t["in_channels"], "ffn_hidden": 4 * heads * hd, "freq_dim": 256,
             "rope_theta": 10000.0, "rope_scale": interpolation_scales(t),
-            "eps": t.get("norm_eps", 1e-6)},
+            "eps": t["norm_eps"] if t.get("norm_eps") is not None else 1e-6},
         "sampler": sampler,
         "attention": attention or {"mode": "full"},
     }
@@ -132,30 +222,83 @@ def sampler_from(path, steps, guidance):
         d = _load_json(path)
         cls = d.get("_class_name", "EulerAncestralDiscreteScheduler")
         if cls != "EulerAncestralDiscreteScheduler":
-            raise ConvertError(f"{path}: _class_name {cls}: only EulerAncestralDiscreteScheduler"
-                               " (what Open-Sora-Plan v1.2 samples with) is converted")
+            raise ConvertError(f"{path}: _class_name {_show(cls)}: only "
+                               "EulerAncestralDiscreteScheduler (what Open-Sora-Plan v1.2 "
+                               "samples with) is converted")
         pred = d.get("prediction_type", "epsilon")
         if pred not in ("epsilon", "v_prediction"):
-            raise ConvertError(f"{path}: prediction_type {pred} is not supported")
+            raise ConvertError(f"{path}: prediction_type {_show(pred)} is not supported")
         if d.get("timestep_spacing", "linspace") != "linspace":
-            raise ConvertError(f"{path}: timestep_spacing {d['timestep_spacing']}: only"
+            raise ConvertError(f"{path}: timestep_spacing {_show(d['timestep_spacing'])}: only"
                                " \"linspace\" is supported")
+        sched = d.get("beta_schedule", "linear")
+        if sched not in ("linear", "scaled_linear"):
+            raise ConvertError(f"{path}: beta_schedule {_show(sched)}: only \"linear\" and "
+                               "\"scaled_linear\" are supported")
+        for key in ("trained_betas", "rescale_betas_zero_snr"):
+            if d.get(key) not in (None, False):
+                raise ConvertError(f"{path}: {key} = {_show(d[key])} is not supported")
+        b0 = _number(d, "beta_start", path, 0.0001, hi=1.0)
+        b1 = _number(d, "beta_end", path, 0.02, lo=b0, hi=1.0, lo_open=False)
         s.update(prediction="epsilon" if pred == "epsilon" else "v",
-                 train_timesteps=d.get("num_train_timesteps", 1000),
-                 beta_start=d.get("beta_start", 0.0001), beta_end=d.get("beta_end", 0.02),
-                 beta_schedule=d.get("beta_schedule", "linear"))
+                 train_timesteps=_int(d, "num_train_timesteps", path, 1, MAX_TRAIN_TIMESTEPS,
+                                      1000),
+                 beta_start=b0, beta_end=b1, beta_schedule=sched)
     if steps:
+        if not 1 <= steps <= MAX_STEPS:
+            raise ConvertError(f"--steps {steps}: must be in [1, {MAX_STEPS}]")
         s["steps"] = steps
+    if s["steps"] > s["train_timesteps"]:
+        raise ConvertError(f"{path or '--steps'}: num_train_timesteps = {s['train_timesteps']} "
+                           f"is fewer than"
+                           f" the {s['steps']} sampling steps")
     if guidance is not None:
+        if not (math.isfinite(guidance) and guidance >= 0):
+            raise ConvertError(f"--guidance {guidance}: must be a finite number >= 0")
         s["guidance"] = guidance
     return s
+
+
+def _finite(chunks, path, name):
+    """chunks' arrays, refused at the first value that is not finite (NaN or infinity:
+    a broken checkpoint, and not representable as the engine's weights)."""
+    for c in chunks:
+        if not np.isfinite(c).all():
+            raise ConvertError(f"{path}: tensor {_show(name)} holds a value that is not finite"
+                               " (NaN or infinity)")
+        yield c
+
+
+def _torch_state_dict(path):
+    """A torch pickle of {name: tensor}, read with weights_only=True (which refuses code)."""
+    try:
+        import torch
+    except ImportError:
+        raise ConvertError(f"{path}: reading this pickle needs torch") from None
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a pickle with code in it, or not a checkpoint at all
+        raise ConvertError(f"{path}: cannot be read as weights only "
+                           f"({_show(str(e), 200)})") from None
+    return sd
+
+
+def _float_array(v, path, name):
+    """A tensor of a torch pickle as float32 numpy."""
+    import torch
+    if not isinstance(v, torch.Tensor) or v.is_complex():
+        raise ConvertError(f"{path}: {_show(name)} is not a tensor of real numbers")
+    try:
+        return v.detach().float().contiguous().numpy()
+    except (RuntimeError, TypeError) as e:  # sparse, quantized, meta...
+        raise ConvertError(f"{path}: {_show(name)}: {_show(str(e), 200)}") from None
 
 
 class Source:
     """The tensors of a folder's *.safetensors files (or pytorch_model*.bin via torch)."""
 
     def __init__(self, folder, patterns):
-        self.tensors = {}  # name -> (path, info, start) or a numpy array
+        self.tensors = {}  # name -> (path, info, start) or (path, numpy array)
         files = sorted(f for p in patterns for f in glob.glob(os.path.join(folder, p)))
         st_files = [f for f in files if f.endswith(".safetensors")]
         bin_files = [f for f in files if f.endswith(".bin")]
@@ -167,22 +310,41 @@ class Source:
             except (OSError, ValueError) as e:
                 raise ConvertError(f"{f}: not a safetensors file ({e})") from None
             for name, info in header.items():
-                self.tensors[name] = (f, info, start)
+                if info["dtype"] not in st_stream.ITEMSIZE:
+                    raise ConvertError(f"{f}: tensor {_show(name)} is {info['dtype']}: only"
+                                       " F32, F16 and BF16 tensors are converted")
+                self._add(name, (f, info, start))
         if not st_files:
-            import torch
             for f in bin_files:
-                for name, v in torch.load(f, map_location="cpu", weights_only=True).items():
-                    self.tensors[name] = v.float().numpy()
+                sd = _torch_state_dict(f)
+                if not isinstance(sd, dict):
+                    raise ConvertError(f"{f}: not a state dict")
+                for name, v in sd.items():
+                    if not isinstance(name, str):
+                        raise ConvertError(f"{f}: tensor name {_show(name)} is not a string")
+                    self._add(name, (f, _float_array(v, f, name)))
+
+    def _add(self, name, value):
+        if name in self.tensors:
+            raise ConvertError(f"{value[0]}: tensor {_show(name)} is also in "
+                               f"{self.tensors[name][0]}")
+        self.tensors[name] = value
 
     def shape(self, name):
         v = self.tensors[name]
-        return list(v.shape) if isinstance(v, np.ndarray) else v[1]["shape"]
+        return list(v[1].shape) if len(v) == 2 else v[1]["shape"]
 
     def chunks(self, name):
         v = self.tensors[name]
-        if isinstance(v, np.ndarray):
-            return lambda: iter([v.reshape(-1)])
-        return lambda: st_stream.read_chunks(*v)
+        if len(v) == 2:
+            return lambda: _finite(iter([v[1].reshape(-1)]), v[0], name)
+
+        def read():
+            try:
+                yield from _finite(st_stream.read_chunks(*v), v[0], name)
+            except (OSError, ValueError) as e:  # the file changed since its header was read
+                raise ConvertError(f"{v[0]}: tensor {_show(name)}: {e}") from None
+        return read
 
 
 def _check_shapes(src, want, folder):
@@ -203,13 +365,14 @@ def convert_transformer(folder, out_path, dtype):
                 "caption_channels", "cross_attention_dim", "patch_size", "patch_size_t",
                 "sample_size", "sample_size_t"):
         _need(t, key, cfg_path)
-    check_transformer(t, cfg_path)
+    check_transformer(t, cfg_path)  # types and ranges too, before any size is computed
     src = Source(folder, ["diffusion_pytorch_model*.safetensors", "diffusion_pytorch_model*.bin"])
     want = layout.transformer_shapes(dict(t, out_channels=t.get("out_channels") or t["in_channels"]))
     _check_shapes(src, want, folder)
     extra = sorted(set(src.tensors) - set(want))
     if extra:
-        raise ConvertError(f"{folder}: unexpected tensor {extra[0]} (and {len(extra) - 1} more):"
+        raise ConvertError(f"{folder}: unexpected tensor {_show(extra[0])} (and {len(extra) - 1}"
+                           " more):"
                            " not an Open-Sora-Plan v1.2 transformer")
     entries = []
     for name in sorted(want):
@@ -227,9 +390,10 @@ def convert_text_encoder(folder, out_path, dtype):
     m = _load_json(cfg_path)
     for key in ("vocab_size", "d_model", "num_layers", "num_heads", "d_kv", "d_ff"):
         _need(m, key, cfg_path)
+    check_mt5_config(m, cfg_path)
     if m.get("feed_forward_proj", "gated-gelu") != "gated-gelu":
-        raise ConvertError(f"{cfg_path}: feed_forward_proj {m['feed_forward_proj']}: only "
-                           "gated-gelu (mT5, T5 v1.1) is supported")
+        raise ConvertError(f"{cfg_path}: feed_forward_proj {_show(m['feed_forward_proj'])}: "
+                           "only gated-gelu (mT5, T5 v1.1) is supported")
     src = Source(folder, ["model*.safetensors", "pytorch_model*.bin"])
     want = layout.mt5_encoder_shapes(dict(m, relative_attention_num_buckets=m.get(
         "relative_attention_num_buckets", 32)))
@@ -242,39 +406,43 @@ def convert_text_encoder(folder, out_path, dtype):
     return m, spiece
 
 
-def vae_state_dict(ckpt):
+def vae_state_dict(ckpt, path="checkpoint.ckpt"):
     """The weights OSP's CausalVAEModel.init_from_ckpt takes from checkpoint.ckpt: a
     non-empty ema_state_dict ("module." prefixes dropped), else state_dict["gen_model"],
-    else state_dict."""
+    else state_dict. Names that are not strings are left out."""
+    if not isinstance(ckpt, dict):
+        raise ConvertError(f"{path}: holds a {type(ckpt).__name__}, not a checkpoint dict")
     ema = ckpt.get("ema_state_dict")
+    if ema is not None and not isinstance(ema, dict):  # (a tensor has no truth value)
+        raise ConvertError(f"{path}: ema_state_dict is a {type(ema).__name__}, not a dict")
     if ema:
-        return {k.replace("module.", ""): v for k, v in ema.items()}
+        return {k.replace("module.", ""): v for k, v in ema.items() if isinstance(k, str)}
     sd = ckpt.get("state_dict")
     if sd is None:
-        raise ConvertError("checkpoint.ckpt has neither ema_state_dict nor state_dict")
-    return sd.get("gen_model", sd)
+        raise ConvertError(f"{path}: has neither ema_state_dict nor state_dict")
+    if isinstance(sd, dict) and "gen_model" in sd:
+        sd = sd["gen_model"]
+    if not isinstance(sd, dict):
+        raise ConvertError(f"{path}: state_dict is a {type(sd).__name__}, not a dict")
+    return {k: v for k, v in sd.items() if isinstance(k, str)}
 
 
 def convert_vae(folder, out_dir, dtype):
     """vae/checkpoint.ckpt (a pickle: torch.load with weights_only=True, which refuses
     code) → OUT/vae/vae.safetensors with the decoder's tensors (decoder.*,
     post_quant_conv.*, names unchanged) and OUT/vae/config.json with the scaling factor."""
-    import torch
     ckpt_path = os.path.join(folder, "checkpoint.ckpt")
     cfg = _load_json(os.path.join(folder, "config.json"))
-    try:
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    except Exception as e:  # a pickle with code in it, or not a checkpoint at all
-        raise ConvertError(f"{ckpt_path}: cannot be read as weights only ({e})") from None
-    sd = vae_state_dict(ckpt)
+    sd = vae_state_dict(_torch_state_dict(ckpt_path), ckpt_path)
     keep = sorted(k for k in sd if k.startswith(("decoder.", "post_quant_conv.")))
     if not any(k.startswith("decoder.conv_in.") for k in keep):
         raise ConvertError(f"{ckpt_path}: no decoder.conv_in weights: not a CausalVAEModel")
     os.makedirs(out_dir, exist_ok=True)
     entries = []
     for k in keep:
-        a = sd[k].float().numpy()
-        entries.append((k, dtype, list(a.shape), lambda a=a: iter([a.reshape(-1)])))
+        a = _float_array(sd[k], ckpt_path, k)
+        entries.append((k, dtype, list(a.shape),
+                        lambda a=a, k=k: _finite(iter([a.reshape(-1)]), ckpt_path, k)))
     st_stream.write(os.path.join(out_dir, "vae.safetensors"), entries,
                     {"source": "Open-Sora-Plan v1.2 CausalVideoVAE decoder"})
     with open(os.path.join(out_dir, "config.json"), "w") as f:

@@ -3,11 +3,18 @@ checkpoint never sits in memory: the header is computed from the shapes first, t
 tensor's bytes are appended as a producer yields them."""
 
 import json
+import os
 import struct
 
 import numpy as np
 
 ITEMSIZE = {"F32": 4, "F16": 2, "BF16": 2}
+# bytes per element of every safetensors dtype (read_header checks spans with these;
+# read_chunks converts only ITEMSIZE's)
+DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2,
+               "F16": 2, "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "F64": 8, "I64": 8,
+               "U64": 8}
+MAX_HEADER = 100 << 20
 CHUNK_ELEMS = 1 << 22  # 16 MB of f32 per read or write
 
 
@@ -56,19 +63,83 @@ def write(path, entries, metadata=None):
                 raise ValueError(f"{name}: produced {got} values for shape {list(shape)}")
 
 
+def show(v, limit=80):
+    """v from a file, for a one-line message: JSON (newlines escaped), shortened."""
+    try:
+        text = json.dumps(v)
+    except (TypeError, ValueError, RecursionError):
+        text = type(v).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_entry(name, info, data_size):
+    """A header entry as the format defines it, its bytes inside the data section."""
+    where = f"tensor {show(name)}"
+    if not isinstance(info, dict):
+        raise ValueError(f"{where}: {show(info)} is not an object")
+    dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+    if not isinstance(dtype, str) or dtype not in DTYPE_BYTES:
+        raise ValueError(f"{where}: dtype {show(dtype)} is not a safetensors dtype")
+    if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
+        raise ValueError(f"{where}: shape {show(shape)} is not a list of integers >= 0")
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(map(_is_int, offsets))):
+        raise ValueError(f"{where}: data_offsets {show(offsets)} is not [begin, end]")
+    begin, end = offsets
+    if not 0 <= begin <= end <= data_size:
+        raise ValueError(f"{where}: data_offsets [{begin}, {end}] are not inside the "
+                         f"{data_size} bytes of data")
+    need = DTYPE_BYTES[dtype]  # the shape's bytes, stopping once past the span
+    if 0 in shape:
+        need = 0
+    for d in shape:
+        need *= d
+        if need > end - begin:
+            break
+    if need != end - begin:
+        raise ValueError(f"{where}: data_offsets [{begin}, {end}] hold {end - begin} bytes, "
+                         f"not those of {dtype} {show(shape)}")
+
+
 def read_header(path):
+    """(tensors, metadata, start of the data) of a safetensors file. The header is checked
+    against the format: a JSON object of at most MAX_HEADER bytes inside the file, whose
+    entries have a known dtype, a shape of integers >= 0 and data_offsets [begin, end]
+    inside the data section holding exactly the shape's bytes. ValueError (one line,
+    without the path) otherwise; OSError when the file cannot be read."""
     with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        if n > 100 << 20:
-            raise ValueError(f"{path}: header of {n} bytes")
-        header = json.loads(f.read(n))
+        size = os.fstat(f.fileno()).st_size
+        prefix = f.read(8)
+        if len(prefix) != 8:
+            raise ValueError(f"{len(prefix)} bytes: shorter than the header's length")
+        n = struct.unpack("<Q", prefix)[0]
+        if n > MAX_HEADER:
+            raise ValueError(f"header of {n} bytes (at most {MAX_HEADER})")
+        if n > size - 8:
+            raise ValueError(f"header of {n} bytes in a file of {size}")
+        text = f.read(n)
+    try:
+        header = json.loads(text)
+    except RecursionError:
+        raise ValueError("header nested too deeply") from None
+    if not isinstance(header, dict):
+        raise ValueError("header is not a JSON object")
     meta = header.pop("__metadata__", {})
+    if not isinstance(meta, dict):
+        raise ValueError(f"__metadata__ {show(meta)} is not an object")
+    for name, info in header.items():
+        _check_entry(name, info, size - 8 - n)
     return header, meta, 8 + n
 
 
 def read_chunks(path, info, start):
     """Yields the tensor's values as float32 arrays of at most CHUNK_ELEMS."""
     dtype = info["dtype"]
+    if dtype not in ITEMSIZE:
+        raise ValueError(f"{path}: unsupported dtype {show(dtype)}")
     size = ITEMSIZE[dtype]
     begin, end = info["data_offsets"]
     with open(path, "rb") as f:
@@ -87,7 +158,7 @@ def read_chunks(path, info, start):
                 bits = np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16
                 yield bits.view(np.float32)
             else:
-                raise ValueError(f"{path}: unsupported dtype {dtype}")
+                raise ValueError(f"{path}: unsupported dtype {show(dtype)}")
             left -= n
 
 
