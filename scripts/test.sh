@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds in build/, runs every test; then the same test suite
 # built with AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/, gcc, no CUDA)
-# and a short libFuzzer run of each fuzz target (build-fuzz/, clang; fuzz/). The last
+# and a short run of each fuzz target (build-fuzz/, clang; fuzz/: the libFuzzer ones and
+# fuzz_convert.py, plain Python, for train/convert_osp.py's input). The last
 # line printed is the summary "N passed, N failed[, N skipped]" of all three runs; the
 # exit status is non-zero on any failure. VDIT_BUILD_DIR picks another build directory,
 # VDIT_JOBS the compile jobs; VDIT_ASAN_BUILD_DIR and VDIT_FUZZ_BUILD_DIR the extra ones,
@@ -78,8 +79,9 @@ if [ "${VDIT_SANITIZE:-1}" != 0 ]; then
   fi
 fi
 
-# A short libFuzzer run of each target in fuzz/ (clang only; its own build, in which only
-# the fuzz targets are compiled).
+# A short run of each target in fuzz/ (clang only; its own build, in which only the fuzz
+# targets are compiled): the libFuzzer ones, and fuzz_convert.py (the meson test
+# `convert`; /usr/bin/python3 with python3-numpy, nothing to compile).
 if [ "${VDIT_FUZZ:-1}" != 0 ]; then
   if command -v clang >/dev/null 2>&1 && command -v clang++ >/dev/null 2>&1; then
     echo "vdit: fuzzing each target for ${VDIT_FUZZ_SECONDS:-25} s in $FUZZ_BUILD" >&2
