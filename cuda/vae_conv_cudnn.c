@@ -1,5 +1,5 @@
-/* The VAE's causal 3D convolution through cuDNN (VDIT_CUDA_VAE_CONV=cudnn or cudnn-ncdhw;
- * vae_cuda.c falls back to im2col + cuBLAS when cuDNN cannot be loaded).
+/* The VAE's causal 3D convolution through cuDNN (VDIT_CUDA_VAE_CONV=cudnn, the default, or
+ * cudnn-ncdhw; vae_cuda.c falls back to im2col + cuBLAS when cuDNN cannot be loaded).
  *
  * cuDNN has no causal padding, so the input goes to cuDNN a chunk at a time: a copy of
  * frames [t0 − (kt − 1), t0 + frames) with frame 0 repeated in front of the clip, and of

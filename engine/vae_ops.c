@@ -215,7 +215,7 @@ vdit_vae_gpu_conv (void)
   static VditVaeConvMethod m;
   if (g_once_init_enter (&once)) {
     m = (VditVaeConvMethod) env_choice ("VDIT_CUDA_VAE_CONV", conv_names,
-                                        G_N_ELEMENTS (conv_names), VDIT_VAE_CONV_GEMM);
+                                        G_N_ELEMENTS (conv_names), VDIT_VAE_CONV_CUDNN);
     g_once_init_leave (&once, 1);
   }
   return m;

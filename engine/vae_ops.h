@@ -20,9 +20,9 @@ VditVaePrecision vdit_vae_gpu_precision (void);
 const char *vdit_vae_precision_name (VditVaePrecision p);
 
 /* How a GPU backend runs the VAE's convolutions, from VDIT_CUDA_VAE_CONV (read once):
- * gemm (the default: im2col bands + cuBLAS, also what runs when cuDNN cannot be loaded or
- * has no algorithm), cudnn (cuDNN on a channels-last copy of each chunk) or cudnn-ncdhw
- * (cuDNN on the channels-first layout the activations have). */
+ * cudnn (the default: cuDNN on a channels-last copy of each chunk; 5 × the im2col path at
+ * bf16), cudnn-ncdhw (cuDNN on the channels-first layout the activations have) or gemm
+ * (im2col bands + cuBLAS, also what runs when cuDNN cannot be loaded or has no algorithm). */
 typedef enum { VDIT_VAE_CONV_CUDNN, VDIT_VAE_CONV_CUDNN_NCDHW, VDIT_VAE_CONV_GEMM } VditVaeConvMethod;
 VditVaeConvMethod vdit_vae_gpu_conv (void);
 const char *vdit_vae_conv_name (VditVaeConvMethod m);
