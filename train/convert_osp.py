@@ -357,8 +357,7 @@ def _check_shapes(src, want, folder):
 
 
 def convert_transformer(folder, out_path, dtype):
-    sys.path.insert(0, HERE)
-    from osp import layout
+    from osp import layout  # HERE is on sys.path since the module's import
     cfg_path = os.path.join(folder, "config.json")
     t = _load_json(cfg_path)
     for key in ("num_layers", "num_attention_heads", "attention_head_dim", "in_channels",
