@@ -12,11 +12,6 @@ namespace {
 
 constexpr int TILE = 32, TILE_ROWS = 8;
 
-template <typename T> __device__ __forceinline__ float to_f (T v) { return float (v); }
-template <> __device__ __forceinline__ float to_f (bf16 v) { return __bfloat162float (v); }
-template <typename T> __device__ __forceinline__ T from_f (float v) { return T (v); }
-template <> __device__ __forceinline__ bf16 from_f (float v) { return __float2bfloat16 (v); }
-
 // dst (cols × rows, row stride ld) ← srcᵀ (src rows × cols, row stride ls; NULL: zeros),
 // added to dst when Add. One 32 × 32 tile per block, blockDim (32, 8).
 template <typename In, typename Out, bool Add>
@@ -28,7 +23,7 @@ transpose_tile (Out *dst, size_t ld, const In *src, size_t ls, int rows, int col
   for (int i = threadIdx.y; i < TILE; i += TILE_ROWS) {
     const int r = r0 + i, c = c0 + threadIdx.x;
     if (r < rows && c < cols)
-      tile[i][threadIdx.x] = src ? to_f (src[(size_t) r * ls + c]) : 0.0f;
+      tile[i][threadIdx.x] = src ? float (src[(size_t) r * ls + c]) : 0.0f;
   }
   __syncthreads ();
   for (int i = threadIdx.y; i < TILE; i += TILE_ROWS) {
@@ -36,7 +31,7 @@ transpose_tile (Out *dst, size_t ld, const In *src, size_t ls, int rows, int col
     if (r < rows && c < cols) {
       Out *d = dst + (size_t) c * ld + r;
       const float v = tile[threadIdx.x][i];
-      *d = from_f<Out> (Add ? to_f (*d) + v : v);
+      *d = Out (Add ? float (*d) + v : v);
     }
   }
 }
@@ -75,7 +70,7 @@ pack_first_kernel (Out *dst, const float *in, int cin, int T, int H, int W, int 
     const int yy = (int) (plane % rows), j = (int) (plane / rows % frames);
     const int ci = (int) (plane / rows / frames);
     const float *src = chunk_source (in, T, H, W, t0, pad_t, y0, pad_h, j, yy);
-    dst[i] = from_f<Out> (src ? src[(size_t) ci * T * H * W + x] : 0.0f);
+    dst[i] = Out (src ? src[(size_t) ci * T * H * W + x] : 0.0f);
   }
 }
 
@@ -102,7 +97,7 @@ add_first_kernel (float *out, const In *y, int T, int H, int W, int t0, int y0, 
     const size_t plane = i / W;
     const int r = (int) (plane % rows), j = (int) (plane / rows % frames);
     const size_t co = plane / rows / frames;
-    out[((co * T + t0 + j) * H + y0 + r) * W + x] += to_f (y[i]);
+    out[((co * T + t0 + j) * H + y0 + r) * W + x] += float (y[i]);
   }
 }
 

@@ -161,16 +161,24 @@ typedef struct {
   gboolean last;
 } conv_descs;
 
-/* x and y described for a chunk of nt output frames × nr output rows, and its plan */
+/* x and y described for a chunk of nt output frames × nr output rows */
 static gboolean
-describe (vdit_cuda_ctx *c, cudnnHandle_t h, conv_descs *d, int nt, int nr, conv_plan *plan)
+set_chunk (vdit_cuda_ctx *c, const conv_descs *d, int nt, int nr)
 {
   int dims[5], strides[5];
   set_tensor (dims, strides, d->cin, nt + d->pad_t, nr + 2 * d->pad_h, d->W, d->last);
   if (!DNN_CHECK (c, cudnnSetTensorNdDescriptor (d->x, d->type, 5, dims, strides)))
     return FALSE;
   set_tensor (dims, strides, d->cout, nt, nr, d->W, d->last);
-  if (!DNN_CHECK (c, cudnnSetTensorNdDescriptor (d->y, d->type, 5, dims, strides)))
+  return DNN_CHECK (c, cudnnSetTensorNdDescriptor (d->y, d->type, 5, dims, strides));
+}
+
+/* The plan of a chunk of nt × nr (its descriptors set as a side effect) */
+static gboolean
+plan_chunk (vdit_cuda_ctx *c, cudnnHandle_t h, const conv_descs *d, int nt, int nr,
+            conv_plan *plan)
+{
+  if (!set_chunk (c, d, nt, nr))
     return FALSE;
   char *key = g_strdup_printf ("%d>%d k%dx%dx%d %dx%dx%d %s %s", d->cin, d->cout, d->kt, d->kh,
                                d->kw, nt, nr, d->W, vdit_vae_precision_name (d->p),
@@ -216,15 +224,17 @@ vdit_cuda_vae_conv3d_cudnn (vdit_cuda_ctx *c, float *out, const float *in, const
                                                       : p == VDIT_VAE_TF32 ? CUDNN_DEFAULT_MATH
                                                                            : CUDNN_FMA_MATH));
   /* every chunk shape (whole and last, in frames and in rows) planned before any work,
-   * so a shape cuDNN cannot do sends the whole convolution to the im2col path */
+   * so a shape cuDNN cannot do sends the whole convolution to the im2col path; plans[i]
+   * is the chunk of nts[i / 2] frames × nrs[i % 2] rows */
   const int nts[2] = { frames, T % frames ? T % frames : frames };
   const int nrs[2] = { rows, H % rows ? H % rows : rows };
+  conv_plan plans[4];
   size_t ws_size = 0;
   gboolean planned = ok;
   for (int i = 0; planned && i < 4; i++) {
-    conv_plan plan;
-    planned = describe (c, h, &d, nts[i / 2], nrs[i % 2], &plan);
-    ws_size = MAX (ws_size, plan.workspace);
+    planned = plan_chunk (c, h, &d, nts[i / 2], nrs[i % 2], &plans[i]);
+    if (planned)
+      ws_size = MAX (ws_size, plans[i].workspace);
   }
 
   void *wd = NULL, *xd = NULL, *yd = NULL, *ws = NULL;
@@ -246,14 +256,14 @@ vdit_cuda_vae_conv3d_cudnn (vdit_cuda_ctx *c, float *out, const float *in, const
   for (int t0 = 0; ok && t0 < T; t0 += frames)
     for (int y0 = 0; ok && y0 < H; y0 += rows) {
       const int nt = MIN (frames, T - t0), nr = MIN (rows, H - y0);
-      conv_plan plan;
-      ok = describe (c, h, &d, nt, nr, &plan) && /* planned above: found in the table */
+      const conv_plan *plan = &plans[(nt != frames) * 2 + (nr != rows)];
+      ok = set_chunk (c, &d, nt, nr) &&
            VDIT_CUDA_CHECK (c, vdit_cuda_vae_pack_chunk (xd, bf16, channels_last, in, cin, T, H,
                                                          W, t0, nt + d.pad_t, d.pad_t, y0,
                                                          nr + 2 * d.pad_h, d.pad_h,
                                                          c->stream)) &&
-           DNN_CHECK (c, cudnnConvolutionForward (h, &one, d.x, xd, d.w, wd, d.conv, plan.algo,
-                                                  ws, plan.workspace, &zero, d.y, yd)) &&
+           DNN_CHECK (c, cudnnConvolutionForward (h, &one, d.x, xd, d.w, wd, d.conv, plan->algo,
+                                                  ws, plan->workspace, &zero, d.y, yd)) &&
            VDIT_CUDA_CHECK (c, vdit_cuda_vae_add_chunk (out, yd, bf16, channels_last, cout, T, H,
                                                         W, t0, nt, y0, nr, c->stream));
     }
