@@ -406,7 +406,7 @@ generate (int argc, char **argv, const vdit_comm *comm)
       info->name, vdit_ctx_get_device_name (ctx),
       o.attention_name ? o.attention_name : vdit_attention_name (info->attention), frames,
       info->width, info->height, o.steps == UNSET ? info->steps : o.steps,
-      o.guidance == UNSET_GUIDANCE ? info->guidance : o.guidance,
+      o.guidance == UNSET_GUIDANCE ? info->guidance : o.guidance, o.sparsity,
       be->iface->mem_peak != NULL && be->iface->mem_peak (be->context, FALSE, &peak), peak };
     if (!vdit_stage_clock_write (&clock, &r, o.stats, &error))
       goto fail;

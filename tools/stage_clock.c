@@ -67,6 +67,8 @@ vdit_stage_clock_write (const vdit_stage_clock *c, const vdit_stage_clock_run *r
   vdit_json_int (&j, "height", run->height);
   vdit_json_int (&j, "steps", run->steps);
   vdit_json_double (&j, "guidance", run->guidance);
+  if (run->sparsity >= 0.0)
+    vdit_json_double (&j, "sparsity", run->sparsity);
   span (&j, "load_ms", c->start, c->ready);
   /* a stage lasts until the next one begins; the text stage may be skipped (cached) */
   span (&j, "text_ms", text, denoise);

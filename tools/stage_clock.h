@@ -27,6 +27,7 @@ typedef struct {
   const char *model, *device, *attention;
   int frames, width, height, steps;
   double guidance;
+  double sparsity;          /* --sparsity as given; < 0: not given (the model's) */
   gboolean have_peak;
   size_t peak_bytes;
 } vdit_stage_clock_run;

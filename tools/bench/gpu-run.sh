@@ -3,7 +3,7 @@
 # DiT step beside the PyTorch peers (tools/bench/peers.py). Logs go to OUTDIR:
 #   env.txt (GPU, driver, versions)  build.log  gpu-tests.log  bench.jsonl
 #
-#   tools/bench/gpu-run.sh OUTDIR [tests,sass,attention,attention-sm80,peers,ncu,step,graphs,nsys,peers-step,element,cpu16,reliability,vae]
+#   tools/bench/gpu-run.sh OUTDIR [build,gst,tests,sass,attention,attention-sm80,peers,ncu,step,graphs,nsys,peers-step,element,cpu16,reliability,vae]
 #
 # reliability (docs/reliability.md; about 3 minutes, logs in reliability.log): two contexts
 # and two vditsrc on one upload of the weights rendering at once, GPU memory over clips
@@ -38,7 +38,8 @@ export PATH=/usr/local/cuda/bin:$PATH
 
 log "build"
 reconf=; [ -f build-gpu/build.ninja ] && reconf=--reconfigure
-gst=disabled; { has element || has reliability; } && gst=enabled
+# gst: build the plug-in without running a part that needs it (tools/bench/osp-full-run.sh)
+gst=disabled; { has element || has reliability || has gst; } && gst=enabled
 # cuDNN (the VAE's convolutions): the toolkit's, else the one PyTorch's pip packages bring
 cudnn_root=
 [ -f /usr/local/cuda/include/cudnn.h ] ||

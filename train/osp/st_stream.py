@@ -20,10 +20,15 @@ CHUNK_ELEMS = 1 << 22  # 16 MB of f32 per read or write
 
 def f32_to_bf16_bits(a):
     """float32 → bf16 bit patterns, round to nearest even (finite input)."""
-    u = np.ascontiguousarray(a, dtype=np.float32).view(np.uint32)
-    if not np.all(np.isfinite(a)):
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    if not np.isfinite(a).all():
         raise ValueError("bf16 conversion of a non-finite value")
-    rounded = (u.astype(np.uint64) + 0x7FFF + ((u >> 16) & 1)) >> 16
+    u = a.view(np.uint32)
+    # in place and in 32 bits: a finite value's u + 0x8000 stays below 2^32
+    rounded = (u >> 16) & np.uint32(1)
+    rounded += np.uint32(0x7FFF)
+    rounded += u
+    rounded >>= 16
     return rounded.astype(np.uint16)
 
 

@@ -14,16 +14,9 @@ import struct
 import numpy as np
 import torch
 
+from osp.st_stream import f32_to_bf16_bits  # noqa: F401 (the one rounding, shared)
+
 ITEMSIZE = {"F32": 4, "F16": 2, "BF16": 2}
-
-
-def f32_to_bf16_bits(values):
-    """float32 → bf16 bit patterns (uint16), rounding to nearest, ties to even."""
-    u = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32).astype(np.uint64)
-    if not np.all(np.isfinite(np.asarray(values, dtype=np.float32))):
-        raise ValueError("bf16 conversion of a non-finite value")
-    rounded = (u + np.uint64(0x7FFF) + ((u >> np.uint64(16)) & np.uint64(1))) >> np.uint64(16)
-    return rounded.astype(np.uint16)
 
 
 def bf16_bits_to_f32(bits):
