@@ -177,6 +177,13 @@ cuda_mark_free (void *ctx, void *mark)
     cudaEventDestroy ((cudaEvent_t) mark);
 }
 
+static unsigned
+cuda_vae_conv_ran (void *ctx, gboolean reset)
+{
+  vdit_cuda_ctx *c = ctx;
+  return reset ? g_atomic_int_and (&c->vae_conv_ran, 0) : g_atomic_int_or (&c->vae_conv_ran, 0);
+}
+
 /* The stream-ordered pool's high-water mark of memory in use (weights, activations and
  * layouts all come from it) plus the two buffers made outside it (cuBLASLt workspace,
  * f32 staging): what PyTorch's max_memory_allocated counts on its side. */
@@ -438,6 +445,7 @@ static const vdit_backend_i cuda_iface = {
   /* .graph_launch = */ vdit_cuda_graph_launch,
   /* .graph_free = */ vdit_cuda_graph_free,
   /* .copy_rows = */ cuda_copy_rows,
+  /* .vae_conv_ran = */ cuda_vae_conv_ran,
 };
 
 typedef struct {

@@ -30,6 +30,7 @@ typedef struct {
   gboolean dnn_failed;   /* cuDNN could not be loaded or started: im2col + cuBLAS */
   GHashTable *dnn_plans; /* convolution shape -> cuDNN algorithm and workspace */
   GMutex dnn_lock;
+  guint vae_conv_ran;    /* 1 << VditVaeConvMethod for each method a convolution ran on */
   float *staging;     /* device f32 scratch for upload/download conversion */
   size_t staging_n;   /* elements */
   GMutex io_lock;     /* staging is shared by upload and download */

@@ -69,9 +69,12 @@ vdit_cuda_vae_conv3d_op (void *ctx, float *out, const float *in, const float *w,
   const VditVaeConvMethod m = vdit_vae_gpu_conv ();
   if (m != VDIT_VAE_CONV_GEMM &&
       vdit_cuda_vae_conv3d_cudnn (c, out, in, w, cout, cin, kt, kh, kw, T, H, W, p,
-                                  m == VDIT_VAE_CONV_CUDNN))
+                                  m == VDIT_VAE_CONV_CUDNN)) {
+    g_atomic_int_or (&c->vae_conv_ran, 1u << m);
     return;
+  }
 #endif
+  g_atomic_int_or (&c->vae_conv_ran, 1u << VDIT_VAE_CONV_GEMM);
   const gboolean bf16 = p == VDIT_VAE_BF16;
   const size_t elem = bf16 ? 2 : sizeof (float);
   const void *wg = w; /* the weights as the GEMM reads them */

@@ -245,6 +245,11 @@ struct vdit_backend_i {
    * rank's heads with it where the communicator takes the backend's buffers directly. */
   void (*copy_rows) (void *ctx, void *dst, int ldd, const void *src, int lds, int rows,
                      int cols);
+
+  /* Optional (NULL-checked): which methods vae_conv3d ran on since the last reset, one bit
+   * (1 << VditVaeConvMethod) each: what a benchmark reports, since a method that cannot
+   * run (cuDNN not found) falls back to another. */
+  unsigned (*vae_conv_ran) (void *ctx, gboolean reset);
 };
 
 static inline void *

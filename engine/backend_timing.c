@@ -22,7 +22,7 @@ struct vdit_backend_timing {
 
 /* A slot added to vdit_backend_i needs a wrapper below: an unwrapped slot would hand the
  * wrapper's context to the backend underneath. */
-G_STATIC_ASSERT (sizeof (vdit_backend_i) == 43 * sizeof (void *));
+G_STATIC_ASSERT (sizeof (vdit_backend_i) == 44 * sizeof (void *));
 
 const char *
 vdit_op_kind_name (VditOpKind kind)
@@ -343,6 +343,12 @@ w_timestep_embedding_buf (void *ctx, void *out, const float *timesteps, int n, i
   op_end (o, VDIT_OP_ELEMENTWISE);
 }
 
+static unsigned
+w_vae_conv_ran (void *ctx, gboolean reset)
+{
+  return INNER (ctx)->vae_conv_ran (INNER_CTX (ctx), reset);
+}
+
 static void
 w_copy_rows (void *ctx, void *dst, int ldd, const void *src, int lds, int rows, int cols)
 {
@@ -408,6 +414,7 @@ vdit_backend_timing_wrap (vdit_backend *be)
     .graph_launch = NULL,
     .graph_free = NULL,
     .copy_rows = OPT (copy_rows, w_copy_rows),
+    .vae_conv_ran = OPT (vae_conv_ran, w_vae_conv_ran),
   };
   be->iface = &t->iface;
   be->context = t;

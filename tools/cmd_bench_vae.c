@@ -37,6 +37,7 @@ typedef struct {
   size_t peak_bytes;        /* backend memory high-water mark over the timed decodes */
   uint64_t plan_bytes;      /* what the memory plan expects where the layers run */
   gint64 nonfinite;         /* in the warm-up decodes' frames; -1: none ran */
+  unsigned conv_ran;        /* the backend's vae_conv_ran over the timed decodes; 0: unknown */
 } bench_result;
 
 /* The frames a decode hands out: counted, and in warm-ups checked for NaN and inf (a
@@ -151,6 +152,8 @@ bench_shape (vdit_vae_decoder *v, vdit_backend *be, const vdit_vae_device *dev,
 
   if (be->iface->mem_peak)
     be->iface->mem_peak (be->context, TRUE, &r->peak_bytes);
+  if (be->iface->vae_conv_ran)
+    be->iface->vae_conv_ran (be->context, TRUE);
   vdit_op_times times = { 0 };
   if (a->breakdown && dev)
     timing = vdit_backend_timing_wrap (be);
@@ -176,6 +179,8 @@ bench_shape (vdit_vae_decoder *v, vdit_backend *be, const vdit_vae_device *dev,
   r->ms = total / a->repeat;
   if (be->iface->mem_peak)
     r->have_peak = be->iface->mem_peak (be->context, FALSE, &r->peak_bytes);
+  if (be->iface->vae_conv_ran)
+    r->conv_ran = be->iface->vae_conv_ran (be->context, FALSE);
   ok = TRUE;
 out:
   vdit_vae_decoder_time_host_ops (v, NULL);
@@ -207,10 +212,17 @@ print_result (const char *model, const char *backend, const bench_args *a, gbool
   vdit_json_string (&j, "precision", g_str_equal (backend, "cpu")
                                          ? "f32"
                                          : vdit_vae_precision_name (vdit_vae_gpu_precision ()));
-  /* and the method its convolutions ran on (VDIT_CUDA_VAE_CONV) */
-  vdit_json_string (&j, "conv", g_str_equal (backend, "cpu")
-                                    ? "im2col-openblas"
-                                    : vdit_vae_conv_name (vdit_vae_gpu_conv ()));
+  /* and the method its convolutions ran on: VDIT_CUDA_VAE_CONV's, or what it fell back
+   * to ("cudnn+gemm": some of each) */
+  GString *conv = g_string_new (g_str_equal (backend, "cpu") ? "im2col-openblas" : NULL);
+  for (unsigned m = 0; m <= VDIT_VAE_CONV_GEMM; m++)
+    if (r->conv_ran & (1u << m))
+      g_string_append_printf (conv, "%s%s", conv->len ? "+" : "",
+                              vdit_vae_conv_name ((VditVaeConvMethod) m));
+  if (conv->len == 0) /* a backend that does not say */
+    g_string_append (conv, vdit_vae_conv_name (vdit_vae_gpu_conv ()));
+  vdit_json_string (&j, "conv", conv->str);
+  g_string_free (conv, TRUE);
   vdit_json_int (&j, "latent_frames", r->T);
   vdit_json_int (&j, "latent_height", r->h);
   vdit_json_int (&j, "latent_width", r->w);
