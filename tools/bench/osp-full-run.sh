@@ -88,7 +88,7 @@ for f in 29 93; do
   if has element$f; then
     log "vditsrc, setting b, $f frames"
     GST_PLUGIN_PATH=$PWD/${BUILD:-build-gpu}/gst timeout 300 \
-      "${BUILD:-build-gpu}"/gst/vdit-element-timing "vditsrc model=$model device=cuda frames=$f steps=$few guidance=1 attention=tile prompt=\"$prompt\" ! fakesink name=sink" \
+      "${BUILD:-build-gpu}"/gst/vdit-element-timing "vditsrc model=$model device=${DEVICE:-cuda} frames=$f steps=$few guidance=1 attention=tile prompt=\"$prompt\" ! fakesink name=sink" \
       2>> "$out/env.txt" | tee -a "$out/bench.jsonl"
   fi
 done
