@@ -106,7 +106,7 @@ cuda_sync (void *ctx, GError **error)
 static size_t
 elem_size (vdit_cuda_ctx *c, VditElem elem)
 {
-  return elem == VDIT_ELEM_ACT ? 2 : 4;
+  return elem == VDIT_ELEM_ACT || elem == VDIT_ELEM_BF16 ? 2 : 4;
 }
 
 static void *
@@ -225,8 +225,9 @@ cuda_upload (void *ctx, void *dst, const void *src, size_t n, VditElem elem, GEr
     return TRUE;
   if (!vdit_cuda_enter (c))
     return take_error (c, error);
-  if (elem != VDIT_ELEM_ACT) {
-    VDIT_CUDA_CHECK (c, cudaMemcpyAsync (dst, src, n * 4, cudaMemcpyHostToDevice, c->stream));
+  if (elem != VDIT_ELEM_ACT) { /* F32, I32, or BF16 bits into a bf16 ACT buffer */
+    VDIT_CUDA_CHECK (c, cudaMemcpyAsync (dst, src, n * (elem == VDIT_ELEM_BF16 ? 2 : 4),
+                                         cudaMemcpyHostToDevice, c->stream));
   } else {
     g_mutex_lock (&c->io_lock);
     for (size_t off = 0; off < n; off += c->staging_n) {

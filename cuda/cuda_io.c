@@ -25,7 +25,7 @@ vdit_cuda_decode_rgb_op (void *ctx, uint8_t *rgb, const void *src, VditElem elem
   vdit_cuda_ctx *c = ctx;
   if (frames <= 0 || height <= 0 || width <= 0 || !vdit_cuda_enter (c))
     return;
-  if (elem == VDIT_ELEM_I32) {
+  if (elem != VDIT_ELEM_F32 && elem != VDIT_ELEM_ACT) {
     vdit_cuda_record (c, __FILE__, __LINE__, "decode_rgb", "source must be F32 or ACT");
     return;
   }

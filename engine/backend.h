@@ -25,6 +25,8 @@ typedef enum {
   VDIT_ELEM_ACT, /* the backend's activation type */
   VDIT_ELEM_F32,
   VDIT_ELEM_I32,
+  VDIT_ELEM_BF16, /* upload only: host bf16 bits (a model's stored weights) into an ACT
+                   * buffer, copied as they are where ACT is bf16 */
 } VditElem;
 
 typedef enum {
@@ -84,7 +86,8 @@ struct vdit_backend_i {
   /* n elements of type elem; NULL with VDIT_ERROR_OUT_OF_MEMORY (numbers in message). */
   void *(*alloc) (void *ctx, size_t n, VditElem elem, GError **error);
   void (*release) (void *ctx, void *buf);
-  /* host f32/i32 <-> buffer (converting to/from the activation type for ACT). */
+  /* host f32/i32 <-> buffer (converting to/from the activation type for ACT; upload also
+   * takes BF16 into an ACT buffer). */
   gboolean (*upload) (void *ctx, void *dst, const void *src, size_t n, VditElem elem, GError **error);
   gboolean (*download) (void *ctx, void *dst, const void *src, size_t n, VditElem elem, GError **error);
   /* waits for queued work; returns the first recorded failure. */

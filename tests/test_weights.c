@@ -3,6 +3,7 @@
  * directory, and random weights. */
 #include "test_trap.h"
 #include "st_writer.h"
+#include "backend_util.h"
 #include "weights.h"
 
 #include <math.h>
@@ -46,7 +47,7 @@ add_tensor (st_writer *w, const vdit_tensor_spec *s, const variant *v, float sta
   if (v->bf16 && ndim == 1) {
     uint16_t *h = g_new (uint16_t, n);
     for (int64_t i = 0; i < n; i++)
-      h[i] = 0x3f80; /* 1.0 */
+      h[i] = 0x3f80 + i % 128; /* 1 + (i mod 128)/128, exact in bf16 */
     st_writer_add (w, s->name, "BF16", ndim, shape, h, (size_t) n * 2);
     g_free (h);
   } else {
@@ -174,7 +175,7 @@ test_load_good (void)
   float buf[64];
   g_assert_true (vdit_weights_read_f32 (w, ln->name, buf, G_N_ELEMENTS (buf), &err));
   g_assert_cmpfloat (buf[0], ==, 1.0f);
-  g_assert_cmpfloat (buf[7], ==, 1.0f);
+  g_assert_cmpfloat (buf[7], ==, 1.0f + 7.0f / 128.0f);
   g_assert_true (vdit_weights_read_f32 (w, q->name, buf, G_N_ELEMENTS (buf), &err));
   g_assert_cmpfloat (buf[0], ==, 200.0f);
   g_assert_cmpfloat (buf[5], ==, 205.0f);
@@ -189,6 +190,57 @@ test_load_good (void)
   g_ptr_array_unref (specs);
   vdit_weights_free (w);
   g_free (dir);
+}
+
+/* Uploads to the CPU backend: bf16 tensors go as stored (one, or gathered), a mix of bf16
+ * and f32 through f32; every way gives the values vdit_weights_read_f32 gives. */
+static void
+test_upload (void)
+{
+  variant v = { .bf16 = TRUE };
+  g_autofree char *dir = write_model ("upload", &v);
+  GError *err = NULL;
+  vdit_weights *w = vdit_weights_load (dir, cfg, &err);
+  g_assert_no_error (err);
+  vdit_backend be;
+  g_assert_true (vdit_backend_cpu_init (&be, 1, &err));
+  GPtrArray *specs = vdit_weights_expected (cfg);
+  const char *one_d[2] = { NULL, NULL }, *two_d = NULL;
+  for (guint i = 0; i < specs->len; i++) {
+    const vdit_tensor_spec *s = g_ptr_array_index (specs, i);
+    if (s->ndim == 1 && !one_d[1])
+      one_d[one_d[0] ? 1 : 0] = s->name;
+    else if (s->ndim == 2 && !two_d)
+      two_d = s->name;
+  }
+  g_assert_nonnull (one_d[1]);
+  g_assert_nonnull (two_d);
+  const char *const cases[][2] = { { one_d[0], NULL }, { one_d[0], one_d[1] },
+                                   { one_d[1], two_d } };
+  for (guint c = 0; c < G_N_ELEMENTS (cases); c++) {
+    const int n_names = cases[c][1] ? 2 : 1;
+    size_t total = 0;
+    for (int i = 0; i < n_names; i++)
+      total += vdit_weights_get (w, cases[c][i])->n_elements;
+    float *want = g_new (float, total), *got = g_new (float, total);
+    size_t off = 0;
+    for (int i = 0; i < n_names; i++) {
+      const size_t n = vdit_weights_get (w, cases[c][i])->n_elements;
+      g_assert_true (vdit_weights_read_f32 (w, cases[c][i], want + off, n, &err));
+      off += n;
+    }
+    void *buf = vdit_be_upload_concat (&be, w, cases[c], n_names, &err);
+    g_assert_no_error (err);
+    g_assert_true (be.iface->download (be.context, got, buf, total, VDIT_ELEM_ACT, &err));
+    g_assert_cmpmem (got, total * sizeof (float), want, total * sizeof (float));
+    g_assert_cmpfloat (got[1], ==, 1.0f + 1.0f / 128.0f);
+    vdit_be_clear (&be, &buf);
+    g_free (want);
+    g_free (got);
+  }
+  g_ptr_array_unref (specs);
+  vdit_backend_free (&be);
+  vdit_weights_free (w);
 }
 
 /* Loads a variant and checks the error names `what`. */
@@ -437,6 +489,7 @@ main (int argc, char **argv)
   g_assert_nonnull (cfg);
   g_test_add_func ("/weights/expected", test_expected);
   g_test_add_func ("/weights/load", test_load_good);
+  g_test_add_func ("/weights/upload", test_upload);
   g_test_add_func ("/weights/bad/missing-tensor", test_missing_tensor);
   g_test_add_func ("/weights/bad/wrong-shape", test_wrong_shape);
   g_test_add_func ("/weights/bad/extra-tensor", test_extra_tensor);

@@ -6,6 +6,7 @@
 #include "cpu_ops.h"
 #include "cpu_sampler.h"
 #include "cpu_threads.h"
+#include "safetensors.h"
 #include "vdit.h"
 
 #include <cblas.h>
@@ -56,7 +57,9 @@ cpu_release (void *ctx, void *buf)
 static gboolean
 cpu_copy (void *ctx, void *dst, const void *src, size_t n, VditElem elem, GError **error)
 {
-  if (n)
+  if (elem == VDIT_ELEM_BF16) /* upload: the activation type is f32 */
+    vdit_convert_to_f32 (dst, src, VDIT_DTYPE_BF16, n);
+  else if (n)
     memcpy (dst, src, n * 4);
   return TRUE;
 }

@@ -1,6 +1,7 @@
 /* CUDA normalisation, elementwise and RoPE ops against the CPU backend, and the CUDA
  * backend's error model (recorded first error, reported by sync; OOM with numbers). */
 #include "gpu_util.h"
+#include "safetensors.h"
 
 #include <math.h>
 #include <string.h>
@@ -173,6 +174,17 @@ test_transfers (void)
   g_assert_true (p.gpu.iface->upload (p.gpu.context, b, ints, 5, VDIT_ELEM_I32, &error));
   g_assert_true (p.gpu.iface->download (p.gpu.context, back, b, 5, VDIT_ELEM_I32, &error));
   g_assert_cmpmem (back, sizeof back, ints, sizeof ints);
+  p.gpu.iface->release (p.gpu.context, b);
+
+  /* stored bf16 weights go up as they are and read back as the same values */
+  uint16_t bits[6] = { 0x3F80, 0xC020, 0x0001, 0x7F7F, 0x8000, 0x3F81 };
+  float want[6], got[6];
+  vdit_convert_to_f32 (want, bits, VDIT_DTYPE_BF16, 6);
+  b = p.gpu.iface->alloc (p.gpu.context, 6, VDIT_ELEM_ACT, &error);
+  g_assert_no_error (error);
+  g_assert_true (p.gpu.iface->upload (p.gpu.context, b, bits, 6, VDIT_ELEM_BF16, &error));
+  g_assert_true (p.gpu.iface->download (p.gpu.context, got, b, 6, VDIT_ELEM_ACT, &error));
+  g_assert_cmpmem (got, sizeof got, want, sizeof want);
   p.gpu.iface->release (p.gpu.context, b);
   g_free (h);
   gpu_pair_clear (&p);
