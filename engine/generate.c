@@ -1120,6 +1120,7 @@ gen_decode (gen_state *g, GError **error)
   const vdit_config *cfg = m->config;
   if (ctx_rank (g->ctx) != 0) /* rank 0 decodes and hands out the frames */
     return TRUE;
+  report (g, VDIT_STAGE_DECODE, 0, g->r.frames); /* before the VAE, which takes a while */
   if (cfg->decoder == VDIT_DECODER_CAUSAL_VIDEO_VAE)
     return gen_vae_decode (g, error);
   if (g->on_backend)
@@ -1190,6 +1191,7 @@ vdit_generate_with_policy (vdit_ctx *ctx, const vdit_gen_params *p, vdit_attn_po
   in_job = ctx->comm != NULL;
   if (!gen_prepare (&g, error))
     goto out;
+  report (&g, VDIT_STAGE_DENOISE, 0, g.r.steps); /* the stage starts: a clock sees it */
   for (int k = 0; k < g.r.steps && g.on_backend; k++) {
     if (!check_cancel (ctx, error) || !gen_step_backend (&g, k, error) ||
         !check_cancel (ctx, error) || !check_latent_backend (&g, k + 1, error))

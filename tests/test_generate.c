@@ -72,6 +72,7 @@ run (fixture *f, vdit_gen_params *p, sink *s, char **digest, GError **error)
   s->sum = g_checksum_new (G_CHECKSUM_SHA256);
   s->steps_monotonic = TRUE;
   s->stop_after = -1;
+  s->last_step = -1; /* the stage begins with step 0 */
   p->on_frame = on_frame;
   p->progress = on_progress;
   p->user_data = s;

@@ -67,9 +67,9 @@ vdit_progress_stage (vdit_progress *p, VditStage stage, int step, int steps)
   }
   if (p->tty) {
     draw_bar (p, stage_name (stage), step, steps);
-  } else if (stage == VDIT_STAGE_DENOISE || new_stage) {
+  } else if ((stage == VDIT_STAGE_DENOISE && step > 0) || new_stage) {
     /* Plain lines: every denoising step, and the start of other stages. */
-    if (stage == VDIT_STAGE_DENOISE)
+    if (stage == VDIT_STAGE_DENOISE && step > 0)
       fprintf (stderr, "vdit: %s step %d/%d\n", stage_name (stage), step, steps);
     else
       fprintf (stderr, "vdit: %s\n", stage_name (stage));
