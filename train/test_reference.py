@@ -107,6 +107,19 @@ def test_bf16_rounding():
     assert safetensors_io.bf16_bits_to_f32(np.array([0x3F82], np.uint16))[0] == 1.015625
 
 
+def test_bf16_rounding_boundaries():
+    """Every bf16 value's neighbourhood (just below, at and just above the halfway point,
+    both signs, subnormals to the largest finite) against the rounding done in 64 bits."""
+    hi = np.arange(1 << 16, dtype=np.uint32) << np.uint32(16)
+    lo = np.array([0x0000, 0x0001, 0x7FFF, 0x8000, 0x8001, 0xFFFF], dtype=np.uint32)
+    u = (hi[:, None] | lo[None, :]).reshape(-1)
+    vals = u.view(np.float32)
+    vals = vals[np.isfinite(vals)]
+    w = vals.view(np.uint32).astype(np.uint64)
+    want = ((w + 0x7FFF + ((w >> 16) & 1)) >> 16).astype(np.uint16)
+    assert np.array_equal(safetensors_io.f32_to_bf16_bits(vals), want)
+
+
 def test_safetensors_roundtrip():
     rng = np.random.default_rng(0)
     t = {"a": rng.standard_normal((3, 5)).astype(np.float32),
