@@ -23,8 +23,10 @@
 
 typedef struct {
   cudnnConvolutionFwdAlgo_t algo;
-  size_t workspace;
+  size_t workspace; /* NO_PLAN: cuDNN had none (kept too, so it is asked and said once) */
 } conv_plan;
+
+#define NO_PLAN G_MAXSIZE
 
 static gboolean
 dnn_check (vdit_cuda_ctx *c, cudnnStatus_t st, const char *file, int line, const char *call)
@@ -105,7 +107,7 @@ plan_for (vdit_cuda_ctx *c, cudnnHandle_t h, cudnnTensorDescriptor_t x,
     *out = *known;
   g_mutex_unlock (&c->dnn_lock);
   if (known)
-    return TRUE;
+    return out->workspace != NO_PLAN;
   cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
   int n = 0;
   const cudnnStatus_t st = cudnnGetConvolutionForwardAlgorithm_v7 (
@@ -124,6 +126,10 @@ plan_for (vdit_cuda_ctx *c, cudnnHandle_t h, cudnnTensorDescriptor_t x,
   g_message ("cuDNN has no algorithm for the convolution %s (%s): im2col + cuBLAS used", key,
              st == CUDNN_STATUS_SUCCESS ? "none within the workspace limit"
                                         : cudnnGetErrorString (st));
+  const conv_plan none = { (cudnnConvolutionFwdAlgo_t) 0, NO_PLAN };
+  g_mutex_lock (&c->dnn_lock);
+  g_hash_table_replace (c->dnn_plans, g_strdup (key), g_memdup2 (&none, sizeof none));
+  g_mutex_unlock (&c->dnn_lock);
   return FALSE;
 }
 

@@ -193,7 +193,7 @@ vdit_vae_gpu_precision (void)
   static VditVaePrecision p;
   if (g_once_init_enter (&once)) {
     p = (VditVaePrecision) env_choice ("VDIT_CUDA_VAE_PRECISION", precision_names,
-                                       G_N_ELEMENTS (precision_names), VDIT_VAE_F32);
+                                       G_N_ELEMENTS (precision_names), VDIT_VAE_BF16);
     g_once_init_leave (&once, 1);
   }
   return p;

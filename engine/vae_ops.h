@@ -13,8 +13,10 @@ G_BEGIN_DECLS
 #define DEVICE_COL_BUDGET_FLOATS ((size_t) 64 << 20)
 
 /* The GEMM precision of a GPU backend's VAE convolutions, from VDIT_CUDA_VAE_PRECISION
- * (read once): f32 (the default: the host reference's arithmetic), tf32 (f32 data on TF32
- * tensor cores) or bf16 (bf16 operands, f32 accumulation and activations). */
+ * (read once): bf16 (the default, as Open-Sora-Plan's pipeline runs its VAE: bf16
+ * operands, f32 accumulation and activations), tf32 (f32 data on TF32 tensor cores) or
+ * f32 (the host reference's arithmetic; at 720p cuDNN has no f32 algorithm within its
+ * workspace limit for the largest layers, which then run on im2col + cuBLAS). */
 typedef enum { VDIT_VAE_F32, VDIT_VAE_TF32, VDIT_VAE_BF16 } VditVaePrecision;
 VditVaePrecision vdit_vae_gpu_precision (void);
 const char *vdit_vae_precision_name (VditVaePrecision p);
