@@ -16,6 +16,8 @@ tokenizer is a stand-in SentencePiece model (models/tiny's): google/mt5-xxl's ow
 spiece.model cannot be downloaded here."""
 
 import argparse
+import collections
+import concurrent.futures
 import json
 import os
 import shutil
@@ -27,6 +29,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from osp import layout, st_stream  # noqa: E402
 
+_WORKERS = os.cpu_count() or 1
+_POOL = concurrent.futures.ThreadPoolExecutor(_WORKERS)
+
 
 def _chunks_of(array):
     flat = np.ascontiguousarray(array, dtype=np.float32).reshape(-1)
@@ -37,14 +42,26 @@ def _chunks_of(array):
     return chunks
 
 
+def _noise_chunk(seed, i, n, std):
+    a = np.random.default_rng((seed, i)).standard_normal(n, dtype=np.float32)
+    a *= np.float32(std)
+    return a
+
+
 def _noise(shape, seed, std):
+    """Chunk i of the tensor from its own stream (seed, i), drawn on every core a few
+    chunks ahead of the writer (numpy's generators let go of the GIL while they fill)."""
     def chunks():
-        rng = np.random.default_rng(seed)
-        left = int(np.prod(shape, dtype=np.int64))
-        while left > 0:
-            n = min(left, st_stream.CHUNK_ELEMS)
-            yield (rng.standard_normal(n, dtype=np.float32) * np.float32(std))
-            left -= n
+        total = int(np.prod(shape, dtype=np.int64))
+        sizes = [min(st_stream.CHUNK_ELEMS, total - o)
+                 for o in range(0, total, st_stream.CHUNK_ELEMS)]
+        ahead = collections.deque()
+        for i, n in enumerate(sizes):
+            ahead.append(_POOL.submit(_noise_chunk, seed, i, n, std))
+            if len(ahead) > 2 * _WORKERS:
+                yield ahead.popleft().result()
+        while ahead:
+            yield ahead.popleft().result()
     return chunks
 
 

@@ -18,16 +18,17 @@
 #   tools/bench/gpu-run.sh OUTDIR build,gst            # builds build-gpu
 #   tools/bench/osp-full-run.sh OUTDIR [PARTS]         # default prepare,b29,a29,c29,peer29
 #
-# `prepare` writes and converts once into WORK (default /tmp/osp-full; the converted model
-# goes to MODEL_DIR, default /dev/shm/osp-full-model, RAM-backed, because the published
-# files and the converted ones do not fit the machine's disk together); later calls on the
+# `prepare` writes and converts once into WORK (default /dev/shm/osp-full-work) and
+# MODEL_DIR (default /dev/shm/osp-full-model): RAM-backed, as the GPU machine's 64 GB disk
+# does not hold the published files (34 GB) and the converted ones (16 GB) together, and
+# the writer is faster there; the published files go once converted. Later calls on the
 # same machine find the model there and skip it. SIZE=tiny DEVICE=cpu BUILD=build tries the
 # script on the CPU with the tiny layout. STEPS_A (default 100) shortens a and c
 # for a part that would not fit one call; the line's "steps" says what ran.
 set -uo pipefail
 out=${1:?usage: osp-full-run.sh OUTDIR [PARTS]}
 parts=${2:-prepare,b29,a29,c29,peer29}
-work=${WORK:-/tmp/osp-full}
+work=${WORK:-/dev/shm/osp-full-work}
 model=${MODEL_DIR:-/dev/shm/osp-full-model}
 vdit=${BUILD:-build-gpu}/tools/vdit
 steps_a=${STEPS_A:-100}
