@@ -24,7 +24,10 @@
 # the writer is faster there; the published files go once converted. Later calls on the
 # same machine find the model there and skip it. SIZE=tiny DEVICE=cpu BUILD=build tries the
 # script on the CPU with the tiny layout. STEPS_A (default 100) shortens a and c
-# for a part that would not fit one call; the line's "steps" says what ran.
+# for a part that would not fit one call (the line's "steps" says what ran); BG=1 runs
+# the generation parts of the call in the background instead and the `wait` part, in this
+# or a following call on the same machine, collects them: one background run at a time,
+# e.g. `BG=1 osp-full-run.sh OUT a93,wait`, then `osp-full-run.sh OUT wait`.
 set -uo pipefail
 out=${1:?usage: osp-full-run.sh OUTDIR [PARTS]}
 parts=${2:-prepare,b29,a29,c29,peer29}
@@ -64,9 +67,18 @@ if has prepare && [ ! -f "$model/config.json" ]; then
 fi
 [ -f "$model/config.json" ] || { echo "no converted model in $model: run the prepare part" >&2; exit 1; }
 
-# one generation; the stats line goes to bench.jsonl, the clip to /tmp
+# one generation; the stats line goes to bench.jsonl, the clip to /tmp. With BG=1 it runs
+# in a session of its own that outlives the call (up to 25 min; the machine stays while
+# calls follow each other within its idle time) and the `wait` part collects its line.
+bg=/dev/shm/osp-full-bg
 gen () {
   local limit=$1; shift
+  if [ "${BG:-0}" = 1 ]; then
+    log "generate in the background: $*"
+    rm -f $bg.jsonl $bg.log $bg.pid
+    setsid bash -c 'echo $$ > "$0.pid"; exec "$@"' $bg timeout 1500 "$vdit" generate       -m "$model" -d "${DEVICE:-cuda}" -p "$prompt" -o /tmp/osp-full-bg.y4m -q       --stats $bg.jsonl "$@" > $bg.log 2>&1 < /dev/null &
+    return
+  fi
   log "generate $*"
   timeout "$limit" "$vdit" generate -m "$model" -d "${DEVICE:-cuda}" -p "$prompt" -o /tmp/osp-full.y4m -q \
     --stats "$out/bench.jsonl" "$@" 2>> "$out/env.txt"
@@ -93,4 +105,18 @@ for f in 29 93; do
       2>> "$out/env.txt" | tee -a "$out/bench.jsonl"
   fi
 done
+if has wait; then
+  log "wait for the background generation (at most ${WAIT_S:-560} s)"
+  end=$(( $(date +%s) + ${WAIT_S:-560} ))
+  while [ -f $bg.pid ] && kill -0 "$(cat $bg.pid)" 2>/dev/null && [ "$(date +%s)" -lt "$end" ]; do
+    sleep 5
+  done
+  if [ -f $bg.pid ] && kill -0 "$(cat $bg.pid)" 2>/dev/null; then
+    echo "still running: call the wait part again" | tee -a "$out/env.txt"
+  else
+    cat $bg.log >> "$out/env.txt"
+    cat $bg.jsonl 2>/dev/null | tee -a "$out/bench.jsonl"
+    rm -f $bg.pid
+  fi
+fi
 log "done"
