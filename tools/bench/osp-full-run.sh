@@ -5,8 +5,9 @@
 # the CausalVideoVAE), converted by train/convert_osp.py to a bf16 vdit model with a tile
 # plan of k = 3 in every layer, then `vdit generate --stats` in three settings:
 #   a  the reference: 100 steps, guidance 7.5, full attention
-#   b  the Efficient-vDiT setting: FEW_STEPS (default 8) steps, no guidance (distilled into
-#      the student), tile attention k = 3 (3:5 at 29 frames, 3:21 at 93)
+#   b  the Efficient-vDiT setting: FEW_STEPS (default 8; a list such as "4 8" runs each)
+#      steps, no guidance (distilled into the student), tile attention k = 3 (3:5 at 29
+#      frames, 3:21 at 93)
 #   c  adaptive attention at sparsity 0.8, 100 steps, guidance 7.5
 # at 29 frames (parts a29 b29 c29) and 93 frames (a93 b93 c93), each a JSON line in
 # OUTDIR/bench.jsonl (load, text, denoising and decoding ms, peak GiB). Beside them, the
@@ -87,7 +88,9 @@ gen () {
 }
 for f in 29 93; do
   t=$(( (f - 1) / 4 + 1 ))
-  has b$f && gen 300 -f $f -s "$few" -g 1 -a tile
+  if has b$f; then
+    for n in $few; do gen 300 -f $f -s "$n" -g 1 -a tile; done
+  fi
   has a$f && gen 590 -f $f -s "$steps_a" -g 7.5 -a full
   has c$f && gen 590 -f $f -s "$steps_a" -g 7.5 -a adaptive --sparsity 0.8
   if has peer$f; then
@@ -101,7 +104,7 @@ for f in 29 93; do
   if has element$f; then
     log "vditsrc, setting b, $f frames"
     GST_PLUGIN_PATH=$PWD/${BUILD:-build-gpu}/gst timeout 300 \
-      "${BUILD:-build-gpu}"/gst/vdit-element-timing "vditsrc model=$model device=${DEVICE:-cuda} frames=$f steps=$few guidance=1 attention=tile prompt=\"$prompt\" ! fakesink name=sink" \
+      "${BUILD:-build-gpu}"/gst/vdit-element-timing "vditsrc model=$model device=${DEVICE:-cuda} frames=$f steps=${few%% *} guidance=1 attention=tile prompt=\"$prompt\" ! fakesink name=sink" \
       2>> "$out/env.txt" | tee -a "$out/bench.jsonl"
   fi
 done
