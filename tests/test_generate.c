@@ -36,6 +36,7 @@ typedef struct {
   int frames;
   int last_step;
   gboolean steps_monotonic;
+  int stage_starts; /* stages whose first report was step 0 before any of their work */
   int stop_after; /* frame callback returns FALSE after this many frames; -1 never */
   vdit_ctx *cancel_ctx;
   gboolean cancel_on_first_step;
@@ -56,6 +57,11 @@ static void
 on_progress (void *user_data, VditStage stage, int step, int steps)
 {
   sink *s = user_data;
+  /* each stage reports its start (step 0) first: the denoising before step 1, the
+   * decoding before the first frame */
+  if (step == 0 && ((stage == VDIT_STAGE_DENOISE && s->last_step == -1) ||
+                    (stage == VDIT_STAGE_DECODE && s->frames == 0)))
+    s->stage_starts++;
   if (stage != VDIT_STAGE_DENOISE)
     return;
   if (step <= s->last_step || step > steps)
@@ -106,6 +112,7 @@ test_frames_and_determinism (fixture *f, gconstpointer data)
   g_assert_cmpint (s.frames, ==, 4);
   g_assert_true (s.steps_monotonic);
   g_assert_cmpint (s.last_step, ==, 3);
+  g_assert_cmpint (s.stage_starts, ==, 2);
   g_assert_true (run (f, &p, &s, &b, &error));
   g_assert_cmpstr (a, ==, b);
   p.seed = 8;
