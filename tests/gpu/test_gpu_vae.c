@@ -146,6 +146,14 @@ test_conv3d (void)
       g_free (dev_take (&p.gpu, d_w, 1));
       g_free (dev_take (&p.gpu, d_b, 1));
     }
+  /* the backend says what ran: the method asked for, or im2col where cuDNN is missing */
+  g_assert_nonnull (p.gpu.iface->vae_conv_ran);
+  const unsigned ran = p.gpu.iface->vae_conv_ran (p.gpu.context, TRUE);
+  const VditVaeConvMethod m = vdit_vae_gpu_conv ();
+  g_test_message ("convolutions ran on: %s%s%s", ran & 1 ? "cudnn " : "",
+                  ran & 2 ? "cudnn-ncdhw " : "", ran & 4 ? "gemm" : "");
+  g_assert_true (ran == 1u << m || ran == 1u << VDIT_VAE_CONV_GEMM);
+  g_assert_cmpuint (p.gpu.iface->vae_conv_ran (p.gpu.context, FALSE), ==, 0);
   gpu_pair_clear (&p);
 }
 
