@@ -36,6 +36,8 @@ struct vdit_ctx {
   int cuda_device;       /* −1 on the CPU */
   vdit_sp_group *group;  /* in-process ranks of which this context is rank 0 */
   vdit_vae_device *vae;  /* the CausalVideoVAE's weights on be, uploaded at the first decode */
+  vdit_text_encoder *te; /* kept on a device between generations while it has room */
+  double te_bytes;       /* te's weights there */
   gboolean out_of_step;  /* a clip failed while the other ranks were inside it */
 };
 
@@ -215,6 +217,7 @@ check_memory (const vdit_ctx *ctx, int frames, gboolean at_ctx, GError **error)
     const double acts = MAX (m.acts, m.vae);
     const double weights = (at_ctx ? m.weights : 0.0) + (ctx->vae ? 0.0 : m.vae_weights);
     const double dev_need = acts + weights;
+    avail += ctx->te ? (size_t) ctx->te_bytes : 0; /* let go of when a clip needs its room */
     if (dev_need > (double) avail) {
       g_autofree char *what = at_ctx
         ? g_strdup_printf ("model %s is too large for this device: its shortest clip, %d "
@@ -387,6 +390,7 @@ vdit_ctx_free (vdit_ctx *ctx)
   if (ctx->have_nccl)
     vdit_comm_free (&ctx->nccl);
   vdit_vae_device_free (ctx->vae);
+  vdit_text_encoder_free (ctx->te);
   vdit_dit_free (ctx->dit); /* a shared context's is a view: base keeps the weights */
   vdit_backend_free (&ctx->be);
   if (ctx->base)
@@ -618,6 +622,7 @@ typedef struct {
   gboolean graph_tried; /* recorded once: a failure is not tried again */
   int graph_launches;   /* steps whose forwards ran from the graph */
   int graph_step;       /* the step recorded */
+  gboolean bench;       /* vdit_bench_dit_step: the memory timed is the step's alone */
 } gen_state;
 
 static void
@@ -690,6 +695,29 @@ gen_check_decoder (const vdit_model *m, GError **error)
   return FALSE;
 }
 
+/* Whether the text encoder, on the device now, may stay there beside a clip of `frames`:
+ * on a device (not host memory) whose free memory leaves this clip's activations (or its
+ * VAE decode) room, in a context that owns its weights (a view's generations would
+ * otherwise count memory its base holds). */
+static gboolean
+keep_text_encoder (vdit_ctx *ctx, int frames)
+{
+  const vdit_backend_i *f = ctx->be.iface;
+  size_t avail = 0, total = 0;
+  if (f->host_alloc == NULL || f->mem_info == NULL || ctx->base != NULL ||
+      g_atomic_int_get (&ctx->views) > 0 || !f->mem_info (ctx->be.context, &avail, &total))
+    return FALSE;
+  mem_need m;
+  memory_need (ctx, frames, &m);
+  const double need = MAX (m.acts, m.vae) + (ctx->vae ? 0.0 : m.vae_weights);
+  const double margin = 0.05 * (double) total; /* what the pool and fragmentation take */
+  if ((double) avail < need + margin)
+    return FALSE;
+  ctx->te_bytes = vdit_text_encoder_weight_bytes (&ctx->model->config->text,
+                                                  ctx->be.act_size);
+  return TRUE;
+}
+
 static gboolean
 gen_prepare (gen_state *g, GError **error)
 {
@@ -722,12 +750,15 @@ gen_prepare (gen_state *g, GError **error)
   if (!(g->sampler = vdit_sampler_new (&cfg->sampler, g->r.steps, error)))
     return FALSE;
 
-  /* The text encoder is on the backend only while it encodes: its weights (9 GiB for
-   * mT5-XXL) are not needed while sampling, so they never sit beside the DiT's
-   * activations. In a parallel job only rank 0 loads it. */
+  /* The text encoder goes to the backend for the prompts; it stays there for the next
+   * generation only where that leaves the device room for this clip (keep_text_encoder):
+   * its weights (11 GiB for mT5-XXL) take a second or more to upload. In a parallel job
+   * only rank 0 loads it. */
   report (g, VDIT_STAGE_ENCODE_TEXT, 0, 2);
-  vdit_text_encoder *te = ctx_rank (ctx) == 0
-    ? vdit_text_encoder_new (&ctx->be, &cfg->text, ctx->model->weights, error) : NULL;
+  vdit_text_encoder *te = ctx->te;
+  ctx->te = NULL;
+  if (te == NULL && ctx_rank (ctx) == 0)
+    te = vdit_text_encoder_new (&ctx->be, &cfg->text, ctx->model->weights, error);
   gboolean encoded = (te != NULL || ctx_rank (ctx) != 0) &&
                      (g->text[0] = encode_prompt (ctx, te, g->p->prompt, error)) != NULL &&
                      check_cancel (ctx, error);
@@ -735,7 +766,10 @@ gen_prepare (gen_state *g, GError **error)
     const char *neg = g->p->negative_prompt ? g->p->negative_prompt : "";
     encoded = (g->text[1] = encode_prompt (ctx, te, neg, error)) != NULL;
   }
-  vdit_text_encoder_free (te);
+  if (encoded && te && !g->bench && keep_text_encoder (ctx, g->r.frames))
+    ctx->te = te;
+  else
+    vdit_text_encoder_free (te);
   if (!encoded)
     return FALSE;
   report (g, VDIT_STAGE_ENCODE_TEXT, 2, 2);
@@ -1254,7 +1288,7 @@ vdit_bench_dit_step (vdit_ctx *ctx, const vdit_bench_step_params *params,
   /* one pass per step unless guided: then both passes, as a generation runs them */
   p.guidance = params->guidance > 1.0f ? params->guidance : 0.0f;
   p.steps = MAX (params->repeat + params->warmup, 1);
-  gen_state g = { .ctx = ctx, .p = &p };
+  gen_state g = { .ctx = ctx, .p = &p, .bench = TRUE };
   vdit_backend *be = &ctx->be;
   vdit_backend_timing *timing = NULL;
   if (ctx->group) {

@@ -73,6 +73,15 @@ fail:
   return NULL;
 }
 
+double
+vdit_text_encoder_weight_bytes (const vdit_text_config *cfg, size_t act_size)
+{
+  const double d = cfg->d_model, inner = (double) cfg->n_heads * cfg->d_kv, ff = cfg->d_ff;
+  /* per layer: two norms, q k v and o, the gated feed-forward's wi_0 wi_1 and wo */
+  const double layer = 2.0 * d + 4.0 * inner * d + 3.0 * ff * d;
+  return (cfg->n_layers * layer + d) * (double) act_size;
+}
+
 void
 vdit_text_encoder_free (vdit_text_encoder *te)
 {

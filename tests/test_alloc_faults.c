@@ -114,12 +114,22 @@ static vdit_backend_i fake_iface;
 static const vdit_backend_i *real_iface;
 static int fake_allocs;
 
+static size_t fake_available = 1 << 20, fake_total = 2 << 20;
+static int fake_uploads;
+
 static gboolean
 fake_mem_info (void *ctx, size_t *available, size_t *total)
 {
-  *available = 1 << 20;
-  *total = 2 << 20;
+  *available = fake_available;
+  *total = fake_total;
   return TRUE;
+}
+
+static gboolean
+fake_upload (void *ctx, void *dst, const void *src, size_t n, VditElem elem, GError **error)
+{
+  fake_uploads++;
+  return real_iface->upload (ctx, dst, src, n, elem, error);
 }
 
 static void *
@@ -185,6 +195,73 @@ test_device_too_small_refused_first (void)
   vdit_model_free (model);
 }
 
+/* One prompt's generation on the fake device, counting its uploads. */
+static int
+uploads_of (vdit_ctx *ctx, const char *prompt, float *latent)
+{
+  vdit_gen_params p;
+  clip_params (&p);
+  p.prompt = prompt;
+  p.attention = VDIT_ATTENTION_FULL;
+  GError *error = NULL;
+  fake_uploads = 0;
+  g_assert_true (vdit_generate_latent (ctx, &p, latent, &error));
+  g_assert_no_error (error);
+  return fake_uploads;
+}
+
+/* On a device with room, the text encoder stays after a generation and the next one
+ * encodes with it (no upload of its weights, the same clip); without room beside the
+ * clip it goes, and the one after uploads it again. A plain CPU context never keeps it. */
+static void
+test_text_encoder_kept_with_room (void)
+{
+  vdit_model *model;
+  vdit_ctx *ctx, *plain;
+  GError *error = NULL;
+  test_load_tiny (&model, &ctx);
+  vdit_ctx_params cp;
+  vdit_ctx_params_init (&cp);
+  cp.device = VDIT_DEVICE_CPU;
+  plain = vdit_ctx_new (model, &cp, &error);
+  g_assert_no_error (error);
+  vdit_backend *be = vdit_ctx_get_backend (ctx);
+  real_iface = be->iface;
+  fake_iface = *be->iface;
+  fake_iface.mem_info = fake_mem_info;
+  fake_iface.host_alloc = fake_host_alloc;
+  fake_iface.host_free = fake_host_free;
+  fake_iface.upload = fake_upload;
+  be->iface = &fake_iface;
+  const int te_uploads = 7 * vdit_model_get_config (model)->text.n_layers + 1;
+  const size_t n = latent_values (model, 8);
+  g_autofree float *got = g_new (float, n), *want = g_new (float, n);
+
+  fake_available = (size_t) 64 << 30; /* plenty */
+  fake_total = (size_t) 80 << 30;
+  const int first = uploads_of (ctx, "a red circle moving left", got);
+  const int kept = uploads_of (ctx, "a blue square moving up", got);
+  g_assert_cmpint (first - kept, ==, te_uploads);
+  vdit_gen_params p;
+  clip_params (&p);
+  p.prompt = "a blue square moving up";
+  p.attention = VDIT_ATTENTION_FULL;
+  g_assert_true (vdit_generate_latent (plain, &p, want, &error));
+  g_assert_cmpmem (got, n * sizeof (float), want, n * sizeof (float));
+
+  fake_available = (size_t) 1 << 30; /* enough for the clip, not with 5 % of 1 TiB spare */
+  fake_total = (size_t) 1 << 40;
+  g_assert_cmpint (uploads_of (ctx, "a green triangle moving right", got), ==, kept);
+  g_assert_cmpint (uploads_of (ctx, "a red circle moving left", got), ==, first);
+
+  be->iface = real_iface;
+  vdit_ctx_free (plain);
+  vdit_ctx_free (ctx);
+  vdit_model_free (model);
+  fake_available = 1 << 20;
+  fake_total = 2 << 20;
+}
+
 static void
 test_gpu_memory_without_gpu (void)
 {
@@ -205,6 +282,7 @@ main (int argc, char **argv)
   g_test_add_func ("/alloc-faults/generation", test_every_allocation_of_a_generation);
   g_test_add_func ("/alloc-faults/context", test_every_allocation_of_a_context);
   g_test_add_func ("/alloc-faults/device-too-small", test_device_too_small_refused_first);
+  g_test_add_func ("/alloc-faults/text-encoder-kept", test_text_encoder_kept_with_room);
   g_test_add_func ("/alloc-faults/gpu-memory-without-gpu", test_gpu_memory_without_gpu);
   return g_test_run ();
 }

@@ -186,7 +186,8 @@ print_text (const inspection *in)
     g_autofree char *te = format_bytes (p->text_weights), *dw = format_bytes (p->dit_weights);
     g_autofree char *act = format_bytes (p->activations), *lat = format_bytes (p->latents);
     g_autofree char *vae = format_bytes (p->vae_decode);
-    printf ("memory plan  %d frames, one GPU in bf16: text encoder %s while it encodes, DiT "
+    printf ("memory plan  %d frames, one GPU in bf16: text encoder %s while it encodes (kept "
+            "between clips where there is room), DiT "
             "weights %s, activations %s; host: latents %s%s%s\n",
             in->plan_frames[i], te, dw, act, lat, p->vae_decode ? ", VAE decode peak " : "",
             p->vae_decode ? vae : "");
