@@ -2,7 +2,8 @@
  * generation made to fail in turn (vdit_fault_alloc_fail_in) is an out-of-memory GError,
  * never a crash or a leak (the sanitizer build checks leaks), and the context generates
  * the same clip afterwards; a device too small for the request is refused before any
- * work, with the numbers (a CPU backend made to look like a device of 2 MiB). */
+ * work, with the numbers (a CPU backend made to look like a device of 2 MiB); on such a
+ * device with room the text encoder stays between generations. */
 #include "ctx.h"
 #include "model.h"
 #include "test_util.h"
@@ -151,6 +152,22 @@ fake_host_free (void *ctx, void *p)
   g_free (p);
 }
 
+/* ctx's CPU backend presented as the fake device (fake_alloc and fake_upload count). */
+static vdit_backend *
+present_as_device (vdit_ctx *ctx)
+{
+  vdit_backend *be = vdit_ctx_get_backend (ctx);
+  real_iface = be->iface;
+  fake_iface = *be->iface;
+  fake_iface.mem_info = fake_mem_info;
+  fake_iface.alloc = fake_alloc;
+  fake_iface.upload = fake_upload;
+  fake_iface.host_alloc = fake_host_alloc;
+  fake_iface.host_free = fake_host_free;
+  be->iface = &fake_iface;
+  return be;
+}
+
 static void
 on_progress (void *user_data, VditStage stage, int step, int steps)
 {
@@ -164,14 +181,7 @@ test_device_too_small_refused_first (void)
   vdit_ctx *ctx;
   GError *error = NULL;
   test_load_tiny (&model, &ctx);
-  vdit_backend *be = vdit_ctx_get_backend (ctx);
-  real_iface = be->iface;
-  fake_iface = *be->iface;
-  fake_iface.mem_info = fake_mem_info;
-  fake_iface.alloc = fake_alloc;
-  fake_iface.host_alloc = fake_host_alloc;
-  fake_iface.host_free = fake_host_free;
-  be->iface = &fake_iface;
+  vdit_backend *be = present_as_device (ctx);
 
   vdit_gen_params p;
   clip_params (&p);
@@ -225,14 +235,7 @@ test_text_encoder_kept_with_room (void)
   cp.device = VDIT_DEVICE_CPU;
   plain = vdit_ctx_new (model, &cp, &error);
   g_assert_no_error (error);
-  vdit_backend *be = vdit_ctx_get_backend (ctx);
-  real_iface = be->iface;
-  fake_iface = *be->iface;
-  fake_iface.mem_info = fake_mem_info;
-  fake_iface.host_alloc = fake_host_alloc;
-  fake_iface.host_free = fake_host_free;
-  fake_iface.upload = fake_upload;
-  be->iface = &fake_iface;
+  vdit_backend *be = present_as_device (ctx);
   const int te_uploads = 7 * vdit_model_get_config (model)->text.n_layers + 1;
   const size_t n = latent_values (model, 8);
   g_autofree float *got = g_new (float, n), *want = g_new (float, n);
