@@ -24,7 +24,8 @@
 # does not hold the published files (34 GB) and the converted ones (16 GB) together, and
 # the writer is faster there; the published files go once converted. Later calls on the
 # same machine find the model there and skip it. SIZE=tiny DEVICE=cpu BUILD=build tries the
-# script on the CPU with the tiny layout. STEPS_A (default 100) shortens a and c
+# script on the CPU with the tiny layout (tests/osp/osp_full_run_tiny.sh: the `osp` suite);
+# VDIT and PYTHON name the programs. STEPS_A (default 100) shortens a and c
 # for a part that would not fit one call (the line's "steps" says what ran); BG=1 runs
 # the generation parts of the call in the background instead and the `wait` part, in this
 # or a following call on the same machine, collects them: one background run at a time,
@@ -34,7 +35,8 @@ out=${1:?usage: osp-full-run.sh OUTDIR [PARTS]}
 parts=${2:-prepare,b29,a29,c29,peer29}
 work=${WORK:-/dev/shm/osp-full-work}
 model=${MODEL_DIR:-/dev/shm/osp-full-model}
-vdit=${BUILD:-build-gpu}/tools/vdit
+vdit=${VDIT:-${BUILD:-build-gpu}/tools/vdit}
+py=${PYTHON:-python3}
 steps_a=${STEPS_A:-100}
 few=${FEW_STEPS:-8}
 prompt="a red panda climbing a snowy pine tree at sunrise, cinematic"
@@ -42,21 +44,26 @@ mkdir -p "$out"
 has () { [[ ",$parts," == *",$1,"* ]]; }
 log () { echo "== $(date +%T) $*" | tee -a "$out/env.txt"; }
 seconds () { echo $(( $(date +%s%N) / 1000000 )); }
-. .devdeps/device-env.sh
+# LABEL COMMAND...: with its time and peak resident set where /usr/bin/time is installed
+measured () {
+  local label=$1; shift
+  if [ -x /usr/bin/time ]; then /usr/bin/time -f "$label: %e s, peak RSS %M kB" "$@"; else "$@"; fi
+}
+[ -f .devdeps/device-env.sh ] && . .devdeps/device-env.sh
 
 if has prepare && [ ! -f "$model/config.json" ]; then
   df -h "$(dirname "$work")" "$(dirname "$model")" >> "$out/env.txt"
   mkdir -p "$work"
   log "write the published checkpoint (text layers ${TEXT_LAYERS:-24})"
   t0=$(seconds)
-  /usr/bin/time -f 'write: %e s, peak RSS %M kB' python3 train/make_osp_checkpoint.py \
+  measured write "$py" train/make_osp_checkpoint.py \
     --size "${SIZE:-full}" --text-layers "${TEXT_LAYERS:-24}" "$work/osp" >> "$out/env.txt" 2>&1 || exit 1
   t1=$(seconds)
   log "convert"
   dit=$(ls -d "$work"/osp/*x*p)
-  plan=$(python3 -c 'import json,sys; print(",".join(["3"] * json.load(open(sys.argv[1]))["num_layers"]))' \
+  plan=$("$py" -c 'import json,sys; print(",".join(["3"] * json.load(open(sys.argv[1]))["num_layers"]))' \
     "$dit/config.json")
-  /usr/bin/time -f 'convert: %e s, peak RSS %M kB' python3 train/convert_osp.py \
+  measured convert "$py" train/convert_osp.py \
     --transformer "$dit" --text-encoder "$work/osp/mt5-xxl" --vae "$work/osp/vae" \
     --attention tile --plan "$plan" --steps 100 --guidance 7.5 "$model" >> "$out/env.txt" 2>&1 ||
     { rm -rf "$model"; exit 1; }
@@ -83,7 +90,9 @@ gen () {
   log "generate $*"
   timeout "$limit" "$vdit" generate -m "$model" -d "${DEVICE:-cuda}" -p "$prompt" -o /tmp/osp-full.y4m -q \
     --stats "$out/bench.jsonl" "$@" 2>> "$out/env.txt"
-  echo "rc=$?" >> "$out/env.txt"
+  local rc=$?
+  echo "rc=$rc" >> "$out/env.txt"
+  [ "$rc" = 0 ] || { echo "generate $* failed (exit status $rc): see env.txt" >&2; failed=1; }
   tail -1 "$out/bench.jsonl"
 }
 for f in 29 93; do
@@ -123,3 +132,4 @@ if has wait; then
   fi
 fi
 log "done"
+exit "${failed:-0}"
