@@ -37,7 +37,6 @@ struct vdit_ctx {
   vdit_sp_group *group;  /* in-process ranks of which this context is rank 0 */
   vdit_vae_device *vae;  /* the CausalVideoVAE's weights on be, uploaded at the first decode */
   vdit_text_encoder *te; /* kept on a device between generations while it has room */
-  double te_bytes;       /* te's weights there */
   gboolean out_of_step;  /* a clip failed while the other ranks were inside it */
 };
 
@@ -217,7 +216,8 @@ check_memory (const vdit_ctx *ctx, int frames, gboolean at_ctx, GError **error)
     const double acts = MAX (m.acts, m.vae);
     const double weights = (at_ctx ? m.weights : 0.0) + (ctx->vae ? 0.0 : m.vae_weights);
     const double dev_need = acts + weights;
-    avail += ctx->te ? (size_t) ctx->te_bytes : 0; /* let go of when a clip needs its room */
+    if (ctx->te) /* a resident text encoder is let go of when a clip needs its room */
+      avail += (size_t) vdit_text_encoder_weight_bytes (&c->text, ctx->be.act_size);
     if (dev_need > (double) avail) {
       g_autofree char *what = at_ctx
         ? g_strdup_printf ("model %s is too large for this device: its shortest clip, %d "
@@ -700,7 +700,7 @@ gen_check_decoder (const vdit_model *m, GError **error)
  * VAE decode) room, in a context that owns its weights (a view's generations would
  * otherwise count memory its base holds). */
 static gboolean
-keep_text_encoder (vdit_ctx *ctx, int frames)
+keep_text_encoder (const vdit_ctx *ctx, int frames)
 {
   const vdit_backend_i *f = ctx->be.iface;
   size_t avail = 0, total = 0;
@@ -709,13 +709,10 @@ keep_text_encoder (vdit_ctx *ctx, int frames)
     return FALSE;
   mem_need m;
   memory_need (ctx, frames, &m);
-  const double need = MAX (m.acts, m.vae) + (ctx->vae ? 0.0 : m.vae_weights);
   const double margin = 0.05 * (double) total; /* what the pool and fragmentation take */
-  if ((double) avail < need + margin)
-    return FALSE;
-  ctx->te_bytes = vdit_text_encoder_weight_bytes (&ctx->model->config->text,
-                                                  ctx->be.act_size);
-  return TRUE;
+  /* what check_memory asks of a clip once the model is loaded */
+  const double need = MAX (m.acts, m.vae) + (ctx->vae ? 0.0 : m.vae_weights);
+  return (double) avail >= need + margin;
 }
 
 static gboolean
