@@ -749,10 +749,13 @@ gen_prepare (gen_state *g, GError **error)
 
   /* The text encoder goes to the backend for the prompts; it stays there for the next
    * generation only where that leaves the device room for this clip (keep_text_encoder):
-   * its weights (11 GiB for mT5-XXL) take a second or more to upload. In a parallel job
-   * only rank 0 loads it. */
+   * its weights (11 GiB for mT5-XXL) take a second or more to upload. One resident
+   * before a failed encoding stays as it was (the failure was this prompt's buffers);
+   * the device keeps no more than before the failed run. In a parallel job only rank 0
+   * loads it. */
   report (g, VDIT_STAGE_ENCODE_TEXT, 0, 2);
   vdit_text_encoder *te = ctx->te;
+  const gboolean was_resident = te != NULL;
   ctx->te = NULL;
   if (te == NULL && ctx_rank (ctx) == 0)
     te = vdit_text_encoder_new (&ctx->be, &cfg->text, ctx->model->weights, error);
@@ -763,7 +766,7 @@ gen_prepare (gen_state *g, GError **error)
     const char *neg = g->p->negative_prompt ? g->p->negative_prompt : "";
     encoded = (g->text[1] = encode_prompt (ctx, te, neg, error)) != NULL;
   }
-  if (encoded && te && !g->bench && keep_text_encoder (ctx, g->r.frames))
+  if (te && !g->bench && (encoded || was_resident) && keep_text_encoder (ctx, g->r.frames))
     ctx->te = te;
   else
     vdit_text_encoder_free (te);

@@ -117,6 +117,7 @@ static int fake_allocs;
 
 static size_t fake_available = 1 << 20, fake_total = 2 << 20;
 static int fake_uploads;
+static GHashTable *fake_live; /* the buffers allocated on it and not yet released */
 
 static gboolean
 fake_mem_info (void *ctx, size_t *available, size_t *total)
@@ -137,7 +138,17 @@ static void *
 fake_alloc (void *ctx, size_t n, VditElem elem, GError **error)
 {
   fake_allocs++;
-  return real_iface->alloc (ctx, n, elem, error);
+  void *p = real_iface->alloc (ctx, n, elem, error);
+  if (p)
+    g_hash_table_add (fake_live, p);
+  return p;
+}
+
+static void
+fake_release (void *ctx, void *buf)
+{
+  g_hash_table_remove (fake_live, buf);
+  real_iface->release (ctx, buf);
 }
 
 static void *
@@ -161,9 +172,12 @@ present_as_device (vdit_ctx *ctx)
   fake_iface = *be->iface;
   fake_iface.mem_info = fake_mem_info;
   fake_iface.alloc = fake_alloc;
+  fake_iface.release = fake_release;
   fake_iface.upload = fake_upload;
   fake_iface.host_alloc = fake_host_alloc;
   fake_iface.host_free = fake_host_free;
+  if (fake_live == NULL)
+    fake_live = g_hash_table_new (g_direct_hash, g_direct_equal);
   be->iface = &fake_iface;
   return be;
 }
@@ -265,6 +279,49 @@ test_text_encoder_kept_with_room (void)
   fake_total = 2 << 20;
 }
 
+/* A resident text encoder outlives a generation that fails: with every allocation of the
+ * next generation made to fail in turn, the device holds the same buffers after each
+ * failed run as before it, and the clip after them uploads none of the encoder's weights. */
+static void
+test_text_encoder_kept_through_failures (void)
+{
+  vdit_model *model;
+  vdit_ctx *ctx;
+  GError *error = NULL;
+  test_load_tiny (&model, &ctx);
+  vdit_backend *be = present_as_device (ctx);
+  g_autofree float *got = g_new (float, latent_values (model, 8));
+  fake_available = (size_t) 64 << 30;
+  fake_total = (size_t) 80 << 30;
+  uploads_of (ctx, "a red circle moving left", got);
+  const int kept = uploads_of (ctx, "a red circle moving left", got);
+
+  vdit_gen_params p;
+  clip_params (&p);
+  vdit_fault_alloc_fail_in (G_MAXINT);
+  g_assert_true (vdit_generate_latent (ctx, &p, got, &error));
+  g_assert_no_error (error);
+  const int allocs = G_MAXINT - vdit_fault_alloc_fail_in (0);
+  const guint idle = g_hash_table_size (fake_live);
+  for (int k = 1; k <= allocs; k++) {
+    vdit_fault_alloc_fail_in (k);
+    g_assert_false (vdit_generate_latent (ctx, &p, got, &error));
+    assert_oom (error, "generation with a resident text encoder", k);
+    g_clear_error (&error);
+    g_assert_cmpint (vdit_fault_alloc_fail_in (0), ==, 0);
+    if (g_hash_table_size (fake_live) != idle)
+      g_error ("allocation %d failed: %u buffers on the device after it, %u before", k,
+               g_hash_table_size (fake_live), idle);
+  }
+  g_assert_cmpint (uploads_of (ctx, "a red circle moving left", got), ==, kept);
+
+  be->iface = real_iface;
+  vdit_ctx_free (ctx);
+  vdit_model_free (model);
+  fake_available = 1 << 20;
+  fake_total = 2 << 20;
+}
+
 static void
 test_gpu_memory_without_gpu (void)
 {
@@ -286,6 +343,8 @@ main (int argc, char **argv)
   g_test_add_func ("/alloc-faults/context", test_every_allocation_of_a_context);
   g_test_add_func ("/alloc-faults/device-too-small", test_device_too_small_refused_first);
   g_test_add_func ("/alloc-faults/text-encoder-kept", test_text_encoder_kept_with_room);
+  g_test_add_func ("/alloc-faults/text-encoder-kept-through-failures",
+                   test_text_encoder_kept_through_failures);
   g_test_add_func ("/alloc-faults/gpu-memory-without-gpu", test_gpu_memory_without_gpu);
   return g_test_run ();
 }
