@@ -7,7 +7,7 @@ VDIT_PACKAGES="meson ninja-build pkg-config gcc g++ libglib2.0-dev libjson-glib-
   libgstreamer-plugins-base1.0-dev gstreamer1.0-tools gstreamer1.0-plugins-base
   gstreamer1.0-plugins-good check valgrind python3 python3-gi gir1.2-gstreamer-1.0
   python3-torch python3-numpy python3-sentencepiece clang libclang-rt-14-dev libomp-dev
-  openmpi-bin libopenmpi-dev"
+  openmpi-bin libopenmpi-dev procps"
 
 # Prints the packages of "$@" that are not installed.
 vdit_missing_packages () {

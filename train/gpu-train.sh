@@ -14,8 +14,23 @@
 # BG=1 starts the pipeline in the background instead (SECONDS then bounds the whole run,
 # e.g. 1700) and waits up to WAIT_S seconds for it; calling again with BG=1 on the same
 # machine waits on the same run, so one machine can run every stage through calls of at
-# most 10 minutes each. What a machine trains stays on it: a machine given back loses the
-# run in progress.
+# most 10 minutes each. What a machine trains stays on it (a machine given back loses the
+# run in progress) unless it is packed and brought back (STATE_OUT below).
+#
+# Across machines (a machine lent for half an hour, a stage trained for longer): the run
+# goes back and forth packed in parts of 15 MiB (train/run_state.py), a few each call, as
+# a call carries at most 64 MiB there and brings at most 8 files back:
+#
+#   STATE_IN=DIR   before training, DIR's parts (carried there) join those of earlier
+#                  calls; once all have come the run is unpacked (on a machine without it)
+#   STATE_OUT=a-b  after the slice: the background pipeline is stopped (its stage saves),
+#                  the run packed once, and parts a to b (numbered from 0) and state.json
+#                  copied to OUTDIR; call again with the next range and SECONDS 0 (no
+#                  training) for the rest
+#   UNTIL=STAGE    stop after STAGE (base, mlcd and kd are PyTorch alone: no engine build,
+#                  so a call need not carry the engine's packages)
+#
+# PYTHON names the interpreter (default python3), RUNS the runs' folder (train/runs).
 #
 # Needs GLib, json-glib, SentencePiece and OpenBLAS for the engine: on a machine
 # without them, source a prefix that has them first (DEVELOPERS: .devdeps).
@@ -24,39 +39,65 @@ out=${1:?usage: gpu-train.sh OUTDIR [SECONDS] [CONFIG]}
 seconds=${2:-480}
 config=${3:-train/configs/gpu.json}
 name=$(basename "$config" .json)
-run=train/runs/$name
+run=${RUNS:-train/runs}/$name
+until_stage=${UNTIL:-}
+py=${PYTHON:-python3}
 mkdir -p "$out"
 log () { echo "== $(date +%T) $*" | tee -a "$out/slice.txt"; }
 
 [ -f .devdeps/device-env.sh ] && . .devdeps/device-env.sh
 export PATH=/usr/local/cuda/bin:$PATH
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >> "$out/slice.txt" 2>&1
-python3 -c 'import torch; print("torch", torch.__version__, torch.version.cuda)' >> "$out/slice.txt" 2>&1
+"$py" -c 'import torch; print("torch", torch.__version__, torch.version.cuda)' >> "$out/slice.txt" 2>&1
 
-if [ ! -x build-train/tools/vdit ]; then
-  log "build"
-  if ! { meson setup build-train -Dgst=disabled -Dgpu_archs=90a &&
-         ninja -C build-train; } > "$out/build.log" 2>&1; then
-    tail -30 "$out/build.log"
-    exit 1
+bg=$run/background
+# the background pipeline's session (its bash leads it; timeout and python are in it)
+running () { [ -f "$bg.pid" ] && pgrep -s "$(cat "$bg.pid")" > /dev/null; }
+
+if [ -n "${STATE_IN:-}" ]; then
+  if [ -f "$run/run.json" ]; then
+    log "$run is here already: the parts in $STATE_IN are not needed"
+  else
+    mkdir -p "$run.incoming"
+    cp "$STATE_IN"/state.json "$STATE_IN"/state.tar.part-* "$run.incoming/" 2>/dev/null
+    if "$py" train/run_state.py status "$run.incoming" | tee -a "$out/slice.txt"; then
+      "$py" train/run_state.py unpack "$run.incoming" "$run" 2>&1 | tee -a "$out/slice.txt" &&
+        rm -rf "$run.incoming"
+    else
+      log "carry the missing parts in the next call (STATE_IN again)"
+      exit 0
+    fi
+    [ -f "$run/run.json" ] || exit 1
   fi
 fi
 
+case "$until_stage:$seconds" in
+  base:*|mlcd:*|kd:*|*:0) ;;
+  *) if [ ! -x build-train/tools/vdit ]; then
+       log "build"
+       if ! { meson setup build-train -Dgst=disabled -Dgpu_archs=90a &&
+              ninja -C build-train; } > "$out/build.log" 2>&1; then
+         tail -30 "$out/build.log"
+         exit 1
+       fi
+     fi ;;
+esac
+
 pipeline () {
-  PYTHONUNBUFFERED=1 timeout -s TERM -k 60 "$seconds" python3 train/pipeline.py \
-    --config "$config" --run-dir "$run" --vdit build-train/tools/vdit --ship "$run/ship" --quiet
+  PYTHONUNBUFFERED=1 timeout -s TERM -k 60 "$seconds" "$py" train/pipeline.py \
+    --config "$config" --run-dir "$run" --vdit build-train/tools/vdit --ship "$run/ship" \
+    ${until_stage:+--until "$until_stage"} --quiet
 }
-bg=$run/background
 if [ "${BG:-0}" = 1 ]; then
   # the pipeline in a session of its own, which outlives this call: later calls on the
   # same machine (within its idle time) wait for it with WAIT_S and collect what it made
   mkdir -p "$run"
-  if [ -f "$bg.pid" ] && kill -0 "$(cat "$bg.pid")" 2>/dev/null; then
+  if running; then
     log "pipeline already running in the background (pid $(cat "$bg.pid"))"
   else
     log "pipeline in the background ($config, at most $seconds s)"
     rm -f "$bg.rc"
-    export -f pipeline; export config run seconds
+    export -f pipeline; export config run seconds until_stage py
     setsid bash -c 'echo $$ > "$0.pid"; pipeline; echo $? > "$0.rc"' "$bg" \
       > "$bg.log" 2>&1 < /dev/null &
     sleep 1
@@ -71,10 +112,33 @@ if [ "${BG:-0}" = 1 ]; then
     log "still running after ${WAIT_S:-0} s: call again with BG=1 to keep waiting"
     rc=running
   fi
-else
+elif [ "$seconds" -gt 0 ]; then
   log "pipeline ($config, at most $seconds s)"
   pipeline
   rc=$?
+else
+  rc=skipped
+fi
+if [ -n "${STATE_OUT:-}" ]; then
+  if running; then
+    # timeout passes TERM to the pipeline, whose stage saves its checkpoint and stops
+    log "stopping the background pipeline to pack the run"
+    pkill -TERM -x timeout -s "$(cat "$bg.pid")"
+    for _ in $(seq 150); do running || break; sleep 1; done
+    running && { log "the pipeline did not stop: nothing packed"; exit 1; }
+    rc=stopped
+  fi
+  # packed once per stop: later calls (SECONDS 0) fetch the other parts of the same pack
+  if [ ! -f "$run.outgoing/state.json" ] || [ "$run/log.txt" -nt "$run.outgoing/state.json" ]; then
+    "$py" train/run_state.py pack "$run" "$run.outgoing" 2>&1 | tee -a "$out/slice.txt" || exit 1
+  fi
+  first=${STATE_OUT%-*}; last=${STATE_OUT#*-}
+  cp "$run.outgoing/state.json" "$out/"
+  for ((i = first; i <= last; i++)); do
+    part=$(printf '%s/state.tar.part-%03d' "$run.outgoing" "$i")
+    [ -f "$part" ] && cp "$part" "$out/"
+  done
+  log "parts $STATE_OUT of $(ls "$run.outgoing"/state.tar.part-* | wc -l) (numbered from 0) in $out"
 fi
 log "pipeline rc=$rc (0: finished, 3 or 124: stopped, resumable)"
 cp "$run/log.txt" "$out/log.txt" 2>/dev/null

@@ -3,7 +3,8 @@
 test_train.py VDIT CASE.  Exit 0 pass, 1 fail, 77 skip (no torch or sentencepiece).
 
 Cases: data (SynthVideo, the judge, PNG, tokenizer), loss (a few base steps lower the
-loss), resume (an interrupted stage resumes to the same weights), stages (MLCD and
+loss), resume (an interrupted stage resumes to the same weights), carry (a run packed in
+parts mid-stage, unpacked elsewhere, resumes to nearly the same weights), stages (MLCD and
 layer-wise distillation steps run and lower their losses), export (the engine loads the
 export and renders what PyTorch renders, full and tile), pipeline (every stage end to
 end with `vdit search-masks` and SynthBench through the engine)."""
@@ -140,6 +141,26 @@ def case_loss(tmp):
         check(os.path.exists(os.path.join(run_dir, "base", f)), f"base/{f} missing")
 
 
+def interrupted(run_stage, at):
+    """run_stage() with a stop requested (as SIGTERM does) at its at-th step."""
+    count = {"n": 0}
+    loop_cls = tl.StageLoop
+
+    class Interrupting(loop_cls):
+        def loop(self, step_fn, *args):
+            def fn(i):
+                count["n"] += 1
+                if count["n"] == at:
+                    tl.request_stop()
+                return step_fn(i)
+            return loop_cls.loop(self, fn, *args)
+    tl.StageLoop = Interrupting
+    try:
+        return run_stage()
+    finally:
+        tl.StageLoop = loop_cls
+
+
 def case_resume(tmp):
     import stage_base
     a = os.path.join(tmp, "a")
@@ -165,26 +186,78 @@ def case_resume(tmp):
     c = os.path.join(tmp, "c")
     os.makedirs(c)
     run, rc, cfg = tiny_run(c)
-    stop_after = {"n": 0}
-    loop_cls = tl.StageLoop
-
-    class Interrupting(loop_cls):
-        def loop(self, step_fn, *args):
-            def fn(i):
-                stop_after["n"] += 1
-                if stop_after["n"] == 9:
-                    tl.request_stop()
-                return step_fn(i)
-            return loop_cls.loop(self, fn, *args)
-    tl.StageLoop = Interrupting
-    try:
-        check(stage_base.run_stage(run, rc, max_steps=16, quiet=True) is None, "not stopped")
-    finally:
-        tl.StageLoop = loop_cls
+    check(interrupted(lambda: stage_base.run_stage(run, rc, max_steps=16, quiet=True), 9)
+          is None, "not stopped")
     stage_base.run_stage(run, rc, max_steps=16, quiet=True)
     wc = tl.load(os.path.join(rc, "base", "ckpt.pt"))
     diff = max(float((wa["model"][k] - wc["model"][k]).abs().max()) for k in wa["model"])
     check(diff < 1e-5, f"resumed weights differ from uninterrupted ones by {diff}")
+
+
+def case_carry(tmp):
+    """A run packed into parts mid-stage (train/run_state.py), unpacked elsewhere and
+    resumed, ends where the uninterrupted run ends (within the bf16 rounding of its EMA and
+    optimiser moments); a missing or damaged part is refused."""
+    import run_state as rs
+    import stage_base
+    a, b = os.path.join(tmp, "a"), os.path.join(tmp, "b")
+    os.makedirs(a)
+    os.makedirs(b)
+    run, ra, _ = tiny_run(a)
+    tl.set_threads(run)
+    stage_base.run_stage(run, ra, max_steps=16, quiet=True)
+    run, rb, _ = tiny_run(b)
+    check(interrupted(lambda: stage_base.run_stage(run, rb, max_steps=16, quiet=True), 9)
+          is None, "not stopped")
+    parts = os.path.join(tmp, "parts")
+    m = rs.pack(rb, parts, 64 << 10)
+    check(len(m["parts"]) >= 2 and m["stages"] == {"base": "step 9"}, m)
+    check(m["bytes"] < 0.75 * m["bytes_unpacked_from"], f"not smaller: {m}")
+    moved = os.path.join(tmp, "elsewhere", "run")
+    rs.unpack(parts, moved)
+    def files(d):
+        return sorted(os.path.relpath(os.path.join(r, f), d) for r, _, fs in os.walk(d)
+                      for f in fs if f != "lock")
+    check(files(moved) == files(rb) and "base/ckpt.pt" in files(moved),
+          f"{files(moved)} travelled of {files(rb)}")
+    ck = tl.load(os.path.join(moved, "base", "ckpt.pt"))
+    check(all(v.dtype == torch.float32 for v in ck["model"].values() if v.is_floating_point())
+          and all(v.dtype == torch.bfloat16 for v in ck["ema"].values()
+                  if v.is_floating_point() and v.numel() > 1), "the live weights or EMA")
+    res = stage_base.run_stage(run, moved, max_steps=16, quiet=True)
+    check(res is not None and res["steps"] == 16, res)
+    wa = tl.load(os.path.join(ra, "base", "ckpt.pt"))
+    wm = tl.load(os.path.join(moved, "base", "ckpt.pt"))
+    check(wm["state"]["clips"] == wa["state"]["clips"], wm["state"])
+    scale = max(float(v.abs().max()) for v in wa["model"].values())
+    diff = max(float((wa["model"][k] - wm["model"][k]).abs().max()) for k in wa["model"])
+    check(0 < diff < 1e-3 * scale, f"carried run differs from the uninterrupted one by {diff}")
+    # a finished stage leaves its ckpt.pt and best.pt behind
+    m2 = rs.pack(moved, os.path.join(tmp, "parts2"), 1 << 30)
+    check(m2["stages"] == {"base": "done"} and len(m2["parts"]) == 1, m2)
+    rs.unpack(os.path.join(tmp, "parts2"), os.path.join(tmp, "done-run"))
+    check(not os.path.exists(os.path.join(tmp, "done-run", "base", "ckpt.pt")) and
+          os.path.exists(os.path.join(tmp, "done-run", "base", "final.pt")), "finished stage")
+    # refused: an existing directory, a missing part, a damaged part
+    for setup, words in ((lambda: None, "exists"),
+                         (lambda: os.remove(os.path.join(parts, m["parts"][-1])), "missing")):
+        setup()
+        try:
+            rs.unpack(parts, moved if words == "exists" else os.path.join(tmp, "x"))
+            raise Failure(f"unpack did not refuse ({words})")
+        except rs.StateError as e:
+            check(words in str(e), str(e))
+    rs.pack(rb, parts, 64 << 10)
+    with open(os.path.join(parts, m["parts"][0]), "r+b") as f:
+        f.seek(100)
+        byte = f.read(1)
+        f.seek(100)
+        f.write(bytes([byte[0] ^ 1]))
+    try:
+        rs.unpack(parts, os.path.join(tmp, "y"))
+        raise Failure("a damaged part was unpacked")
+    except rs.StateError as e:
+        check("do not make" in str(e) and not os.path.exists(os.path.join(tmp, "y")), str(e))
 
 
 def case_stages(tmp):
@@ -332,7 +405,8 @@ def case_pipeline(tmp):
     check(sum("done already" in line for line in lines[-8:]) == 6, lines[-8:])
 
 
-CASES = {"data": case_data, "loss": case_loss, "resume": case_resume, "stages": case_stages,
+CASES = {"data": case_data, "loss": case_loss, "resume": case_resume, "carry": case_carry,
+         "stages": case_stages,
          "export": case_export, "pipeline": case_pipeline}
 
 

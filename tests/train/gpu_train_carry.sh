@@ -1,0 +1,49 @@
+#!/bin/sh
+# train/gpu-train.sh carrying a run between machines, on the CPU with the tiny config:
+# a background slice stopped and packed (STATE_OUT), the run gone as on a fresh machine,
+# its manifest carried alone (the run waits for the part) and then with its part
+# (STATE_IN): unpacked, resumed from the step it was stopped at, and stopped again.
+# Exit 77 (skip) without torch or pgrep.
+#
+#   gpu_train_carry.sh PYTHON
+set -eu
+py=${1:?usage: $0 PYTHON}
+"$py" -c 'import torch, numpy, sentencepiece' 2>/dev/null || { echo "no torch: skipped"; exit 77; }
+command -v pgrep >/dev/null || { echo "no pgrep (procps): skipped"; exit 77; }
+root=${VDIT_SOURCE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
+tmp=$(mktemp -d)
+stop_bg () {  # a background slice a failed check left running
+  [ -f "$tmp/runs/carry/background.pid" ] &&
+    pkill -TERM -x timeout -s "$(cat "$tmp/runs/carry/background.pid")" 2>/dev/null || true
+  rm -rf "$tmp"
+}
+trap stop_bg EXIT
+cd "$root"
+"$py" -c 'import json, sys
+c = json.load(open("train/configs/tiny.json"))
+c["name"] = "carry"
+c["base"]["steps"] = 1000000  # stopped long before
+json.dump(c, open(sys.argv[1], "w"))' "$tmp/carry.json"
+export PYTHON="$py" RUNS="$tmp/runs" UNTIL=base VDIT_TRAIN_THREADS=1
+slice () { train/gpu-train.sh "$@" "$tmp/carry.json"; }
+fail () { echo "FAIL: $*"; exit 1; }
+
+BG=1 WAIT_S=4 slice "$tmp/out1" 120
+STATE_OUT=0-0 slice "$tmp/out1" 0
+[ -f "$tmp/out1/state.json" ] && [ -f "$tmp/out1/state.tar.part-000" ] || fail "no parts back"
+! pgrep -s "$(cat "$tmp/runs/carry/background.pid")" >/dev/null || fail "still training"
+step=$(sed -n 's/.*\[base\] stopped at step \([0-9]*\).*/\1/p' "$tmp/runs/carry/log.txt")
+[ -n "$step" ] || fail "the stage did not stop and save"
+
+rm -rf "$tmp/runs"                         # a fresh machine
+mkdir "$tmp/carry1" "$tmp/carry2"
+cp "$tmp/out1/state.json" "$tmp/carry1/"
+cp "$tmp/out1/state.json" "$tmp/out1/state.tar.part-000" "$tmp/carry2/"
+STATE_IN="$tmp/carry1" BG=1 WAIT_S=0 slice "$tmp/out2" 120 | tee "$tmp/call1.txt"
+grep -q "carry the missing parts" "$tmp/call1.txt" || fail "no word of the missing part"
+[ ! -e "$tmp/runs/carry/run.json" ] || fail "unpacked without its part"
+STATE_IN="$tmp/carry2" BG=1 WAIT_S=4 slice "$tmp/out2" 120
+grep -q "\[base\] resumed at step $step " "$tmp/runs/carry/log.txt" || fail "not resumed at $step"
+STATE_OUT=0-0 slice "$tmp/out2" 0
+grep -c "stopped at step" "$tmp/runs/carry/log.txt" | grep -qx 2 || fail "second stop"
+echo "ok: stopped at step $step, carried, resumed and stopped again"

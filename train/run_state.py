@@ -1,0 +1,215 @@
+#!/usr/bin/python3
+"""A training run packed into parts small enough to travel between machines, and unpacked
+again (docs/training.md, "Training across machines"):
+
+    run_state.py pack RUN_DIR DEST [--part-mib 15]   DEST/state.json + DEST/state.tar.part-NNN
+    run_state.py unpack SRC RUN_DIR                   from SRC/state.json and every part it names
+    run_state.py status SRC                           which parts SRC has of its state.json
+
+A GPU machine is lent for half an hour and gives back at most 64 MiB in 8 files a call,
+while a stage of the GPU config trains for longer: the run goes back and forth in parts
+of at most 15 MiB, a few each call.
+
+What goes: the run's config, tokenizer and log, every stage's small files (done.json,
+evals, the tile plan, exports and SynthBench once made), each finished stage's final.pt,
+and the checkpoints of the stage in progress. To halve the bytes, every floating-point
+tensor of a checkpoint is stored as bf16 except the live weights ("model" in ckpt.pt):
+the EMA copies, the optimiser's moments and the finished stages' weights are rounded
+once per crossing (relative 2^-9), which training does not notice, while the weights
+it updates stay exact. Left out: a finished stage's ckpt.pt and best.pt (nothing reads
+them again), stale directories of a redone stage, the lock and the background files.
+Loading casts back to float32 (load_state_dict, and the optimiser's own load).
+"""
+
+import argparse
+import glob
+import hashlib
+import io
+import json
+import os
+import shutil
+import sys
+import tarfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+MANIFEST = "state.json"
+PART = "state.tar.part-"
+SKIP_NAMES = {"lock", "background.log", "background.pid", "background.rc"}
+
+
+class StateError(Exception):
+    pass
+
+
+def _compact(obj, keep_exact=False):
+    """obj with its floating tensors as bf16, except under keep_exact and the optimiser's
+    step counters."""
+    import torch
+    if isinstance(obj, torch.Tensor):
+        if keep_exact or not obj.is_floating_point() or obj.numel() <= 1:
+            return obj
+        return obj.to(torch.bfloat16)
+    if isinstance(obj, dict):
+        return {k: _compact(v, keep_exact or k == "model" or k == "step") for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_compact(v, keep_exact) for v in obj)
+    return obj
+
+
+def _finished(run_dir, stage):
+    return os.path.exists(os.path.join(run_dir, stage, "done.json"))
+
+
+def _members(run_dir):
+    """(path relative to run_dir, absolute path) of what travels, in a stable order."""
+    out = []
+    for root, dirs, files in os.walk(run_dir):
+        rel_root = os.path.relpath(root, run_dir)
+        dirs[:] = sorted(d for d in dirs if ".stale-" not in d and not d.endswith(".incoming")
+                         and not d.endswith(".outgoing"))
+        stage = rel_root.split(os.sep)[0] if rel_root != "." else None
+        for f in sorted(files):
+            if rel_root == "." and f in SKIP_NAMES or f.endswith(".tmp"):
+                continue
+            if f in ("ckpt.pt", "best.pt") and stage and _finished(run_dir, stage):
+                continue
+            out.append((os.path.normpath(os.path.join(rel_root, f)), os.path.join(root, f)))
+    return out
+
+
+def _stages(run_dir):
+    """A line per trained stage for the manifest: finished, or the step reached."""
+    import trainlib as tl
+    info = {}
+    for stage in ("base", "mlcd", "kd", "search", "export", "bench"):
+        d = os.path.join(run_dir, stage)
+        if _finished(run_dir, stage):
+            info[stage] = "done"
+        elif os.path.exists(os.path.join(d, "ckpt.pt")):
+            info[stage] = f"step {tl.load(os.path.join(d, 'ckpt.pt'))['state']['step']}"
+    return info
+
+
+def pack(run_dir, dest, part_bytes):
+    """Writes dest/state.tar.part-NNN and dest/state.json; returns the manifest."""
+    import torch
+    if not os.path.exists(os.path.join(run_dir, "run.json")):
+        raise StateError(f"{run_dir}: not a training run (no run.json)")
+    os.makedirs(dest, exist_ok=True)
+    for old in glob.glob(os.path.join(dest, PART + "*")) + [os.path.join(dest, MANIFEST)]:
+        if os.path.exists(old):
+            os.remove(old)
+    buf = io.BytesIO()
+    raw = 0
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for rel, path in _members(run_dir):
+            raw += os.path.getsize(path)
+            if path.endswith(".pt"):
+                import trainlib as tl
+                data = io.BytesIO()
+                torch.save(_compact(tl.load(path)), data)
+                info = tarfile.TarInfo(rel)
+                info.size = data.tell()
+                info.mtime = int(os.path.getmtime(path))
+                data.seek(0)
+                tar.addfile(info, data)
+            else:
+                tar.add(path, arcname=rel, recursive=False)
+    blob = buf.getvalue()
+    parts = []
+    for i in range(0, max(len(blob), 1), part_bytes):
+        name = f"{PART}{len(parts):03d}"
+        with open(os.path.join(dest, name), "wb") as f:
+            f.write(blob[i:i + part_bytes])
+        parts.append(name)
+    manifest = {"run": os.path.basename(os.path.normpath(run_dir)),
+                "made": time.strftime("%Y-%m-%d %H:%M:%S"), "stages": _stages(run_dir),
+                "bytes": len(blob), "bytes_unpacked_from": raw,
+                "sha256": hashlib.sha256(blob).hexdigest(), "parts": parts}
+    with open(os.path.join(dest, MANIFEST), "w", encoding="utf-8") as f:
+        json.dump(manifest, f, indent=1)
+    return manifest
+
+
+def read_manifest(src):
+    path = os.path.join(src, MANIFEST)
+    try:
+        with open(path, encoding="utf-8") as f:
+            m = json.load(f)
+        if not isinstance(m.get("parts"), list) or not isinstance(m.get("sha256"), str):
+            raise ValueError("no parts or sha256")
+        return m
+    except (OSError, ValueError) as e:
+        raise StateError(f"{path}: not a packed run ({e})")
+
+
+def missing_parts(src):
+    return [p for p in read_manifest(src)["parts"] if not os.path.exists(os.path.join(src, p))]
+
+
+def unpack(src, run_dir):
+    """Rebuilds run_dir from src's parts; run_dir must not exist yet."""
+    m = read_manifest(src)
+    if os.path.exists(run_dir):
+        raise StateError(f"{run_dir} exists: move it away to unpack a packed run there")
+    missing = missing_parts(src)
+    if missing:
+        raise StateError(f"{src}: {len(missing)} of {len(m['parts'])} parts missing "
+                         f"({', '.join(missing)})")
+    blob = b"".join(open(os.path.join(src, p), "rb").read() for p in m["parts"])
+    if len(blob) != m["bytes"] or hashlib.sha256(blob).hexdigest() != m["sha256"]:
+        raise StateError(f"{src}: the parts do not make the packed run "
+                         f"({len(blob)} bytes, {m['bytes']} expected, or another checksum)")
+    tmp = run_dir.rstrip("/") + ".unpacking"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    with tarfile.open(fileobj=io.BytesIO(blob), mode="r") as tar:
+        for member in tar.getmembers():
+            target = os.path.normpath(os.path.join(tmp, member.name))
+            if not member.isfile() or not target.startswith(tmp + os.sep):
+                raise StateError(f"{src}: unexpected member {member.name!r}")
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(tmp, filter="data")
+        else:
+            tar.extractall(tmp)
+    os.rename(tmp, run_dir)
+    return m
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("pack")
+    p.add_argument("run_dir")
+    p.add_argument("dest")
+    p.add_argument("--part-mib", type=float, default=15.0)
+    u = sub.add_parser("unpack")
+    u.add_argument("src")
+    u.add_argument("run_dir")
+    s = sub.add_parser("status")
+    s.add_argument("src")
+    a = ap.parse_args()
+    try:
+        if a.cmd == "pack":
+            m = pack(a.run_dir, a.dest, max(1, int(a.part_mib * (1 << 20))))
+            print(f"packed {a.run_dir} ({m['bytes_unpacked_from'] / 2**20:.1f} MiB) into "
+                  f"{len(m['parts'])} parts of {a.dest} ({m['bytes'] / 2**20:.1f} MiB): "
+                  f"{json.dumps(m['stages'])}")
+        elif a.cmd == "unpack":
+            m = unpack(a.src, a.run_dir)
+            print(f"unpacked {len(m['parts'])} parts into {a.run_dir}: {json.dumps(m['stages'])}")
+        else:
+            m = read_manifest(a.src)
+            missing = missing_parts(a.src)
+            print(f"{a.src}: {len(m['parts']) - len(missing)} of {len(m['parts'])} parts"
+                  + (f"; missing {' '.join(missing)}" if missing else ""))
+            raise SystemExit(0 if not missing else 4)
+    except StateError as e:
+        raise SystemExit(f"run_state: {e}")
+
+
+if __name__ == "__main__":
+    main()
