@@ -58,7 +58,7 @@ static void
 on_progress (void *user_data, VditStage stage, int step, int steps)
 {
   generate_state *s = user_data;
-  vdit_stage_clock_stage (s->clock, stage);
+  vdit_stage_clock_report (s->clock, stage, step, steps);
   vdit_progress_stage (s->progress, stage, step, steps);
 }
 
@@ -189,7 +189,8 @@ parse_options (int argc, char **argv, generate_options *o)
     { "verbose", 'v', 0, G_OPTION_ARG_NONE, &o->verbose, "Show the engine's log", NULL },
     { "stats", 0, 0, G_OPTION_ARG_FILENAME, &o->stats,
       "Append one JSON line to FILE (- for standard error): load, text, denoising and "
-      "decoding times, the first frame, the device memory high-water mark", "FILE" },
+      "decoding times, each denoising step's time, the first frame, the device memory "
+      "high-water mark", "FILE" },
     { NULL }
   };
   GOptionContext *octx = g_option_context_new ("- render a clip from a text prompt");
@@ -420,6 +421,7 @@ generate (int argc, char **argv, const vdit_comm *comm)
 fail:
   status = vdit_cli_fail (error);
 out:
+  vdit_stage_clock_clear (&clock);
   if (sink != NULL)
     vdit_frame_sink_close (sink, FALSE, NULL);
   if (ctx != NULL)

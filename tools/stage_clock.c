@@ -22,10 +22,20 @@ vdit_stage_clock_ready (vdit_stage_clock *c)
 }
 
 void
-vdit_stage_clock_stage (vdit_stage_clock *c, VditStage stage)
+vdit_stage_clock_report (vdit_stage_clock *c, VditStage stage, int step, int steps)
 {
+  const gint64 now = g_get_monotonic_time ();
   if ((int) stage >= 0 && (int) stage < (int) G_N_ELEMENTS (c->stage) && c->stage[stage] == 0)
-    c->stage[stage] = g_get_monotonic_time ();
+    c->stage[stage] = now;
+  if (stage != VDIT_STAGE_DENOISE || steps <= 0 || step < 0 || step > steps)
+    return;
+  if (c->step_at == NULL && step == 0) {
+    c->step_at = g_new0 (gint64, steps + 1);
+    c->n_step_at = steps + 1;
+  }
+  /* later generations (a prompt file) keep the first one's */
+  if (c->step_at != NULL && c->n_step_at == steps + 1 && c->step_at[step] == 0)
+    c->step_at[step] = now;
 }
 
 void
@@ -39,6 +49,28 @@ void
 vdit_stage_clock_end (vdit_stage_clock *c)
 {
   c->end = g_get_monotonic_time ();
+}
+
+void
+vdit_stage_clock_clear (vdit_stage_clock *c)
+{
+  g_clear_pointer (&c->step_at, g_free);
+  c->n_step_at = 0;
+}
+
+/* Each denoising step's milliseconds, when every report of the first generation came. */
+static void
+step_times (vdit_json *j, const vdit_stage_clock *c)
+{
+  for (int i = 0; i < c->n_step_at; i++)
+    if (c->step_at[i] == 0)
+      return;
+  if (c->n_step_at < 2)
+    return;
+  vdit_json_begin_array (j, "step_ms");
+  for (int i = 1; i < c->n_step_at; i++)
+    vdit_json_double (j, NULL, (double) ((c->step_at[i] - c->step_at[i - 1]) / 100) / 10.0);
+  vdit_json_end_array (j);
 }
 
 /* Milliseconds from a to b, or nothing when either was never seen. */
@@ -77,6 +109,7 @@ vdit_stage_clock_write (const vdit_stage_clock *c, const vdit_stage_clock_run *r
   span (&j, "first_frame_ms", c->ready, c->first_frame);
   span (&j, "run_ms", c->ready, c->end);
   span (&j, "total_ms", c->start, c->end);
+  step_times (&j, c);
   if (run->have_peak)
     vdit_json_double (&j, "peak_gib", (double) (run->peak_bytes >> 20) / 1024.0);
   vdit_json_end_object (&j);

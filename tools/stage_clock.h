@@ -1,5 +1,6 @@
-/* `vdit generate --stats FILE`: when each stage of a generation began, the first frame,
- * and the backend's memory high-water mark, written as one JSON line. */
+/* `vdit generate --stats FILE`: when each stage of a generation began, how long each
+ * denoising step took, the first frame, and the backend's memory high-water mark,
+ * written as one JSON line. */
 #ifndef VDIT_TOOLS_STAGE_CLOCK_H
 #define VDIT_TOOLS_STAGE_CLOCK_H
 
@@ -14,13 +15,18 @@ typedef struct {
   gint64 ready;             /* model and context made */
   gint64 stage[3];          /* first report of each VditStage, 0 = none */
   gint64 first_frame, end;  /* 0 = none */
+  gint64 *step_at;          /* the first generation's denoising reports 0..steps, 0 = none */
+  int n_step_at;
 } vdit_stage_clock;
 
 void vdit_stage_clock_start (vdit_stage_clock *c);
 void vdit_stage_clock_ready (vdit_stage_clock *c);
-void vdit_stage_clock_stage (vdit_stage_clock *c, VditStage stage);
+/* A progress report (the engine's: each stage's first is its start, a denoising step's
+ * after the step, whose end the backend has seen: its latent is checked on the host). */
+void vdit_stage_clock_report (vdit_stage_clock *c, VditStage stage, int step, int steps);
 void vdit_stage_clock_frame (vdit_stage_clock *c);
 void vdit_stage_clock_end (vdit_stage_clock *c);
+void vdit_stage_clock_clear (vdit_stage_clock *c);
 
 /* What was run, for the line. */
 typedef struct {

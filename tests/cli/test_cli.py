@@ -827,7 +827,8 @@ def case_prompt_file():
 
 
 def case_stats():
-    """--stats appends one JSON line per run with the stage times; a bad path fails first."""
+    """--stats appends one JSON line per run with the stage and step times; a bad path
+    fails first."""
     with tempfile.TemporaryDirectory() as tmp:
         out, stats = os.path.join(tmp, "clip.y4m"), os.path.join(tmp, "stats.jsonl")
         for _ in range(2):
@@ -844,6 +845,11 @@ def case_stats():
         check(s["text_ms"] + s["denoise_ms"] <= s["run_ms"] + 0.2 and
               s["run_ms"] <= s["total_ms"] and s["first_frame_ms"] <= s["run_ms"],
               f"stage times do not add up: {s}")
+        # each denoising step's time: as many as steps, within the denoising stage
+        steps = s.get("step_ms")
+        check(isinstance(steps, list) and len(steps) == s["steps"] and
+              all(isinstance(x, (int, float)) and x >= 0 for x in steps) and
+              sum(steps) <= s["denoise_ms"] + 0.1 * len(steps), f"step_ms in {s}")
         bad = os.path.join(tmp, "missing", "stats.jsonl")
         expect_error(["generate", "--model", TINY, "--prompt", PROMPT, "--out", out,
                       "--stats", bad, *FAST], 2, ["stats file", "missing"])
