@@ -182,6 +182,15 @@ present_as_device (vdit_ctx *ctx)
   return be;
 }
 
+/* The CPU backend as it was, and the fake device back to 2 MiB with 1 MiB free. */
+static void
+unpresent (vdit_backend *be)
+{
+  be->iface = real_iface;
+  fake_available = 1 << 20;
+  fake_total = 2 << 20;
+}
+
 static void
 on_progress (void *user_data, VditStage stage, int step, int steps)
 {
@@ -214,7 +223,7 @@ test_device_too_small_refused_first (void)
   g_assert_cmpint (fake_allocs, ==, 0); /* refused before any work */
   g_assert_cmpint (reports, ==, 0);
 
-  be->iface = real_iface;
+  unpresent (be);
   vdit_ctx_free (ctx);
   vdit_model_free (model);
 }
@@ -271,12 +280,10 @@ test_text_encoder_kept_with_room (void)
   g_assert_cmpint (uploads_of (ctx, "a green triangle moving right", got), ==, kept);
   g_assert_cmpint (uploads_of (ctx, "a red circle moving left", got), ==, first);
 
-  be->iface = real_iface;
+  unpresent (be);
   vdit_ctx_free (plain);
   vdit_ctx_free (ctx);
   vdit_model_free (model);
-  fake_available = 1 << 20;
-  fake_total = 2 << 20;
 }
 
 /* A resident text encoder outlives a generation that fails: with every allocation of the
@@ -315,11 +322,9 @@ test_text_encoder_kept_through_failures (void)
   }
   g_assert_cmpint (uploads_of (ctx, "a red circle moving left", got), ==, kept);
 
-  be->iface = real_iface;
+  unpresent (be);
   vdit_ctx_free (ctx);
   vdit_model_free (model);
-  fake_available = 1 << 20;
-  fake_total = 2 << 20;
 }
 
 static void

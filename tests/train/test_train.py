@@ -161,16 +161,21 @@ def interrupted(run_stage, at):
         tl.StageLoop = loop_cls
 
 
-def case_resume(tmp):
+def trained_and_fresh(tmp):
+    """The tiny run trained 16 base steps in tmp/a, and a fresh one in tmp/b."""
     import stage_base
-    a = os.path.join(tmp, "a")
-    b = os.path.join(tmp, "b")
-    os.makedirs(a)
-    os.makedirs(b)
-    run, ra, _ = tiny_run(a)
+    for d in ("a", "b"):
+        os.makedirs(os.path.join(tmp, d))
+    run, ra, _ = tiny_run(os.path.join(tmp, "a"))
     tl.set_threads(run)
     stage_base.run_stage(run, ra, max_steps=16, quiet=True)
-    run, rb, _ = tiny_run(b)
+    run, rb, _ = tiny_run(os.path.join(tmp, "b"))
+    return run, ra, rb
+
+
+def case_resume(tmp):
+    import stage_base
+    run, ra, rb = trained_and_fresh(tmp)
     stage_base.run_stage(run, rb, max_steps=8, quiet=True)   # "interrupted" at 8 ...
     os.remove(os.path.join(rb, "base", "done.json"))
     stage_base.run_stage(run, rb, max_steps=16, quiet=True)  # ... and resumed
@@ -200,13 +205,7 @@ def case_carry(tmp):
     optimiser moments); a missing or damaged part is refused."""
     import run_state as rs
     import stage_base
-    a, b = os.path.join(tmp, "a"), os.path.join(tmp, "b")
-    os.makedirs(a)
-    os.makedirs(b)
-    run, ra, _ = tiny_run(a)
-    tl.set_threads(run)
-    stage_base.run_stage(run, ra, max_steps=16, quiet=True)
-    run, rb, _ = tiny_run(b)
+    run, ra, rb = trained_and_fresh(tmp)
     check(interrupted(lambda: stage_base.run_stage(run, rb, max_steps=16, quiet=True), 9)
           is None, "not stopped")
     parts = os.path.join(tmp, "parts")
