@@ -17,7 +17,9 @@ tensor of a checkpoint is stored as bf16 except the live weights ("model" in ckp
 the EMA copies, the optimiser's moments and the finished stages' weights are rounded
 once per crossing (relative 2^-9), which training does not notice, while the weights
 it updates stay exact. Left out: a finished stage's ckpt.pt and best.pt (nothing reads
-them again), stale directories of a redone stage, the lock and the background files.
+them again, except a stage continued with more steps than it finished with: on the
+unpacked run that stage starts over), stale directories of a redone stage, the lock and
+the background files.
 Loading casts back to float32 (load_state_dict, and the optimiser's own load).
 """
 
