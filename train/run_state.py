@@ -5,6 +5,8 @@ again (docs/training.md, "Training across machines"):
     run_state.py pack RUN_DIR DEST [--part-mib 15]   DEST/state.json + DEST/state.tar.part-NNN
     run_state.py unpack SRC RUN_DIR                   from SRC/state.json and every part it names
     run_state.py status SRC                           which parts SRC has of its state.json
+    run_state.py gather DEST DIR...                   the parts of one pack from the calls' outputs
+    run_state.py split SRC PREFIX [--per 3]           PREFIX-1, PREFIX-2 ...: a call's carry each
 
 A GPU machine is lent for half an hour and gives back at most 64 MiB in 8 files a call,
 while a stage of the GPU config trains for longer: the run goes back and forth in parts
@@ -181,6 +183,44 @@ def unpack(src, run_dir):
     return m
 
 
+def gather(dest, dirs):
+    """Copies the parts of one pack from dirs (each with its state.json) into dest."""
+    m = None
+    for d in dirs:
+        dm = read_manifest(d)
+        if m is not None and dm["sha256"] != m["sha256"]:
+            raise StateError(f"{d}: parts of another pack than {dirs[0]}'s")
+        m = dm
+    if m is None:
+        raise StateError("no folders to gather from")
+    os.makedirs(dest, exist_ok=True)
+    shutil.copyfile(os.path.join(dirs[0], MANIFEST), os.path.join(dest, MANIFEST))
+    for d in dirs:
+        for p in m["parts"]:
+            if os.path.exists(os.path.join(d, p)):
+                shutil.copyfile(os.path.join(d, p), os.path.join(dest, p))
+    return m
+
+
+def split(src, prefix, per):
+    """src's parts into folders prefix-1, prefix-2 ... of `per` parts and the manifest:
+    one folder for each call to carry. Returns the folders."""
+    m = read_manifest(src)
+    missing = missing_parts(src)
+    if missing:
+        raise StateError(f"{src}: {len(missing)} parts missing ({', '.join(missing)})")
+    out = []
+    for i in range(0, len(m["parts"]), per):
+        d = f"{prefix}-{len(out) + 1}"
+        shutil.rmtree(d, ignore_errors=True)
+        os.makedirs(d)
+        shutil.copyfile(os.path.join(src, MANIFEST), os.path.join(d, MANIFEST))
+        for p in m["parts"][i:i + per]:
+            shutil.copyfile(os.path.join(src, p), os.path.join(d, p))
+        out.append(d)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -193,6 +233,13 @@ def main():
     u.add_argument("run_dir")
     s = sub.add_parser("status")
     s.add_argument("src")
+    g = sub.add_parser("gather")
+    g.add_argument("dest")
+    g.add_argument("dirs", nargs="+")
+    sp = sub.add_parser("split")
+    sp.add_argument("src")
+    sp.add_argument("prefix")
+    sp.add_argument("--per", type=int, default=3, help="parts a folder (default 3)")
     a = ap.parse_args()
     try:
         if a.cmd == "pack":
@@ -203,6 +250,15 @@ def main():
         elif a.cmd == "unpack":
             m = unpack(a.src, a.run_dir)
             print(f"unpacked {len(m['parts'])} parts into {a.run_dir}: {json.dumps(m['stages'])}")
+        elif a.cmd == "gather":
+            m = gather(a.dest, a.dirs)
+            missing = missing_parts(a.dest)
+            print(f"{a.dest}: {len(m['parts']) - len(missing)} of {len(m['parts'])} parts"
+                  + (f"; missing {' '.join(missing)}" if missing else ""))
+            raise SystemExit(0 if not missing else 4)
+        elif a.cmd == "split":
+            for d in split(a.src, a.prefix, max(1, a.per)):
+                print(d)
         else:
             m = read_manifest(a.src)
             missing = missing_parts(a.src)

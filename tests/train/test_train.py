@@ -212,8 +212,21 @@ def case_carry(tmp):
     m = rs.pack(rb, parts, 64 << 10)
     check(len(m["parts"]) >= 2 and m["stages"] == {"base": "step 9"}, m)
     check(m["bytes"] < 0.75 * m["bytes_unpacked_from"], f"not smaller: {m}")
+    # as the calls bring them back (a few parts each) and carry them there (three each)
+    back = [os.path.join(tmp, f"back{i}") for i in range(2)]
+    for i, d in enumerate(back):
+        os.makedirs(d)
+        shutil.copy(os.path.join(parts, "state.json"), d)
+        for p in m["parts"][i::2]:
+            shutil.copy(os.path.join(parts, p), d)
+    rs.gather(os.path.join(tmp, "gathered"), back)
+    carried = rs.split(os.path.join(tmp, "gathered"), os.path.join(tmp, "carry"), 3)
+    check(len(carried) == (len(m["parts"]) + 2) // 3, carried)
+    arrived = os.path.join(tmp, "arrived")
+    for d in carried:
+        rs.gather(arrived, [d])
     moved = os.path.join(tmp, "elsewhere", "run")
-    rs.unpack(parts, moved)
+    rs.unpack(arrived, moved)
     def files(d):
         return sorted(os.path.relpath(os.path.join(r, f), d) for r, _, fs in os.walk(d)
                       for f in fs if f != "lock")
