@@ -72,8 +72,7 @@ def _members(run_dir):
     out = []
     for root, dirs, files in os.walk(run_dir):
         rel_root = os.path.relpath(root, run_dir)
-        dirs[:] = sorted(d for d in dirs if ".stale-" not in d and not d.endswith(".incoming")
-                         and not d.endswith(".outgoing"))
+        dirs[:] = sorted(d for d in dirs if ".stale-" not in d)
         stage = rel_root.split(os.sep)[0] if rel_root != "." else None
         for f in sorted(files):
             if rel_root == "." and f in SKIP_NAMES or f.endswith(".tmp"):
@@ -84,22 +83,16 @@ def _members(run_dir):
     return out
 
 
-def _stages(run_dir):
-    """A line per trained stage for the manifest: finished, or the step reached."""
-    import trainlib as tl
-    info = {}
-    for stage in ("base", "mlcd", "kd", "search", "export", "bench"):
-        d = os.path.join(run_dir, stage)
-        if _finished(run_dir, stage):
-            info[stage] = "done"
-        elif os.path.exists(os.path.join(d, "ckpt.pt")):
-            info[stage] = f"step {tl.load(os.path.join(d, 'ckpt.pt'))['state']['step']}"
-    return info
+def _finished_stages(run_dir):
+    """The manifest's line for each finished stage."""
+    return {stage: "done" for stage in ("base", "mlcd", "search", "kd", "export", "bench")
+            if _finished(run_dir, stage)}
 
 
 def pack(run_dir, dest, part_bytes):
     """Writes dest/state.tar.part-NNN and dest/state.json; returns the manifest."""
     import torch
+    import trainlib as tl
     if not os.path.exists(os.path.join(run_dir, "run.json")):
         raise StateError(f"{run_dir}: not a training run (no run.json)")
     os.makedirs(dest, exist_ok=True)
@@ -108,13 +101,17 @@ def pack(run_dir, dest, part_bytes):
             os.remove(old)
     buf = io.BytesIO()
     raw = 0
+    stages = _finished_stages(run_dir)
     with tarfile.open(fileobj=buf, mode="w") as tar:
         for rel, path in _members(run_dir):
             raw += os.path.getsize(path)
             if path.endswith(".pt"):
-                import trainlib as tl
+                ck = tl.load(path)
+                stage, name = os.path.split(rel)
+                if name == "ckpt.pt":  # a stage in progress: the step it reached
+                    stages[stage] = f"step {ck['state']['step']}"
                 data = io.BytesIO()
-                torch.save(_compact(tl.load(path)), data)
+                torch.save(_compact(ck), data)
                 info = tarfile.TarInfo(rel)
                 info.size = data.tell()
                 info.mtime = int(os.path.getmtime(path))
@@ -130,7 +127,7 @@ def pack(run_dir, dest, part_bytes):
             f.write(blob[i:i + part_bytes])
         parts.append(name)
     manifest = {"run": os.path.basename(os.path.normpath(run_dir)),
-                "made": time.strftime("%Y-%m-%d %H:%M:%S"), "stages": _stages(run_dir),
+                "made": time.strftime("%Y-%m-%d %H:%M:%S"), "stages": stages,
                 "bytes": len(blob), "bytes_unpacked_from": raw,
                 "sha256": hashlib.sha256(blob).hexdigest(), "parts": parts}
     with open(os.path.join(dest, MANIFEST), "w", encoding="utf-8") as f:
