@@ -45,6 +45,34 @@ assert_oom (GError *error, const char *what, int k)
              error->message, g_quark_to_string (error->domain), error->code);
 }
 
+/* One generation of p (its clip in ref) counts its allocations; then each of them is made
+ * to fail in turn (scratch takes the failed runs' output): every one reached and an
+ * out-of-memory error; with live (the buffers held on a fake device), each failed run
+ * leaves as many buffers held as the device had before it. */
+static void
+fail_each_allocation (vdit_ctx *ctx, const vdit_gen_params *p, float *ref, float *scratch,
+                      const char *what, GHashTable *live)
+{
+  GError *error = NULL;
+  vdit_fault_alloc_fail_in (G_MAXINT);
+  g_assert_true (vdit_generate_latent (ctx, p, ref, &error));
+  g_assert_no_error (error);
+  const int allocs = G_MAXINT - vdit_fault_alloc_fail_in (0);
+  g_test_message ("%s: %d allocations", what, allocs);
+  g_assert_cmpint (allocs, >, 10);
+  const guint held = live ? g_hash_table_size (live) : 0;
+  for (int k = 1; k <= allocs; k++) {
+    vdit_fault_alloc_fail_in (k);
+    g_assert_false (vdit_generate_latent (ctx, p, scratch, &error));
+    assert_oom (error, what, k);
+    g_clear_error (&error);
+    g_assert_cmpint (vdit_fault_alloc_fail_in (0), ==, 0); /* the k-th was reached */
+    if (live && g_hash_table_size (live) != held)
+      g_error ("%s: allocation %d failed: %u buffers on the device after it, %u before", what,
+               k, g_hash_table_size (live), held);
+  }
+}
+
 static void
 test_every_allocation_of_a_generation (void)
 {
@@ -57,21 +85,7 @@ test_every_allocation_of_a_generation (void)
   const size_t n = latent_values (model, 8);
   g_autofree float *ref = g_new (float, n), *got = g_new (float, n);
 
-  /* how many allocations one generation makes */
-  vdit_fault_alloc_fail_in (G_MAXINT);
-  g_assert_true (vdit_generate_latent (ctx, &p, ref, &error));
-  g_assert_no_error (error);
-  const int allocs = G_MAXINT - vdit_fault_alloc_fail_in (0);
-  g_test_message ("one generation: %d allocations", allocs);
-  g_assert_cmpint (allocs, >, 10);
-
-  for (int k = 1; k <= allocs; k++) {
-    vdit_fault_alloc_fail_in (k);
-    g_assert_false (vdit_generate_latent (ctx, &p, got, &error));
-    assert_oom (error, "generation", k);
-    g_clear_error (&error);
-    g_assert_cmpint (vdit_fault_alloc_fail_in (0), ==, 0); /* the k-th was reached */
-  }
+  fail_each_allocation (ctx, &p, ref, got, "generation", NULL);
   /* nothing of the failed runs stays behind: the same clip again */
   g_assert_true (vdit_generate_latent (ctx, &p, got, &error));
   g_assert_no_error (error);
@@ -294,7 +308,6 @@ test_text_encoder_kept_through_failures (void)
 {
   vdit_model *model;
   vdit_ctx *ctx;
-  GError *error = NULL;
   test_load_tiny (&model, &ctx);
   vdit_backend *be = present_as_device (ctx);
   g_autofree float *got = g_new (float, latent_values (model, 8));
@@ -305,21 +318,8 @@ test_text_encoder_kept_through_failures (void)
 
   vdit_gen_params p;
   clip_params (&p);
-  vdit_fault_alloc_fail_in (G_MAXINT);
-  g_assert_true (vdit_generate_latent (ctx, &p, got, &error));
-  g_assert_no_error (error);
-  const int allocs = G_MAXINT - vdit_fault_alloc_fail_in (0);
-  const guint idle = g_hash_table_size (fake_live);
-  for (int k = 1; k <= allocs; k++) {
-    vdit_fault_alloc_fail_in (k);
-    g_assert_false (vdit_generate_latent (ctx, &p, got, &error));
-    assert_oom (error, "generation with a resident text encoder", k);
-    g_clear_error (&error);
-    g_assert_cmpint (vdit_fault_alloc_fail_in (0), ==, 0);
-    if (g_hash_table_size (fake_live) != idle)
-      g_error ("allocation %d failed: %u buffers on the device after it, %u before", k,
-               g_hash_table_size (fake_live), idle);
-  }
+  fail_each_allocation (ctx, &p, got, got, "generation with a resident text encoder",
+                        fake_live);
   g_assert_cmpint (uploads_of (ctx, "a red circle moving left", got), ==, kept);
 
   unpresent (be);
