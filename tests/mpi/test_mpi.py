@@ -4,6 +4,7 @@
 usage: test_mpi.py HAVE_MPI CASE PROGRAM [ARGS...]
 Exit 77 (skipped) when this build has no MPI or mpirun is absent.
 """
+import atexit
 import json
 import os
 import select
@@ -31,9 +32,24 @@ def check(cond, message):
         sys.exit(1)
 
 
+_session_base = []
+
+
+def session_base():
+    """A folder of this test's own for Open MPI's session directories: tests run at once
+    and their mpiruns raced to make the shared one under /tmp ("orte_session_dir
+    failed")."""
+    if not _session_base:
+        d = tempfile.mkdtemp(prefix="vdit-ompi-")
+        atexit.register(shutil.rmtree, d, True)
+        _session_base.append(d)
+    return _session_base[0]
+
+
 def mpi_env():
     return dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
                OMP_NUM_THREADS="1", OMPI_MCA_rmaps_base_oversubscribe="1",
+               OMPI_MCA_orte_tmpdir_base=session_base(),
                # shared memory without the kernel's cross-memory attach, which containers
                # often forbid
                OMPI_MCA_btl_vader_single_copy_mechanism="none",
