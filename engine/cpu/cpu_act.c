@@ -6,26 +6,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wpsabi" /* kernel helpers are always inlined */
-#endif
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define HAVE_AVX2_KERNELS 1
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-#pragma GCC optimize("fp-contract=fast") /* -std=c11 turns contraction off */
-#define VW 8
-#define KNAME(name) name##_avx2
-#include "cpu_act_kernels.h"
-#undef VW
-#undef KNAME
-#pragma GCC pop_options
-#endif
-#define VW 4
-#define KNAME(name) name##_base
-#include "cpu_act_kernels.h"
-#undef VW
-#undef KNAME
+#define CPU_ISA_KERNELS "cpu_act_kernels.h"
+#include "cpu_isa_variants.h"
 
 void
 cpu_bias_act_rows (float *out, int ldo, const float *bias, int m, int n, VditActivation act)

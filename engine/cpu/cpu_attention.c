@@ -34,26 +34,8 @@ typedef struct {
 
 /* The kernels, once per instruction set: AVX2 on x86-64 (chosen at run time), and
  * 4-lane vectors everywhere (SSE2, NEON). */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wpsabi" /* kernel helpers are always inlined */
-#endif
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define HAVE_AVX2_KERNELS 1
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-#pragma GCC optimize("fp-contract=fast") /* -std=c11 turns contraction off */
-#define VW 8
-#define KNAME(name) name##_avx2
-#include "cpu_attention_kernels.h"
-#undef VW
-#undef KNAME
-#pragma GCC pop_options
-#endif
-#define VW 4
-#define KNAME(name) name##_base
-#include "cpu_attention_kernels.h"
-#undef VW
-#undef KNAME
+#define CPU_ISA_KERNELS "cpu_attention_kernels.h"
+#include "cpu_isa_variants.h"
 
 typedef void (*attend_rows_fn) (attn_scratch *sc, float *out, int ldo, const float *q, int ldq,
                                 const float *kt, int ldkt, const float *v, int ldv, int r0,
