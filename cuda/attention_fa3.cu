@@ -496,6 +496,170 @@ fa3_scores_kernel (const __grid_constant__ CUtensorMap tq, const __grid_constant
   }
 }
 
+// AdaSpa block scores with each K tile shared by NC consumer warpgroups (NC × 64 query
+// rows a block, one block an SM). The kernel above loads every K tile once per 64 query
+// rows for Q·Kᵀ alone, a quarter of dense attention's use of each loaded byte (192 rows,
+// and P·V too), which leaves it bound by L2 → shared memory traffic as the AdaSpa pattern
+// step is. Inside a warpgroup Q·K(j+1)ᵀ is issued before tile j's exponentials, so the
+// tensor cores and the exponential unit work at once; each warp's per-tile sums wait in
+// a shared ring flushed every SCORE_RING tiles (one named barrier per SCORE_RING tiles,
+// not one per tile). The sums are added in the same order as above: the same scores.
+constexpr int SCORE_STAGES = 4;
+constexpr int SCORE_RING = 8;
+
+template <int D, int NC>
+struct ScoreShape {
+  static constexpr int BM = 64 * NC;
+  static constexpr int THREADS = 128 * (NC + 1);
+  static constexpr int CHUNKS = D / 32;
+  static constexpr int Q_BYTES = BM * D * 2;
+  static constexpr int K_BYTES = 64 * D * 2;
+  static constexpr int PRODUCER_REGS = 24;
+  // what the producer leaves of the SM's 65,536, shared by the consumers (multiple of 8)
+  static constexpr int CONSUMER_REGS_FIT = (65536 / 128 - PRODUCER_REGS) / NC / 8 * 8;
+  static constexpr int CONSUMER_REGS = CONSUMER_REGS_FIT < 240 ? CONSUMER_REGS_FIT : 240;
+  static constexpr size_t SMEM = 1024 /* alignment slack */ + Q_BYTES + SCORE_STAGES * K_BYTES +
+                                 8 * (1 + 2 * SCORE_STAGES);
+};
+
+struct ScoreBarriers {
+  uint64_t q_full;
+  uint64_t k_full[SCORE_STAGES], k_empty[SCORE_STAGES];
+};
+
+// This thread's share of 2^(s·c − lse·log2 e) over tile j of S (keys past nk left out).
+__device__ __forceinline__ float
+score_tile_sum (const float s[8][4], int j, int nk, const float lse2[2], float scale_log2)
+{
+  const int t = threadIdx.x % 4;
+  float sum = 0.0f;
+  if (j == nk / 64) { // the partial last tile
+#pragma unroll
+    for (int nt = 0; nt < 8; nt++)
+#pragma unroll
+      for (int e = 0; e < 4; e++)
+        if (j * 64 + nt * 8 + 2 * t + (e & 1) < nk)
+          sum += fast_exp2 (fmaf (s[nt][e], scale_log2, -lse2[e / 2]));
+  } else {
+#pragma unroll
+    for (int nt = 0; nt < 8; nt++)
+#pragma unroll
+      for (int e = 0; e < 4; e++)
+        sum += fast_exp2 (fmaf (s[nt][e], scale_log2, -lse2[e / 2]));
+  }
+  return sum;
+}
+
+// A warp's sum of tile j goes into the ring; at the end of a segment (SCORE_RING tiles, or
+// the last tile) the warpgroup meets and SCORE_RING of its threads write the segment. The
+// next segment fills the ring's other half; the one after it comes back to this half only
+// past the next barrier, which the writing threads reach after writing.
+__device__ __forceinline__ void
+score_tile_out (float sum, int j, int n, float (*ring)[SCORE_RING][4], float *out_row,
+                bool writes)
+{
+  for (int off = 16; off > 0; off /= 2)
+    sum += __shfl_xor_sync (0xffffffffu, sum, off);
+  float (*seg)[4] = ring[(j / SCORE_RING) & 1];
+  if (threadIdx.x % 32 == 0)
+    seg[j % SCORE_RING][(threadIdx.x % 128) / 32] = sum;
+  if (j % SCORE_RING == SCORE_RING - 1 || j == n - 1) {
+    named_sync (threadIdx.x / 128, 128); // consumer warpgroups 1..NC: barriers 1..NC
+    const int i = threadIdx.x % 128;
+    if (writes && i <= j % SCORE_RING)
+      out_row[j - j % SCORE_RING + i] = seg[i][0] + seg[i][1] + seg[i][2] + seg[i][3];
+  }
+}
+
+template <int D, int NC>
+__global__ void __launch_bounds__ (ScoreShape<D, NC>::THREADS, 1)
+fa3_scores_shared_kernel (const __grid_constant__ CUtensorMap tq,
+                          const __grid_constant__ CUtensorMap tk, float *scores,
+                          const float *lse, int nq, int nk, float scale_log2)
+{
+#if defined(__CUDA_ARCH__) && !defined(VDIT_WGMMA)
+  __trap ();
+#endif
+  using SH = ScoreShape<D, NC>;
+  extern __shared__ unsigned char smem_raw[];
+  unsigned char *smem = reinterpret_cast<unsigned char *> (
+      (reinterpret_cast<uintptr_t> (smem_raw) + 1023) & ~(uintptr_t) 1023);
+  unsigned char *sq = smem;
+  unsigned char *sk = sq + SH::Q_BYTES; // SCORE_STAGES
+  ScoreBarriers *bar = reinterpret_cast<ScoreBarriers *> (sk + SCORE_STAGES * SH::K_BYTES);
+  __shared__ float ring[NC][2][SCORE_RING][4];
+
+  const int wg = threadIdx.x / 128, h = blockIdx.y;
+  const int n = (nk + 63) / 64, nqb = (nq + 63) / 64;
+  if (threadIdx.x == 0) {
+    mbar_init (&bar->q_full, 1);
+    for (int st = 0; st < SCORE_STAGES; st++) {
+      mbar_init (&bar->k_full[st], 1);
+      mbar_init (&bar->k_empty[st], 4 * NC);
+    }
+    mbar_init_fence ();
+  }
+  __syncthreads ();
+  if (wg == 0) {
+    regs_lower<SH::PRODUCER_REGS> ();
+    if (threadIdx.x == 0) {
+      mbar_expect_tx (&bar->q_full, SH::Q_BYTES);
+      for (int c = 0; c < SH::CHUNKS; c++)
+        tma_load_4d (sq + c * SH::BM * 64, &tq, &bar->q_full, 0, c, h, blockIdx.x * SH::BM);
+      for (int j = 0; j < n; j++) {
+        const int st = j % SCORE_STAGES;
+        mbar_wait (&bar->k_empty[st], ((j / SCORE_STAGES) & 1) ^ 1);
+        mbar_expect_tx (&bar->k_full[st], SH::K_BYTES);
+        for (int c = 0; c < SH::CHUNKS; c++)
+          tma_load_4d (sk + st * SH::K_BYTES + c * 64 * 64, &tk, &bar->k_full[st], 0, c, h,
+                       j * 64);
+      }
+    }
+    return;
+  }
+  regs_raise<SH::CONSUMER_REGS> ();
+  const int cw = wg - 1, warp = (threadIdx.x % 128) / 32, lane = threadIdx.x % 32;
+  const int qb = blockIdx.x * NC + cw; // past the last block: sums of zero, not written
+  float lse2[2];
+  for (int r = 0; r < 2; r++) {
+    const int row = qb * 64 + warp * 16 + lane / 4 + 8 * r;
+    lse2[r] = row < nq ? lse[(size_t) h * nq + row] * LOG2E : CUDART_INF_F;
+    if (lse2[r] == -CUDART_INF_F)
+      lse2[r] = CUDART_INF_F; // a row without kept keys adds nothing
+  }
+  const unsigned char *my_q = sq + cw * 64 * 64;
+  float *out_row = scores + ((size_t) h * nqb + min (qb, nqb - 1)) * n;
+  const bool writes = qb < nqb;
+  float (*my_ring)[SCORE_RING][4] = ring[cw];
+  // tiles in pairs: S(j) and S(j+1) issued together, tile j's exponentials under S(j+1)'s
+  // GEMM; nothing is in flight across iterations (ptxas would serialise the wgmma)
+  float sa[8][4], sb[8][4];
+  mbar_wait (&bar->q_full, 0);
+  int j = 0;
+  for (; j + 1 < n; j += 2) {
+    const int st = j % SCORE_STAGES, st1 = (j + 1) % SCORE_STAGES;
+    mbar_wait (&bar->k_full[st], (j / SCORE_STAGES) & 1);
+    fa3_issue_qk<D, SH::BM, 64> (sa, my_q, sk + st * SH::K_BYTES);
+    mbar_wait (&bar->k_full[st1], ((j + 1) / SCORE_STAGES) & 1);
+    fa3_issue_qk<D, SH::BM, 64> (sb, my_q, sk + st1 * SH::K_BYTES);
+    wgmma_wait<1> ();
+    fa3_release (&bar->k_empty[st], lane);
+    score_tile_out (score_tile_sum (sa, j, nk, lse2, scale_log2), j, n, my_ring, out_row, writes);
+    wgmma_wait<0> ();
+    fa3_release (&bar->k_empty[st1], lane);
+    score_tile_out (score_tile_sum (sb, j + 1, nk, lse2, scale_log2), j + 1, n, my_ring, out_row,
+                    writes);
+  }
+  if (j < n) { // an odd count's last tile
+    const int st = j % SCORE_STAGES;
+    mbar_wait (&bar->k_full[st], (j / SCORE_STAGES) & 1);
+    fa3_issue_qk<D, SH::BM, 64> (sa, my_q, sk + st * SH::K_BYTES);
+    wgmma_wait<0> ();
+    fa3_release (&bar->k_empty[st], lane);
+    score_tile_out (score_tile_sum (sa, j, nk, lse2, scale_log2), j, n, my_ring, out_row, writes);
+  }
+}
+
 PFN_cuTensorMapEncodeTiled_v12000
 encode_fn ()
 {
@@ -556,7 +720,9 @@ launch (const AttnParams &p, int heads, cudaStream_t stream)
 
 // VDIT_CUDA_ATTN picks a variant to compare: fa3-2x128 (dense head dim 96 on two consumer
 // warpgroups and 128-key tiles instead of three on 96-key tiles: 13.8 against 13.1 ms at
-// 28,800 tokens on an H200) or fa3-narrow64 (AdaSpa lists on 64-key tiles, not pairs).
+// 28,800 tokens on an H200), fa3-narrow64 (AdaSpa lists on 64-key tiles, not pairs) or
+// fa3-scores-shared (AdaSpa block scores with K shared by four consumer warpgroups; not
+// yet measured against the one-consumer kernel, so not yet the default).
 bool
 variant_forced (const char *name)
 {
@@ -579,6 +745,38 @@ launch_scores (float *scores, const bf16 *q, int ldq, const bf16 *k, int ldk, co
   fa3_scores_kernel<D><<<dim3 ((nq + 63) / 64, heads), 256, SH::SMEM, stream>>> (
       tq, tk, scores, lse, nq, nk, scale_log2);
   return cudaGetLastError ();
+}
+
+template <int D, int NC>
+cudaError_t
+launch_scores_shared (float *scores, const bf16 *q, int ldq, const bf16 *k, int ldk,
+                      const float *lse, int nq, int nk, int heads, float scale_log2,
+                      cudaStream_t stream)
+{
+  using SH = ScoreShape<D, NC>;
+  CUtensorMap tq, tk;
+  if (!make_map (&tq, q, ldq, nq, heads, D, SH::BM) || !make_map (&tk, k, ldk, nk, heads, D, 64))
+    return cudaErrorInvalidValue;
+  cudaError_t err = set_max_dynamic_smem<fa3_scores_shared_kernel<D, NC>> ((int) SH::SMEM);
+  if (err != cudaSuccess)
+    return err;
+  const int blocks = ((nq + 63) / 64 + NC - 1) / NC;
+  fa3_scores_shared_kernel<D, NC><<<dim3 (blocks, heads), SH::THREADS, SH::SMEM, stream>>> (
+      tq, tk, scores, lse, nq, nk, scale_log2);
+  return cudaGetLastError ();
+}
+
+template <int D>
+cudaError_t
+dispatch_scores (float *scores, const bf16 *q, int ldq, const bf16 *k, int ldk, const float *lse,
+                 int nq, int nk, int heads, float scale_log2, cudaStream_t stream)
+{
+  if (heads > 65535)
+    return cudaErrorInvalidConfiguration;
+  if (variant_forced ("fa3-scores-shared"))
+    return launch_scores_shared<D, 4> (scores, q, ldq, k, ldk, lse, nq, nk, heads, scale_log2,
+                                       stream);
+  return launch_scores<D> (scores, q, ldq, k, ldk, lse, nq, nk, heads, scale_log2, stream);
 }
 
 } // namespace
@@ -642,9 +840,9 @@ vdit_cuda_block_scores_fa3_launch (float *scores, const void *q, int ldq, const 
 {
   const bf16 *qb = static_cast<const bf16 *> (q), *kb = static_cast<const bf16 *> (k);
   switch (head_dim) {
-  case 64: return launch_scores<64> (scores, qb, ldq, kb, ldk, lse, nq, nk, heads, scale_log2, stream);
-  case 96: return launch_scores<96> (scores, qb, ldq, kb, ldk, lse, nq, nk, heads, scale_log2, stream);
-  case 128: return launch_scores<128> (scores, qb, ldq, kb, ldk, lse, nq, nk, heads, scale_log2, stream);
+  case 64: return dispatch_scores<64> (scores, qb, ldq, kb, ldk, lse, nq, nk, heads, scale_log2, stream);
+  case 96: return dispatch_scores<96> (scores, qb, ldq, kb, ldk, lse, nq, nk, heads, scale_log2, stream);
+  case 128: return dispatch_scores<128> (scores, qb, ldq, kb, ldk, lse, nq, nk, heads, scale_log2, stream);
   default: return cudaErrorInvalidValue;
   }
 }

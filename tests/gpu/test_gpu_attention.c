@@ -261,6 +261,11 @@ test_block_scores (void)
   gpu_pair_init (&p, 24);
   const int shapes[][5] = { /* n, heads, head_dim, block_q, block_k */
                             { 500, 3, 96, 64, 64 },
+                            /* AdaSpa's 64 × 64 blocks on Hopper's kernels: an odd count
+                             * of key tiles, query blocks that do not fill the last group
+                             * of four, more tiles than one flush of the sums holds */
+                            { 700, 2, 128, 64, 64 },
+                            { 1100, 1, 64, 64, 64 },
                             { 300, 2, 64, 48, 40 },
                             { 260, 2, 12, 100, 70 },
                             { 129, 1, 128, 16, 8 } };

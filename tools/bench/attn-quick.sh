@@ -31,7 +31,7 @@ short () { python3 -c 'import json,sys
 for l in sys.stdin:
   try: r=json.loads(l)
   except Exception: continue
-  print(r.get("impl",""),r.get("kernel",""),r.get("mode"),r.get("frames"),r.get("k",""),"ms",r.get("ms"),"search",r.get("search_ms",""))'; }
+  print(r.get("impl",""),r.get("kernel",""),r.get("variant",""),r.get("mode"),r.get("frames"),r.get("k",""),"ms",r.get("ms"),"search",r.get("search_ms",""))'; }
 echo "== ours"
 {
   attn --mode full --frames 8
@@ -40,8 +40,11 @@ echo "== ours"
   attn --mode tile --frames 8 --k 2
   attn --mode tile --frames 8 --k 1
   attn --mode adaptive --frames 8 --sparsity 0.8
+  VDIT_CUDA_ATTN=fa3-scores-shared attn --mode adaptive --frames 8 --sparsity 0.8
   attn --mode full --frames 24
   attn --mode tile --frames 24 --k 3
+  attn --mode adaptive --frames 24 --sparsity 0.8 --repeat 4
+  VDIT_CUDA_ATTN=fa3-scores-shared attn --mode adaptive --frames 24 --sparsity 0.8 --repeat 4
 } | short
 if [ "${2:-}" = peers ]; then
   echo "== peers"
