@@ -413,6 +413,41 @@ fa3_kernel (const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUte
   write_rows<D> (p, h, row, o, m, l, t);
 }
 
+// The scores kernels' producer: Q (BM rows, chunk-major) once, then every K tile of
+// head h through a STAGES-deep ring.
+template <int CHUNKS, int BM, int STAGES>
+__device__ __forceinline__ void
+score_producer (unsigned char *sq, unsigned char *sk, uint64_t *q_full, uint64_t *k_full,
+                uint64_t *k_empty, const CUtensorMap *tq, const CUtensorMap *tk, int h, int q0,
+                int n)
+{
+  constexpr int K_BYTES = CHUNKS * 64 * 64;
+  mbar_expect_tx (q_full, CHUNKS * BM * 64);
+  for (int c = 0; c < CHUNKS; c++)
+    tma_load_4d (sq + c * BM * 64, tq, q_full, 0, c, h, q0);
+  for (int j = 0; j < n; j++) {
+    const int st = j % STAGES;
+    mbar_wait (&k_empty[st], ((j / STAGES) & 1) ^ 1);
+    mbar_expect_tx (&k_full[st], K_BYTES);
+    for (int c = 0; c < CHUNKS; c++)
+      tma_load_4d (sk + st * K_BYTES + c * 64 * 64, tk, &k_full[st], 0, c, h, j * 64);
+  }
+}
+
+// A consumer thread's two rows of 64-row query block qb: their LSE in base 2, +inf for a
+// row past nq or one without kept keys (it adds nothing).
+__device__ __forceinline__ void
+score_rows_lse2 (float lse2[2], const float *lse, int h, int nq, int qb)
+{
+  const int warp = (threadIdx.x % 128) / 32, lane = threadIdx.x % 32;
+  for (int r = 0; r < 2; r++) {
+    const int row = qb * 64 + warp * 16 + lane / 4 + 8 * r;
+    lse2[r] = row < nq ? lse[(size_t) h * nq + row] * LOG2E : CUDART_INF_F;
+    if (lse2[r] == -CUDART_INF_F)
+      lse2[r] = CUDART_INF_F;
+  }
+}
+
 // AdaSpa block scores with the same pipeline: a producer streams K tiles (no V), one
 // consumer warpgroup per 64-row query block computes S = Q·Kᵀ on wgmma and sums
 // 2^(s·c − lse·log2 e) over each 64 × 64 block. Two blocks per SM interleave.
@@ -446,30 +481,15 @@ fa3_scores_kernel (const __grid_constant__ CUtensorMap tq, const __grid_constant
   __syncthreads ();
   if (wg == 0) {
     regs_lower<24> ();
-    if (threadIdx.x == 0) {
-      mbar_expect_tx (&bar->q_full, SH::Q_BYTES);
-      for (int c = 0; c < SH::CHUNKS; c++)
-        tma_load_4d (sq + c * 64 * 64, &tq, &bar->q_full, 0, c, h, qb * 64);
-      for (int j = 0; j < n; j++) {
-        const int st = j % FA3_STAGES;
-        mbar_wait (&bar->k_empty[st], ((j / FA3_STAGES) & 1) ^ 1);
-        mbar_expect_tx (&bar->k_full[st], SH::KV_BYTES);
-        for (int c = 0; c < SH::CHUNKS; c++)
-          tma_load_4d (sk + st * SH::KV_BYTES + c * 64 * 64, &tk, &bar->k_full[st], 0, c, h,
-                       j * 64);
-      }
-    }
+    if (threadIdx.x == 0)
+      score_producer<SH::CHUNKS, 64, FA3_STAGES> (sq, sk, &bar->q_full, bar->k_full,
+                                                  bar->k_empty, &tq, &tk, h, qb * 64, n);
     return;
   }
   regs_raise<232> ();
   const int warp = (threadIdx.x % 128) / 32, lane = threadIdx.x % 32, t = lane % 4;
   float lse2[2];
-  for (int r = 0; r < 2; r++) {
-    const int row = qb * 64 + warp * 16 + lane / 4 + 8 * r;
-    lse2[r] = row < nq ? lse[(size_t) h * nq + row] * LOG2E : -CUDART_INF_F;
-    if (lse2[r] == -CUDART_INF_F)
-      lse2[r] = CUDART_INF_F; // a row without kept keys adds nothing
-  }
+  score_rows_lse2 (lse2, lse, h, nq, qb);
   float s[8][4];
   mbar_wait (&bar->q_full, 0);
   for (int j = 0; j < n; j++) {
@@ -602,31 +622,17 @@ fa3_scores_shared_kernel (const __grid_constant__ CUtensorMap tq,
   __syncthreads ();
   if (wg == 0) {
     regs_lower<SH::PRODUCER_REGS> ();
-    if (threadIdx.x == 0) {
-      mbar_expect_tx (&bar->q_full, SH::Q_BYTES);
-      for (int c = 0; c < SH::CHUNKS; c++)
-        tma_load_4d (sq + c * SH::BM * 64, &tq, &bar->q_full, 0, c, h, blockIdx.x * SH::BM);
-      for (int j = 0; j < n; j++) {
-        const int st = j % SCORE_STAGES;
-        mbar_wait (&bar->k_empty[st], ((j / SCORE_STAGES) & 1) ^ 1);
-        mbar_expect_tx (&bar->k_full[st], SH::K_BYTES);
-        for (int c = 0; c < SH::CHUNKS; c++)
-          tma_load_4d (sk + st * SH::K_BYTES + c * 64 * 64, &tk, &bar->k_full[st], 0, c, h,
-                       j * 64);
-      }
-    }
+    if (threadIdx.x == 0)
+      score_producer<SH::CHUNKS, SH::BM, SCORE_STAGES> (sq, sk, &bar->q_full, bar->k_full,
+                                                        bar->k_empty, &tq, &tk, h,
+                                                        blockIdx.x * SH::BM, n);
     return;
   }
   regs_raise<SH::CONSUMER_REGS> ();
-  const int cw = wg - 1, warp = (threadIdx.x % 128) / 32, lane = threadIdx.x % 32;
+  const int cw = wg - 1, lane = threadIdx.x % 32;
   const int qb = blockIdx.x * NC + cw; // past the last block: sums of zero, not written
   float lse2[2];
-  for (int r = 0; r < 2; r++) {
-    const int row = qb * 64 + warp * 16 + lane / 4 + 8 * r;
-    lse2[r] = row < nq ? lse[(size_t) h * nq + row] * LOG2E : CUDART_INF_F;
-    if (lse2[r] == -CUDART_INF_F)
-      lse2[r] = CUDART_INF_F; // a row without kept keys adds nothing
-  }
+  score_rows_lse2 (lse2, lse, h, nq, qb);
   const unsigned char *my_q = sq + cw * 64 * 64;
   float *out_row = scores + ((size_t) h * nqb + min (qb, nqb - 1)) * n;
   const bool writes = qb < nqb;
