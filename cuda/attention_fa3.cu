@@ -448,6 +448,29 @@ score_rows_lse2 (float lse2[2], const float *lse, int h, int nq, int qb)
   }
 }
 
+// This thread's share of 2^(s·c − lse·log2 e) over tile j of S (keys past nk left out).
+__device__ __forceinline__ float
+score_tile_sum (const float s[8][4], int j, int nk, const float lse2[2], float scale_log2)
+{
+  const int t = threadIdx.x % 4;
+  float sum = 0.0f;
+  if (j == nk / 64) { // the partial last tile
+#pragma unroll
+    for (int nt = 0; nt < 8; nt++)
+#pragma unroll
+      for (int e = 0; e < 4; e++)
+        if (j * 64 + nt * 8 + 2 * t + (e & 1) < nk)
+          sum += fast_exp2 (fmaf (s[nt][e], scale_log2, -lse2[e / 2]));
+  } else {
+#pragma unroll
+    for (int nt = 0; nt < 8; nt++)
+#pragma unroll
+      for (int e = 0; e < 4; e++)
+        sum += fast_exp2 (fmaf (s[nt][e], scale_log2, -lse2[e / 2]));
+  }
+  return sum;
+}
+
 // AdaSpa block scores with the same pipeline: a producer streams K tiles (no V), one
 // consumer warpgroup per 64-row query block computes S = Q·Kᵀ on wgmma and sums
 // 2^(s·c − lse·log2 e) over each 64 × 64 block. Two blocks per SM interleave.
@@ -487,7 +510,7 @@ fa3_scores_kernel (const __grid_constant__ CUtensorMap tq, const __grid_constant
     return;
   }
   regs_raise<232> ();
-  const int warp = (threadIdx.x % 128) / 32, lane = threadIdx.x % 32, t = lane % 4;
+  const int warp = (threadIdx.x % 128) / 32, lane = threadIdx.x % 32;
   float lse2[2];
   score_rows_lse2 (lse2, lse, h, nq, qb);
   float s[8][4];
@@ -498,13 +521,7 @@ fa3_scores_kernel (const __grid_constant__ CUtensorMap tq, const __grid_constant
     fa3_issue_qk<D, 64, 64> (s, sq, sk + st * SH::KV_BYTES);
     wgmma_wait<0> ();
     fa3_release (&bar->k_empty[st], lane);
-    float sum = 0.0f;
-#pragma unroll
-    for (int nt = 0; nt < 8; nt++)
-#pragma unroll
-      for (int e = 0; e < 4; e++)
-        if (j * 64 + nt * 8 + 2 * t + (e & 1) < nk)
-          sum += fast_exp2 (fmaf (s[nt][e], scale_log2, -lse2[e / 2]));
+    float sum = score_tile_sum (s, j, nk, lse2, scale_log2);
     for (int off = 16; off > 0; off /= 2)
       sum += __shfl_xor_sync (0xffffffffu, sum, off);
     if (lane == 0)
@@ -546,29 +563,6 @@ struct ScoreBarriers {
   uint64_t q_full;
   uint64_t k_full[SCORE_STAGES], k_empty[SCORE_STAGES];
 };
-
-// This thread's share of 2^(s·c − lse·log2 e) over tile j of S (keys past nk left out).
-__device__ __forceinline__ float
-score_tile_sum (const float s[8][4], int j, int nk, const float lse2[2], float scale_log2)
-{
-  const int t = threadIdx.x % 4;
-  float sum = 0.0f;
-  if (j == nk / 64) { // the partial last tile
-#pragma unroll
-    for (int nt = 0; nt < 8; nt++)
-#pragma unroll
-      for (int e = 0; e < 4; e++)
-        if (j * 64 + nt * 8 + 2 * t + (e & 1) < nk)
-          sum += fast_exp2 (fmaf (s[nt][e], scale_log2, -lse2[e / 2]));
-  } else {
-#pragma unroll
-    for (int nt = 0; nt < 8; nt++)
-#pragma unroll
-      for (int e = 0; e < 4; e++)
-        sum += fast_exp2 (fmaf (s[nt][e], scale_log2, -lse2[e / 2]));
-  }
-  return sum;
-}
 
 // A warp's sum of tile j goes into the ring; at the end of a segment (SCORE_RING tiles, or
 // the last tile) the warpgroup meets and SCORE_RING of its threads write the segment. The
