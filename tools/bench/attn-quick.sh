@@ -2,11 +2,14 @@
 # A short GPU check of the attention kernels, for one device call while a kernel is being
 # changed: build (CUDA, no GStreamer), the attention parity tests, then our attention
 # timings beside each other (every kernel the dispatcher can force) and optionally the
-# PyTorch peers. Output under OUTDIR: build.log, tests.log, bench.jsonl, env.txt.
+# PyTorch peers, and optionally where an AdaSpa search's time goes at 24 frames (nsys's
+# per-kernel sums, both block-score kernels: search-nsys.csv). Output under OUTDIR:
+# build.log, tests.log, bench.jsonl, env.txt.
 #
-#   tools/bench/attn-quick.sh OUTDIR [peers]
+#   tools/bench/attn-quick.sh OUTDIR [peers][,search-nsys]
 set -uo pipefail
-out=${1:?usage: attn-quick.sh OUTDIR [peers]}
+out=${1:?usage: attn-quick.sh OUTDIR [peers][,search-nsys]}
+extra=",${2:-},"
 mkdir -p "$out"
 . .devdeps/device-env.sh
 export PATH=/usr/local/cuda/bin:$PATH
@@ -46,7 +49,22 @@ echo "== ours"
   attn --mode adaptive --frames 24 --sparsity 0.8 --repeat 4
   VDIT_CUDA_ATTN=fa3-scores-shared attn --mode adaptive --frames 24 --sparsity 0.8 --repeat 4
 } | short
-if [ "${2:-}" = peers ]; then
+if [[ $extra == *,search-nsys,* ]]; then
+  echo "== nsys: one adaptive search and step at 24 frames, each block-score kernel"
+  for v in default fa3-scores-shared; do
+    rep=/tmp/attn-search-$v
+    VDIT_CUDA_ATTN=$([ $v = default ] || echo $v) timeout 200 nsys profile -o $rep \
+      --force-overwrite true -t cuda "$b/tools/vdit" bench attention --backend cuda --heads 24 \
+      --head-dim 96 --tokens-per-frame 3600 --frames 24 --mode adaptive --sparsity 0.8 \
+      --repeat 1 --warmup 0 >> "$out/env.txt" 2>&1
+    echo "# $v" >> "$out/search-nsys.csv"
+    timeout 120 nsys stats -r cuda_gpu_kern_sum -f csv "$rep.nsys-rep" 2>> "$out/env.txt" |
+      cut -c1-300 >> "$out/search-nsys.csv"
+    rm -f "$rep.nsys-rep" "$rep.sqlite"
+  done
+  grep -iE "^#|scores|row_sort|recall_sum|balance|build_rows" "$out/search-nsys.csv" | cut -c1-160
+fi
+if [[ $extra == *,peers,* ]]; then
   echo "== peers"
   PYTHONUNBUFFERED=1 timeout 240 python3 tools/bench/peers.py --frames 8,24 \
     2>> "$out/env.txt" | tee -a "$out/bench.jsonl" | short
