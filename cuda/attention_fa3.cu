@@ -551,10 +551,8 @@ struct ScoreShape {
   static constexpr int CHUNKS = D / 32;
   static constexpr int Q_BYTES = BM * D * 2;
   static constexpr int K_BYTES = 64 * D * 2;
-  static constexpr int PRODUCER_REGS = 24;
-  // what the producer leaves of the SM's 65,536, shared by the consumers (multiple of 8)
-  static constexpr int CONSUMER_REGS_FIT = (65536 / 128 - PRODUCER_REGS) / NC / 8 * 8;
-  static constexpr int CONSUMER_REGS = CONSUMER_REGS_FIT < 240 ? CONSUMER_REGS_FIT : 240;
+  // (no setmaxnreg: the consumers fit the launch's 65,536 / THREADS registers, and a
+  // warpgroup can only raise its count by what another one gave back)
   static constexpr size_t SMEM = 1024 /* alignment slack */ + Q_BYTES + SCORE_STAGES * K_BYTES +
                                  8 * (1 + 2 * SCORE_STAGES);
 };
@@ -615,14 +613,12 @@ fa3_scores_shared_kernel (const __grid_constant__ CUtensorMap tq,
   }
   __syncthreads ();
   if (wg == 0) {
-    regs_lower<SH::PRODUCER_REGS> ();
     if (threadIdx.x == 0)
       score_producer<SH::CHUNKS, SH::BM, SCORE_STAGES> (sq, sk, &bar->q_full, bar->k_full,
                                                         bar->k_empty, &tq, &tk, h,
                                                         blockIdx.x * SH::BM, n);
     return;
   }
-  regs_raise<SH::CONSUMER_REGS> ();
   const int cw = wg - 1, lane = threadIdx.x % 32;
   const int qb = blockIdx.x * NC + cw; // past the last block: sums of zero, not written
   float lse2[2];
