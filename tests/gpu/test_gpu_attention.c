@@ -266,6 +266,9 @@ test_block_scores (void)
                              * of four, more tiles than one flush of the sums holds */
                             { 700, 2, 128, 64, 64 },
                             { 1100, 1, 64, 64, 64 },
+                            /* whole tiles only; one tile, fewer blocks than a group */
+                            { 128, 2, 96, 64, 64 },
+                            { 64, 1, 64, 64, 64 },
                             { 300, 2, 64, 48, 40 },
                             { 260, 2, 12, 100, 70 },
                             { 129, 1, 128, 16, 8 } };
