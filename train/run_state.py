@@ -151,15 +151,27 @@ def missing_parts(src):
     return [p for p in read_manifest(src)["parts"] if not os.path.exists(os.path.join(src, p))]
 
 
+def _require_all_parts(src, m):
+    missing = missing_parts(src)
+    if missing:
+        raise StateError(f"{src}: {len(missing)} of {len(m['parts'])} parts missing "
+                         f"({', '.join(missing)})")
+
+
+def _report_parts(src, m):
+    """Prints how many of m's parts src has; exits 0 when all, else 4."""
+    missing = missing_parts(src)
+    print(f"{src}: {len(m['parts']) - len(missing)} of {len(m['parts'])} parts"
+          + (f"; missing {' '.join(missing)}" if missing else ""))
+    raise SystemExit(0 if not missing else 4)
+
+
 def unpack(src, run_dir):
     """Rebuilds run_dir from src's parts; run_dir must not exist yet."""
     m = read_manifest(src)
     if os.path.exists(run_dir):
         raise StateError(f"{run_dir} exists: move it away to unpack a packed run there")
-    missing = missing_parts(src)
-    if missing:
-        raise StateError(f"{src}: {len(missing)} of {len(m['parts'])} parts missing "
-                         f"({', '.join(missing)})")
+    _require_all_parts(src, m)
     blob = b"".join(open(os.path.join(src, p), "rb").read() for p in m["parts"])
     if len(blob) != m["bytes"] or hashlib.sha256(blob).hexdigest() != m["sha256"]:
         raise StateError(f"{src}: the parts do not make the packed run "
@@ -203,9 +215,7 @@ def split(src, prefix, per):
     """src's parts into folders prefix-1, prefix-2 ... of `per` parts and the manifest:
     one folder for each call to carry. Returns the folders."""
     m = read_manifest(src)
-    missing = missing_parts(src)
-    if missing:
-        raise StateError(f"{src}: {len(missing)} parts missing ({', '.join(missing)})")
+    _require_all_parts(src, m)
     out = []
     for i in range(0, len(m["parts"]), per):
         d = f"{prefix}-{len(out) + 1}"
@@ -248,20 +258,12 @@ def main():
             m = unpack(a.src, a.run_dir)
             print(f"unpacked {len(m['parts'])} parts into {a.run_dir}: {json.dumps(m['stages'])}")
         elif a.cmd == "gather":
-            m = gather(a.dest, a.dirs)
-            missing = missing_parts(a.dest)
-            print(f"{a.dest}: {len(m['parts']) - len(missing)} of {len(m['parts'])} parts"
-                  + (f"; missing {' '.join(missing)}" if missing else ""))
-            raise SystemExit(0 if not missing else 4)
+            _report_parts(a.dest, gather(a.dest, a.dirs))
         elif a.cmd == "split":
             for d in split(a.src, a.prefix, max(1, a.per)):
                 print(d)
         else:
-            m = read_manifest(a.src)
-            missing = missing_parts(a.src)
-            print(f"{a.src}: {len(m['parts']) - len(missing)} of {len(m['parts'])} parts"
-                  + (f"; missing {' '.join(missing)}" if missing else ""))
-            raise SystemExit(0 if not missing else 4)
+            _report_parts(a.src, read_manifest(a.src))
     except StateError as e:
         raise SystemExit(f"run_state: {e}")
 
