@@ -536,8 +536,8 @@ fa3_scores_kernel (const __grid_constant__ CUtensorMap tq, const __grid_constant
 // AdaSpa block scores with each K tile shared by NC consumer warpgroups (NC × 64 query
 // rows a block, one block an SM). The kernel above loads every K tile once per 64 query
 // rows for Q·Kᵀ alone, a quarter of dense attention's use of each loaded byte (192 rows,
-// and P·V too), which leaves it bound by L2 → shared memory traffic as the AdaSpa pattern
-// step is. Inside a warpgroup Q·K(j+1)ᵀ is issued before tile j's exponentials, so the
+// and P·V too), which likely leaves it bound by L2 → shared memory traffic as the AdaSpa
+// pattern step is (not yet profiled). Inside a warpgroup Q·K(j+1)ᵀ is issued before tile j's exponentials, so the
 // tensor cores and the exponential unit work at once; each warp's per-tile sums wait in
 // a shared ring flushed every SCORE_RING tiles (one named barrier per SCORE_RING tiles,
 // not one per tile). The sums are added in the same order as above: the same scores.

@@ -26,9 +26,10 @@ fi
 echo "== tests"
 VDIT_SOURCE_ROOT=$PWD timeout 120 "$b/tests/gpu/test_gpu_attention" > "$out/tests.log" 2>&1
 echo "attention tests rc=$?"; tail -15 "$out/tests.log"
+# attention at Open-Sora-Plan v1.2's shape (24 heads of 96, 3,600 tokens a frame)
+attn_osp=("$b/tools/vdit" bench attention --backend cuda --heads 24 --head-dim 96 --tokens-per-frame 3600)
 attn () {
-  timeout 60 "$b/tools/vdit" bench attention --backend cuda --heads 24 --head-dim 96 \
-    --tokens-per-frame 3600 --repeat 10 --warmup 2 "$@" 2>> "$out/env.txt" | tee -a "$out/bench.jsonl"
+  timeout 60 "${attn_osp[@]}" --repeat 10 --warmup 2 "$@" 2>> "$out/env.txt" | tee -a "$out/bench.jsonl"
 }
 short () { python3 -c 'import json,sys
 for l in sys.stdin:
@@ -54,9 +55,8 @@ if [[ $extra == *,search-nsys,* ]]; then
   for v in default fa3-scores-shared; do
     rep=/tmp/attn-search-$v
     VDIT_CUDA_ATTN=$([ $v = default ] || echo $v) timeout 200 nsys profile -o $rep \
-      --force-overwrite true -t cuda "$b/tools/vdit" bench attention --backend cuda --heads 24 \
-      --head-dim 96 --tokens-per-frame 3600 --frames 24 --mode adaptive --sparsity 0.8 \
-      --repeat 1 --warmup 0 >> "$out/env.txt" 2>&1
+      --force-overwrite true -t cuda "${attn_osp[@]}" --frames 24 --mode adaptive \
+      --sparsity 0.8 --repeat 1 --warmup 0 >> "$out/env.txt" 2>&1
     echo "# $v" >> "$out/search-nsys.csv"
     timeout 120 nsys stats -r cuda_gpu_kern_sum -f csv "$rep.nsys-rep" 2>> "$out/env.txt" |
       cut -c1-300 >> "$out/search-nsys.csv"
