@@ -164,18 +164,11 @@ vdit_cuda_attention_forced ()
 
 using namespace vdit;
 
-extern "C" cudaError_t
-vdit_cuda_attention_launch (const vdit_cuda_attn_args *a, cudaStream_t stream)
+// The kernels' parameters for a's call (its layout's 64 × 64 lists when it has one).
+static AttnParams
+params_of (const vdit_cuda_attn_args *a)
 {
-  if (a->head_dim <= 0 || a->head_dim > VDIT_CUDA_ATTN_MAX_HEAD_DIM || a->nq < 0 || a->nk < 0)
-    return cudaErrorInvalidValue;
-  if (a->nq == 0 || a->heads == 0)
-    return cudaSuccess;
   const vdit_cuda_attn_layout *lay = a->layout;
-  if (lay && (lay->nq != a->nq || lay->nk != a->nk ||
-              (lay->n_heads != 1 && lay->n_heads != a->heads)))
-    return cudaErrorInvalidValue;
-
   AttnParams p = {};
   p.o = static_cast<bf16 *> (a->out);
   p.q = static_cast<const bf16 *> (a->q);
@@ -198,10 +191,32 @@ vdit_cuda_attention_launch (const vdit_cuda_attn_args *a, cudaStream_t stream)
     p.block_q = lay->block_q, p.block_k = lay->block_k;
     p.n_qblocks = lay->n_qblocks, p.n_kblocks = lay->n_kblocks;
   }
+  return p;
+}
 
+// q, k and v in whole 16-byte pieces (cp.async, TMA)
+static bool
+vec_ok (const vdit_cuda_attn_args *a)
+{
+  return a->head_dim % 8 == 0 && a->ldq % 8 == 0 && a->ldk % 8 == 0 && a->ldv % 8 == 0 &&
+         aligned16 (a->q) && aligned16 (a->k) && aligned16 (a->v);
+}
+
+extern "C" cudaError_t
+vdit_cuda_attention_launch (const vdit_cuda_attn_args *a, cudaStream_t stream)
+{
+  if (a->head_dim <= 0 || a->head_dim > VDIT_CUDA_ATTN_MAX_HEAD_DIM || a->nq < 0 || a->nk < 0)
+    return cudaErrorInvalidValue;
+  if (a->nq == 0 || a->heads == 0)
+    return cudaSuccess;
+  const vdit_cuda_attn_layout *lay = a->layout;
+  if (lay && (lay->nq != a->nq || lay->nk != a->nk ||
+              (lay->n_heads != 1 && lay->n_heads != a->heads)))
+    return cudaErrorInvalidValue;
+
+  const AttnParams p = params_of (a);
   const int hd = a->head_dim;
-  const bool vec = hd % 8 == 0 && a->ldq % 8 == 0 && a->ldk % 8 == 0 && a->ldv % 8 == 0 &&
-                   aligned16 (a->q) && aligned16 (a->k) && aligned16 (a->v);
+  const bool vec = vec_ok (a);
   const bool bias = a->bias != nullptr;
   // the wgmma kernel shares K/V between two 64-row tiles: worth it when both walk the
   // same key tiles (dense, frame tiles), not for 64-row blocks with their own patterns
@@ -233,4 +248,53 @@ vdit_cuda_attention_launch (const vdit_cuda_attn_args *a, cudaStream_t stream)
   if (hd <= 96)
     return dispatch<96> (p, vec, bias, grid, stream);
   return dispatch<128> (p, vec, bias, grid, stream);
+}
+
+extern "C" int
+vdit_cuda_attention_scored_usable (const vdit_cuda_attn_args *a)
+{
+  const int hd = a->head_dim;
+  return vdit_cuda_attention_variant ("fa3-scored") && a->layout == nullptr && a->bias == nullptr && a->lse != nullptr && a->nq > 0 &&
+         a->nk > 0 && a->heads > 0 && (hd == 64 || hd == 96 || hd == 128) && vec_ok (a) &&
+         !vdit_cuda_attention_forced () && vdit_cuda_attention_fa3_usable ();
+}
+
+extern "C" size_t
+vdit_cuda_attention_scored_elems (const vdit_cuda_attn_args *a, int heads)
+{
+  return (size_t) heads * ((a->nk + 63) / 64) * (size_t) a->nq;
+}
+
+// Heads go in groups as large as the scratch holds; each group's attention writes its
+// rows' block sums and the reduction turns them into the group's scores.
+extern "C" cudaError_t
+vdit_cuda_attention_scored_launch (const vdit_cuda_attn_args *a, float *scores, float *row_lse,
+                                   size_t row_lse_elems, cudaStream_t stream)
+{
+  if (!vdit_cuda_attention_scored_usable (a))
+    return cudaErrorNotSupported;
+  const size_t per_head = vdit_cuda_attention_scored_elems (a, 1);
+  const size_t fit = row_lse_elems / per_head;
+  const int group = fit < (size_t) a->heads ? (int) fit : a->heads;
+  if (group < 1)
+    return cudaErrorInvalidValue;
+  const size_t n_scores = (size_t) ((a->nq + 63) / 64) * ((a->nk + 63) / 64);
+  for (int h0 = 0; h0 < a->heads; h0 += group) {
+    vdit_cuda_attn_args g = *a;
+    g.heads = a->heads - h0 < group ? a->heads - h0 : group;
+    g.q = static_cast<const bf16 *> (a->q) + (size_t) h0 * a->head_dim;
+    g.k = static_cast<const bf16 *> (a->k) + (size_t) h0 * a->head_dim;
+    g.v = static_cast<const bf16 *> (a->v) + (size_t) h0 * a->head_dim;
+    g.out = static_cast<bf16 *> (a->out) + (size_t) h0 * a->head_dim;
+    g.lse = a->lse + (size_t) h0 * a->nq;
+    AttnParams p = params_of (&g);
+    p.row_lse = row_lse;
+    cudaError_t err = vdit_cuda_attention_scored_fa3_launch (p, g.heads, stream);
+    if (err == cudaSuccess)
+      err = vdit_cuda_block_scores_from_rows_launch (scores + (size_t) h0 * n_scores, row_lse,
+                                                     g.lse, a->nq, a->nk, g.heads, stream);
+    if (err != cudaSuccess)
+      return err;
+  }
+  return cudaSuccess;
 }

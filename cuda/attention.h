@@ -68,6 +68,24 @@ cudaError_t vdit_cuda_block_scores_launch (float *scores, const void *q, int ldq
                                            int nk, int heads, int head_dim, float scale,
                                            int block_q, int block_k, cudaStream_t stream);
 
+/* Dense attention that also leaves AdaSpa's 64 × 64 block scores: out and lse (needed)
+ * as vdit_cuda_attention_launch with no layout, scores (heads, ceil(nq/64), ceil(nk/64))
+ * as vdit_cuda_block_scores_launch with that lse, from the attention's own exponentials
+ * (one pass over K and V instead of a second pass over K). row_lse: F32 scratch of
+ * row_lse_elems ≥ vdit_cuda_attention_scored_elems (a, 1); more lets more heads go in one
+ * launch (all of them at vdit_cuda_attention_scored_elems (a, a->heads)). Returns
+ * cudaErrorNotSupported when vdit_cuda_attention_scored_usable (a) is false. */
+int vdit_cuda_attention_scored_usable (const vdit_cuda_attn_args *a);
+size_t vdit_cuda_attention_scored_elems (const vdit_cuda_attn_args *a, int heads);
+cudaError_t vdit_cuda_attention_scored_launch (const vdit_cuda_attn_args *a, float *scores,
+                                               float *row_lse, size_t row_lse_elems,
+                                               cudaStream_t stream);
+/* The last step of it: scores from row_lse (heads, ceil(nk/64), nq), each row's
+ * log2 Σ 2^(s·scale·log2 e) over each 64-key block, and lse (heads, nq). */
+cudaError_t vdit_cuda_block_scores_from_rows_launch (float *scores, const float *row_lse,
+                                                     const float *lse, int nq, int nk,
+                                                     int heads, cudaStream_t stream);
+
 #ifdef __cplusplus
 }
 #endif

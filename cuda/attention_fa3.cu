@@ -260,7 +260,70 @@ fa3_rescale (const float s[BN / 8][4], float o[D / 8][4], float l[2], uint32_t p
   }
 }
 
-template <int D, int NC, int BN, bool SPARSE, bool PAIRED>
+// log2(v) + m, the base-2 log of a sum of 2^(x − m) terms; −inf for an empty sum.
+__device__ __forceinline__ float
+log2_sum (float v, float m)
+{
+  return v > 0.0f ? __log2f (v) + m : -CUDART_INF_F;
+}
+
+// log2(2^a + 2^b)
+__device__ __forceinline__ float
+log2_add (float a, float b)
+{
+  const float hi = fmaxf (a, b), lo = fminf (a, b);
+  return hi == -CUDART_INF_F ? hi : hi + __log2f (1.0f + fast_exp2 (lo - hi));
+}
+
+// Scored dense attention: each row's share of tile j (P = 2^(s·c − m), after softmax_tile)
+// per 64-key block, as log2 Σ 2^(s·c) into p.row_lse. Tile j covers keys [j·BN, (j+1)·BN),
+// at most two blocks (BN ≤ 128 and a multiple of 32): `lo` ends in this tile (begun in
+// the previous one when j·BN is not a multiple of 64: that part comes in `carry`), `hi`
+// starts here and, when it runs on into the next tile, is carried instead of stored. The
+// last tile stores what it has: keys past nk are masked to P = 0.
+template <int BN>
+__device__ __forceinline__ void
+row_block_sums (const float s[BN / 8][4], const float m[2], float carry[2], const AttnParams &p,
+                int h, const int row[2], int j, int tiles, int t)
+{
+  static_assert (BN % 32 == 0 && BN <= 128, "a tile holds at most two 64-key blocks");
+  const int k0 = j * BN, kb = k0 / 64;
+  const int split = (kb + 1) * 64 - k0; // the tile's first column of block kb + 1
+  const bool two = split < BN;
+  const bool hi_ends = k0 + BN >= (kb + 2) * 64 || j == tiles - 1;
+  // the quad ends with all four values: lane t stores row t % 2 of block kb + t / 2
+  const int mine = t & 1, half = t >> 1;
+  float v = 0.0f;
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    float lo = 0.0f, hi = 0.0f;
+#pragma unroll
+    for (int nt = 0; nt < BN / 8; nt++) {
+      const float v = s[nt][2 * r] + s[nt][2 * r + 1];
+      if (nt * 8 < split)
+        lo += v;
+      else
+        hi += v;
+    }
+    lo += __shfl_xor_sync (0xffffffffu, lo, 1);
+    lo += __shfl_xor_sync (0xffffffffu, lo, 2);
+    hi += __shfl_xor_sync (0xffffffffu, hi, 1);
+    hi += __shfl_xor_sync (0xffffffffu, hi, 2);
+    float a = log2_sum (lo, m[r]);
+    if (k0 % 64 != 0)
+      a = log2_add (a, carry[r]);
+    const float b = log2_sum (hi, m[r]);
+    carry[r] = two && !hi_ends ? b : -CUDART_INF_F;
+    if (r == mine)
+      v = half ? b : a;
+  }
+  const int nkb = (p.nk + 63) / 64;
+  const int my_row = mine ? row[1] : row[0];
+  if ((half == 0 || (two && hi_ends)) && kb + half < nkb && my_row < p.nq)
+    p.row_lse[((size_t) h * nkb + kb + half) * p.nq + my_row] = v;
+}
+
+template <int D, int NC, int BN, bool SPARSE, bool PAIRED, bool SCORED = false>
 __global__ void __launch_bounds__ (Fa3Shape<D, NC, BN>::THREADS, Fa3Shape<D, NC, BN>::BLOCKS_PER_SM)
 fa3_kernel (const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
             const __grid_constant__ CUtensorMap tv, const AttnParams p)
@@ -351,6 +414,8 @@ fa3_kernel (const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUte
   for (int dt = 0; dt < D / 8; dt++)
     o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.0f;
   float m[2] = { -CUDART_INF_F, -CUDART_INF_F }, l[2] = { 0.0f, 0.0f };
+  float carry[2] = { -CUDART_INF_F, -CUDART_INF_F }; // SCORED: a block begun in the last tile
+  static_assert (!SCORED || !SPARSE, "scores come from dense attention");
 
   if (n > 0) {
     // ping-pong: warpgroup cw issues GEMMs after barrier 1 + cw, then hands the turn on
@@ -377,6 +442,8 @@ fa3_kernel (const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUte
     else
       fa3_softmax<D, BN> (s, m, p, lh, qb, t, fa3_entry<SPARSE, BN> (p, begin, 0, n),
                           alpha, sum);
+    if constexpr (SCORED)
+      row_block_sums<BN> (s, m, carry, p, h, row, 0, tiles, t);
     fa3_rescale<D, BN> (s, o, l, pf, alpha, sum);
 
     // tile j: S(j) and P(j−1)·V(j−1) in flight together; softmax(j) under P·V
@@ -398,6 +465,8 @@ fa3_kernel (const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUte
       else
         fa3_softmax<D, BN> (s, m, p, lh, qb, t, fa3_entry<SPARSE, BN> (p, begin, j, n),
                             alpha, sum);
+      if constexpr (SCORED)
+        row_block_sums<BN> (s, m, carry, p, h, row, j, tiles, t);
       wgmma_wait<0> ();
       fa3_release (&bar->v_empty[pst], lane);
       fa3_rescale<D, BN> (s, o, l, pf, alpha, sum);
@@ -690,7 +759,7 @@ make_map (CUtensorMap *map, const void *base, int ld, int rows, int heads, int h
                  CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
-template <int D, int NC, int BN, bool SPARSE, bool PAIRED = false>
+template <int D, int NC, int BN, bool SPARSE, bool PAIRED = false, bool SCORED = false>
 cudaError_t
 launch (const AttnParams &p, int heads, cudaStream_t stream)
 {
@@ -701,7 +770,7 @@ launch (const AttnParams &p, int heads, cudaStream_t stream)
       !make_map (&tk, p.k, p.ldk, p.nk, heads, p.hd, kv_rows) ||
       !make_map (&tv, p.v, p.ldv, p.nk, heads, p.hd, kv_rows))
     return cudaErrorInvalidValue;
-  cudaError_t err = set_max_dynamic_smem<fa3_kernel<D, NC, BN, SPARSE, PAIRED>> ((int) SH::SMEM);
+  cudaError_t err = set_max_dynamic_smem<fa3_kernel<D, NC, BN, SPARSE, PAIRED, SCORED>> ((int) SH::SMEM);
   if (err != cudaSuccess)
     return err;
   AttnParams q = p;
@@ -709,21 +778,39 @@ launch (const AttnParams &p, int heads, cudaStream_t stream)
   const int tiles = SPARSE ? p.n_qtiles : (p.nq + SH::BM - 1) / SH::BM;
   if (heads > 65535)
     return cudaErrorInvalidConfiguration;
-  fa3_kernel<D, NC, BN, SPARSE, PAIRED><<<dim3 (tiles, heads), SH::THREADS, SH::SMEM, stream>>> (
+  fa3_kernel<D, NC, BN, SPARSE, PAIRED, SCORED><<<dim3 (tiles, heads), SH::THREADS, SH::SMEM, stream>>> (
       tq, tk, tv, q);
   return cudaGetLastError ();
 }
 
-// VDIT_CUDA_ATTN picks a variant to compare: fa3-2x128 (dense head dim 96 on two consumer
-// warpgroups and 128-key tiles instead of three on 96-key tiles: 13.8 against 13.1 ms at
-// 28,800 tokens on an H200), fa3-narrow64 (AdaSpa lists on 64-key tiles, not pairs) or
-// fa3-scores-shared (AdaSpa block scores with K shared by four consumer warpgroups; not
-// yet measured against the one-consumer kernel, so not yet the default).
+} // namespace
+
+// VDIT_CUDA_ATTN picks variants to compare, several at once with commas: fa3-2x128 (dense
+// head dim 96 on two consumer warpgroups and 128-key tiles instead of three on 96-key
+// tiles: 13.8 against 13.1 ms at 28,800 tokens on an H200), fa3-narrow64 (AdaSpa lists on
+// 64-key tiles, not pairs), fa3-scores-shared (AdaSpa block scores with K shared by four
+// consumer warpgroups) and fa3-scored (a search's first block scores from its dense
+// attention's own exponentials). The last two are not yet measured against the kernels
+// they would replace, so not yet the defaults.
+bool
+vdit_cuda_attention_variant (const char *name)
+{
+  static const char *const e = getenv ("VDIT_CUDA_ATTN");
+  if (e == nullptr)
+    return false;
+  const size_t n = strlen (name);
+  for (const char *at = e; (at = strstr (at, name)) != nullptr; at += n)
+    if ((at == e || at[-1] == ',') && (at[n] == '\0' || at[n] == ','))
+      return true;
+  return false;
+}
+
+namespace {
+
 bool
 variant_forced (const char *name)
 {
-  static const char *const e = getenv ("VDIT_CUDA_ATTN");
-  return e != nullptr && strcmp (e, name) == 0;
+  return vdit_cuda_attention_variant (name);
 }
 
 template <int D>
@@ -822,6 +909,19 @@ vdit_cuda_attention_fa3_launch (const AttnParams &p, int heads, bool narrow, cud
                   : launch<128, 2, 128, false> (p, heads, stream);
   default:
     return cudaErrorInvalidValue;
+  }
+}
+
+cudaError_t
+vdit_cuda_attention_scored_fa3_launch (const AttnParams &p, int heads, cudaStream_t stream)
+{
+  switch (p.hd) {
+  case 64: return launch<64, 2, 128, false, false, true> (p, heads, stream);
+  case 96:
+    return variant_forced ("fa3-2x128") ? launch<96, 2, 128, false, false, true> (p, heads, stream)
+                                        : launch<96, 3, 96, false, false, true> (p, heads, stream);
+  case 128: return launch<128, 2, 128, false, false, true> (p, heads, stream);
+  default: return cudaErrorInvalidValue;
   }
 }
 

@@ -18,6 +18,15 @@ bool vdit_cuda_attention_fa3_usable ();
 cudaError_t vdit_cuda_attention_fa3_launch (const AttnParams &p, int heads, bool narrow,
                                             cudaStream_t stream);
 
+// Dense attention (p.row_ptr NULL) that also writes p.row_lse (attention_tile.cuh), for
+// AdaSpa's 64 × 64 block scores in one pass with the attention; same head dims and
+// alignment as above.
+cudaError_t vdit_cuda_attention_scored_fa3_launch (const AttnParams &p, int heads,
+                                                   cudaStream_t stream);
+
+// TRUE when VDIT_CUDA_ATTN (a comma-separated list) names this variant of the fa3 kernels.
+bool vdit_cuda_attention_variant (const char *name);
+
 // TRUE when VDIT_CUDA_ATTN forces one of the older kernels (attention.cu).
 bool vdit_cuda_attention_forced ();
 

@@ -32,6 +32,9 @@ struct AttnParams {
   const uint32_t *bitmap;
   int lay_heads, n_qtiles, n_pairs;
   int block_q, block_k, n_qblocks, n_kblocks;
+  // dense attention that also scores 64 × 64 blocks (fa3 kernel, SCORED): each row's
+  // log2 Σ 2^(s·c) over each 64-key block, (heads, ceil(nk / 64), nq) F32
+  float *row_lse;
 };
 
 // Entry `it` of a query tile's key-tile list: the key tile, with VDIT_CUDA_ATTN_PARTIAL

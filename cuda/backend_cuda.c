@@ -368,6 +368,48 @@ vdit_cuda_block_scores (void *ctx, float *scores, const void *q, int ldq, const 
                                                      c->stream));
 }
 
+/* The per-row block sums' scratch: 4 GiB, or VDIT_CUDA_SCORE_SCRATCH_BYTES (heads go
+ * in groups when all of theirs would not fit; one head's always does). */
+static size_t
+score_scratch_cap (void)
+{
+  const char *e = g_getenv ("VDIT_CUDA_SCORE_SCRATCH_BYTES");
+  const guint64 v = e ? g_ascii_strtoull (e, NULL, 10) : 0;
+  return v > 0 ? (size_t) v : (size_t) 4 << 30;
+}
+
+/* The scores from the attention's own exponentials where the fa3 kernel runs (64 × 64
+ * blocks); elsewhere the two calls. */
+static void
+cuda_attention_scored (void *ctx, void *out, int ldo, const void *q, int ldq, const void *k,
+                       int ldk, const void *v, int ldv, int n, int heads, int head_dim,
+                       float scale, float *lse, float *scores, int block)
+{
+  ENTER (c);
+  const vdit_cuda_attn_args a = {
+    .out = out, .q = q, .k = k, .v = v, .lse = lse,
+    .ldo = ldo, .ldq = ldq, .ldk = ldk, .ldv = ldv,
+    .nq = n, .nk = n, .heads = heads, .head_dim = head_dim, .scale = scale,
+  };
+  if (block == 64 && vdit_cuda_attention_scored_usable (&a)) {
+    const size_t cap = score_scratch_cap () / sizeof (float);
+    const size_t one = vdit_cuda_attention_scored_elems (&a, 1);
+    const size_t elems = MAX (one, MIN (cap, vdit_cuda_attention_scored_elems (&a, heads)));
+    float *row_lse = vdit_cuda_mem_scratch (c, elems * sizeof (float),
+                                            "the attention's per-row block sums");
+    if (row_lse == NULL)
+      return;
+    VDIT_CUDA_CHECK (c, vdit_cuda_attention_scored_launch (&a, scores, row_lse, elems,
+                                                           c->stream));
+    vdit_cuda_mem_free (c, row_lse);
+    return;
+  }
+  vdit_cuda_attention (ctx, out, ldo, q, ldq, k, ldk, v, ldv, n, n, heads, head_dim, scale,
+                       NULL, NULL, lse);
+  vdit_cuda_block_scores (ctx, scores, q, ldq, k, ldk, lse, n, n, heads, head_dim, scale,
+                          block, block);
+}
+
 /* context ----------------------------------------------------------------------------- */
 
 static void
@@ -422,6 +464,7 @@ static const vdit_backend_i cuda_iface = {
   /* .layout_new = */ vdit_cuda_layout_new,
   /* .layout_free = */ vdit_cuda_layout_free,
   /* .block_scores = */ vdit_cuda_block_scores,
+  /* .attention_scored = */ cuda_attention_scored,
   /* .adaptive_layout = */ vdit_cuda_adaptive_layout,
   /* .timestep_embedding = */ vdit_cuda_timestep_embedding_op,
   /* .decode_rgb = */ vdit_cuda_decode_rgb_op,

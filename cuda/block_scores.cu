@@ -138,10 +138,51 @@ dispatch (const ScoreParams &p, bool vec, int heads, int n_qtiles, cudaStream_t 
   return vec ? launch<D, true> (p, heads, n_qtiles, s) : launch<D, false> (p, heads, n_qtiles, s);
 }
 
+// Block scores from the scored attention's per-row block sums: for query block qb of
+// head h, Σ over its 64 rows of 2^(row_lse − lse·log2 e), one warp per key block at a
+// time, a lane per two rows; rows with lse = −inf add nothing.
+__global__ void __launch_bounds__ (256)
+scores_from_rows_kernel (float *scores, const float *row_lse, const float *lse, int nq, int nkb)
+{
+  const int qb = blockIdx.x, h = blockIdx.y, nqb = gridDim.x;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  int row[2];
+  float lse2[2];
+  for (int r = 0; r < 2; r++) {
+    row[r] = qb * 64 + lane + 32 * r;
+    const float l = row[r] < nq ? lse[(size_t) h * nq + row[r]] : -CUDART_INF_F;
+    lse2[r] = l == -CUDART_INF_F ? CUDART_INF_F : l * LOG2E;
+  }
+  for (int kb = warp; kb < nkb; kb += 8) {
+    const float *x = row_lse + ((size_t) h * nkb + kb) * nq;
+    float sum = 0.0f;
+    for (int r = 0; r < 2; r++)
+      if (row[r] < nq)
+        sum += exp2f (x[row[r]] - lse2[r]);
+    for (int off = 16; off > 0; off /= 2)
+      sum += __shfl_xor_sync (0xffffffffu, sum, off);
+    if (lane == 0)
+      scores[((size_t) h * nqb + qb) * nkb + kb] = sum;
+  }
+}
+
 } // namespace
 } // namespace vdit
 
 using namespace vdit;
+
+extern "C" cudaError_t
+vdit_cuda_block_scores_from_rows_launch (float *scores, const float *row_lse, const float *lse,
+                                         int nq, int nk, int heads, cudaStream_t stream)
+{
+  const int nqb = (nq + 63) / 64, nkb = (nk + 63) / 64;
+  if (nq <= 0 || nk <= 0 || heads <= 0)
+    return cudaSuccess;
+  if (heads > 65535)
+    return cudaErrorInvalidConfiguration;
+  scores_from_rows_kernel<<<dim3 (nqb, heads), 256, 0, stream>>> (scores, row_lse, lse, nq, nkb);
+  return cudaGetLastError ();
+}
 
 extern "C" cudaError_t
 vdit_cuda_block_scores_launch (float *scores, const void *q, int ldq, const void *k, int ldk,

@@ -2,7 +2,8 @@
  * of each layer's plan; adaptive (AdaSpa) runs dense for the warm-up steps, then searches
  * a block pattern per (pass, layer) and reuses it until the next search step. The first
  * search of a (pass, layer) runs dense attention that also returns each row's LSE and
- * scores the blocks with it; later searches score with that cached LSE in one pass
+ * scores the blocks with it (in the same pass where the backend has attention_scored);
+ * later searches score with that cached LSE in one pass
  * (the LSE changes little across steps) and then run the new pattern. A recorder runs
  * dense attention and measures every tile mask against it, for the mask search.
  *
@@ -329,22 +330,32 @@ policy_cancelled (vdit_attn_policy *p, GError **error)
   return TRUE;
 }
 
-/* Scores the blocks with the slot's LSE, picks a new pattern and hands it to the
- * backend. */
+/* The policy's block-score buffer (heads, nb, nb), made on first use. */
 static gboolean
-adaptive_search (vdit_attn_policy *p, attn_slot *s, const void *q, int ldq, const void *k,
-                 int ldk, float scale, GError **error)
+scores_ready (vdit_attn_policy *p, GError **error)
 {
   vdit_backend *be = p->be;
   const int nb = (int) (((int64_t) p->n + p->block - 1) / p->block); /* no int overflow */
+  if (p->scores == NULL)
+    p->scores = be->iface->alloc (be->context, (size_t) p->heads * nb * nb, VDIT_ELEM_F32,
+                                  error);
+  return p->scores != NULL;
+}
+
+/* Scores the blocks with the slot's LSE (unless `scored`: the dense pass left them), picks
+ * a new pattern and hands it to the backend. */
+static gboolean
+adaptive_search (vdit_attn_policy *p, attn_slot *s, const void *q, int ldq, const void *k,
+                 int ldk, float scale, gboolean scored, GError **error)
+{
+  vdit_backend *be = p->be;
+  const int nb = (int) (((int64_t) p->n + p->block - 1) / p->block);
   const size_t n_scores = (size_t) p->heads * nb * nb;
-  if (p->scores == NULL) {
-    p->scores = be->iface->alloc (be->context, n_scores, VDIT_ELEM_F32, error);
-    if (p->scores == NULL)
-      return FALSE;
-  }
-  be->iface->block_scores (be->context, p->scores, q, ldq, k, ldk, s->lse, p->n, p->n,
-                           p->heads, p->head_dim, scale, p->block, p->block);
+  if (!scores_ready (p, error))
+    return FALSE;
+  if (!scored)
+    be->iface->block_scores (be->context, p->scores, q, ldq, k, ldk, s->lse, p->n, p->n,
+                             p->heads, p->head_dim, scale, p->block, p->block);
   if (policy_cancelled (p, error))
     return FALSE;
   if (s->keep == NULL)
@@ -415,14 +426,24 @@ adaptive_run (vdit_attn_policy *p, attn_slot *s, int step, void *out, int ldo, c
     s->lse = f->alloc (be->context, (size_t) p->heads * p->n, VDIT_ELEM_F32, error);
     if (s->lse == NULL)
       return FALSE;
-    f->attention (be->context, out, ldo, q, ldq, k, ldk, v, ldv, p->n, p->n, p->heads,
-                  p->head_dim, scale, NULL, NULL, s->lse);
-    if (policy_cancelled (p, error) || !adaptive_search (p, s, q, ldq, k, ldk, scale, error))
+    /* the scores from the dense pass itself where the backend can */
+    const gboolean scored = f->attention_scored != NULL;
+    if (scored) {
+      if (!scores_ready (p, error))
+        return FALSE;
+      f->attention_scored (be->context, out, ldo, q, ldq, k, ldk, v, ldv, p->n, p->heads,
+                           p->head_dim, scale, s->lse, p->scores, p->block);
+    } else {
+      f->attention (be->context, out, ldo, q, ldq, k, ldk, v, ldv, p->n, p->n, p->heads,
+                    p->head_dim, scale, NULL, NULL, s->lse);
+    }
+    if (policy_cancelled (p, error) ||
+        !adaptive_search (p, s, q, ldq, k, ldk, scale, scored, error))
       return FALSE;
     s->density = 1.0; /* this call ran dense; the pattern starts with the next step */
     return TRUE;
   }
-  if (search && (!adaptive_search (p, s, q, ldq, k, ldk, scale, error) ||
+  if (search && (!adaptive_search (p, s, q, ldq, k, ldk, scale, FALSE, error) ||
                  policy_cancelled (p, error)))
     return FALSE;
   s->density = s->pattern_density;

@@ -141,6 +141,13 @@ struct vdit_backend_i {
   void (*block_scores) (void *ctx, float *scores, const void *q, int ldq, const void *k,
                         int ldk, const float *lse, int nq, int nk, int heads, int head_dim,
                         float scale, int block_q, int block_k);
+  /* Optional (NULL-checked): dense attention (no bias, no layout; lse required) that
+   * also leaves block_scores' scores (heads, ceil(n/block), ceil(n/block)) for square
+   * blocks under that lse: attention followed by block_scores, which the backend may do
+   * in one pass over the keys. */
+  void (*attention_scored) (void *ctx, void *out, int ldo, const void *q, int ldq,
+                            const void *k, int ldk, const void *v, int ldv, int n, int heads,
+                            int head_dim, float scale, float *lse, float *scores, int block);
   /* Optional (NULL-checked): AdaSpa's pattern, chosen as vdit_adaptive_select chooses it,
    * from scores (heads, n_qblocks, n_kblocks) F32 that block_scores left on the backend,
    * straight into a layout for attention (free with layout_free). keep (heads) and the

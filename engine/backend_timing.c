@@ -22,7 +22,7 @@ struct vdit_backend_timing {
 
 /* A slot added to vdit_backend_i needs a wrapper below: an unwrapped slot would hand the
  * wrapper's context to the backend underneath. */
-G_STATIC_ASSERT (sizeof (vdit_backend_i) == 44 * sizeof (void *));
+G_STATIC_ASSERT (sizeof (vdit_backend_i) == 45 * sizeof (void *));
 
 const char *
 vdit_op_kind_name (VditOpKind kind)
@@ -235,6 +235,17 @@ w_block_scores (void *ctx, float *scores, const void *q, int ldq, const void *k,
   op_end (o, VDIT_OP_ATTENTION);
 }
 
+static void
+w_attention_scored (void *ctx, void *out, int ldo, const void *q, int ldq, const void *k,
+                    int ldk, const void *v, int ldv, int n, int heads, int head_dim, float scale,
+                    float *lse, float *scores, int block)
+{
+  op_timer o = op_begin (ctx);
+  INNER (ctx)->attention_scored (INNER_CTX (ctx), out, ldo, q, ldq, k, ldk, v, ldv, n, heads,
+                                 head_dim, scale, lse, scores, block);
+  op_end (o, VDIT_OP_ATTENTION);
+}
+
 static void *
 w_adaptive_layout (void *ctx, const float *scores, int heads, int n_q, int n_k, int block_q,
                    int block_k, float sparsity, int *keep, double *density, GError **error)
@@ -390,6 +401,7 @@ vdit_backend_timing_wrap (vdit_backend *be)
     .layout_new = w_layout_new,
     .layout_free = w_layout_free,
     .block_scores = OPT (block_scores, w_block_scores),
+    .attention_scored = OPT (attention_scored, w_attention_scored),
     .adaptive_layout = OPT (adaptive_layout, w_adaptive_layout),
     .timestep_embedding = w_timestep_embedding,
     .decode_rgb = w_decode_rgb,

@@ -98,6 +98,7 @@ static const vdit_backend_i cpu_backend_i = {
   /* .layout_new = */ cpu_layout_new,
   /* .layout_free = */ cpu_layout_free,
   /* .block_scores = */ cpu_block_scores,
+  /* .attention_scored = */ NULL, /* attention, then block_scores */
   /* .adaptive_layout = */ NULL, /* the host chooses */
   /* .timestep_embedding = */ cpu_timestep_embedding,
   /* .decode_rgb = */ cpu_decode_rgb,

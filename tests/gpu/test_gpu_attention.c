@@ -314,6 +314,54 @@ test_block_scores (void)
   gpu_pair_clear (&p);
 }
 
+/* Dense attention that also scores 64 × 64 blocks (one pass on Hopper) against the CPU's
+ * attention followed by its block scores under the CPU's LSE. */
+static void
+test_attention_scored (void)
+{
+  gpu_pair p;
+  gpu_pair_init (&p, 26);
+  const int shapes[][3] = { /* n, heads, head_dim */
+                            { 500, 3, 96 },  /* 96-key tiles: blocks carried across tiles */
+                            { 200, 2, 96 },  /* the last tile holds a block of its own */
+                            { 150, 1, 96 },  /* the last tile ends a carried block */
+                            { 100, 2, 96 },  /* ... that runs past the keys */
+                            { 90, 1, 96 },   /* one tile, two blocks */
+                            { 700, 2, 128 }, /* 128-key tiles */
+                            { 1100, 3, 64 },
+                            { 64, 1, 64 },
+                            { 300, 2, 80 } }; /* a head dim the one-pass kernel skips */
+  for (guint s = 0; s < G_N_ELEMENTS (shapes); s++) {
+    const int n = shapes[s][0], heads = shapes[s][1], hd = shapes[s][2], w = heads * hd;
+    const float scale = 1.0f / sqrtf ((float) hd);
+    float *hq = host_uniform (p.rng, (size_t) n * w, -2, 2);
+    float *hk = host_uniform (p.rng, (size_t) n * w, -2, 2);
+    float *hv = host_uniform (p.rng, (size_t) n * w, -1, 1);
+    twin q = twin_new (&p, hq, (size_t) n * w, VDIT_ELEM_ACT);
+    twin k = twin_new (&p, hk, (size_t) n * w, VDIT_ELEM_ACT);
+    twin v = twin_new (&p, hv, (size_t) n * w, VDIT_ELEM_ACT);
+    twin o = twin_new (&p, NULL, (size_t) n * w, VDIT_ELEM_ACT);
+    twin lse = twin_new (&p, NULL, (size_t) heads * n, VDIT_ELEM_F32);
+    const int nb = (n + 63) / 64;
+    twin sc = twin_new (&p, NULL, (size_t) heads * nb * nb, VDIT_ELEM_F32);
+    p.cpu.iface->attention (p.cpu.context, o.cpu, w, q.cpu, w, k.cpu, w, v.cpu, w, n, n, heads,
+                            hd, scale, NULL, NULL, lse.cpu);
+    p.cpu.iface->block_scores (p.cpu.context, sc.cpu, q.cpu, w, k.cpu, w, lse.cpu, n, n, heads,
+                               hd, scale, 64, 64);
+    p.gpu.iface->attention_scored (p.gpu.context, o.gpu, w, q.gpu, w, k.gpu, w, v.gpu, w, n,
+                                   heads, hd, scale, lse.gpu, sc.gpu, 64);
+    char *what = g_strdup_printf ("attention_scored n=%d heads=%d hd=%d", n, heads, hd);
+    twin_check (&p, &o, TOL_OUT, what);
+    twin_check (&p, &lse, TOL_LSE, what);
+    twin_check (&p, &sc, 1e-5, what);
+    g_free (what);
+    twin_free (&p, &q), twin_free (&p, &k), twin_free (&p, &v), twin_free (&p, &o);
+    twin_free (&p, &lse), twin_free (&p, &sc);
+    g_free (hq), g_free (hk), g_free (hv);
+  }
+  gpu_pair_clear (&p);
+}
+
 static void
 test_bad_layout (void)
 {
@@ -338,6 +386,7 @@ main (int argc, char **argv)
   g_test_add_func ("/gpu/attention/sparse", test_sparse);
   g_test_add_func ("/gpu/attention/tile", test_tile);
   g_test_add_func ("/gpu/attention/block-scores", test_block_scores);
+  g_test_add_func ("/gpu/attention/scored", test_attention_scored);
   g_test_add_func ("/gpu/attention/adaptive-select", test_adaptive_select);
   g_test_add_func ("/gpu/attention/bad-layout", test_bad_layout);
   return g_test_run ();

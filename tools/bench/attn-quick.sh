@@ -3,8 +3,10 @@
 # changed: build (CUDA, no GStreamer), the attention parity tests, then our attention
 # timings beside each other (every kernel the dispatcher can force) and optionally the
 # PyTorch peers, and optionally where an AdaSpa search's time goes at 24 frames (nsys's
-# per-kernel sums, both block-score kernels: search-nsys.csv). Output under OUTDIR:
-# build.log, tests.log, bench.jsonl, env.txt.
+# per-kernel sums with each block-score path: search-nsys.csv). The adaptive lines give
+# search_ms (a first search: dense attention with LSE, block scores, the choice) and
+# research_ms (a later one under the cached LSE) for each way of scoring. Output under
+# OUTDIR: build.log, tests.log, bench.jsonl, env.txt.
 #
 #   tools/bench/attn-quick.sh OUTDIR [peers][,search-nsys]
 set -uo pipefail
@@ -35,7 +37,7 @@ short () { python3 -c 'import json,sys
 for l in sys.stdin:
   try: r=json.loads(l)
   except Exception: continue
-  print(r.get("impl",""),r.get("kernel",""),r.get("variant",""),r.get("mode"),r.get("frames"),r.get("k",""),"ms",r.get("ms"),"search",r.get("search_ms",""))'; }
+  print(r.get("impl",""),r.get("kernel",""),r.get("variant",""),r.get("mode"),r.get("frames"),r.get("k",""),"ms",r.get("ms"),"search",r.get("search_ms",""),"research",r.get("research_ms",""))'; }
 echo "== ours"
 {
   attn --mode full --frames 8
@@ -45,14 +47,19 @@ echo "== ours"
   attn --mode tile --frames 8 --k 1
   attn --mode adaptive --frames 8 --sparsity 0.8
   VDIT_CUDA_ATTN=fa3-scores-shared attn --mode adaptive --frames 8 --sparsity 0.8
+  VDIT_CUDA_ATTN=fa3-scored attn --mode adaptive --frames 8 --sparsity 0.8
+  VDIT_CUDA_ATTN=fa3-scored,fa3-scores-shared attn --mode adaptive --frames 8 --sparsity 0.8
   attn --mode full --frames 24
   attn --mode tile --frames 24 --k 3
   attn --mode adaptive --frames 24 --sparsity 0.8 --repeat 4
   VDIT_CUDA_ATTN=fa3-scores-shared attn --mode adaptive --frames 24 --sparsity 0.8 --repeat 4
+  VDIT_CUDA_ATTN=fa3-scored attn --mode adaptive --frames 24 --sparsity 0.8 --repeat 4
+  VDIT_CUDA_ATTN=fa3-scored,fa3-scores-shared attn --mode adaptive --frames 24 --sparsity 0.8 --repeat 4
+  VDIT_CUDA_ATTN=fa3-scored,fa3-2x128 attn --mode adaptive --frames 24 --sparsity 0.8 --repeat 4
 } | short
 if [[ $extra == *,search-nsys,* ]]; then
   echo "== nsys: one adaptive search and step at 24 frames, each block-score kernel"
-  for v in default fa3-scores-shared; do
+  for v in default fa3-scores-shared fa3-scored; do
     rep=/tmp/attn-search-$v
     VDIT_CUDA_ATTN=$([ $v = default ] || echo $v) timeout 200 nsys profile -o $rep \
       --force-overwrite true -t cuda "${attn_osp[@]}" --frames 24 --mode adaptive \
@@ -62,7 +69,7 @@ if [[ $extra == *,search-nsys,* ]]; then
       cut -c1-300 >> "$out/search-nsys.csv"
     rm -f "$rep.nsys-rep" "$rep.sqlite"
   done
-  grep -iE "^#|scores|row_sort|recall_sum|balance|build_rows" "$out/search-nsys.csv" | cut -c1-160
+  grep -iE "^#|scores|fa3_kernel|row_sort|recall_sum|balance|build_rows" "$out/search-nsys.csv" | cut -c1-160
 fi
 if [[ $extra == *,peers,* ]]; then
   echo "== peers"
