@@ -146,8 +146,7 @@ int
 forced_kernel ()
 {
   static const int forced = [] {
-    const char *e = getenv ("VDIT_CUDA_ATTN");
-    return e == nullptr ? 0 : strcmp (e, "sm80") == 0 ? 80 : strcmp (e, "sm90") == 0 ? 90 : 0;
+    return vdit_cuda_attention_variant ("sm80") ? 80 : vdit_cuda_attention_variant ("sm90") ? 90 : 0;
   }();
   return forced;
 }

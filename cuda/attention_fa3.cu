@@ -299,11 +299,11 @@ row_block_sums (const float s[BN / 8][4], const float m[2], float carry[2], cons
     float lo = 0.0f, hi = 0.0f;
 #pragma unroll
     for (int nt = 0; nt < BN / 8; nt++) {
-      const float v = s[nt][2 * r] + s[nt][2 * r + 1];
+      const float pair = s[nt][2 * r] + s[nt][2 * r + 1];
       if (nt * 8 < split)
-        lo += v;
+        lo += pair;
       else
-        hi += v;
+        hi += pair;
     }
     lo += __shfl_xor_sync (0xffffffffu, lo, 1);
     lo += __shfl_xor_sync (0xffffffffu, lo, 2);

@@ -395,14 +395,17 @@ cuda_attention_scored (void *ctx, void *out, int ldo, const void *q, int ldq, co
     const size_t cap = score_scratch_cap () / sizeof (float);
     const size_t one = vdit_cuda_attention_scored_elems (&a, 1);
     const size_t elems = MAX (one, MIN (cap, vdit_cuda_attention_scored_elems (&a, heads)));
-    float *row_lse = vdit_cuda_mem_scratch (c, elems * sizeof (float),
-                                            "the attention's per-row block sums");
-    if (row_lse == NULL)
+    GError *error = NULL;
+    float *row_lse = vdit_cuda_mem_alloc (c, elems * sizeof (float),
+                                          "the attention's per-row block sums", &error);
+    if (row_lse) {
+      const cudaError_t err = vdit_cuda_attention_scored_launch (&a, scores, row_lse, elems,
+                                                                 c->stream);
+      vdit_cuda_mem_free (c, row_lse);
+      VDIT_CUDA_CHECK (c, err);
       return;
-    VDIT_CUDA_CHECK (c, vdit_cuda_attention_scored_launch (&a, scores, row_lse, elems,
-                                                           c->stream));
-    vdit_cuda_mem_free (c, row_lse);
-    return;
+    }
+    g_clear_error (&error); /* no room for the sums: the two calls below need none */
   }
   vdit_cuda_attention (ctx, out, ldo, q, ldq, k, ldk, v, ldv, n, n, heads, head_dim, scale,
                        NULL, NULL, lse);

@@ -327,8 +327,13 @@ test_attention_scored (void)
                             { 150, 1, 96 },  /* the last tile ends a carried block */
                             { 100, 2, 96 },  /* ... that runs past the keys */
                             { 90, 1, 96 },   /* one tile, two blocks */
+                            { 96, 1, 96 },   /* one whole tile */
+                            { 50, 2, 96 },   /* under one block */
+                            { 192, 1, 96 },
+                            { 288, 2, 96 },
+                            { 1100, 3, 96 }, /* groups of 2 + 1 under a 160 kB scratch */
                             { 700, 2, 128 }, /* 128-key tiles */
-                            { 1100, 3, 64 },
+                            { 1100, 3, 64 }, /* groups of 2 + 1, too */
                             { 64, 1, 64 },
                             { 300, 2, 80 } }; /* a head dim the one-pass kernel skips */
   for (guint s = 0; s < G_N_ELEMENTS (shapes); s++) {
@@ -354,7 +359,14 @@ test_attention_scored (void)
     twin_check (&p, &o, TOL_OUT, what);
     twin_check (&p, &lse, TOL_LSE, what);
     twin_check (&p, &sc, 1e-5, what);
-    g_free (what);
+    /* each row's mass is 1 */
+    float *rc, *rg;
+    twin_fetch (&p, &sc, &rc, &rg);
+    double total = 0.0;
+    for (size_t i = 0; i < sc.n; i++)
+      total += rg[i];
+    g_assert_cmpfloat (fabs (total - (double) heads * n), <, 1e-3 * heads * n);
+    g_free (what), g_free (rc), g_free (rg);
     twin_free (&p, &q), twin_free (&p, &k), twin_free (&p, &v), twin_free (&p, &o);
     twin_free (&p, &lse), twin_free (&p, &sc);
     g_free (hq), g_free (hk), g_free (hv);
