@@ -14,9 +14,6 @@
 // with query blocks of 128+ rows, go to the FlashAttention-3-structured kernel
 // (attention_fa3.cu); other head dims from 33 to 128 to the first wgmma kernel
 // (attention_sm90.cu). VDIT_CUDA_ATTN=sm80 / sm90 in the environment forces those.
-#include <stdlib.h>
-#include <string.h>
-
 #include "launch.cuh"
 #include "attention_fa3.h"
 #include "attention_sm90.h"
@@ -146,7 +143,9 @@ int
 forced_kernel ()
 {
   static const int forced = [] {
-    return vdit_cuda_attention_variant ("sm80") ? 80 : vdit_cuda_attention_variant ("sm90") ? 90 : 0;
+    return vdit_cuda_attention_variant ("sm80")   ? 80
+           : vdit_cuda_attention_variant ("sm90") ? 90
+                                                  : 0;
   }();
   return forced;
 }
@@ -253,9 +252,10 @@ extern "C" int
 vdit_cuda_attention_scored_usable (const vdit_cuda_attn_args *a)
 {
   const int hd = a->head_dim;
-  return vdit_cuda_attention_variant ("fa3-scored") && a->layout == nullptr && a->bias == nullptr && a->lse != nullptr && a->nq > 0 &&
-         a->nk > 0 && a->heads > 0 && (hd == 64 || hd == 96 || hd == 128) && vec_ok (a) &&
-         !vdit_cuda_attention_forced () && vdit_cuda_attention_fa3_usable ();
+  return vdit_cuda_attention_variant ("fa3-scored") && a->layout == nullptr &&
+         a->bias == nullptr && a->lse != nullptr && a->nq > 0 && a->nk > 0 && a->heads > 0 &&
+         (hd == 64 || hd == 96 || hd == 128) && vec_ok (a) && !vdit_cuda_attention_forced () &&
+         vdit_cuda_attention_fa3_usable ();
 }
 
 extern "C" size_t

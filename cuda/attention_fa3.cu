@@ -770,7 +770,8 @@ launch (const AttnParams &p, int heads, cudaStream_t stream)
       !make_map (&tk, p.k, p.ldk, p.nk, heads, p.hd, kv_rows) ||
       !make_map (&tv, p.v, p.ldv, p.nk, heads, p.hd, kv_rows))
     return cudaErrorInvalidValue;
-  cudaError_t err = set_max_dynamic_smem<fa3_kernel<D, NC, BN, SPARSE, PAIRED, SCORED>> ((int) SH::SMEM);
+  cudaError_t err =
+      set_max_dynamic_smem<fa3_kernel<D, NC, BN, SPARSE, PAIRED, SCORED>> ((int) SH::SMEM);
   if (err != cudaSuccess)
     return err;
   AttnParams q = p;
@@ -778,8 +779,8 @@ launch (const AttnParams &p, int heads, cudaStream_t stream)
   const int tiles = SPARSE ? p.n_qtiles : (p.nq + SH::BM - 1) / SH::BM;
   if (heads > 65535)
     return cudaErrorInvalidConfiguration;
-  fa3_kernel<D, NC, BN, SPARSE, PAIRED, SCORED><<<dim3 (tiles, heads), SH::THREADS, SH::SMEM, stream>>> (
-      tq, tk, tv, q);
+  fa3_kernel<D, NC, BN, SPARSE, PAIRED, SCORED>
+      <<<dim3 (tiles, heads), SH::THREADS, SH::SMEM, stream>>> (tq, tk, tv, q);
   return cudaGetLastError ();
 }
 
@@ -806,12 +807,6 @@ vdit_cuda_attention_variant (const char *name)
 }
 
 namespace {
-
-bool
-variant_forced (const char *name)
-{
-  return vdit_cuda_attention_variant (name);
-}
 
 template <int D>
 cudaError_t
@@ -856,7 +851,7 @@ dispatch_scores (float *scores, const bf16 *q, int ldq, const bf16 *k, int ldk, 
 {
   if (heads > 65535)
     return cudaErrorInvalidConfiguration;
-  if (variant_forced ("fa3-scores-shared"))
+  if (vdit_cuda_attention_variant ("fa3-scores-shared"))
     return launch_scores_shared<D, 4> (scores, q, ldq, k, ldk, lse, nq, nk, heads, scale_log2,
                                        stream);
   return launch_scores<D> (scores, q, ldq, k, ldk, lse, nq, nk, heads, scale_log2, stream);
@@ -880,7 +875,7 @@ cudaError_t
 vdit_cuda_attention_fa3_launch (const AttnParams &p, int heads, bool narrow, cudaStream_t stream)
 {
   const bool sparse = p.row_ptr != nullptr;
-  if (narrow && variant_forced ("fa3-narrow64"))
+  if (narrow && vdit_cuda_attention_variant ("fa3-narrow64"))
     switch (p.hd) {
     case 64: return launch<64, 1, 64, true> (p, heads, stream);
     case 96: return launch<96, 1, 64, true> (p, heads, stream);
@@ -902,8 +897,9 @@ vdit_cuda_attention_fa3_launch (const AttnParams &p, int heads, bool narrow, cud
   case 96:
     if (sparse)
       return launch<96, 2, 128, true> (p, heads, stream);
-    return variant_forced ("fa3-2x128") ? launch<96, 2, 128, false> (p, heads, stream)
-                            : launch<96, 3, 96, false> (p, heads, stream);
+    if (vdit_cuda_attention_variant ("fa3-2x128"))
+      return launch<96, 2, 128, false> (p, heads, stream);
+    return launch<96, 3, 96, false> (p, heads, stream);
   case 128:
     return sparse ? launch<128, 2, 128, true> (p, heads, stream)
                   : launch<128, 2, 128, false> (p, heads, stream);
@@ -918,8 +914,9 @@ vdit_cuda_attention_scored_fa3_launch (const AttnParams &p, int heads, cudaStrea
   switch (p.hd) {
   case 64: return launch<64, 2, 128, false, false, true> (p, heads, stream);
   case 96:
-    return variant_forced ("fa3-2x128") ? launch<96, 2, 128, false, false, true> (p, heads, stream)
-                                        : launch<96, 3, 96, false, false, true> (p, heads, stream);
+    if (vdit_cuda_attention_variant ("fa3-2x128"))
+      return launch<96, 2, 128, false, false, true> (p, heads, stream);
+    return launch<96, 3, 96, false, false, true> (p, heads, stream);
   case 128: return launch<128, 2, 128, false, false, true> (p, heads, stream);
   default: return cudaErrorInvalidValue;
   }

@@ -330,12 +330,19 @@ policy_cancelled (vdit_attn_policy *p, GError **error)
   return TRUE;
 }
 
+/* Adaptive blocks along the sequence. */
+static int
+n_blocks (const vdit_attn_policy *p)
+{
+  return (int) (((int64_t) p->n + p->block - 1) / p->block); /* no int overflow */
+}
+
 /* The policy's block-score buffer (heads, nb, nb), made on first use. */
 static gboolean
 scores_ready (vdit_attn_policy *p, GError **error)
 {
   vdit_backend *be = p->be;
-  const int nb = (int) (((int64_t) p->n + p->block - 1) / p->block); /* no int overflow */
+  const int nb = n_blocks (p);
   if (p->scores == NULL)
     p->scores = be->iface->alloc (be->context, (size_t) p->heads * nb * nb, VDIT_ELEM_F32,
                                   error);
@@ -349,7 +356,7 @@ adaptive_search (vdit_attn_policy *p, attn_slot *s, const void *q, int ldq, cons
                  int ldk, float scale, gboolean scored, GError **error)
 {
   vdit_backend *be = p->be;
-  const int nb = (int) (((int64_t) p->n + p->block - 1) / p->block);
+  const int nb = n_blocks (p);
   const size_t n_scores = (size_t) p->heads * nb * nb;
   if (!scores_ready (p, error))
     return FALSE;
