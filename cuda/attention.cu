@@ -252,7 +252,7 @@ extern "C" int
 vdit_cuda_attention_scored_usable (const vdit_cuda_attn_args *a)
 {
   const int hd = a->head_dim;
-  return vdit_cuda_attention_variant ("fa3-scored") && a->layout == nullptr &&
+  return !vdit_cuda_attention_variant ("two-pass-search") && a->layout == nullptr &&
          a->bias == nullptr && a->lse != nullptr && a->nq > 0 && a->nk > 0 && a->heads > 0 &&
          (hd == 64 || hd == 96 || hd == 128) && vec_ok (a) && !vdit_cuda_attention_forced () &&
          vdit_cuda_attention_fa3_usable ();

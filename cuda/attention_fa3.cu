@@ -482,7 +482,7 @@ fa3_kernel (const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUte
   write_rows<D> (p, h, row, o, m, l, t);
 }
 
-// The scores kernels' producer: Q (BM rows, chunk-major) once, then every K tile of
+// The scores kernel's producer: Q (BM rows, chunk-major) once, then every K tile of
 // head h through a STAGES-deep ring.
 template <int CHUNKS, int BM, int STAGES>
 __device__ __forceinline__ void
@@ -540,76 +540,15 @@ score_tile_sum (const float s[8][4], int j, int nk, const float lse2[2], float s
   return sum;
 }
 
-// AdaSpa block scores with the same pipeline: a producer streams K tiles (no V), one
-// consumer warpgroup per 64-row query block computes S = Q·Kᵀ on wgmma and sums
-// 2^(s·c − lse·log2 e) over each 64 × 64 block. Two blocks per SM interleave.
-template <int D>
-__global__ void __launch_bounds__ (256, 2)
-fa3_scores_kernel (const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
-                   float *scores, const float *lse, int nq, int nk, float scale_log2)
-{
-#if defined(__CUDA_ARCH__) && !defined(VDIT_WGMMA)
-  __trap ();
-#endif
-  using SH = Fa3Shape<D, 1, 64>;
-  extern __shared__ unsigned char smem_raw[];
-  unsigned char *smem = reinterpret_cast<unsigned char *> (
-      (reinterpret_cast<uintptr_t> (smem_raw) + 1023) & ~(uintptr_t) 1023);
-  unsigned char *sq = smem;
-  unsigned char *sk = sq + SH::Q_BYTES; // FA3_STAGES
-  Fa3Barriers *bar = reinterpret_cast<Fa3Barriers *> (sk + 2 * FA3_STAGES * SH::KV_BYTES);
-  __shared__ float part[2][4];
-
-  const int wg = threadIdx.x / 128, qb = blockIdx.x, h = blockIdx.y;
-  const int n = (nk + 63) / 64, nqb = gridDim.x;
-  if (threadIdx.x == 0) {
-    mbar_init (&bar->q_full, 1);
-    for (int st = 0; st < FA3_STAGES; st++) {
-      mbar_init (&bar->k_full[st], 1);
-      mbar_init (&bar->k_empty[st], 4);
-    }
-    mbar_init_fence ();
-  }
-  __syncthreads ();
-  if (wg == 0) {
-    regs_lower<24> ();
-    if (threadIdx.x == 0)
-      score_producer<SH::CHUNKS, 64, FA3_STAGES> (sq, sk, &bar->q_full, bar->k_full,
-                                                  bar->k_empty, &tq, &tk, h, qb * 64, n);
-    return;
-  }
-  regs_raise<232> ();
-  const int warp = (threadIdx.x % 128) / 32, lane = threadIdx.x % 32;
-  float lse2[2];
-  score_rows_lse2 (lse2, lse, h, nq, qb);
-  float s[8][4];
-  mbar_wait (&bar->q_full, 0);
-  for (int j = 0; j < n; j++) {
-    const int st = j % FA3_STAGES;
-    mbar_wait (&bar->k_full[st], (j / FA3_STAGES) & 1);
-    fa3_issue_qk<D, 64, 64> (s, sq, sk + st * SH::KV_BYTES);
-    wgmma_wait<0> ();
-    fa3_release (&bar->k_empty[st], lane);
-    float sum = score_tile_sum (s, j, nk, lse2, scale_log2);
-    for (int off = 16; off > 0; off /= 2)
-      sum += __shfl_xor_sync (0xffffffffu, sum, off);
-    if (lane == 0)
-      part[j & 1][warp] = sum;
-    named_sync (1, 128);
-    if (threadIdx.x == 128)
-      scores[((size_t) h * nqb + qb) * n + j] =
-          part[j & 1][0] + part[j & 1][1] + part[j & 1][2] + part[j & 1][3];
-  }
-}
-
 // AdaSpa block scores with each K tile shared by NC consumer warpgroups (NC × 64 query
-// rows a block, one block an SM). The kernel above loads every K tile once per 64 query
-// rows for Q·Kᵀ alone, a quarter of dense attention's use of each loaded byte (192 rows,
-// and P·V too), which likely leaves it bound by L2 → shared memory traffic as the AdaSpa
-// pattern step is (not yet profiled). Inside a warpgroup Q·K(j+1)ᵀ is issued before tile j's exponentials, so the
-// tensor cores and the exponential unit work at once; each warp's per-tile sums wait in
-// a shared ring flushed every SCORE_RING tiles (one named barrier per SCORE_RING tiles,
-// not one per tile). The sums are added in the same order as above: the same scores.
+// rows a block, one block an SM): a producer streams K tiles (no V) and each consumer
+// computes S = Q·Kᵀ on wgmma for its 64 rows and sums 2^(s·c − lse·log2 e) over each 64 × 64
+// block. Sharing K matters: one warpgroup a block used each loaded K byte a quarter as
+// often as dense attention does and was 16 % slower at 93 frames (a search under the cached
+// LSE, 158.6 against 137.2 ms on an H100: docs/perf/runs/2026-12-07-nvidia-h100-attention).
+// Inside a warpgroup Q·K(j+1)ᵀ is issued before tile j's exponentials, so the tensor cores
+// and the exponential unit work at once; each warp's per-tile sums wait in a shared ring
+// flushed every SCORE_RING tiles (one named barrier per SCORE_RING tiles, not one per tile).
 constexpr int SCORE_STAGES = 4;
 constexpr int SCORE_RING = 8;
 
@@ -789,10 +728,9 @@ launch (const AttnParams &p, int heads, cudaStream_t stream)
 // VDIT_CUDA_ATTN picks variants to compare, several at once with commas: fa3-2x128 (dense
 // head dim 96 on two consumer warpgroups and 128-key tiles instead of three on 96-key
 // tiles: 13.8 against 13.1 ms at 28,800 tokens on an H200), fa3-narrow64 (AdaSpa lists on
-// 64-key tiles, not pairs), fa3-scores-shared (AdaSpa block scores with K shared by four
-// consumer warpgroups) and fa3-scored (a search's first block scores from its dense
-// attention's own exponentials). The last two are not yet measured against the kernels
-// they would replace, so not yet the defaults.
+// 64-key tiles, not pairs) and two-pass-search (a search's first block scores from a pass
+// of their own after the dense attention, as before the scored kernel: 223.0 against
+// 154.7 ms at 93 frames on an H100, docs/perf/runs/2026-12-07-nvidia-h100-attention).
 bool
 vdit_cuda_attention_variant (const char *name)
 {
@@ -807,23 +745,6 @@ vdit_cuda_attention_variant (const char *name)
 }
 
 namespace {
-
-template <int D>
-cudaError_t
-launch_scores (float *scores, const bf16 *q, int ldq, const bf16 *k, int ldk, const float *lse,
-               int nq, int nk, int heads, float scale_log2, cudaStream_t stream)
-{
-  using SH = Fa3Shape<D, 1, 64>;
-  CUtensorMap tq, tk;
-  if (!make_map (&tq, q, ldq, nq, heads, D, 64) || !make_map (&tk, k, ldk, nk, heads, D, 64))
-    return cudaErrorInvalidValue;
-  cudaError_t err = set_max_dynamic_smem<fa3_scores_kernel<D>> ((int) SH::SMEM);
-  if (err != cudaSuccess)
-    return err;
-  fa3_scores_kernel<D><<<dim3 ((nq + 63) / 64, heads), 256, SH::SMEM, stream>>> (
-      tq, tk, scores, lse, nq, nk, scale_log2);
-  return cudaGetLastError ();
-}
 
 template <int D, int NC>
 cudaError_t
@@ -851,10 +772,8 @@ dispatch_scores (float *scores, const bf16 *q, int ldq, const bf16 *k, int ldk, 
 {
   if (heads > 65535)
     return cudaErrorInvalidConfiguration;
-  if (vdit_cuda_attention_variant ("fa3-scores-shared"))
-    return launch_scores_shared<D, 4> (scores, q, ldq, k, ldk, lse, nq, nk, heads, scale_log2,
-                                       stream);
-  return launch_scores<D> (scores, q, ldq, k, ldk, lse, nq, nk, heads, scale_log2, stream);
+  return launch_scores_shared<D, 4> (scores, q, ldq, k, ldk, lse, nq, nk, heads, scale_log2,
+                                     stream);
 }
 
 } // namespace

@@ -3,7 +3,7 @@
 # changed: build (CUDA, no GStreamer), the attention parity tests, then our attention
 # timings beside each other (every kernel the dispatcher can force) and optionally the
 # PyTorch peers, and optionally where an AdaSpa search's time goes at 24 frames (nsys's
-# per-kernel sums with each block-score path: search-nsys.csv). The adaptive lines give
+# per-kernel sums, one-pass and two-pass: search-nsys.csv). The adaptive lines give
 # search_ms (a first search: dense attention with LSE, block scores, the choice) and
 # research_ms (a later one under the cached LSE) for each way of scoring. Output under
 # OUTDIR: build.log, tests.log, bench.jsonl, env.txt.
@@ -46,20 +46,16 @@ echo "== ours"
   attn --mode tile --frames 8 --k 2
   attn --mode tile --frames 8 --k 1
   attn --mode adaptive --frames 8 --sparsity 0.8
-  VDIT_CUDA_ATTN=fa3-scores-shared attn --mode adaptive --frames 8 --sparsity 0.8
-  VDIT_CUDA_ATTN=fa3-scored attn --mode adaptive --frames 8 --sparsity 0.8
-  VDIT_CUDA_ATTN=fa3-scored,fa3-scores-shared attn --mode adaptive --frames 8 --sparsity 0.8
+  VDIT_CUDA_ATTN=two-pass-search attn --mode adaptive --frames 8 --sparsity 0.8
   attn --mode full --frames 24
   attn --mode tile --frames 24 --k 3
   attn --mode adaptive --frames 24 --sparsity 0.8 --repeat 4
-  VDIT_CUDA_ATTN=fa3-scores-shared attn --mode adaptive --frames 24 --sparsity 0.8 --repeat 4
-  VDIT_CUDA_ATTN=fa3-scored attn --mode adaptive --frames 24 --sparsity 0.8 --repeat 4
-  VDIT_CUDA_ATTN=fa3-scored,fa3-scores-shared attn --mode adaptive --frames 24 --sparsity 0.8 --repeat 4
-  VDIT_CUDA_ATTN=fa3-scored,fa3-2x128 attn --mode adaptive --frames 24 --sparsity 0.8 --repeat 4
+  VDIT_CUDA_ATTN=two-pass-search attn --mode adaptive --frames 24 --sparsity 0.8 --repeat 4
+  VDIT_CUDA_ATTN=fa3-2x128 attn --mode adaptive --frames 24 --sparsity 0.8 --repeat 4
 } | short
 if [[ $extra == *,search-nsys,* ]]; then
   echo "== nsys: one adaptive search and step at 24 frames, each block-score kernel"
-  for v in default fa3-scores-shared fa3-scored; do
+  for v in default two-pass-search; do
     rep=/tmp/attn-search-$v
     VDIT_CUDA_ATTN=$([ $v = default ] || echo $v) timeout 200 nsys profile -o $rep \
       --force-overwrite true -t cuda "${attn_osp[@]}" --frames 24 --mode adaptive \
