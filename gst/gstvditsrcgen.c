@@ -104,16 +104,16 @@ gst_vdit_src_on_frame (void *user_data, int index, int n_frames,
             "prompt", G_TYPE_STRING, self->gen.prompt, "seed", G_TYPE_UINT64,
             (guint64) self->gen.seed, NULL), (GDestroyNotify) gst_structure_free);
 
-  /* waits while downstream is behind (unless the clip is kept) */
-  if (!gst_vdit_frames_push (self->store, buf))
-    return FALSE;
+  /* counted and announced before the store has it: once it does, the streaming
+   * thread may push it and, for the last frame, EOS before this thread runs on */
   GST_OBJECT_LOCK (self);
   self->frames_done++;
   GST_OBJECT_UNLOCK (self);
-
   GST_LOG_OBJECT (self, "frame %d/%d ready", index + 1, n_frames);
   gst_vdit_src_post_step (self);
-  return TRUE;
+
+  /* waits while downstream is behind (unless the clip is kept) */
+  return gst_vdit_frames_push (self->store, buf);
 
 wrong_size:
   {
