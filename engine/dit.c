@@ -42,7 +42,11 @@ struct vdit_dit_ws {
   void *abs_pos; /* (n, D) fixed positions, NULL without dit.abs_pos */
   float *tau;    /* F32 (1): the timestep a queued forward reads, where the backend can */
   float tau_host; /* the same on the host, for backends without timestep_embedding_buf */
+  void *prefix_x; /* (n, D): pass 0's x after block 0's self-attention, for pass 1 */
 };
+
+/* What a forward does with the prefix both guidance passes share (vdit_dit_ws_share_prefix) */
+typedef enum { PREFIX_RUN, PREFIX_KEEP, PREFIX_REUSE } dit_prefix;
 
 /* ---- weights ------------------------------------------------------------------- */
 
@@ -342,12 +346,26 @@ vdit_dit_ws_free (vdit_dit *dit, vdit_dit_ws *ws)
   void **bufs[] = { &ws->in, &ws->x, &ws->h, &ws->qkv, &ws->att, &ws->ff, &ws->temb, &ws->t1,
                     &ws->e, &ws->se, &ws->mod, &ws->mods, &ws->fin, &ws->out,
                     (void **) &ws->rope_cos, (void **) &ws->rope_sin, &ws->abs_pos,
-                    (void **) &ws->tau };
+                    (void **) &ws->tau, &ws->prefix_x };
   for (guint i = 0; i < G_N_ELEMENTS (bufs); i++)
     vdit_be_clear (dit->be, bufs[i]);
   g_free (ws->cos_host);
   g_free (ws->sin_host);
   g_free (ws);
+}
+
+gboolean
+vdit_dit_ws_share_prefix (vdit_dit *dit, vdit_dit_ws *ws, GError **error)
+{
+  if (ws->prefix_x || dit->be->iface->copy_rows == NULL)
+    return TRUE;
+  return (ws->prefix_x = vdit_be_alloc (dit->be, (size_t) ws->n * dit->cfg->hidden, error)) != NULL;
+}
+
+gboolean
+vdit_dit_ws_shares_prefix (const vdit_dit_ws *ws)
+{
+  return ws->prefix_x != NULL;
 }
 
 int
@@ -423,27 +441,23 @@ dit_self_attention (vdit_dit *dit, vdit_dit_ws *ws, void *q, void *k, void *v, f
   return !cancelled (be, cancel, error);
 }
 
-/* Self-attention, cross-attention and FFN of one block, updating ws->x; on the CPU a
- * cancel is seen between its parts and inside the self-attention. */
+/* The self-attention branch of a block with 3D RoPE, added into ws->x through its gate
+ * (ws->mods holds the block's modulation). */
 static gboolean
-dit_block_forward (vdit_dit *dit, vdit_dit_ws *ws, const dit_block *b, int layer,
-                   const vdit_dit_text *text, vdit_attn_policy *policy, int step, int pass,
-                   const gint *cancel, GError **error)
+dit_block_self_attention (vdit_dit *dit, vdit_dit_ws *ws, const dit_block *b, int layer,
+                          vdit_attn_policy *policy, int step, int pass, const gint *cancel,
+                          GError **error)
 {
   vdit_backend *be = dit->be;
   const vdit_backend_i *f = be->iface;
   void *c = be->context;
   const vdit_dit_config *cfg = dit->cfg;
-  const int n = ws->n, d = cfg->hidden, ffn = cfg->ffn_hidden, heads = cfg->heads, hd = cfg->head_dim;
+  const int n = ws->n, d = cfg->hidden, heads = cfg->heads, hd = cfg->head_dim;
   const float scale = 1.0f / sqrtf ((float) hd);
   void *shift_msa = vdit_buf_at (be, ws->mods, 0), *scale_msa = vdit_buf_at (be, ws->mods, d);
-  void *gate_msa = vdit_buf_at (be, ws->mods, 2 * d), *shift_mlp = vdit_buf_at (be, ws->mods, 3 * d);
-  void *scale_mlp = vdit_buf_at (be, ws->mods, 4 * d), *gate_mlp = vdit_buf_at (be, ws->mods, 5 * d);
+  void *gate_msa = vdit_buf_at (be, ws->mods, 2 * d);
   void *q = ws->qkv, *k = vdit_buf_at (be, ws->qkv, d), *v = vdit_buf_at (be, ws->qkv, 2 * d);
 
-  f->add (c, ws->mods, b->table, ws->mod, 6 * (size_t) d);
-
-  /* self-attention with 3D RoPE */
   f->layernorm_modulate (c, ws->h, ws->x, shift_msa, scale_msa, n, d, cfg->eps);
   f->matmul (c, ws->qkv, 3 * d, ws->h, d, b->qkv_w, b->qkv_b, n, 3 * d, d, VDIT_ACT_NONE, FALSE);
   /* q and k side by side in a row of qkv: one pass over 2·heads heads rotates both */
@@ -463,11 +477,40 @@ dit_block_forward (vdit_dit *dit, vdit_dit_ws *ws, const dit_block *b, int layer
   }
   f->matmul (c, ws->h, d, ws->att, d, b->o_w, b->o_b, n, d, d, VDIT_ACT_NONE, FALSE);
   f->add_gated (c, ws->x, ws->h, gate_msa, n, d);
+  return TRUE;
+}
+
+/* Self-attention, cross-attention and FFN of one block, updating ws->x; on the CPU a
+ * cancel is seen between its parts and inside the self-attention. prefix: block 0's
+ * self-attention runs, or runs and keeps its x, or is taken from the kept x. */
+static gboolean
+dit_block_forward (vdit_dit *dit, vdit_dit_ws *ws, const dit_block *b, int layer,
+                   const vdit_dit_text *text, vdit_attn_policy *policy, int step, int pass,
+                   dit_prefix prefix, const gint *cancel, GError **error)
+{
+  vdit_backend *be = dit->be;
+  const vdit_backend_i *f = be->iface;
+  void *c = be->context;
+  const vdit_dit_config *cfg = dit->cfg;
+  const int n = ws->n, d = cfg->hidden, ffn = cfg->ffn_hidden, heads = cfg->heads, hd = cfg->head_dim;
+  const float scale = 1.0f / sqrtf ((float) hd);
+  void *shift_mlp = vdit_buf_at (be, ws->mods, 3 * d), *scale_mlp = vdit_buf_at (be, ws->mods, 4 * d);
+  void *gate_mlp = vdit_buf_at (be, ws->mods, 5 * d);
+
+  f->add (c, ws->mods, b->table, ws->mod, 6 * (size_t) d);
+  if (prefix == PREFIX_REUSE) {
+    f->copy_rows (c, ws->x, d, ws->prefix_x, d, n, d);
+  } else {
+    if (!dit_block_self_attention (dit, ws, b, layer, policy, step, pass, cancel, error))
+      return FALSE;
+    if (prefix == PREFIX_KEEP)
+      f->copy_rows (c, ws->prefix_x, d, ws->x, d, n, d);
+  }
   if (cancelled (be, cancel, error))
     return FALSE;
 
   /* cross-attention to the caption: no norm, no gate */
-  void *kv = text->kv[layer];
+  void *kv = text->kv[layer], *q = ws->qkv;
   f->matmul (c, q, d, ws->x, d, b->cq_w, b->cq_b, n, d, d, VDIT_ACT_NONE, FALSE);
   f->attention (c, ws->att, d, q, d, kv, 2 * d, vdit_buf_at (be, kv, d), 2 * d, n, text->n,
                 heads, hd, scale, NULL, NULL, NULL);
@@ -481,6 +524,31 @@ dit_block_forward (vdit_dit *dit, vdit_dit_ws *ws, const dit_block *b, int layer
   f->matmul (c, ws->h, d, ws->ff, ffn, b->ff2_w, b->ff2_b, n, d, ffn, VDIT_ACT_NONE, FALSE);
   f->add_gated (c, ws->x, ws->h, gate_mlp, n, d);
   return TRUE;
+}
+
+/* Patch embedding and adaLN-single into ws->x, ws->e and ws->mod; the timestep's
+ * frequencies are made on the backend, so no upload waits for them. */
+static void
+dit_embed (vdit_dit *dit, vdit_dit_ws *ws, const float *tau)
+{
+  vdit_backend *be = dit->be;
+  const vdit_backend_i *f = be->iface;
+  void *c = be->context;
+  const vdit_dit_config *cfg = dit->cfg;
+  const int n = ws->n, d = cfg->hidden;
+  const int patch = cfg->patch[0] * cfg->patch[1] * cfg->patch[2] * cfg->in_channels;
+  if (tau)
+    f->timestep_embedding (c, ws->temb, tau, 1, cfg->freq_dim);
+  else
+    f->timestep_embedding_buf (c, ws->temb, ws->tau, 1, cfg->freq_dim);
+  f->matmul (c, ws->x, d, ws->in, patch, dit->pe_w, dit->pe_b, n, d, patch, VDIT_ACT_NONE, FALSE);
+  if (ws->abs_pos)
+    f->add_gated (c, ws->x, ws->abs_pos, NULL, n, d);
+  f->matmul (c, ws->t1, d, ws->temb, cfg->freq_dim, dit->t1_w, dit->t1_b, 1, d, cfg->freq_dim,
+             VDIT_ACT_SILU, FALSE);
+  f->matmul (c, ws->e, d, ws->t1, d, dit->t2_w, dit->t2_b, 1, d, d, VDIT_ACT_NONE, FALSE);
+  f->activate (c, ws->se, ws->e, d, VDIT_ACT_SILU);
+  f->matmul (c, ws->mod, 6 * d, ws->se, d, dit->ada_w, dit->ada_b, 1, 6 * d, d, VDIT_ACT_NONE, FALSE);
 }
 
 /* ws->in to ws->out, queued on the backend. tau: the timestep as a host value (read
@@ -497,25 +565,17 @@ dit_forward_body (vdit_dit *dit, vdit_dit_ws *ws, const float *tau, const vdit_d
   const int n = ws->n, d = cfg->hidden;
   const int patch = cfg->patch[0] * cfg->patch[1] * cfg->patch[2] * cfg->in_channels;
 
-  /* patch embedding and adaLN-single; the timestep's frequencies are made on the
-   * backend, so no upload waits for them */
-  if (tau)
-    f->timestep_embedding (c, ws->temb, tau, 1, cfg->freq_dim);
-  else
-    f->timestep_embedding_buf (c, ws->temb, ws->tau, 1, cfg->freq_dim);
-  f->matmul (c, ws->x, d, ws->in, patch, dit->pe_w, dit->pe_b, n, d, patch, VDIT_ACT_NONE, FALSE);
-  if (ws->abs_pos)
-    f->add_gated (c, ws->x, ws->abs_pos, NULL, n, d);
-  f->matmul (c, ws->t1, d, ws->temb, cfg->freq_dim, dit->t1_w, dit->t1_b, 1, d, cfg->freq_dim,
-             VDIT_ACT_SILU, FALSE);
-  f->matmul (c, ws->e, d, ws->t1, d, dit->t2_w, dit->t2_b, 1, d, d, VDIT_ACT_NONE, FALSE);
-  f->activate (c, ws->se, ws->e, d, VDIT_ACT_SILU);
-  f->matmul (c, ws->mod, 6 * d, ws->se, d, dit->ada_w, dit->ada_b, 1, 6 * d, d, VDIT_ACT_NONE, FALSE);
-
+  /* pass 1 of a guided step: block 0 starts from pass 0's x, and the timestep's
+   * embedding and modulation that pass 0 left in ws are this step's */
+  const dit_prefix prefix = ws->prefix_x == NULL ? PREFIX_RUN
+                            : pass == 0          ? PREFIX_KEEP
+                                                 : PREFIX_REUSE;
+  if (prefix != PREFIX_REUSE)
+    dit_embed (dit, ws, tau);
   for (int i = 0; i < cfg->depth; i++) {
     if (cancelled (be, cancel, error) ||
-        !dit_block_forward (dit, ws, &dit->blocks[i], i, text, policy, step, pass, cancel,
-                            error))
+        !dit_block_forward (dit, ws, &dit->blocks[i], i, text, policy, step, pass,
+                            i == 0 ? prefix : PREFIX_RUN, cancel, error))
       return FALSE;
   }
   if (cancelled (be, cancel, error))

@@ -135,7 +135,7 @@ memory_need (const vdit_ctx *ctx, int frames, mem_need *m)
   m->latent = 6.0 * values * sizeof (float);
   m->host = 2.0 * n * pairs * sizeof (float) + (dc->abs_pos ? n * d * sizeof (float) : 0.0) +
             3.0 * c->width * c->height;
-  m->acts = n * (2.0 * patch + 6.0 * d + dc->ffn_hidden) * act +
+  m->acts = n * (2.0 * patch + 7.0 * d + dc->ffn_hidden) * act + /* 7: a guided x kept */
             2.0 * n * pairs * sizeof (float) + (dc->abs_pos ? n * d * act : 0.0) +
             2.0 * dc->depth * t * 2.0 * d * act +
             (tc->n_heads * t * t + t * (2.0 * tc->d_model + 4.0 * inner + 2.0 * tc->d_ff)) * act;
@@ -799,6 +799,12 @@ gen_prepare (gen_state *g, GError **error)
   } else if (!(g->ws = vdit_dit_ws_new (ctx->dit, g->gt, g->gh, g->gw, error))) {
     return FALSE;
   }
+  /* guided: the unconditional pass starts where the conditional one's block-0
+   * self-attention left off (a caller's policy sees every pass of every layer instead;
+   * VDIT_GUIDED_PREFIX=0 turns it off, to time the difference) */
+  if (g->text[1] && g->external == NULL && g_strcmp0 (g_getenv ("VDIT_GUIDED_PREFIX"), "0") &&
+      !vdit_dit_ws_share_prefix (ctx->dit, g->ws, error))
+    return FALSE;
   if (g->on_backend) {
     float **bufs[] = { &g->be_latent, &g->be_cond, &g->be_uncond, &g->be_noise };
     for (guint i = 0; i < G_N_ELEMENTS (bufs); i++)
@@ -1331,6 +1337,7 @@ vdit_bench_dit_step (vdit_ctx *ctx, const vdit_bench_step_params *params,
   }
   result->sampler_on_backend = g.on_backend;
   result->graphs = g.graph != NULL;
+  result->shared_prefix = vdit_dit_ws_shares_prefix (g.ws);
   if (be->iface->mem_peak && params->repeat > 0)
     result->have_peak = be->iface->mem_peak (be->context, FALSE, &result->peak_bytes);
   result->ms = params->repeat > 0 ? total / params->repeat : 0.0;

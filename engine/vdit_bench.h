@@ -23,6 +23,7 @@ typedef struct {
   gboolean sampler_on_backend; /* the latent stayed on the backend (its sampler slots) */
   gboolean graphs;         /* the step's forwards were recorded as a graph (CUDA graphs) */
   int graph_replays;       /* timed runs that replayed a graph recorded in an earlier run */
+  gboolean shared_prefix;  /* guided: the passes shared block 0's self-attention (dit.h) */
 } vdit_bench_step_result;
 
 /* Times one sampling step's DiT work on random latents (one forward, or with guidance > 1

@@ -8,6 +8,7 @@
 #include "st_writer.h"
 #include "test_util.h"
 #include "vdit.h"
+#include "vdit_bench.h"
 
 #include <glib/gstdio.h>
 #include <math.h>
@@ -754,6 +755,35 @@ test_timing_wrapper (fixture *f, gconstpointer data)
   }
 }
 
+/* A guided clip whose unconditional passes start from the conditional passes' block-0
+ * self-attention (the default) is the clip of full passes to the bit, through `vdit bench
+ * step` too, which says which it ran. */
+static void
+test_guided_prefix (fixture *f, gconstpointer data)
+{
+  GError *error = NULL;
+  vdit_gen_params p;
+  sink s;
+  g_autofree char *shared = NULL, *full = NULL;
+  params (&p, "a red circle moving left", 3);
+  p.frames = 4;
+  p.guidance = 3.0f;
+  g_assert_true (run (f, &p, &s, &shared, &error));
+  vdit_bench_step_params bp = { .frames = 4, .attention = VDIT_ATTENTION_FULL, .repeat = 1,
+                                .guidance = 3.0f };
+  vdit_bench_step_result r;
+  g_assert_true (vdit_bench_dit_step (f->ctx, &bp, &r, &error));
+  g_assert_no_error (error);
+  g_assert_true (r.shared_prefix);
+  g_setenv ("VDIT_GUIDED_PREFIX", "0", TRUE);
+  g_assert_true (run (f, &p, &s, &full, &error));
+  g_assert_true (vdit_bench_dit_step (f->ctx, &bp, &r, &error));
+  g_unsetenv ("VDIT_GUIDED_PREFIX");
+  g_assert_no_error (error);
+  g_assert_false (r.shared_prefix);
+  g_assert_cmpstr (shared, ==, full);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -767,6 +797,8 @@ main (int argc, char **argv)
     g_autofree char *path = g_strdup_printf ("/generate/bad/%s", bad_cases[i].name);
     g_test_add (path, fixture, &bad_cases[i], fixture_setup, test_bad_params, fixture_teardown);
   }
+  g_test_add ("/generate/guided-prefix", fixture, NULL, fixture_setup, test_guided_prefix,
+              fixture_teardown);
   g_test_add ("/generate/guidance-rule", fixture, NULL, fixture_setup, test_guidance_rule,
               fixture_teardown);
   g_test_add_func ("/generate/non-finite-weights", test_non_finite_weights);

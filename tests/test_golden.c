@@ -170,6 +170,72 @@ test_dit_forward (fixture *f, gconstpointer data)
   vdit_backend_free (&be);
 }
 
+/* Guidance's shared prefix (vdit_dit_ws_share_prefix): the unconditional pass that
+ * starts from the conditional pass's block-0 self-attention gives the bits of a full
+ * forward, and the conditional pass that keeps it gives its own bits too; an
+ * unconditional pass at another timestep or input would not (it shares nothing then:
+ * the check that the test can fail). */
+static void
+test_dit_shared_prefix (fixture *f, gconstpointer data)
+{
+  GError *error = NULL;
+  const vdit_config *cfg = f->model->config;
+  vdit_backend be;
+  g_assert_true (vdit_backend_cpu_init (&be, 0, &error));
+  vdit_text_encoder *te = vdit_text_encoder_new (&be, &cfg->text, f->model->weights, &error);
+  vdit_dit *dit = vdit_dit_new (&be, cfg, f->model->weights, &error);
+  g_assert_no_error (error);
+  int n_cond = 0, n_uncond = 0;
+  void *cond = encode (f, &be, te, "tokens.prompt", &n_cond);
+  void *uncond = encode (f, &be, te, "tokens.negative", &n_uncond);
+  vdit_dit_text *tc = vdit_dit_text_new (dit, cond, n_cond, &error);
+  vdit_dit_text *tu = vdit_dit_text_new (dit, uncond, n_uncond, &error);
+  g_assert_no_error (error);
+
+  size_t n = 0;
+  g_autofree float *input = test_golden_f32 (f->golden, "dit.input", &n);
+  g_autofree float *tstep = test_golden_f32 (f->golden, "dit.timestep", NULL);
+  const int T = n / ((size_t) cfg->height * cfg->width * cfg->dit.in_channels);
+  const int *p = cfg->dit.patch;
+  vdit_dit_ws *plain = vdit_dit_ws_new (dit, T / p[0], cfg->height / p[1], cfg->width / p[2], &error);
+  vdit_dit_ws *shared = vdit_dit_ws_new (dit, T / p[0], cfg->height / p[1], cfg->width / p[2], &error);
+  g_assert_no_error (error);
+  g_assert_true (vdit_dit_ws_share_prefix (dit, shared, &error));
+  g_autofree float *patches = g_new (float, n);
+  vdit_patchify (patches, input, T, cfg->height, cfg->width, cfg->dit.in_channels, p);
+  float *want[2], *got[2];
+  for (int pass = 0; pass < 2; pass++) {
+    want[pass] = g_new (float, n), got[pass] = g_new (float, n);
+    const vdit_dit_text *text = pass ? tu : tc;
+    g_assert_true (vdit_dit_forward (dit, plain, patches, tstep[0], text, NULL, 0, pass,
+                                     want[pass], NULL, &error));
+    g_assert_true (vdit_dit_forward (dit, shared, patches, tstep[0], text, NULL, 0, pass,
+                                     got[pass], NULL, &error));
+    g_assert_no_error (error);
+    g_assert_cmpmem (got[pass], n * sizeof (float), want[pass], n * sizeof (float));
+  }
+  /* the two passes differ (the caption matters), so sharing did not just repeat pass 0 */
+  g_assert_true (memcmp (got[0], got[1], n * sizeof (float)) != 0);
+  /* pass 1 after a pass 0 at another timestep takes that step's prefix: not this one's */
+  g_assert_true (vdit_dit_forward (dit, shared, patches, tstep[0] * 0.5f, tc, NULL, 0, 0, got[0],
+                                   NULL, &error));
+  g_assert_true (vdit_dit_forward (dit, shared, patches, tstep[0], tu, NULL, 0, 1, got[1], NULL,
+                                   &error));
+  g_assert_true (memcmp (got[1], want[1], n * sizeof (float)) != 0);
+  for (int pass = 0; pass < 2; pass++)
+    g_free (want[pass]), g_free (got[pass]);
+
+  vdit_dit_ws_free (dit, plain);
+  vdit_dit_ws_free (dit, shared);
+  vdit_dit_text_free (dit, tc);
+  vdit_dit_text_free (dit, tu);
+  be.iface->release (be.context, cond);
+  be.iface->release (be.context, uncond);
+  vdit_dit_free (dit);
+  vdit_text_encoder_free (te);
+  vdit_backend_free (&be);
+}
+
 typedef struct {
   const char *name;
   VditSamplerType type;
@@ -278,6 +344,8 @@ main (int argc, char **argv)
               fixture_teardown);
   g_test_add ("/golden/dit-forward-abs-pos", fixture, "dit.output_abs_pos", fixture_setup,
               test_dit_forward, fixture_teardown);
+  g_test_add ("/golden/dit-shared-prefix", fixture, NULL, fixture_setup, test_dit_shared_prefix,
+              fixture_teardown);
   g_test_add ("/golden/samples", fixture, NULL, fixture_setup, test_samples, fixture_teardown);
   g_test_add ("/golden/samples-4-steps", fixture, NULL, fixture_setup, test_samples4, fixture_teardown);
   return g_test_run ();

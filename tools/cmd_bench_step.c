@@ -24,8 +24,10 @@ print_result (const char *model, const char *backend, const vdit_bench_step_para
   vdit_json_int (&j, "frames", bp->frames);
   /* a guided step is a batch of two: conditional and unconditional */
   vdit_json_int (&j, "batch", bp->guidance > 1.0f ? 2 : 1);
-  if (bp->guidance > 1.0f)
+  if (bp->guidance > 1.0f) {
     vdit_json_double (&j, "guidance", bp->guidance);
+    vdit_json_int (&j, "shared_prefix", r->shared_prefix); /* 1: block 0's self-attention once */
+  }
   /* Microseconds are the most a wall clock here resolves. */
   vdit_json_double (&j, "ms", round (r->ms * 1000) / 1000);
   vdit_json_double (&j, "ms_min", round (r->ms_min * 1000) / 1000);
@@ -103,7 +105,9 @@ bench_step (int argc, char **argv, const vdit_comm *comm)
       "mean ms per step of each op kind, timed on the GPU's stream (CUDA events) or by\n"
       "the host clock (CPU), and \"unaccounted\" (ms minus their sum), with \"calls\" per\n"
       "step; the marks add a little to ms. --guidance G (> 1) times a guided step, the\n"
-      "conditional and unconditional pass (\"batch\":2), as a generation runs it.\n"
+      "conditional and unconditional pass (\"batch\":2), as a generation runs it;\n"
+      "\"shared_prefix\" is 1 when the unconditional pass started from the conditional\n"
+      "one's block-0 self-attention (VDIT_GUIDED_PREFIX=0 turns that off).\n"
       "\"sampler\" says where the latent lives: \"backend\" when the backend has the sampler's\n"
       "ops (a run is then a whole step: patches, forwards, guidance and update), \"host\"\n"
       "otherwise. \"graphs\" is 1 when the step's forwards were recorded as a CUDA graph (from\n"

@@ -355,13 +355,25 @@ def case_bench_step():
           + 0.01, f"unaccounted is not ms minus the kinds: {rec}")
     for k in ("gemm", "attention", "norm", "elementwise"):
         check(rec["calls"][k] > 0, f"no {k} calls counted: {rec}")
-    proc = run_ok("bench", "step", "--config", config, "--random-weights", "--device", "cpu",
-                  "--threads", "1", "--repeat", "1", "--warmup", "0", "--guidance", "4",
-                  "--breakdown")
-    guided = json.loads(proc.stdout)
-    check(guided["batch"] == 2 and guided["guidance"] == 4, f"{guided}")
-    # two passes: twice the ops of one
-    check(guided["calls"]["gemm"] == 2 * rec["calls"]["gemm"], f"{guided} vs {rec}")
+    guided_args = ("bench", "step", "--config", config, "--random-weights", "--device", "cpu",
+                   "--threads", "1", "--repeat", "1", "--warmup", "0", "--guidance", "4",
+                   "--breakdown")
+    guided = json.loads(run_ok(*guided_args).stdout)
+    check(guided["batch"] == 2 and guided["guidance"] == 4 and guided["shared_prefix"] == 1,
+          f"{guided}")
+    # two passes, the second without what it shares with the first: the embedding's four
+    # GEMMs (patches, timestep MLP, adaLN) and block 0's QKV and output projections and
+    # self-attention
+    check(guided["calls"]["gemm"] == 2 * rec["calls"]["gemm"] - 6, f"{guided} vs {rec}")
+    check(guided["calls"]["attention"] == 2 * rec["calls"]["attention"] - 1, f"{guided} vs {rec}")
+    # without sharing: twice the ops of one pass
+    os.environ["VDIT_GUIDED_PREFIX"] = "0"
+    try:
+        full = json.loads(run_ok(*guided_args).stdout)
+    finally:
+        del os.environ["VDIT_GUIDED_PREFIX"]
+    check(full["shared_prefix"] == 0 and full["calls"]["gemm"] == 2 * rec["calls"]["gemm"] and
+          full["calls"]["attention"] == 2 * rec["calls"]["attention"], f"{full} vs {rec}")
     expect_error(["bench", "step", "--config", config, "--random-weights", "--guidance", "1"],
                  2, ["--guidance"])
     expect_error(["bench", "step", "--config", config, "--random-weights", "--guidance", "nan"],

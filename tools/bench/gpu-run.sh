@@ -131,8 +131,10 @@ if has step; then
     log "step (ours) frames $f"
     step --frames $f --attention full
   done
-  log "step (ours) guided (conditional + unconditional pass)"
+  log "step (ours) guided (conditional + unconditional pass), then without the shared prefix"
   step --frames 8 --attention full --guidance 4.5
+  VDIT_GUIDED_PREFIX=0 step --frames 8 --attention full --guidance 4.5
+  step --frames 24 --attention full --guidance 4.5
   log "step (ours) with the tile plans"
   step --frames 8 --attention tile
   step k3 --frames 24 --attention tile
