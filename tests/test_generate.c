@@ -717,6 +717,15 @@ test_random_model_tiny_vocab (void)
   g_rmdir (dir);
 }
 
+/* A short guided clip of the tiny model: both passes every step. */
+static void
+guided_params (vdit_gen_params *p)
+{
+  params (p, "a red circle moving left", 3);
+  p->frames = 4;
+  p->guidance = 3.0f;
+}
+
 /* The timing wrapper of `vdit bench step --breakdown` only passes ops through: a clip
  * generated through it is the same to the bit, and every kind the DiT uses is counted. */
 static void
@@ -726,9 +735,7 @@ test_timing_wrapper (fixture *f, gconstpointer data)
   vdit_gen_params p;
   sink s;
   g_autofree char *plain = NULL, *timed = NULL;
-  params (&p, "a red circle moving left", 3);
-  p.frames = 4;
-  p.guidance = 3.0f;
+  guided_params (&p);
   g_assert_true (run (f, &p, &s, &plain, &error));
   g_assert_no_error (error);
   vdit_backend *be = vdit_ctx_get_backend (f->ctx);
@@ -765,9 +772,7 @@ test_guided_prefix (fixture *f, gconstpointer data)
   vdit_gen_params p;
   sink s;
   g_autofree char *shared = NULL, *full = NULL;
-  params (&p, "a red circle moving left", 3);
-  p.frames = 4;
-  p.guidance = 3.0f;
+  guided_params (&p);
   g_assert_true (run (f, &p, &s, &shared, &error));
   vdit_bench_step_params bp = { .frames = 4, .attention = VDIT_ATTENTION_FULL, .repeat = 1,
                                 .guidance = 3.0f };
