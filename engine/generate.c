@@ -114,7 +114,8 @@ typedef struct {
   double vae_weights; /* backend: the VAE's weights, kept from the first decode on */
 } mem_need;
 
-/* Mirrors gen_prepare, vdit_dit_ws_new, vdit_dit_text_new and vdit_text_encoder_run. */
+/* Mirrors gen_prepare, vdit_dit_ws_new (and vdit_dit_ws_share_prefix), vdit_dit_text_new
+ * and vdit_text_encoder_run. */
 static void
 memory_need (const vdit_ctx *ctx, int frames, mem_need *m)
 {
@@ -800,9 +801,12 @@ gen_prepare (gen_state *g, GError **error)
     return FALSE;
   }
   /* guided: the unconditional pass starts where the conditional one's block-0
-   * self-attention left off (a caller's policy sees every pass of every layer instead;
-   * VDIT_GUIDED_PREFIX=0 turns it off, to time the difference) */
-  if (g->text[1] && g->external == NULL && g_strcmp0 (g_getenv ("VDIT_GUIDED_PREFIX"), "0") &&
+   * self-attention left off (a caller's policy sees every pass of every layer instead).
+   * VDIT_GUIDED_PREFIX=0 turns it off to time the difference, in one process only: ranks
+   * must agree, as it decides which all-to-alls they make. */
+  const gboolean prefix_off = ctx->comm == NULL &&
+                              g_strcmp0 (g_getenv ("VDIT_GUIDED_PREFIX"), "0") == 0;
+  if (g->text[1] && g->external == NULL && !prefix_off &&
       !vdit_dit_ws_share_prefix (ctx->dit, g->ws, error))
     return FALSE;
   if (g->on_backend) {

@@ -2,7 +2,8 @@
  * of every sampler type bit for bit, patches in and out, the NaN check, the timestep read
  * from device memory), and models/tiny generated with its latent on the GPU, with and
  * without CUDA graphs: the same bits as the host sampler on CUDA, the CPU's clip within
- * test_gpu_generate's PSNR bound, and graphs recorded and replayed. */
+ * test_gpu_generate's PSNR bound, graphs recorded and replayed, and the guided passes'
+ * shared prefix (engine/dit.h) the bits of full passes. */
 #include "ctx.h"
 #include "gpu_util.h"
 #include "model.h"
@@ -223,6 +224,15 @@ test_generate (gconstpointer data)
                    n * sizeof (float));
   g_assert_cmpmem (c[PATH_DEVICE].rgb->data, c[PATH_DEVICE].rgb->len, c[PATH_GRAPHS].rgb->data,
                    c[PATH_GRAPHS].rgb->len);
+  /* guided passes that share nothing (VDIT_GUIDED_PREFIX=0): the same bits again */
+  gpu_clip full;
+  float *full_latent;
+  g_setenv ("VDIT_GUIDED_PREFIX", "0", TRUE);
+  generate (model, VDIT_DEVICE_CUDA, attention, PATH_GRAPHS, &full, &full_latent);
+  g_unsetenv ("VDIT_GUIDED_PREFIX");
+  g_assert_cmpmem (full_latent, n * sizeof (float), latent[PATH_GRAPHS], n * sizeof (float));
+  g_byte_array_unref (full.rgb);
+  g_free (full_latent);
   g_byte_array_unref (ref.rgb);
   g_free (ref_latent);
   for (int i = 0; i < 3; i++) {
