@@ -602,8 +602,10 @@ vdit_dit_forward (vdit_dit *dit, vdit_dit_ws *ws, const float *patches, float ti
   const int patch = cfg->patch[0] * cfg->patch[1] * cfg->patch[2] * cfg->in_channels;
   const size_t values = (size_t) ws->n * patch;
 
+  /* a pass that starts from the shared prefix does not read its patches */
+  const gboolean reads_patches = ws->prefix_x == NULL || pass == 0;
   if (cancelled (be, cancel, error) ||
-      !f->upload (c, ws->in, patches, values, VDIT_ELEM_ACT, error) ||
+      (reads_patches && !f->upload (c, ws->in, patches, values, VDIT_ELEM_ACT, error)) ||
       !dit_forward_body (dit, ws, &timestep, text, policy, step, pass, cancel, error))
     return FALSE;
   /* a cancel during the last ops leaves out undefined on the CPU: not a result */
