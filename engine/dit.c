@@ -48,6 +48,14 @@ struct vdit_dit_ws {
 /* What a forward does with the prefix both guidance passes share (vdit_dit_ws_share_prefix) */
 typedef enum { PREFIX_RUN, PREFIX_KEEP, PREFIX_REUSE } dit_prefix;
 
+/* Pass 1 of a guided step starts from pass 0's x after block 0's self-attention; pass 0
+ * keeps it. */
+static dit_prefix
+dit_prefix_of (const vdit_dit_ws *ws, int pass)
+{
+  return ws->prefix_x == NULL ? PREFIX_RUN : pass == 0 ? PREFIX_KEEP : PREFIX_REUSE;
+}
+
 /* ---- weights ------------------------------------------------------------------- */
 
 static gboolean
@@ -565,11 +573,9 @@ dit_forward_body (vdit_dit *dit, vdit_dit_ws *ws, const float *tau, const vdit_d
   const int n = ws->n, d = cfg->hidden;
   const int patch = cfg->patch[0] * cfg->patch[1] * cfg->patch[2] * cfg->in_channels;
 
-  /* pass 1 of a guided step: block 0 starts from pass 0's x, and the timestep's
-   * embedding and modulation that pass 0 left in ws are this step's */
-  const dit_prefix prefix = ws->prefix_x == NULL ? PREFIX_RUN
-                            : pass == 0          ? PREFIX_KEEP
-                                                 : PREFIX_REUSE;
+  /* reusing, the timestep's embedding and modulation that pass 0 left in ws are this
+   * step's */
+  const dit_prefix prefix = dit_prefix_of (ws, pass);
   if (prefix != PREFIX_REUSE)
     dit_embed (dit, ws, tau);
   for (int i = 0; i < cfg->depth; i++) {
@@ -603,7 +609,7 @@ vdit_dit_forward (vdit_dit *dit, vdit_dit_ws *ws, const float *patches, float ti
   const size_t values = (size_t) ws->n * patch;
 
   /* a pass that starts from the shared prefix does not read its patches */
-  const gboolean reads_patches = ws->prefix_x == NULL || pass == 0;
+  const gboolean reads_patches = dit_prefix_of (ws, pass) != PREFIX_REUSE;
   if (cancelled (be, cancel, error) ||
       (reads_patches && !f->upload (c, ws->in, patches, values, VDIT_ELEM_ACT, error)) ||
       !dit_forward_body (dit, ws, &timestep, text, policy, step, pass, cancel, error))

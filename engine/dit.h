@@ -39,9 +39,10 @@ void vdit_dit_ws_free (vdit_dit *dit, vdit_dit_ws *ws);
  * timestep, and the caption first enters at block 0's cross-attention. After this call a
  * pass-0 forward keeps x as block 0's self-attention leaves it (one more (tokens, D)
  * buffer) and a pass-1 forward starts from there, skipping the patch embedding (its
- * patches are not read), the timestep MLP and block 0's self-attention: the same result bit for bit, provided each
- * pass 1 follows its step's pass 0 in this workspace (vdit_generate's order). Where the
- * backend cannot copy rows (no copy_rows) nothing changes. */
+ * patches are not read), the timestep MLP and block 0's self-attention: the same result
+ * bit for bit, provided each pass 1 follows its step's pass 0 in this workspace
+ * (vdit_generate's order). Where the backend cannot copy rows (no copy_rows) nothing
+ * changes. vdit_dit_ws_shares_prefix says whether it is on. */
 gboolean vdit_dit_ws_share_prefix (vdit_dit *dit, vdit_dit_ws *ws, GError **error);
 gboolean vdit_dit_ws_shares_prefix (const vdit_dit_ws *ws);
 int vdit_dit_ws_tokens (const vdit_dit_ws *ws);
