@@ -1,6 +1,7 @@
 // Elementwise ops on bf16 buffers, computed in f32. Grid-stride loops; in-place use
 // (out == a, out == in) is allowed. add_gated, the one that runs on whole activations
-// twice a block, moves 16 bytes per access when sizes and pointers allow.
+// twice a block (three times with a one-token caption: h NULL, the row alone), moves 16
+// bytes per access when sizes and pointers allow.
 #include "common.cuh"
 #include "ops.h"
 
@@ -13,7 +14,7 @@ add_gated_kernel (bf16 *x, const bf16 *h, const bf16 *gate, size_t n, int d)
   GRID_LOOP (i, n)
   {
     const float g = gate ? ldf (gate + i % d) : 1.0f;
-    x[i] = __float2bfloat16 (ldf (x + i) + g * ldf (h + i));
+    x[i] = __float2bfloat16 (ldf (x + i) + g * (h ? ldf (h + i) : 1.0f));
   }
 }
 
@@ -25,7 +26,12 @@ add_gated8_kernel (bf16 *x, const bf16 *h, const bf16 *gate, size_t n8, int d8)
   {
     float xv[8], hv[8], g[8];
     load8 (xv, x + 8 * i);
-    load8 (hv, h + 8 * i);
+    if (h)
+      load8 (hv, h + 8 * i);
+    else
+#pragma unroll
+      for (int j = 0; j < 8; j++)
+        hv[j] = 1.0f;
     if (gate)
       load8 (g, gate + 8 * (i % d8));
 #pragma unroll

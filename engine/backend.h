@@ -108,7 +108,7 @@ struct vdit_backend_i {
                               const void *scale, int m, int d, float eps);
 
   /* elementwise ------------------------------------------------------------------- */
-  /* x(m, d) += gate(d) ⊙ h(m, d); gate NULL = plain add. */
+  /* x(m, d) += gate(d) ⊙ h(m, d); gate NULL = plain add, h NULL = gate added to each row. */
   void (*add_gated) (void *ctx, void *x, const void *h, const void *gate, int m, int d);
   /* out(n) = a(n) ⊙ b(n) */
   void (*mul) (void *ctx, void *out, const void *a, const void *b, size_t n);

@@ -29,7 +29,8 @@ struct vdit_dit {
 
 struct vdit_dit_text {
   int n;
-  void **kv; /* per block: (n, 2D) cross-attention keys and values */
+  void **kv;  /* per block: (n, 2D) cross-attention keys and values */
+  void **row; /* n == 1: per block, the (D) row cross-attention adds to every token */
 };
 
 struct vdit_dit_ws {
@@ -205,6 +206,15 @@ vdit_dit_text_new (vdit_dit *dit, const void *text, int n, GError **error)
       f->matmul (be->context, t->kv[i], 2 * d, cap, d, dit->blocks[i].ckv_w,
                  dit->blocks[i].ckv_b, n, 2 * d, d, VDIT_ACT_NONE, FALSE);
   }
+  /* one key (dit.h): cross-attention adds W_o·v + b to every token, made once here */
+  if (n == 1)
+    t->row = g_new0 (void *, dit->cfg->depth);
+  for (int i = 0; ok && t->row && i < dit->cfg->depth; i++) {
+    ok = (t->row[i] = vdit_be_alloc (be, d, error)) != NULL;
+    if (ok)
+      f->matmul (be->context, t->row[i], d, vdit_buf_at (be, t->kv[i], d), 2 * d,
+                 dit->blocks[i].co_w, dit->blocks[i].co_b, 1, d, d, VDIT_ACT_NONE, FALSE);
+  }
   ok = ok && f->sync (be->context, error);
   vdit_be_clear (be, &hid);
   vdit_be_clear (be, &cap);
@@ -215,14 +225,24 @@ vdit_dit_text_new (vdit_dit *dit, const void *text, int n, GError **error)
   return t;
 }
 
+int
+vdit_dit_text_tokens (const vdit_dit_text *t)
+{
+  return t->n;
+}
+
 void
 vdit_dit_text_free (vdit_dit *dit, vdit_dit_text *t)
 {
   if (t == NULL)
     return;
-  for (int i = 0; i < dit->cfg->depth; i++)
+  for (int i = 0; i < dit->cfg->depth; i++) {
     vdit_be_clear (dit->be, &t->kv[i]);
+    if (t->row)
+      vdit_be_clear (dit->be, &t->row[i]);
+  }
   g_free (t->kv);
+  g_free (t->row);
   g_free (t);
 }
 
@@ -518,11 +538,15 @@ dit_block_forward (vdit_dit *dit, vdit_dit_ws *ws, const dit_block *b, int layer
     return FALSE;
 
   /* cross-attention to the caption: no norm, no gate */
-  void *kv = text->kv[layer], *q = ws->qkv;
-  f->matmul (c, q, d, ws->x, d, b->cq_w, b->cq_b, n, d, d, VDIT_ACT_NONE, FALSE);
-  f->attention (c, ws->att, d, q, d, kv, 2 * d, vdit_buf_at (be, kv, d), 2 * d, n, text->n,
-                heads, hd, scale, NULL, NULL, NULL);
-  f->matmul (c, ws->x, d, ws->att, d, b->co_w, b->co_b, n, d, d, VDIT_ACT_NONE, TRUE);
+  if (text->row) {
+    f->add_gated (c, ws->x, NULL, text->row[layer], n, d);
+  } else {
+    void *kv = text->kv[layer], *q = ws->qkv;
+    f->matmul (c, q, d, ws->x, d, b->cq_w, b->cq_b, n, d, d, VDIT_ACT_NONE, FALSE);
+    f->attention (c, ws->att, d, q, d, kv, 2 * d, vdit_buf_at (be, kv, d), 2 * d, n, text->n,
+                  heads, hd, scale, NULL, NULL, NULL);
+    f->matmul (c, ws->x, d, ws->att, d, b->co_w, b->co_b, n, d, d, VDIT_ACT_NONE, TRUE);
+  }
   if (cancelled (be, cancel, error))
     return FALSE;
 

@@ -23,8 +23,13 @@ vdit_dit *vdit_dit_new (vdit_backend *be, const vdit_config *cfg, const vdit_wei
 vdit_dit *vdit_dit_new_view (const vdit_dit *dit, vdit_backend *be);
 void vdit_dit_free (vdit_dit *dit);
 
-/* text: ACT buffer (n_text, text_encoder.d_model) from the text encoder. */
+/* text: ACT buffer (n_text, text_encoder.d_model) from the text encoder. A caption of
+ * one token (the empty negative prompt: its end-of-text token) is one key, whose softmax
+ * weight is 1 for every query: its cross-attention is then the same row added to every
+ * token, made once here, and a forward skips that layer's Q projection, attention and
+ * output projection (the same result up to rounding). */
 vdit_dit_text *vdit_dit_text_new (vdit_dit *dit, const void *text, int n_text, GError **error);
+int vdit_dit_text_tokens (const vdit_dit_text *t);
 void vdit_dit_text_free (vdit_dit *dit, vdit_dit_text *t);
 
 /* Workspace for a patch grid of gt × gh × gw tokens (t outermost). */

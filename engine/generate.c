@@ -1297,6 +1297,7 @@ vdit_bench_dit_step (vdit_ctx *ctx, const vdit_bench_step_params *params,
   p.attention = params->attention;
   /* one pass per step unless guided: then both passes, as a generation runs them */
   p.guidance = params->guidance > 1.0f ? params->guidance : 0.0f;
+  p.negative_prompt = params->negative_prompt;
   p.steps = MAX (params->repeat + params->warmup, 1);
   gen_state g = { .ctx = ctx, .p = &p, .bench = TRUE };
   vdit_backend *be = &ctx->be;
@@ -1342,6 +1343,7 @@ vdit_bench_dit_step (vdit_ctx *ctx, const vdit_bench_step_params *params,
   result->sampler_on_backend = g.on_backend;
   result->graphs = g.graph != NULL;
   result->shared_prefix = vdit_dit_ws_shares_prefix (g.ws);
+  result->negative_tokens = g.text[1] ? vdit_dit_text_tokens (g.text[1]) : 0;
   if (be->iface->mem_peak && params->repeat > 0)
     result->have_peak = be->iface->mem_peak (be->context, FALSE, &result->peak_bytes);
   result->ms = params->repeat > 0 ? total / params->repeat : 0.0;

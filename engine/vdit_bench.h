@@ -13,6 +13,7 @@ typedef struct {
   int repeat, warmup;      /* timed runs, untimed runs first */
   gboolean breakdown;      /* time each op kind (backend_timing.h) */
   float guidance;          /* > 1: a guided step (conditional and unconditional pass) */
+  const char *negative_prompt; /* guided: the unconditional pass's caption (NULL = "") */
 } vdit_bench_step_params;
 
 typedef struct {
@@ -24,6 +25,7 @@ typedef struct {
   gboolean graphs;         /* the step's forwards were recorded as a graph (CUDA graphs) */
   int graph_replays;       /* timed runs that replayed a graph recorded in an earlier run */
   gboolean shared_prefix;  /* guided: the passes shared block 0's self-attention (dit.h) */
+  int negative_tokens;     /* guided: the unconditional caption's tokens (1: one key, dit.h) */
 } vdit_bench_step_result;
 
 /* Times one sampling step's DiT work on random latents (one forward, or with guidance > 1

@@ -236,6 +236,17 @@ test_dit_shared_prefix (fixture *f, gconstpointer data)
   vdit_backend_free (&be);
 }
 
+/* A one-token caption's shortcut (dit.h) against the same token twice, in f32 */
+static void
+test_dit_one_key_cpu (fixture *f, gconstpointer data)
+{
+  GError *error = NULL;
+  vdit_backend be;
+  g_assert_true (vdit_backend_cpu_init (&be, 0, &error));
+  test_dit_one_key (&be, f->model, 1e-10);
+  vdit_backend_free (&be);
+}
+
 typedef struct {
   const char *name;
   VditSamplerType type;
@@ -345,6 +356,8 @@ main (int argc, char **argv)
   g_test_add ("/golden/dit-forward-abs-pos", fixture, "dit.output_abs_pos", fixture_setup,
               test_dit_forward, fixture_teardown);
   g_test_add ("/golden/dit-shared-prefix", fixture, NULL, fixture_setup, test_dit_shared_prefix,
+              fixture_teardown);
+  g_test_add ("/golden/dit-one-key", fixture, NULL, fixture_setup, test_dit_one_key_cpu,
               fixture_teardown);
   g_test_add ("/golden/samples", fixture, NULL, fixture_setup, test_samples, fixture_teardown);
   g_test_add ("/golden/samples-4-steps", fixture, NULL, fixture_setup, test_samples4, fixture_teardown);

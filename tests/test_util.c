@@ -1,4 +1,6 @@
 #include "test_util.h"
+#include "dit.h"
+#include "model.h"
 
 #include <math.h>
 
@@ -101,4 +103,64 @@ test_random_layout (test_layout *t, GRand *rng, int block_q, int block_k, int n_
   }
   l->row_ptr = t->row_ptr;
   l->cols = t->cols;
+}
+
+/* One DiT forward of random patches with a caption of rows (n_text, d_model) of host. */
+static float *
+one_key_forward (vdit_backend *be, vdit_dit *dit, vdit_dit_ws *ws, const vdit_config *cfg,
+                 const float *patches, const float *host, int n_text)
+{
+  GError *error = NULL;
+  const size_t n_out = (size_t) vdit_dit_ws_tokens (ws) * cfg->dit.patch[0] *
+                       cfg->dit.patch[1] * cfg->dit.patch[2] * cfg->dit.in_channels;
+  const size_t n_in = (size_t) n_text * cfg->text.d_model;
+  void *text = be->iface->alloc (be->context, n_in, VDIT_ELEM_ACT, &error);
+  g_assert_no_error (error);
+  g_assert_true (be->iface->upload (be->context, text, host, n_in, VDIT_ELEM_ACT, &error));
+  vdit_dit_text *t = vdit_dit_text_new (dit, text, n_text, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (vdit_dit_text_tokens (t), ==, n_text);
+  float *out = g_new (float, n_out);
+  g_assert_true (vdit_dit_forward (dit, ws, patches, 400.0f, t, NULL, 0, 1, out, NULL, &error));
+  g_assert_no_error (error);
+  vdit_dit_text_free (dit, t);
+  be->iface->release (be->context, text);
+  return out;
+}
+
+void
+test_dit_one_key (vdit_backend *be, const vdit_model *model, double tol)
+{
+  GError *error = NULL;
+  const vdit_config *cfg = model->config;
+  vdit_dit *dit = vdit_dit_new (be, cfg, model->weights, &error);
+  g_assert_no_error (error);
+  int grid[3];
+  vdit_model_token_grid (model, model->info.frames, grid);
+  vdit_dit_ws *ws = vdit_dit_ws_new (dit, grid[0], grid[1], grid[2], &error);
+  g_assert_no_error (error);
+  const int dm = cfg->text.d_model;
+  const size_t n = (size_t) vdit_dit_ws_tokens (ws) * cfg->dit.patch[0] * cfg->dit.patch[1] *
+                   cfg->dit.patch[2] * cfg->dit.in_channels;
+  GRand *rng = g_rand_new_with_seed (17);
+  float *patches = g_new (float, n), *rows = g_new (float, 3 * (size_t) dm);
+  for (size_t i = 0; i < n; i++)
+    patches[i] = (float) g_rand_double_range (rng, -1.0, 1.0);
+  for (int i = 0; i < dm; i++) { /* rows: a, a (the same token twice), b */
+    rows[i] = rows[dm + i] = (float) g_rand_double_range (rng, -1.0, 1.0);
+    rows[2 * dm + i] = (float) g_rand_double_range (rng, -1.0, 1.0);
+  }
+  float *one = one_key_forward (be, dit, ws, cfg, patches, rows, 1);
+  float *two = one_key_forward (be, dit, ws, cfg, patches, rows, 2);
+  float *other = one_key_forward (be, dit, ws, cfg, patches, rows + 2 * dm, 1);
+  const double nmse = test_nmse (two, one, n), apart = test_nmse (two, other, n);
+  g_test_message ("one key against the same key twice: nmse %.3g (another key: %.3g)", nmse,
+                  apart);
+  g_assert_cmpfloat (nmse, <=, tol);
+  g_assert_cmpfloat (apart, >, 100.0 * tol); /* the caption's row is in the output */
+  g_free (one), g_free (two), g_free (other);
+  g_free (patches), g_free (rows);
+  g_rand_free (rng);
+  vdit_dit_ws_free (dit, ws);
+  vdit_dit_free (dit);
 }

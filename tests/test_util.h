@@ -19,6 +19,11 @@ float *test_golden_f32 (const vdit_safetensors *st, const char *name, size_t *n)
 void test_assert_close (const char *what, const float *ref, const float *got, size_t n,
                         double atol, double rtol);
 
+/* A one-token caption (one key: dit.h's shortcut) against the same token twice (two
+ * equal keys: the attention path, each weighted ½) in one DiT forward of model on be:
+ * asserts nmse ≤ tol, and that another token gives another output. */
+void test_dit_one_key (vdit_backend *be, const vdit_model *model, double tol);
+
 /* A block layout with its own row and column arrays. */
 typedef struct {
   vdit_block_layout l;

@@ -27,6 +27,7 @@ print_result (const char *model, const char *backend, const vdit_bench_step_para
   if (bp->guidance > 1.0f) {
     vdit_json_double (&j, "guidance", bp->guidance);
     vdit_json_int (&j, "shared_prefix", r->shared_prefix); /* 1: block 0's self-attention once */
+    vdit_json_int (&j, "negative_tokens", r->negative_tokens); /* 1: one key (dit.h) */
   }
   /* Microseconds are the most a wall clock here resolves. */
   vdit_json_double (&j, "ms", round (r->ms * 1000) / 1000);
@@ -62,7 +63,7 @@ bench_step (int argc, char **argv, const vdit_comm *comm)
 {
   const char *cmd = "vdit bench step";
   char *model_dir = NULL, *config = NULL, *device_name = NULL, *attention_name = NULL;
-  char *seed_text = NULL;
+  char *seed_text = NULL, *negative = NULL;
   gboolean random_weights = FALSE, breakdown = FALSE;
   int frames = 0, repeat = 5, warmup = 1, threads = 0, gpus = 1;
   double guidance = 0.0;
@@ -85,6 +86,8 @@ bench_step (int argc, char **argv, const vdit_comm *comm)
     { "warmup", 'w', 0, G_OPTION_ARG_INT, &warmup, "Untimed runs first (default 1)", "W" },
     { "guidance", 'g', 0, G_OPTION_ARG_DOUBLE, &guidance,
       "Time a guided step: both passes, mixed with this scale (> 1; default unguided)", "G" },
+    { "negative-prompt", 'n', 0, G_OPTION_ARG_FILENAME, &negative,
+      "With --guidance: the unconditional pass's prompt (default empty)", "TEXT" },
     { "breakdown", 0, 0, G_OPTION_ARG_NONE, &breakdown,
       "Also time each kind of op (gemm, attention, norm, elementwise, transfer)", NULL },
     { NULL }
@@ -107,7 +110,9 @@ bench_step (int argc, char **argv, const vdit_comm *comm)
       "step; the marks add a little to ms. --guidance G (> 1) times a guided step, the\n"
       "conditional and unconditional pass (\"batch\":2), as a generation runs it;\n"
       "\"shared_prefix\" is 1 when the unconditional pass started from the conditional\n"
-      "one's block-0 self-attention (VDIT_GUIDED_PREFIX=0 turns that off).\n"
+      "one's block-0 self-attention (VDIT_GUIDED_PREFIX=0 turns that off), and\n"
+      "\"negative_tokens\" counts the unconditional caption's tokens: the empty negative\n"
+      "prompt (the default) is one, whose cross-attention is a row computed once.\n"
       "\"sampler\" says where the latent lives: \"backend\" when the backend has the sampler's\n"
       "ops (a run is then a whole step: patches, forwards, guidance and update), \"host\"\n"
       "otherwise. \"graphs\" is 1 when the step's forwards were recorded as a CUDA graph (from\n"
@@ -130,12 +135,17 @@ bench_step (int argc, char **argv, const vdit_comm *comm)
     status = vdit_cli_usage (cmd, "--guidance must be above 1 (and at most 1000)");
     goto out;
   }
+  if (negative && guidance == 0.0) {
+    status = vdit_cli_usage (cmd, "--negative-prompt needs --guidance");
+    goto out;
+  }
   if (frames < 0 || repeat < 1 || warmup < 0 || gpus < 1 || threads < 0) {
     status = vdit_cli_usage (cmd, "--frames, --repeat and --gpus must be at least 1; "
                                   "--warmup and --threads not negative");
     goto out;
   }
-  if (!vdit_cli_parse_seed (seed_text, &seed, &error) ||
+  if (!vdit_cli_check_utf8 ("--negative-prompt", negative, &error) ||
+      !vdit_cli_parse_seed (seed_text, &seed, &error) ||
       !vdit_cli_parse_device (device_name, &device, &error) ||
       !vdit_cli_parse_attention (attention_name, &attention, &error)) {
     status = vdit_cli_usage (cmd, "%s", error->message);
@@ -170,6 +180,7 @@ bench_step (int argc, char **argv, const vdit_comm *comm)
     .warmup = warmup,
     .breakdown = breakdown,
     .guidance = (float) guidance,
+    .negative_prompt = negative,
   };
   vdit_bench_step_result r;
   if (!vdit_bench_dit_step (ctx, &bp, &r, &error))
@@ -196,6 +207,7 @@ out:
   g_free (device_name);
   g_free (attention_name);
   g_free (seed_text);
+  g_free (negative);
   return status;
 }
 

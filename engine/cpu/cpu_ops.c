@@ -225,8 +225,11 @@ add_gated_rows (void *arg, int64_t r0, int64_t r1, int worker)
   const int d = j->d;
   for (int64_t i = r0; i < r1; i++) {
     float *xi = j->out + (size_t) i * d;
-    const float *hi = j->a + (size_t) i * d;
-    if (j->b)
+    const float *hi = j->a ? j->a + (size_t) i * d : NULL;
+    if (hi == NULL)
+      for (int c = 0; c < d; c++)
+        xi[c] += j->b[c];
+    else if (j->b)
       for (int c = 0; c < d; c++)
         xi[c] += j->b[c] * hi[c];
     else

@@ -358,22 +358,35 @@ def case_bench_step():
     guided_args = ("bench", "step", "--config", config, "--random-weights", "--device", "cpu",
                    "--threads", "1", "--repeat", "1", "--warmup", "0", "--guidance", "4",
                    "--breakdown")
+    depth = tiny_config()["dit"]["depth"]
     guided = json.loads(run_ok(*guided_args).stdout)
     check(guided["batch"] == 2 and guided["guidance"] == 4 and guided["shared_prefix"] == 1,
           f"{guided}")
     # two passes, the second without what it shares with the first: the embedding's four
     # GEMMs (patches, timestep MLP, adaLN) and block 0's QKV and output projections and
-    # self-attention
-    check(guided["calls"]["gemm"] == 2 * rec["calls"]["gemm"] - 6, f"{guided} vs {rec}")
-    check(guided["calls"]["attention"] == 2 * rec["calls"]["attention"] - 1, f"{guided} vs {rec}")
+    # self-attention; and the empty negative prompt is one key, so the second pass has no
+    # cross-attention Q projection, attention or output projection in any block
+    check(guided["negative_tokens"] == 1, f"{guided}")
+    check(guided["calls"]["gemm"] == 2 * rec["calls"]["gemm"] - 6 - 2 * depth,
+          f"{guided} vs {rec}")
+    check(guided["calls"]["attention"] == 2 * rec["calls"]["attention"] - 1 - depth,
+          f"{guided} vs {rec}")
+    # a negative prompt of several tokens has its cross-attention in full
+    negative = guided_args + ("--negative-prompt", "blurry, dark")
+    neg = json.loads(run_ok(*negative).stdout)
+    check(neg["negative_tokens"] > 1, f"{neg}")
+    check(neg["calls"]["gemm"] == 2 * rec["calls"]["gemm"] - 6 and
+          neg["calls"]["attention"] == 2 * rec["calls"]["attention"] - 1, f"{neg} vs {rec}")
     # without sharing: twice the ops of one pass
     os.environ["VDIT_GUIDED_PREFIX"] = "0"
     try:
-        full = json.loads(run_ok(*guided_args).stdout)
+        full = json.loads(run_ok(*negative).stdout)
     finally:
         del os.environ["VDIT_GUIDED_PREFIX"]
     check(full["shared_prefix"] == 0 and full["calls"]["gemm"] == 2 * rec["calls"]["gemm"] and
           full["calls"]["attention"] == 2 * rec["calls"]["attention"], f"{full} vs {rec}")
+    expect_error(["bench", "step", "--config", config, "--random-weights", "--negative-prompt",
+                  "dark"], 2, ["--guidance"])
     expect_error(["bench", "step", "--config", config, "--random-weights", "--guidance", "1"],
                  2, ["--guidance"])
     expect_error(["bench", "step", "--config", config, "--random-weights", "--guidance", "nan"],

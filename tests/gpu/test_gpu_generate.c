@@ -1,6 +1,6 @@
 /* Whole-model parity: models/tiny generates the same clip on the CPU and on CUDA (bf16
  * activations) within a PSNR bound, for each attention policy; device=cuda reports
- * "cuda". */
+ * "cuda". Also the one-token caption's shortcut on CUDA. */
 #include "test_util.h"
 #include "gpu_util.h"
 
@@ -59,6 +59,22 @@ test_parity (gconstpointer data)
   vdit_model_free (model);
 }
 
+/* The one-token caption's shortcut (dit.h) on CUDA: the same token twice, through the
+ * attention path, gives the same output up to bf16 rounding. */
+static void
+test_one_key (void)
+{
+  GError *error = NULL;
+  g_autofree char *dir = test_source_path ("models/tiny");
+  vdit_model *model = vdit_model_load (dir, &error);
+  g_assert_no_error (error);
+  gpu_pair p;
+  gpu_pair_init (&p, 5);
+  test_dit_one_key (&p.gpu, model, 1e-4);
+  gpu_pair_clear (&p);
+  vdit_model_free (model);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -69,5 +85,6 @@ main (int argc, char **argv)
   g_test_add_data_func ("/gpu/generate/tile", GINT_TO_POINTER (VDIT_ATTENTION_TILE), test_parity);
   g_test_add_data_func ("/gpu/generate/adaptive", GINT_TO_POINTER (VDIT_ATTENTION_ADAPTIVE),
                         test_parity);
+  g_test_add_func ("/gpu/generate/one-key", test_one_key);
   return g_test_run ();
 }

@@ -79,13 +79,22 @@ test_elementwise (void)
     twin_check (&p, &x, TOL, gated ? "add_gated" : "add_gated (no gate)");
     twin_free (&p, &x);
   }
-  /* rows of 2303: the plain kernel (no 16-byte accesses) */
-  {
+  /* rows of 2303: the plain kernel (no 16-byte accesses); h NULL adds the gate alone to
+   * each row (a one-token caption's cross-attention), on both kernels */
+  const struct {
+    gboolean with_h;
+    int d;
+    const char *what;
+  } cases[] = { { TRUE, d - 1, "add_gated (odd rows)" },
+                { FALSE, d, "add_gated (row only)" },
+                { FALSE, d - 1, "add_gated (row only, odd rows)" } };
+  for (guint c = 0; c < G_N_ELEMENTS (cases); c++) {
     twin x = twin_new (&p, ha, n, VDIT_ELEM_ACT);
     for (int i = 0; i < 2; i++)
-      be[i]->iface->add_gated (be[i]->context, i ? x.gpu : x.cpu, i ? b.gpu : b.cpu,
-                               i ? g.gpu : g.cpu, m, d - 1);
-    twin_check (&p, &x, TOL, "add_gated (odd rows)");
+      be[i]->iface->add_gated (be[i]->context, i ? x.gpu : x.cpu,
+                               cases[c].with_h ? (i ? b.gpu : b.cpu) : NULL, i ? g.gpu : g.cpu,
+                               m, cases[c].d);
+    twin_check (&p, &x, TOL, cases[c].what);
     twin_free (&p, &x);
   }
 

@@ -131,10 +131,22 @@ if has step; then
     log "step (ours) frames $f"
     step --frames $f --attention full
   done
-  log "step (ours) guided (conditional + unconditional pass), then without the shared prefix"
+  log "step (ours) guided (conditional + unconditional pass): the empty negative prompt"
+  log "(one key), a negative prompt of 20 tokens, the same without the shared prefix"
   step --frames 8 --attention full --guidance 4.5
-  VDIT_GUIDED_PREFIX=0 step --frames 8 --attention full --guidance 4.5
+  step --frames 8 --attention full --guidance 4.5 --negative-prompt "blurry, low quality"
+  VDIT_GUIDED_PREFIX=0 step --frames 8 --attention full --guidance 4.5 \
+    --negative-prompt "blurry, low quality"
   step --frames 24 --attention full --guidance 4.5
+  # the guided / unguided ratio without the breakdown's marks (graphs on), interleaved
+  log "step (ours) unguided and guided at T=8 without marks, twice"
+  for i in 1 2; do
+    for g in 0 4.5; do
+      timeout 150 "$vdit" bench step --config tools/bench/osp12-720p.json --random-weights \
+        --device cuda --repeat 4 --warmup 2 --frames 8 --attention full --guidance $g \
+        2>> "$out/env.txt" | tee -a "$out/bench.jsonl"
+    done
+  done
   log "step (ours) with the tile plans"
   step --frames 8 --attention tile
   step k3 --frames 24 --attention tile
