@@ -207,13 +207,14 @@ vdit_dit_text_new (vdit_dit *dit, const void *text, int n, GError **error)
                  dit->blocks[i].ckv_b, n, 2 * d, d, VDIT_ACT_NONE, FALSE);
   }
   /* one key (dit.h): cross-attention adds W_o·v + b to every token, made once here */
-  if (n == 1)
+  if (ok && n == 1) {
     t->row = g_new0 (void *, dit->cfg->depth);
-  for (int i = 0; ok && t->row && i < dit->cfg->depth; i++) {
-    ok = (t->row[i] = vdit_be_alloc (be, d, error)) != NULL;
-    if (ok)
-      f->matmul (be->context, t->row[i], d, vdit_buf_at (be, t->kv[i], d), 2 * d,
-                 dit->blocks[i].co_w, dit->blocks[i].co_b, 1, d, d, VDIT_ACT_NONE, FALSE);
+    for (int i = 0; ok && i < dit->cfg->depth; i++) {
+      ok = (t->row[i] = vdit_be_alloc (be, d, error)) != NULL;
+      if (ok)
+        f->matmul (be->context, t->row[i], d, vdit_buf_at (be, t->kv[i], d), 2 * d,
+                   dit->blocks[i].co_w, dit->blocks[i].co_b, 1, d, d, VDIT_ACT_NONE, FALSE);
+    }
   }
   ok = ok && f->sync (be->context, error);
   vdit_be_clear (be, &hid);

@@ -105,14 +105,13 @@ test_random_layout (test_layout *t, GRand *rng, int block_q, int block_k, int n_
   l->cols = t->cols;
 }
 
-/* One DiT forward of random patches with a caption of rows (n_text, d_model) of host. */
+/* One DiT forward of patches (n values in and out) with a caption of rows (n_text,
+ * d_model) of host. */
 static float *
 one_key_forward (vdit_backend *be, vdit_dit *dit, vdit_dit_ws *ws, const vdit_config *cfg,
-                 const float *patches, const float *host, int n_text)
+                 const float *patches, size_t n, const float *host, int n_text)
 {
   GError *error = NULL;
-  const size_t n_out = (size_t) vdit_dit_ws_tokens (ws) * cfg->dit.patch[0] *
-                       cfg->dit.patch[1] * cfg->dit.patch[2] * cfg->dit.in_channels;
   const size_t n_in = (size_t) n_text * cfg->text.d_model;
   void *text = be->iface->alloc (be->context, n_in, VDIT_ELEM_ACT, &error);
   g_assert_no_error (error);
@@ -120,7 +119,7 @@ one_key_forward (vdit_backend *be, vdit_dit *dit, vdit_dit_ws *ws, const vdit_co
   vdit_dit_text *t = vdit_dit_text_new (dit, text, n_text, &error);
   g_assert_no_error (error);
   g_assert_cmpint (vdit_dit_text_tokens (t), ==, n_text);
-  float *out = g_new (float, n_out);
+  float *out = g_new (float, n);
   g_assert_true (vdit_dit_forward (dit, ws, patches, 400.0f, t, NULL, 0, 1, out, NULL, &error));
   g_assert_no_error (error);
   vdit_dit_text_free (dit, t);
@@ -150,9 +149,9 @@ test_dit_one_key (vdit_backend *be, const vdit_model *model, double tol)
     rows[i] = rows[dm + i] = (float) g_rand_double_range (rng, -1.0, 1.0);
     rows[2 * dm + i] = (float) g_rand_double_range (rng, -1.0, 1.0);
   }
-  float *one = one_key_forward (be, dit, ws, cfg, patches, rows, 1);
-  float *two = one_key_forward (be, dit, ws, cfg, patches, rows, 2);
-  float *other = one_key_forward (be, dit, ws, cfg, patches, rows + 2 * dm, 1);
+  float *one = one_key_forward (be, dit, ws, cfg, patches, n, rows, 1);
+  float *two = one_key_forward (be, dit, ws, cfg, patches, n, rows, 2);
+  float *other = one_key_forward (be, dit, ws, cfg, patches, n, rows + 2 * dm, 1);
   const double nmse = test_nmse (two, one, n), apart = test_nmse (two, other, n);
   g_test_message ("one key against the same key twice: nmse %.3g (another key: %.3g)", nmse,
                   apart);
