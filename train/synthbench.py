@@ -13,6 +13,7 @@ included).  Prints a Markdown table.
 
 import cpuenv  # noqa: F401  (before numpy)
 import argparse
+import concurrent.futures
 import itertools
 import json
 import os
@@ -62,12 +63,13 @@ def model_settings(model_dir):
     return c["sampler"]["steps"], c["sampler"]["guidance"], c["attention"]["mode"]
 
 
-def generate(exe, row, prompt, seed, threads, out):
+def generate(exe, row, prompt, seed, threads, out, device="cpu"):
     cmd = [exe, "generate", "--model", row["model"], "--prompt", prompt, "--seed", str(seed),
-           "--out", out + "/", "--threads", str(threads), "--device", "cpu", "-q"]
+           "--out", out + "/", "--threads", str(threads), "--device", device, "-q"]
     for key in ("attention", "steps", "guidance"):
         if row.get(key):
             cmd += ["--" + key, str(row[key])]
+    shutil.rmtree(out, ignore_errors=True)
     t0 = time.time()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     dt = time.time() - t0
@@ -77,15 +79,24 @@ def generate(exe, row, prompt, seed, threads, out):
     return np.stack([pngio.read_png(os.path.join(out, n)) for n in names]), dt
 
 
-def bench(rows, exe, n_prompts=30, threads=2, seed=100, log=print, keep=6, seeds=1):
+def bench(rows, exe, n_prompts=30, threads=2, seed=100, log=print, keep=6, seeds=1,
+          device="cpu", jobs=1, timing=None, timing_prompts=3):
     """Runs every row over the first n held-out prompts, `seeds` clips of each (one
     prompt is 4 points of the motion score: more seeds make a few points mean
-    something); returns (results, clips) with clips[row name] = the first `keep` clips
-    of the first seed (uint8), or (None, None) once a stop is requested."""
-    if seeds < 1 or n_prompts < 1:
-        raise SystemExit(f"synthbench: {n_prompts} prompts × {seeds} seeds: both must be "
-                         "at least 1")
+    something) on `device`, `jobs` engine processes at a time; returns (results, clips)
+    with clips[row name] = the first `keep` clips of the first seed (uint8), or
+    (None, None) once a stop is requested.
+
+    Each result's "timing" maps a device to the mean wall time of a clip there.  With
+    one job and no `timing` it is the mean over the scored clips; otherwise (clips run
+    side by side share the machine) each device of `timing` ("cpu", "cuda") gets its
+    own pass over the first `timing_prompts` prompts, one clip at a time."""
+    if seeds < 1 or n_prompts < 1 or jobs < 1:
+        raise SystemExit(f"synthbench: {n_prompts} prompts × {seeds} seeds, {jobs} jobs: "
+                         "each must be at least 1")
     prompts = sv.heldout_prompts()[:n_prompts]
+    if timing is None and jobs > 1:
+        timing = [device]
     results, clips = [], {}
     tmp = tempfile.mkdtemp(prefix="synthbench-")
     try:
@@ -94,51 +105,74 @@ def bench(rows, exe, n_prompts=30, threads=2, seed=100, log=print, keep=6, seeds
             steps = int(row.get("steps") or steps)
             guidance = float(row.get("guidance") or guidance)
             mode = row.get("attention") or mode
-            scored, times = [], []
-            clips[row["name"]] = []
-            for j, i in itertools.product(range(seeds), range(len(prompts))):
+            work = list(itertools.product(range(seeds), range(len(prompts))))
+
+            def one(k, dev=device):
                 if tl.stop_requested():  # the pipeline asked to stop: nothing is kept
-                    return None, None
-                p, combo = prompts[i]
-                out = os.path.join(tmp, f"clip{i}")
-                shutil.rmtree(out, ignore_errors=True)
-                frames, dt = generate(exe, row, p, seed + 1000 * j + i, threads, out)
-                scored.append((sm.analyse(frames), combo))
-                times.append(dt)
-                if j == 0 and i < keep:
-                    clips[row["name"]].append(frames)
+                    return None
+                j, i = work[k]
+                return generate(exe, row, prompts[i][0], seed + 1000 * j + i, threads,
+                                os.path.join(tmp, f"clip{k}"), dev)
+
+            with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+                made = list(pool.map(one, range(len(work))))
+            if any(m is None for m in made):
+                return None, None
+            scored = [(sm.analyse(f), prompts[i][1]) for (f, _), (_, i) in zip(made, work)]
+            clips[row["name"]] = [f for (f, _), (j, i) in zip(made, work)
+                                  if j == 0 and i < keep]
+            if timing:
+                times = {}
+                for dev in timing:
+                    n = min(timing_prompts, len(work))
+                    times[dev] = float(np.mean([one(k, dev)[1] for k in range(n)]))
+            else:
+                times = {device: float(np.mean([dt for _, dt in made]))}
             s = sm.score(scored)
             r = {"name": row["name"], "model": row["model"], "steps": steps,
                  "guidance": guidance, "attention": mode, "prompts": len(prompts),
-                 "seeds": seeds, "against": row.get("against"),
-                 "seconds": float(np.mean(times)), **s, "per_clip": sm.per_clip(scored)}
+                 "seeds": seeds, "against": row.get("against"), "device": device,
+                 "threads": threads, "timing": times, "timing_clips": None if not timing
+                 else min(timing_prompts, len(work)),
+                 "seconds": next(iter(times.values())), **s,
+                 "per_clip": sm.per_clip(scored)}
             results.append(r)
             log(f"{row['name']}: colour {s['colour']:.2f} shape {s['shape']:.2f} motion "
-                f"{s['motion']:.2f} consistency {s['consistency']:.2f}, "
-                f"{r['seconds']:.2f} s/clip")
+                f"{s['motion']:.2f} consistency {s['consistency']:.2f}, " +
+                ", ".join(f"{t:.2f} s/clip ({d})" for d, t in times.items()))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return results, clips
 
 
 def table(results, threads):
-    base = results[0]["seconds"] if results else 1.0
-    lines = ["| setting | steps | CFG | attention | colour | shape | motion | consistency "
-             f"| s/clip ({threads} thr) | speed-up |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    devs = list(results[0]["timing"]) if results else []
+    ref = results[0]["timing"] if results else {}
+
+    def label(d):
+        return f"{d}, {threads} thr" if d == "cpu" else d
+    lines = ["| setting | steps | CFG | attention | colour | shape | motion | consistency | "
+             + " | ".join(f"s/clip ({label(d)}) | speed-up" for d in devs) + " |",
+             "|---|---|---|---|---|---|---|---|" + "---|---|" * len(devs)]
     for r in results:
         cfg = f"{r['guidance']:g}" if r["guidance"] > 1 else "distilled"
         lines.append(f"| {r['name']} | {r['steps']} | {cfg} | {r['attention']} | "
                      f"{r['colour']:.2f} | {r['shape']:.2f} | {r['motion']:.2f} | "
-                     f"{r['consistency']:.2f} | {r['seconds']:.2f} | "
-                     f"{base / r['seconds']:.1f}x |")
+                     f"{r['consistency']:.2f} | " + " | ".join(
+                         f"{r['timing'][d]:.2f} | {ref[d] / r['timing'][d]:.1f}x"
+                         for d in devs) + " |")
     n = results[0]["prompts"] if results else 0
     seeds = results[0].get("seeds", 1) if results else 1
     dirs = sum(1 for _, c in sv.heldout_prompts()[:n] if c[2] in sv.DIRECTIONS)
+    r0 = results[0] if results else {}
+    where = {"cpu": "the CPU backend", "cuda": "the CUDA backend"}
     lines.append("")
     lines.append(f"{n} held-out prompts ({dirs} with a direction for the motion column), "
-                 f"{seeds} seed{'s' if seeds > 1 else ''} each; engine wall time per clip "
-                 "on the CPU backend, model load included.")
+                 f"{seeds} seed{'s' if seeds > 1 else ''} each, made on "
+                 f"{where.get(r0.get('device', 'cpu'))}; engine wall time per clip "
+                 "(model load included) on " + " and ".join(where[d] for d in devs) +
+                 (f", one clip at a time over the first {r0['timing_clips']} prompts."
+                  if r0.get("timing_clips") else ", the mean over the scored clips."))
     return "\n".join(lines + differences(results)) + "\n"
 
 
@@ -206,7 +240,9 @@ def run_stage(run, run_dir, vdit=None, quiet=False):
     threads = int(cfg.get("threads", 2))
     results, clips = bench(standard_rows(run_dir), tl.find_vdit(vdit),
                            int(cfg.get("prompts", 30)), threads, int(cfg.get("seed", 100)), log,
-                           seeds=int(cfg.get("seeds", 1)))
+                           seeds=int(cfg.get("seeds", 1)), device=cfg.get("device", "cpu"),
+                           jobs=int(cfg.get("jobs", 1)), timing=cfg.get("timing"),
+                           timing_prompts=int(cfg.get("timing_prompts", 3)))
     if results is None:
         return None
     md = table(results, threads)
@@ -238,19 +274,31 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=100)
     ap.add_argument("--seeds", type=int, default=1, help="clips per prompt")
+    ap.add_argument("--device", help="cpu (default) or cuda: the backend that makes the "
+                    "scored clips")
+    ap.add_argument("--jobs", type=int, help="engine processes at a time (default 1)")
+    ap.add_argument("--timing", help="comma-separated backends timed one clip at a time "
+                    "(default: the scored clips' own times, with one job)")
+    ap.add_argument("--timing-prompts", type=int, help="prompts of each timing pass (3)")
     ap.add_argument("--vdit")
     ap.add_argument("--sheet", help="write a contact sheet PNG here")
     ap.add_argument("--json", help="write the results here")
     a = ap.parse_args()
+    opts = {"device": a.device, "jobs": a.jobs, "timing_prompts": a.timing_prompts,
+            "timing": a.timing.split(",") if a.timing else None}
+    if any(t not in ("cpu", "cuda") for t in [a.device or "cpu"] + (opts["timing"] or [])):
+        ap.error("--device and --timing take cpu or cuda")
     if a.run_dir and not a.row:
         run = tl.load_run_config(os.path.join(a.run_dir, "run.json"))
+        run.setdefault("bench", {}).update({k: v for k, v in opts.items() if v is not None})
         run_stage(run, a.run_dir, a.vdit)
         return
     rows = [parse_row(r) for r in a.row]
     if not rows:
         ap.error("give --run-dir or --row")
     results, clips = bench(rows, tl.find_vdit(a.vdit), a.prompts, a.threads, a.seed,
-                           seeds=a.seeds)
+                           seeds=a.seeds, device=a.device or "cpu", jobs=a.jobs or 1,
+                           timing=opts["timing"], timing_prompts=a.timing_prompts or 3)
     print(table(results, a.threads), end="")
     if a.sheet:
         pngio.write_png(a.sheet, sheet(clips, None)[0])

@@ -330,6 +330,17 @@ def case_stages(tmp):
     p = subprocess.run([sys.executable, os.path.join(TRAIN, "synthbench.py"), "--row",
                         f"x={run_dir}", "--seeds", "0"], capture_output=True, text=True)
     check(p.returncode != 0 and "must be at least 1" in p.stderr, p.stderr)
+    # clips made side by side score as one at a time; their time is then a pass of its own
+    import synthbench
+    rows = [{"name": "tiny", "model": os.path.join(ROOT, "models", "tiny"), "steps": "2"}]
+    one, _ = synthbench.bench(rows, VDIT, 3, 1, seeds=2, log=lambda *_: None)
+    two, _ = synthbench.bench(rows, VDIT, 3, 1, seeds=2, log=lambda *_: None, jobs=2,
+                              timing=["cpu"], timing_prompts=2)
+    check(one[0]["per_clip"] == two[0]["per_clip"] and one[0]["timing_clips"] is None and
+          two[0]["timing_clips"] == 2 and list(two[0]["timing"]) == ["cpu"] and
+          two[0]["timing"]["cpu"] > 0, f"{one} {two}")
+    check("one clip at a time over the first 2 prompts" in synthbench.table(two, 1),
+          synthbench.table(two, 1))
     # the tile mask is the engine's k:(T−k)
     from vdit_torch.tile_mask import kept_tiles, tile_mask
     for k in range(T + 1):
