@@ -5,14 +5,17 @@ step with torch.compile, so that a GPU run is planned from measured step times:
     python3 train/profile_base_step.py --config train/configs/gpu.json [--steps 20]
 
 Each variant runs `--warmup` steps, then `--steps` timed steps; a JSON line per variant
-gives the mean wall time of a step and of its parts (data, forward and loss, backward,
-clipping + AdamW + EMA), measured with CUDA events on a GPU.  `--profile` adds the
+gives the mean wall time of a step and the parts of the last one (data, forward and
+loss, backward, clipping + AdamW + EMA), measured with CUDA events on a GPU.  Variants: eager (for-each
+AdamW), fused (fused AdamW, what training uses on a GPU), compile-blocks (each block
+compiled, VDIT_TRAIN_COMPILE=1), compile-dit (the whole DiT compiled).  `--profile` adds the
 torch profiler's table of the eager step's most expensive kernels.  The run directory
 (`--run-dir`, default a temporary one) only holds the tokenizer."""
 
 import cpuenv  # noqa: F401  (before numpy and torch)
 import argparse
 import json
+import os
 import tempfile
 import time
 
@@ -72,17 +75,16 @@ def run_variant(run, run_dir, name, steps, warmup, compile_mode=None, fused=Fals
     model = tl.new_model(run, run_dir, seed=1)
     ema = tl.EMA(model, 0.999)
     cfg = run["base"]
-    if fused and tl.DEVICE.type == "cuda":
-        groups = tl.make_optimizer(model, cfg["lr"], 0.01).param_groups
-        opt = torch.optim.AdamW(groups, lr=cfg["lr"], betas=(0.9, 0.99), eps=1e-8,
-                                fused=True)
-    else:
-        opt = tl.make_optimizer(model, cfg["lr"], cfg.get("weight_decay", 0.01))
+    opt = tl.make_optimizer(model, cfg["lr"], cfg.get("weight_decay", 0.01))
+    if not fused:  # the unfused (for-each) AdamW, as before the fused one
+        opt = torch.optim.AdamW([{"params": g["params"], "weight_decay": g["weight_decay"]}
+                                 for g in opt.param_groups],
+                                lr=cfg["lr"], betas=(0.9, 0.99), eps=1e-8)
     if compile_mode == "dit":
-        model.dit = torch.compile(model.dit)
+        model.dit.compile()
     elif compile_mode == "blocks":
-        for i, b in enumerate(model.dit.transformer_blocks):
-            model.dit.transformer_blocks[i] = torch.compile(b)
+        os.environ["VDIT_TRAIN_COMPILE"] = "1"
+        tl.compile_blocks(print, model)
     batcher = tl.TextBatcher(model.tokenizer)
     rng = np.random.default_rng(1)
     step, span = make_step(run, model, ema, opt, batcher, rng)

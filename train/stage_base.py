@@ -81,6 +81,7 @@ def run_stage(run, run_dir, max_steps=None, quiet=False):
     if not loop.resume():
         n = sum(p.numel() for p in model.parameters())
         loop.log(f"start: {n / 1e6:.2f} M parameters, {total} steps of batch {cfg['batch']}")
+    tl.compile_blocks(loop.log, model)
     batcher = tl.TextBatcher(model.tokenizer)
     B = int(cfg["batch"])
 

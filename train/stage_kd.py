@@ -45,6 +45,7 @@ def run_stage(run, run_dir, max_steps=None, quiet=False):
     if not loop.resume():
         loop.log(f"start: plan {plan}, times {[round(t, 3) for t in starts]}; {total} steps "
                  f"of batch {cfg['batch']}")
+    tl.compile_blocks(loop.log, teacher, student)
     batcher = tl.TextBatcher(teacher.tokenizer)
     B = int(cfg["batch"])
     w = float(cfg.get("layer_weight", 1.0))

@@ -72,6 +72,7 @@ def run_stage(run, run_dir, max_steps=None, quiet=False):
         loop.log(f"start: {S} segments at t = {[round(x, 3) for x in b]}, {N} sub-steps, "
                  f"teacher {K} step(s) with guidance {g}; {total} steps of batch "
                  f"{cfg['batch']}")
+    tl.compile_blocks(loop.log, teacher, student)
     batcher = tl.TextBatcher(teacher.tokenizer)
     B = int(cfg["batch"])
     c = float(cfg.get("huber", 0.02))

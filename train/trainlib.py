@@ -251,15 +251,34 @@ class EMA:
 
 
 def make_optimizer(model, lr, weight_decay):
-    """AdamW; no decay on biases, norms, embeddings' scale tables."""
+    """AdamW; no decay on biases, norms, embeddings' scale tables.  On a GPU the fused
+    kernel (one launch for every parameter; the same update)."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         (decay if p.dim() >= 2 and "scale_shift_table" not in name else no_decay).append(p)
+    fused = {"fused": True} if DEVICE.type == "cuda" else {}
     return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
                               {"params": no_decay, "weight_decay": 0.0}],
-                             lr=lr, betas=(0.9, 0.99), eps=1e-8)
+                             lr=lr, betas=(0.9, 0.99), eps=1e-8, **fused)
+
+
+def compile_blocks(log, *models):
+    """With VDIT_TRAIN_COMPILE=1 on a GPU: torch.compile each transformer block of the
+    models in place (state_dict keys unchanged, so checkpoints and exports are those of
+    the eager model).  A block's many small element-wise kernels (modulation, RoPE,
+    residuals) fuse, which is where an eager step of this small model spends its time
+    (train/profile_base_step.py measures it)."""
+    if os.environ.get("VDIT_TRAIN_COMPILE", "0") != "1" or DEVICE.type != "cuda":
+        return
+    if not hasattr(torch.nn.Module, "compile"):
+        log(f"torch {torch.__version__} has no Module.compile: eager blocks")
+        return
+    for m in models:
+        for block in m.dit.transformer_blocks:
+            block.compile()
+    log("transformer blocks compiled (VDIT_TRAIN_COMPILE=1)")
 
 
 def lr_at(step, total, peak, warmup, min_frac, hold=0.0):
