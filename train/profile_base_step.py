@@ -6,11 +6,11 @@ step with torch.compile, so that a GPU run is planned from measured step times:
 
 Each variant runs `--warmup` steps, then `--steps` timed steps; a JSON line per variant
 gives the mean wall time of a step and the parts of the last one (data, forward and
-loss, backward, clipping + AdamW + EMA), measured with CUDA events on a GPU.  Variants: eager (for-each
-AdamW), fused (fused AdamW, what training uses on a GPU), compile-blocks (each block
-compiled, VDIT_TRAIN_COMPILE=1), compile-dit (the whole DiT compiled).  `--profile` adds the
-torch profiler's table of the eager step's most expensive kernels.  The run directory
-(`--run-dir`, default a temporary one) only holds the tokenizer."""
+loss, backward, clipping + AdamW + EMA), measured with CUDA events on a GPU. Variants:
+eager (for-each AdamW), fused (fused AdamW, what training uses on a GPU), compile-blocks
+(each block compiled, VDIT_TRAIN_COMPILE=1), compile-dit (the whole DiT compiled).
+`--profile` adds the torch profiler's table of the eager step's most expensive kernels.
+The run directory (`--run-dir`, default a temporary one) only holds the tokenizer."""
 
 import cpuenv  # noqa: F401  (before numpy and torch)
 import argparse
