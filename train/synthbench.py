@@ -9,6 +9,10 @@ included).  Prints a Markdown table.
     /usr/bin/python3 train/synthbench.py --run-dir train/runs/cpu
     # any models: NAME=DIR[,attention=MODE][,steps=S][,guidance=G]
     /usr/bin/python3 train/synthbench.py --row "tiny=models/tiny,steps=2"
+    # clips on the CUDA backend, four engine processes at a time, then a timing pass
+    /usr/bin/python3 train/synthbench.py --run-dir RUN --device cuda --jobs 4 --timing cuda
+    # the wall time of each standard row on two CPU threads, no scores
+    /usr/bin/python3 train/synthbench.py --run-dir RUN --timing-only --timing cpu
 """
 
 import cpuenv  # noqa: F401  (before numpy)
@@ -107,12 +111,12 @@ def bench(rows, exe, n_prompts=30, threads=2, seed=100, log=print, keep=6, seeds
             mode = row.get("attention") or mode
             work = list(itertools.product(range(seeds), range(len(prompts))))
 
-            def one(k, dev=device):
+            def one(k):
                 if tl.stop_requested():  # the pipeline asked to stop: nothing is kept
                     return None
                 j, i = work[k]
                 return generate(exe, row, prompts[i][0], seed + 1000 * j + i, threads,
-                                os.path.join(tmp, f"clip{k}"), dev)
+                                os.path.join(tmp, f"clip{k}"), device)
 
             with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
                 made = list(pool.map(one, range(len(work))))
@@ -122,10 +126,10 @@ def bench(rows, exe, n_prompts=30, threads=2, seed=100, log=print, keep=6, seeds
             clips[row["name"]] = [f for (f, _), (j, i) in zip(made, work)
                                   if j == 0 and i < keep]
             if timing:
-                times = {}
-                for dev in timing:
-                    n = min(timing_prompts, len(work))
-                    times[dev] = float(np.mean([one(k, dev)[1] for k in range(n)]))
+                times = time_row(row, exe, prompts[:timing_prompts], timing, threads, seed,
+                                 tmp)
+                if times is None:
+                    return None, None
             else:
                 times = {device: float(np.mean([dt for _, dt in made]))}
             s = sm.score(scored)
@@ -145,14 +149,56 @@ def bench(rows, exe, n_prompts=30, threads=2, seed=100, log=print, keep=6, seeds
     return results, clips
 
 
+def time_row(row, exe, prompts, devices, threads, seed, tmp):
+    """{device: mean wall time of a clip} over the prompts (the first seed), one clip at a
+    time on each device; None once a stop is requested."""
+    times = {}
+    for dev in devices:
+        dts = []
+        for i, (p, _) in enumerate(prompts):
+            if tl.stop_requested():
+                return None
+            dts.append(generate(exe, row, p, seed + i, threads, os.path.join(tmp, "timed"),
+                                dev)[1])
+        times[dev] = float(np.mean(dts))
+    return times
+
+
+def timing_table(rows, exe, devices, n_prompts=3, threads=2, seed=100):
+    """Markdown table of each row's wall time per clip on each device, without scores
+    (the engine's speed does not depend on what the clips show)."""
+    prompts = sv.heldout_prompts()[:n_prompts]
+    tmp = tempfile.mkdtemp(prefix="synthbench-")
+    try:
+        times = [time_row(r, exe, prompts, devices, threads, seed, tmp) for r in rows]
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    lines = ["| setting | steps | CFG | attention | " + " | ".join(
+        f"s/clip ({_label(d, threads)}) | speed-up" for d in devices) + " |",
+        "|---|---|---|---|" + "---|---|" * len(devices)]
+    for r, t in zip(rows, times):
+        steps, guidance, mode = model_settings(r["model"])
+        steps = int(r.get("steps") or steps)
+        guidance = float(r.get("guidance") or guidance)
+        cfg = f"{guidance:g}" if guidance > 1 else "distilled"
+        lines.append(f"| {r['name']} | {steps} | {cfg} | {r.get('attention') or mode} | " +
+                     " | ".join(f"{t[d]:.2f} | {times[0][d] / t[d]:.1f}x" for d in devices) +
+                     " |")
+    lines += ["", f"Engine wall time per clip (model load included), one clip at a time "
+              f"over the first {len(prompts)} held-out prompts."]
+    return "\n".join(lines) + "\n"
+
+
+def _label(device, threads):
+    return f"{device}, {threads} thr" if device == "cpu" else device
+
+
 def table(results, threads):
     devs = list(results[0]["timing"]) if results else []
     ref = results[0]["timing"] if results else {}
 
-    def label(d):
-        return f"{d}, {threads} thr" if d == "cpu" else d
     lines = ["| setting | steps | CFG | attention | colour | shape | motion | consistency | "
-             + " | ".join(f"s/clip ({label(d)}) | speed-up" for d in devs) + " |",
+             + " | ".join(f"s/clip ({_label(d, threads)}) | speed-up" for d in devs) + " |",
              "|---|---|---|---|---|---|---|---|" + "---|---|" * len(devs)]
     for r in results:
         cfg = f"{r['guidance']:g}" if r["guidance"] > 1 else "distilled"
@@ -280,6 +326,8 @@ def main():
     ap.add_argument("--timing", help="comma-separated backends timed one clip at a time "
                     "(default: the scored clips' own times, with one job)")
     ap.add_argument("--timing-prompts", type=int, help="prompts of each timing pass (3)")
+    ap.add_argument("--timing-only", action="store_true",
+                    help="only the timing pass of each row (--timing, default cpu): no scores")
     ap.add_argument("--vdit")
     ap.add_argument("--sheet", help="write a contact sheet PNG here")
     ap.add_argument("--json", help="write the results here")
@@ -288,6 +336,14 @@ def main():
             "timing": a.timing.split(",") if a.timing else None}
     if any(t not in ("cpu", "cuda") for t in [a.device or "cpu"] + (opts["timing"] or [])):
         ap.error("--device and --timing take cpu or cuda")
+    if a.timing_only:
+        rows = [parse_row(r) for r in a.row] or (standard_rows(a.run_dir) if a.run_dir
+                                                 else [])
+        if not rows:
+            ap.error("give --run-dir or --row")
+        print(timing_table(rows, tl.find_vdit(a.vdit), opts["timing"] or ["cpu"],
+                           a.timing_prompts or 3, a.threads, a.seed), end="")
+        return
     if a.run_dir and not a.row:
         run = tl.load_run_config(os.path.join(a.run_dir, "run.json"))
         run.setdefault("bench", {}).update({k: v for k, v in opts.items() if v is not None})

@@ -341,6 +341,9 @@ def case_stages(tmp):
           two[0]["timing"]["cpu"] > 0, f"{one} {two}")
     check("one clip at a time over the first 2 prompts" in synthbench.table(two, 1),
           synthbench.table(two, 1))
+    md = synthbench.timing_table(rows * 2, VDIT, ["cpu"], 2, 1)
+    check(md.count("| tiny | 2 | 4 | full | ") == 2 and "| 1.0x |" in md and
+          "s/clip (cpu, 1 thr)" in md, md)
     # the tile mask is the engine's k:(T−k)
     from vdit_torch.tile_mask import kept_tiles, tile_mask
     for k in range(T + 1):
