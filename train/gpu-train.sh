@@ -31,6 +31,7 @@
 #                  so a call need not carry the engine's packages)
 #
 # PYTHON names the interpreter (default python3), RUNS the runs' folder (train/runs).
+# COMPILE=auto|1|0 (default 0): torch.compile the transformer blocks (see choose_compile).
 #
 # Needs GLib, json-glib, SentencePiece and OpenBLAS for the engine: on a machine
 # without them, source a prefix that has them first (DEVELOPERS: .devdeps).
@@ -83,6 +84,36 @@ case "$until_stage:$seconds" in
      fi ;;
 esac
 
+# COMPILE=auto: time a base step eager and with compiled blocks (train/profile_base_step.py,
+# about a minute) once per run on this machine, and train with whichever is faster;
+# COMPILE=1 or 0 decides without measuring. The choice is kept in $run/compile.txt.
+choose_compile () {
+  case "${COMPILE:-0}" in
+    auto) mkdir -p "$run"
+          if [ ! -f "$run/compile.txt" ]; then
+            log "timing eager and compiled base steps"
+            rm -f "$out/profile.jsonl"
+            "$py" train/profile_base_step.py --config "$config" --steps 10 --warmup 3 \
+              --variants fused,compile-blocks --out "$out/profile.jsonl" > /dev/null 2>&1
+            "$py" - "$out/profile.jsonl" > "$run/compile.txt" <<'PY'
+import json, sys
+t = {}
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if "s_per_step" in r and r["device"].startswith("cuda"):
+        t[r["variant"]] = r["s_per_step"]
+ok = "compile-blocks" in t and t["compile-blocks"] < 0.9 * t.get("fused", float("inf"))
+print(1 if ok else 0)
+PY
+            log "$(cat "$out/profile.jsonl" | tr '\n' ' ')"
+          fi
+          VDIT_TRAIN_COMPILE=$(cat "$run/compile.txt") ;;
+    *) VDIT_TRAIN_COMPILE=${COMPILE:-0} ;;
+  esac
+  export VDIT_TRAIN_COMPILE
+  log "VDIT_TRAIN_COMPILE=$VDIT_TRAIN_COMPILE"
+}
+
 pipeline () {
   PYTHONUNBUFFERED=1 timeout -s TERM -k 60 "$seconds" "$py" train/pipeline.py \
     --config "$config" --run-dir "$run" --vdit build-train/tools/vdit --ship "$run/ship" \
@@ -95,6 +126,7 @@ if [ "${BG:-0}" = 1 ]; then
   if running; then
     log "pipeline already running in the background (pid $(cat "$bg.pid"))"
   else
+    choose_compile
     log "pipeline in the background ($config, at most $seconds s)"
     rm -f "$bg.rc"
     export -f pipeline; export config run seconds until_stage py
@@ -113,6 +145,7 @@ if [ "${BG:-0}" = 1 ]; then
     rc=running
   fi
 elif [ "$seconds" -gt 0 ]; then
+  choose_compile
   log "pipeline ($config, at most $seconds s)"
   pipeline
   rc=$?

@@ -70,7 +70,7 @@ def make_step(run, model, ema, opt, batcher, rng):
 
 
 def run_variant(run, run_dir, name, steps, warmup, compile_mode=None, fused=False,
-                profile=False):
+                profile=False, out=None):
     torch.manual_seed(1)
     model = tl.new_model(run, run_dir, seed=1)
     ema = tl.EMA(model, 0.999)
@@ -124,6 +124,9 @@ def run_variant(run, run_dir, name, steps, warmup, compile_mode=None, fused=Fals
            "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)
            if tl.DEVICE.type == "cuda" else None}
     print(json.dumps(rec), flush=True)
+    if out:
+        with open(out, "a", encoding="utf-8") as f:
+            f.write(json.dumps(rec) + "\n")
     del model, ema, opt
     if tl.DEVICE.type == "cuda":
         torch.cuda.empty_cache()
@@ -138,6 +141,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--variants", default="eager,fused,compile-blocks,compile-dit")
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--out", help="append the JSON lines to this file as well")
     a = ap.parse_args()
     run_dir = a.run_dir or tempfile.mkdtemp(prefix="vdit-prof-")
     run = tl.prepare_run(a.config, run_dir)
@@ -149,9 +153,13 @@ def main():
         warm = a.warmup + (10 if "compile" in v else 0)
         try:
             run_variant(run, run_dir, v, a.steps, warm, profile=a.profile and v == "eager",
-                        **kw)
+                        out=a.out, **kw)
         except Exception as e:  # a variant that fails (compile) must not hide the others
-            print(json.dumps({"variant": v, "error": repr(e)[:400]}), flush=True)
+            rec = json.dumps({"variant": v, "error": repr(e)[:400]})
+            print(rec, flush=True)
+            if a.out:
+                with open(a.out, "a", encoding="utf-8") as f:
+                    f.write(rec + "\n")
 
 
 if __name__ == "__main__":
