@@ -28,7 +28,11 @@ export PYTHON="$py" RUNS="$tmp/runs" UNTIL=base VDIT_TRAIN_THREADS=1
 slice () { train/gpu-train.sh "$@" "$tmp/carry.json"; }
 fail () { echo "FAIL: $*"; exit 1; }
 
-BG=1 WAIT_S=4 slice "$tmp/out1" 120
+COMPILE=auto BG=1 WAIT_S=4 slice "$tmp/out1" 120
+# the compiled blocks were timed against the eager ones, and not chosen off a GPU
+grep -q '"variant": "compile-blocks"' "$tmp/out1/profile.jsonl" || fail "no timing"
+[ "$(cat "$tmp/runs/carry/compile.txt")" = 0 ] || fail "compiled blocks chosen on a CPU"
+grep -q "VDIT_TRAIN_COMPILE=0" "$tmp/out1/slice.txt" || fail "the choice not logged"
 STATE_OUT=0-0 slice "$tmp/out1" 0
 [ -f "$tmp/out1/state.json" ] && [ -f "$tmp/out1/state.tar.part-000" ] || fail "no parts back"
 ! pgrep -s "$(cat "$tmp/runs/carry/background.pid")" >/dev/null || fail "still training"
