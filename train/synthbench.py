@@ -74,13 +74,25 @@ def generate(exe, row, prompt, seed, threads, out, device="cpu"):
         if row.get(key):
             cmd += ["--" + key, str(row[key])]
     shutil.rmtree(out, ignore_errors=True)
+    stats = out + ".stats.jsonl"
+    if os.path.exists(stats):
+        os.remove(stats)
+    cmd.append("--stats=" + stats)
     t0 = time.time()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     dt = time.time() - t0
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr}")
     names = sorted(n for n in os.listdir(out) if n.endswith(".png"))
-    return np.stack([pngio.read_png(os.path.join(out, n)) for n in names]), dt
+    with open(stats, encoding="utf-8") as f:
+        run_s = json.loads(f.read().splitlines()[-1])["run_ms"] / 1e3
+    frames = np.stack([pngio.read_png(os.path.join(out, n)) for n in names])
+    return frames, {"wall": dt, "run": run_s}
+
+
+def mean_times(times):
+    """{"wall", "run"} means of a list of generate() times."""
+    return {k: float(np.mean([t[k] for t in times])) for k in ("wall", "run")}
 
 
 def bench(rows, exe, n_prompts=30, threads=2, seed=100, log=print, keep=6, seeds=1,
@@ -91,10 +103,12 @@ def bench(rows, exe, n_prompts=30, threads=2, seed=100, log=print, keep=6, seeds
     with clips[row name] = the first `keep` clips of the first seed (uint8), or
     (None, None) once a stop is requested.
 
-    Each result's "timing" maps a device to the mean wall time of a clip there.  With
-    one job and no `timing` it is the mean over the scored clips; otherwise (clips run
-    side by side share the machine) each device of `timing` ("cpu", "cuda") gets its
-    own pass over the first `timing_prompts` prompts, one clip at a time."""
+    Each result's "timing" maps a device to the mean times of a clip there: "run", the
+    engine's own from prompt to last frame with the model loaded (what a running
+    vditsrc spends on a clip), and "wall", the process's from start to exit.  With one
+    job and no `timing` they are means over the scored clips; otherwise (clips run side
+    by side share the machine) each device of `timing` ("cpu", "cuda") gets its own pass
+    over the first `timing_prompts` prompts, one clip at a time."""
     if seeds < 1 or n_prompts < 1 or jobs < 1:
         raise SystemExit(f"synthbench: {n_prompts} prompts × {seeds} seeds, {jobs} jobs: "
                          "each must be at least 1")
@@ -131,26 +145,26 @@ def bench(rows, exe, n_prompts=30, threads=2, seed=100, log=print, keep=6, seeds
                 if times is None:
                     return None, None
             else:
-                times = {device: float(np.mean([dt for _, dt in made]))}
+                times = {device: mean_times([t for _, t in made])}
             s = sm.score(scored)
             r = {"name": row["name"], "model": row["model"], "steps": steps,
                  "guidance": guidance, "attention": mode, "prompts": len(prompts),
                  "seeds": seeds, "against": row.get("against"), "device": device,
                  "threads": threads, "timing": times, "timing_clips": None if not timing
                  else min(timing_prompts, len(work)),
-                 "seconds": next(iter(times.values())), **s,
+                 "seconds": next(iter(times.values()))["run"], **s,
                  "per_clip": sm.per_clip(scored)}
             results.append(r)
             log(f"{row['name']}: colour {s['colour']:.2f} shape {s['shape']:.2f} motion "
                 f"{s['motion']:.2f} consistency {s['consistency']:.2f}, " +
-                ", ".join(f"{t:.2f} s/clip ({d})" for d, t in times.items()))
+                ", ".join(f"{t['run']:.2f} s/clip ({d})" for d, t in times.items()))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return results, clips
 
 
 def time_row(row, exe, prompts, devices, threads, seed, tmp):
-    """{device: mean wall time of a clip} over the prompts (the first seed), one clip at a
+    """{device: mean_times of a clip} over the prompts (the first seed), one clip at a
     time on each device; None once a stop is requested."""
     times = {}
     for dev in devices:
@@ -160,7 +174,7 @@ def time_row(row, exe, prompts, devices, threads, seed, tmp):
                 return None
             dts.append(generate(exe, row, p, seed + i, threads, os.path.join(tmp, "timed"),
                                 dev)[1])
-        times[dev] = float(np.mean(dts))
+        times[dev] = mean_times(dts)
     return times
 
 
@@ -173,52 +187,61 @@ def timing_table(rows, exe, devices, n_prompts=3, threads=2, seed=100):
         times = [time_row(r, exe, prompts, devices, threads, seed, tmp) for r in rows]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    lines = ["| setting | steps | CFG | attention | " + " | ".join(
-        f"s/clip ({_label(d, threads)}) | speed-up" for d in devices) + " |",
-        "|---|---|---|---|" + "---|---|" * len(devices)]
+    lines = ["| setting | steps | CFG | attention | " + _time_heads(devices, threads) + " |",
+             "|---|---|---|---|" + "---|---|---|" * len(devices)]
     for r, t in zip(rows, times):
         steps, guidance, mode = model_settings(r["model"])
         steps = int(r.get("steps") or steps)
         guidance = float(r.get("guidance") or guidance)
         cfg = f"{guidance:g}" if guidance > 1 else "distilled"
         lines.append(f"| {r['name']} | {steps} | {cfg} | {r.get('attention') or mode} | " +
-                     " | ".join(f"{t[d]:.2f} | {times[0][d] / t[d]:.1f}x" for d in devices) +
-                     " |")
-    lines += ["", f"Engine wall time per clip (model load included), one clip at a time "
-              f"over the first {len(prompts)} held-out prompts."]
+                     _time_cells(t, times[0], devices) + " |")
+    lines += ["", _time_note(devices) + f", one clip at a time over the first "
+              f"{len(prompts)} held-out prompts."]
     return "\n".join(lines) + "\n"
 
 
-def _label(device, threads):
-    return f"{device}, {threads} thr" if device == "cpu" else device
+def _time_heads(devices, threads):
+    def label(d):
+        return f"{d}, {threads} thr" if d == "cpu" else d
+    return " | ".join(f"s/clip ({label(d)}) | speed-up | with load" for d in devices)
+
+
+def _time_cells(t, ref, devices):
+    return " | ".join(f"{t[d]['run']:.2f} | {ref[d]['run'] / t[d]['run']:.1f}x | "
+                      f"{ref[d]['wall'] / t[d]['wall']:.1f}x" for d in devices)
+
+
+def _time_note(devices):
+    where = {"cpu": "the CPU backend", "cuda": "the CUDA backend"}
+    return ("Seconds a clip on " + " and ".join(where[d] for d in devices) + ": the "
+            "engine's own time from prompt to last frame with the model loaded; \"with "
+            "load\" is the speed-up in the process's wall time, start and model load "
+            "included")
 
 
 def table(results, threads):
     devs = list(results[0]["timing"]) if results else []
     ref = results[0]["timing"] if results else {}
-
     lines = ["| setting | steps | CFG | attention | colour | shape | motion | consistency | "
-             + " | ".join(f"s/clip ({_label(d, threads)}) | speed-up" for d in devs) + " |",
-             "|---|---|---|---|---|---|---|---|" + "---|---|" * len(devs)]
+             + _time_heads(devs, threads) + " |",
+             "|---|---|---|---|---|---|---|---|" + "---|---|---|" * len(devs)]
     for r in results:
         cfg = f"{r['guidance']:g}" if r["guidance"] > 1 else "distilled"
         lines.append(f"| {r['name']} | {r['steps']} | {cfg} | {r['attention']} | "
                      f"{r['colour']:.2f} | {r['shape']:.2f} | {r['motion']:.2f} | "
-                     f"{r['consistency']:.2f} | " + " | ".join(
-                         f"{r['timing'][d]:.2f} | {ref[d] / r['timing'][d]:.1f}x"
-                         for d in devs) + " |")
+                     f"{r['consistency']:.2f} | " + _time_cells(r["timing"], ref, devs) + " |")
     n = results[0]["prompts"] if results else 0
     seeds = results[0].get("seeds", 1) if results else 1
     dirs = sum(1 for _, c in sv.heldout_prompts()[:n] if c[2] in sv.DIRECTIONS)
     r0 = results[0] if results else {}
-    where = {"cpu": "the CPU backend", "cuda": "the CUDA backend"}
+    made = {"cpu": "the CPU backend", "cuda": "the CUDA backend"}[r0.get("device", "cpu")]
     lines.append("")
     lines.append(f"{n} held-out prompts ({dirs} with a direction for the motion column), "
-                 f"{seeds} seed{'s' if seeds > 1 else ''} each, made on "
-                 f"{where.get(r0.get('device', 'cpu'))}; engine wall time per clip "
-                 "(model load included) on " + " and ".join(where[d] for d in devs) +
+                 f"{seeds} seed{'s' if seeds > 1 else ''} each, made on {made}. " +
+                 _time_note(devs) +
                  (f", one clip at a time over the first {r0['timing_clips']} prompts."
-                  if r0.get("timing_clips") else ", the mean over the scored clips."))
+                  if r0.get("timing_clips") else ", means over the scored clips."))
     return "\n".join(lines + differences(results)) + "\n"
 
 

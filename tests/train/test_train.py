@@ -338,7 +338,8 @@ def case_stages(tmp):
                               timing=["cpu"], timing_prompts=2)
     check(one[0]["per_clip"] == two[0]["per_clip"] and one[0]["timing_clips"] is None and
           two[0]["timing_clips"] == 2 and list(two[0]["timing"]) == ["cpu"] and
-          two[0]["timing"]["cpu"] > 0, f"{one} {two}")
+          0 < two[0]["timing"]["cpu"]["run"] < two[0]["timing"]["cpu"]["wall"],
+          f"{one} {two}")
     check("one clip at a time over the first 2 prompts" in synthbench.table(two, 1),
           synthbench.table(two, 1))
     md = synthbench.timing_table(rows * 2, VDIT, ["cpu"], 2, 1)
