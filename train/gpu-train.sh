@@ -27,8 +27,9 @@
 #                  the run packed once, and parts a to b (numbered from 0) and state.json
 #                  copied to OUTDIR; call again with the next range and SECONDS 0 (no
 #                  training) for the rest
-#   UNTIL=STAGE    stop after STAGE (base, mlcd and kd are PyTorch alone: no engine build,
-#                  so a call need not carry the engine's packages)
+#   UNTIL=STAGE    stop after STAGE (base and mlcd are PyTorch alone: no engine build, so
+#                  a call need not carry the engine's packages; the mask search before kd
+#                  runs the engine)
 #
 # PYTHON names the interpreter (default python3), RUNS the runs' folder (train/runs).
 # COMPILE=auto|1|0 (default 0): torch.compile the transformer blocks (see choose_compile).
@@ -73,7 +74,7 @@ if [ -n "${STATE_IN:-}" ]; then
 fi
 
 case "$until_stage:$seconds" in
-  base:*|mlcd:*|kd:*|*:0) ;;
+  base:*|mlcd:*|*:0) ;;
   *) if [ ! -x build-train/tools/vdit ]; then
        log "build"
        if ! { meson setup build-train -Dgst=disabled -Dgpu_archs=90a &&
