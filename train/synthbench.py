@@ -11,7 +11,7 @@ included).  Prints a Markdown table.
     /usr/bin/python3 train/synthbench.py --row "tiny=models/tiny,steps=2"
     # clips on the CUDA backend, four engine processes at a time, then a timing pass
     /usr/bin/python3 train/synthbench.py --run-dir RUN --device cuda --jobs 4 --timing cuda
-    # the wall time of each standard row on two CPU threads, no scores
+    # each standard row's time per clip on two CPU threads, no scores
     /usr/bin/python3 train/synthbench.py --run-dir RUN --timing-only --timing cpu
 """
 
@@ -179,8 +179,8 @@ def time_row(row, exe, prompts, devices, threads, seed, tmp):
 
 
 def timing_table(rows, exe, devices, n_prompts=3, threads=2, seed=100):
-    """Markdown table of each row's wall time per clip on each device, without scores
-    (the engine's speed does not depend on what the clips show)."""
+    """Markdown table of each row's times per clip on each device, without scores (the
+    engine's speed does not depend on what the clips show)."""
     prompts = sv.heldout_prompts()[:n_prompts]
     tmp = tempfile.mkdtemp(prefix="synthbench-")
     try:
@@ -212,9 +212,11 @@ def _time_cells(t, ref, devices):
                       f"{ref[d]['wall'] / t[d]['wall']:.1f}x" for d in devices)
 
 
+BACKENDS = {"cpu": "the CPU backend", "cuda": "the CUDA backend"}
+
+
 def _time_note(devices):
-    where = {"cpu": "the CPU backend", "cuda": "the CUDA backend"}
-    return ("Seconds a clip on " + " and ".join(where[d] for d in devices) + ": the "
+    return ("Seconds a clip on " + " and ".join(BACKENDS[d] for d in devices) + ": the "
             "engine's own time from prompt to last frame with the model loaded; \"with "
             "load\" is the speed-up in the process's wall time, start and model load "
             "included")
@@ -235,7 +237,7 @@ def table(results, threads):
     seeds = results[0].get("seeds", 1) if results else 1
     dirs = sum(1 for _, c in sv.heldout_prompts()[:n] if c[2] in sv.DIRECTIONS)
     r0 = results[0] if results else {}
-    made = {"cpu": "the CPU backend", "cuda": "the CUDA backend"}[r0.get("device", "cpu")]
+    made = BACKENDS[r0.get("device", "cpu")]
     lines.append("")
     lines.append(f"{n} held-out prompts ({dirs} with a direction for the motion column), "
                  f"{seeds} seed{'s' if seeds > 1 else ''} each, made on {made}. " +
