@@ -268,8 +268,8 @@ def compile_blocks(log, *models):
     """With VDIT_TRAIN_COMPILE=1 on a GPU: torch.compile each transformer block of the
     models in place (state_dict keys unchanged, so checkpoints and exports are those of
     the eager model).  A block's many small element-wise kernels (modulation, RoPE,
-    residuals) fuse; at 0.1 s for the 4.7 TFLOP of a GPU-config step (47 TFLOP/s) the
-    eager step is likely bound by them rather than by its GEMMs, and
+    residuals) fuse; at 0.1 s for the 6.6 TFLOP of a GPU-config step (4.7 in the linear
+    layers, 1.9 in attention: 66 TFLOP/s) the eager step is likely bound by them rather than by its GEMMs, and
     train/profile_base_step.py measures whether compiling pays."""
     if os.environ.get("VDIT_TRAIN_COMPILE", "0") != "1" or DEVICE.type != "cuda":
         return
