@@ -30,6 +30,7 @@ import numpy as np
 
 import plotpng
 import pngio
+import run_costs
 import synthmetrics as sm
 import synthvideo as sv
 import trainlib as tl
@@ -309,6 +310,7 @@ def run_stage(run, run_dir, vdit=None, quiet=False):
     os.makedirs(out, exist_ok=True)
     log = tl.Log(run_dir, "bench", quiet)
     threads = int(cfg.get("threads", 2))
+    t0 = time.time()
     results, clips = bench(standard_rows(run_dir), tl.find_vdit(vdit),
                            int(cfg.get("prompts", 30)), threads, int(cfg.get("seed", 100)), log,
                            seeds=int(cfg.get("seeds", 1)), device=cfg.get("device", "cpu"),
@@ -319,6 +321,8 @@ def run_stage(run, run_dir, vdit=None, quiet=False):
     md = table(results, threads)
     with open(os.path.join(out, "synthbench.md"), "w", encoding="utf-8") as f:
         f.write(md)
+    with open(os.path.join(out, "stages.md"), "w", encoding="utf-8") as f:
+        f.write(run_costs.table(run_dir, time.time() - t0))
     for stage in ("base", "mlcd", "kd"):
         t = curve_table(run_dir, stage)
         if t:

@@ -364,6 +364,11 @@ DEVICE = torch.device("cpu")  # set by set_threads from the run's "device"
 AMP = None                    # torch.bfloat16 with "amp": "bf16" on a GPU
 
 
+def device_name():
+    """The GPU's name, or "cpu"."""
+    return torch.cuda.get_device_name() if DEVICE.type == "cuda" else "cpu"
+
+
 def set_threads(run):
     """Threads, device ("cpu", "cuda" or "auto"), mixed precision and the fast kernels
     for training."""
@@ -450,7 +455,8 @@ class StageLoop:
         s = eval_fn()
         st = self.state
         rec = {"step": st["step"], "hours": round(st["seconds"] / 3600, 3),
-               "clips": st["clips"], **{k: round(x, 4) for k, x in s.items()}}
+               "clips": st["clips"], **{k: round(x, 4) for k, x in s.items()},
+               "eval_s": round(time.time() - t0, 1)}
         with open(os.path.join(self.dir, "evals.jsonl"), "a", encoding="utf-8") as f:
             f.write(json.dumps(rec) + "\n")
         key = s["colour"] + s["shape"] + 2 * s["motion"]
@@ -503,7 +509,7 @@ class StageLoop:
                     os.path.join(self.dir, "final.pt"))
         kept = best["eval"]["step"] if best else st["step"]
         result = {"steps": st["step"], "hours": st["seconds"] / 3600, "clips": st["clips"],
-                  "best": st["best"], "kept": kept}
+                  "best": st["best"], "kept": kept, "device": device_name()}
         write_json(os.path.join(self.dir, "done.json"), result)
         self.log(f"done: best eval {json.dumps(st['best'])}; final.pt holds the step-{kept} "
                  "weights")

@@ -417,6 +417,9 @@ def case_pipeline(tmp):
     check(c["sampler"]["steps"] == 3 and c["sampler"]["guidance"] == 1, c["sampler"])
     log = open(os.path.join(run_dir, "log.txt")).read()
     check("[kd] start: plan " in log and ", times [1.0, 0.667, 0.333]; " in log, log)
+    costs = open(os.path.join(run_dir, "bench", "stages.md")).read()
+    check(all(f"| {st} | " in costs for st in ("base", "mlcd", "kd", "SynthBench")) and
+          costs.count("| cpu |") == 3 and "| search (engine, CPU) | " in costs, costs)
     md = open(os.path.join(run_dir, "bench", "synthbench.md")).read()
     check(md.count("\n| ") >= 5 and "adaptive" in md, md)
     check("| MLCD few-step, full | 3 | distilled | full |" in md, md)
