@@ -23,12 +23,11 @@ import numpy as np
 import torch
 
 import trainlib as tl
-from stage_base import flow_batch, foreground_weight
+from stage_base import flow_loss, training_batch
 
 
 def make_step(run, model, ema, opt, batcher, rng):
-    cfg = run["base"]
-    B = int(cfg["batch"])
+    B = int(run["base"]["batch"])
     cuda = tl.DEVICE.type == "cuda"
 
     def mark():
@@ -45,17 +44,9 @@ def make_step(run, model, ema, opt, batcher, rng):
 
     def step():
         marks = [mark()]
-        x0, prompts, eps = flow_batch(rng, run, B)
-        drop = rng.random(B) < cfg.get("cfg_dropout", 0.1)
-        ids, mask = batcher(["" if d else p for p, d in zip(prompts, drop)])
-        t = tl.sample_times(rng, B, cfg.get("t_mean", 0.0), cfg.get("t_std", 1.0),
-                            cfg.get("t_uniform", 0.1))
+        batch = training_batch(rng, run, batcher, B)
         marks.append(mark())
-        tt = t[:, None, None, None, None]
-        pred = tl.velocity(model, (1 - tt) * x0 + tt * eps, t, ids, mask)
-        err = ((pred - (eps - x0)) ** 2).mean(-1)
-        w = foreground_weight(x0, cfg.get("fg_weight", 0.0))
-        loss = (err * w).sum() / w.sum()
+        loss = flow_loss(model, run, *batch)
         marks.append(mark())
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -67,6 +58,14 @@ def make_step(run, model, ema, opt, batcher, rng):
         return marks, loss
 
     return step, span
+
+
+def emit(rec, out):
+    """A JSON line on standard output and, with out, appended to that file."""
+    print(json.dumps(rec), flush=True)
+    if out:
+        with open(out, "a", encoding="utf-8") as f:
+            f.write(json.dumps(rec) + "\n")
 
 
 def run_variant(run, run_dir, name, steps, warmup, compile_mode=None, fused=False,
@@ -94,7 +93,6 @@ def run_variant(run, run_dir, name, steps, warmup, compile_mode=None, fused=Fals
         _, loss = step()
         float(loss)
     warm_s = time.time() - t0
-    parts = np.zeros(4)
     sync = torch.cuda.synchronize if tl.DEVICE.type == "cuda" else (lambda: None)
     sync()
     prof = None
@@ -123,10 +121,7 @@ def run_variant(run, run_dir, name, steps, warmup, compile_mode=None, fused=Fals
            "loss_last": round(float(losses[-1]), 4),
            "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)
            if tl.DEVICE.type == "cuda" else None}
-    print(json.dumps(rec), flush=True)
-    if out:
-        with open(out, "a", encoding="utf-8") as f:
-            f.write(json.dumps(rec) + "\n")
+    emit(rec, out)
     del model, ema, opt
     if tl.DEVICE.type == "cuda":
         torch.cuda.empty_cache()
@@ -155,11 +150,7 @@ def main():
             run_variant(run, run_dir, v, a.steps, warm, profile=a.profile and v == "eager",
                         out=a.out, **kw)
         except Exception as e:  # a variant that fails (compile) must not hide the others
-            rec = json.dumps({"variant": v, "error": repr(e)[:400]})
-            print(rec, flush=True)
-            if a.out:
-                with open(a.out, "a", encoding="utf-8") as f:
-                    f.write(rec + "\n")
+            emit({"variant": v, "error": repr(e)[:400]}, a.out)
 
 
 if __name__ == "__main__":

@@ -67,6 +67,27 @@ def foreground_weight(x0, fg_weight):
     return 1.0 + fg_weight * fg
 
 
+def training_batch(rng, run, batcher, B):
+    """A base-training batch: clips x0, noise, caption ids and mask (each caption dropped
+    to the empty prompt with probability cfg_dropout), flow times t."""
+    cfg = run["base"]
+    x0, prompts, eps = flow_batch(rng, run, B)
+    drop = rng.random(B) < cfg.get("cfg_dropout", 0.1)
+    ids, mask = batcher(["" if d else p for p, d in zip(prompts, drop)])
+    t = tl.sample_times(rng, B, cfg.get("t_mean", 0.0), cfg.get("t_std", 1.0),
+                        cfg.get("t_uniform", 0.1))
+    return x0, eps, ids, mask, t
+
+
+def flow_loss(model, run, x0, eps, ids, mask, t):
+    """The foreground-weighted flow-matching loss of a training_batch."""
+    tt = t[:, None, None, None, None]
+    pred = tl.velocity(model, (1 - tt) * x0 + tt * eps, t, ids, mask)
+    err = ((pred - (eps - x0)) ** 2).mean(-1)
+    w = foreground_weight(x0, run["base"].get("fg_weight", 0.0))
+    return (err * w).sum() / w.sum()
+
+
 def run_stage(run, run_dir, max_steps=None, quiet=False):
     tl.set_threads(run)
     cfg = run["base"]
@@ -91,16 +112,7 @@ def run_stage(run, run_dir, max_steps=None, quiet=False):
         for g in opt.param_groups:
             g["lr"] = lr
         model.train()
-        x0, prompts, eps = flow_batch(rng, run, B)
-        drop = rng.random(B) < cfg.get("cfg_dropout", 0.1)
-        ids, mask = batcher(["" if d else p for p, d in zip(prompts, drop)])
-        t = tl.sample_times(rng, B, cfg.get("t_mean", 0.0), cfg.get("t_std", 1.0),
-                            cfg.get("t_uniform", 0.1))
-        tt = t[:, None, None, None, None]
-        pred = tl.velocity(model, (1 - tt) * x0 + tt * eps, t, ids, mask)
-        err = ((pred - (eps - x0)) ** 2).mean(-1)
-        w = foreground_weight(x0, cfg.get("fg_weight", 0.0))
-        loss = (err * w).sum() / w.sum()
+        loss = flow_loss(model, run, *training_batch(rng, run, batcher, B))
         gn = tl.optimizer_step(loss, model, opt, ema, i, cfg.get("clip", 1.0), loop.log)
         if gn is None:
             return None, ""
