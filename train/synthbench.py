@@ -63,9 +63,19 @@ def standard_rows(run_dir):
     ]
 
 
-def model_settings(model_dir):
-    c = tl.read_json(os.path.join(model_dir, "config.json"))
-    return c["sampler"]["steps"], c["sampler"]["guidance"], c["attention"]["mode"]
+def row_settings(row):
+    """(steps, guidance, attention mode) of a row: its model's config.json, overridden by
+    the row's own keys."""
+    c = tl.read_json(os.path.join(row["model"], "config.json"))
+    return (int(row.get("steps") or c["sampler"]["steps"]),
+            float(row.get("guidance") or c["sampler"]["guidance"]),
+            row.get("attention") or c["attention"]["mode"])
+
+
+def _setting_cells(name, steps, guidance, mode):
+    """The first four cells of a table row: setting, steps, CFG, attention."""
+    cfg = f"{guidance:g}" if guidance > 1 else "distilled"
+    return f"| {name} | {steps} | {cfg} | {mode} | "
 
 
 def generate(exe, row, prompt, seed, threads, out, device="cpu"):
@@ -120,10 +130,7 @@ def bench(rows, exe, n_prompts=30, threads=2, seed=100, log=print, keep=6, seeds
     tmp = tempfile.mkdtemp(prefix="synthbench-")
     try:
         for row in rows:
-            steps, guidance, mode = model_settings(row["model"])
-            steps = int(row.get("steps") or steps)
-            guidance = float(row.get("guidance") or guidance)
-            mode = row.get("attention") or mode
+            steps, guidance, mode = row_settings(row)
             work = list(itertools.product(range(seeds), range(len(prompts))))
 
             def one(k):
@@ -191,11 +198,7 @@ def timing_table(rows, exe, devices, n_prompts=3, threads=2, seed=100):
     lines = ["| setting | steps | CFG | attention | " + _time_heads(devices, threads) + " |",
              "|---|---|---|---|" + "---|---|---|" * len(devices)]
     for r, t in zip(rows, times):
-        steps, guidance, mode = model_settings(r["model"])
-        steps = int(r.get("steps") or steps)
-        guidance = float(r.get("guidance") or guidance)
-        cfg = f"{guidance:g}" if guidance > 1 else "distilled"
-        lines.append(f"| {r['name']} | {steps} | {cfg} | {r.get('attention') or mode} | " +
+        lines.append(_setting_cells(r["name"], *row_settings(r)) +
                      _time_cells(t, times[0], devices) + " |")
     lines += ["", _time_note(devices) + f", one clip at a time over the first "
               f"{len(prompts)} held-out prompts."]
@@ -230,8 +233,7 @@ def table(results, threads):
              + _time_heads(devs, threads) + " |",
              "|---|---|---|---|---|---|---|---|" + "---|---|---|" * len(devs)]
     for r in results:
-        cfg = f"{r['guidance']:g}" if r["guidance"] > 1 else "distilled"
-        lines.append(f"| {r['name']} | {r['steps']} | {cfg} | {r['attention']} | "
+        lines.append(_setting_cells(r["name"], r["steps"], r["guidance"], r["attention"]) +
                      f"{r['colour']:.2f} | {r['shape']:.2f} | {r['motion']:.2f} | "
                      f"{r['consistency']:.2f} | " + _time_cells(r["timing"], ref, devs) + " |")
     n = results[0]["prompts"] if results else 0
