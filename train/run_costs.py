@@ -23,7 +23,7 @@ def _evals_seconds(run_dir, stage):
 
 
 def table(run_dir, bench_seconds=None):
-    run = tl.read_json(os.path.join(run_dir, "run.json"))
+    run = tl.load_run_config(os.path.join(run_dir, "run.json"))
     lines = ["| stage | steps × batch | clips | training min | evaluation min | device |",
              "|---|---|---|---|---|---|"]
     for stage in ("base", "mlcd", "kd"):
