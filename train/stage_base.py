@@ -99,7 +99,7 @@ def run_stage(run, run_dir, max_steps=None, quiet=False):
     torch.manual_seed(run["seed"])
     loop = tl.StageLoop(run, run_dir, "base", {"model": model, "ema": ema.model, "opt": opt},
                         rng, total, quiet)
-    if not loop.resume():
+    if not loop.resume() and not loop.continue_finished(["model", "ema"]):
         n = sum(p.numel() for p in model.parameters())
         loop.log(f"start: {n / 1e6:.2f} M parameters, {total} steps of batch {cfg['batch']}")
     tl.compile_blocks(loop.log, model)
@@ -107,8 +107,7 @@ def run_stage(run, run_dir, max_steps=None, quiet=False):
     B = int(cfg["batch"])
 
     def step(i):
-        lr = tl.lr_at(i, total, cfg["lr"], cfg.get("warmup", 200), cfg.get("min_lr", 0.1),
-                      cfg.get("hold", 0.0))
+        lr = tl.stage_lr(i, total, cfg, 200, 0.1)
         for g in opt.param_groups:
             g["lr"] = lr
         model.train()

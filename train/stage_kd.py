@@ -51,7 +51,7 @@ def run_stage(run, run_dir, max_steps=None, quiet=False):
     w = float(cfg.get("layer_weight", 1.0))
 
     def step(it):
-        lr = tl.lr_at(it, total, cfg["lr"], cfg.get("warmup", 50), cfg.get("min_lr", 0.2))
+        lr = tl.stage_lr(it, total, cfg, 50, 0.2)
         for g in opt.param_groups:
             g["lr"] = lr
         x0, prompts, eps = flow_batch(rng, run, B)

@@ -292,6 +292,20 @@ def lr_at(step, total, peak, warmup, min_frac, hold=0.0):
     return peak * (min_frac + (1 - min_frac) * 0.5 * (1 + math.cos(math.pi * p)))
 
 
+def stage_lr(step, total, cfg, warmup, min_lr):
+    """A stage's rate at `step` of `total`: lr_at over the stage's steps, or, with
+    cfg["restart"] = {"at": S, "lr": P, "warmup": W}, lr_at over the first S steps (the
+    schedule the stage first ran with) followed by a second warm-up and cosine from P over
+    the steps after S: continuing a finished stage re-opens its decay instead of jumping
+    back to the peak of a stretched schedule."""
+    min_frac, hold = cfg.get("min_lr", min_lr), cfg.get("hold", 0.0)
+    r = cfg.get("restart")
+    if r and step >= r["at"]:
+        return lr_at(step - r["at"], total - r["at"], r["lr"], r.get("warmup", 200), min_frac)
+    return lr_at(step, r["at"] if r else total, cfg["lr"], cfg.get("warmup", warmup),
+                 min_frac, hold)
+
+
 # ---------------------------------------------------------------- checkpoints, log
 
 def save_atomic(obj, path):
@@ -443,6 +457,23 @@ class StageLoop:
         self.state = ck["state"]
         self.log(f"resumed at step {self.state['step']} "
                  f"({self.state['seconds'] / 3600:.2f} h trained)")
+        return True
+
+    def continue_finished(self, names):
+        """A finished stage run again with more steps on a machine where only its final.pt
+        came (a packed run leaves ckpt.pt behind): `names` (the models and EMA copies)
+        start from the final EMA weights, the counters from done.json, the optimiser
+        afresh. False when there is nothing to continue."""
+        done = stage_done(self.run_dir, self.stage)
+        final = load_if_exists(os.path.join(self.dir, "final.pt"))
+        if done is None or final is None or done["steps"] >= self.total:
+            return False
+        for name in names:
+            self.modules[name].load_state_dict(final["ema"])
+        self.state.update(step=done["steps"], clips=done["clips"],
+                          seconds=done["hours"] * 3600, best=done["best"])
+        self.log(f"continued from the step-{done['kept']} final weights of the finished "
+                 f"stage (step {done['steps']} of {self.total}; fresh optimiser state)")
         return True
 
     def save(self):

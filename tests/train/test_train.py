@@ -112,6 +112,12 @@ def case_loss(tmp):
     check(lr[0] == 0.1 and lr[9] == 1.0 and lr[55] == 1.0, f"warm-up or hold: {lr[:56]}")
     check(all(a > b for a, b in zip(lr[55:], lr[56:])) and abs(lr[100] - 0.1) < 1e-12,
           f"decay: {lr[55:]}")
+    # a restart: the first schedule unchanged up to `at`, then a second warm-up and decay
+    cfg = {"lr": 1.0, "warmup": 10, "hold": 0.5, "restart": {"at": 100, "lr": 0.5, "warmup": 10}}
+    lr2 = [tl.stage_lr(s, 200, cfg, 200, 0.1) for s in range(201)]
+    check(lr2[:100] == lr[:100], "the schedule before the restart changed")
+    check(lr2[100] == 0.05 and lr2[109] == 0.5 and abs(lr2[200] - 0.05) < 1e-12 and
+          all(a > b for a, b in zip(lr2[110:], lr2[111:])), f"after the restart: {lr2[100:]}")
     run, run_dir, _ = tiny_run(tmp)
     tl.set_threads(run)
     model = tl.new_model(run, run_dir, seed=0)
@@ -250,6 +256,19 @@ def case_carry(tmp):
     rs.unpack(os.path.join(tmp, "parts2"), os.path.join(tmp, "done-run"))
     check(not os.path.exists(os.path.join(tmp, "done-run", "base", "ckpt.pt")) and
           os.path.exists(os.path.join(tmp, "done-run", "base", "final.pt")), "finished stage")
+    # a finished stage continued with more steps there starts from its final weights
+    # (a learning rate too small to move them shows that it did not start over)
+    done_run = os.path.join(tmp, "done-run")
+    final = tl.load(os.path.join(done_run, "base", "final.pt"))["ema"]
+    more = dict(run, base=dict(run["base"], restart={"at": 16, "lr": 1e-12, "warmup": 1}))
+    res = stage_base.run_stage(more, done_run, max_steps=20, quiet=True)
+    check(res is not None and res["steps"] == 20 and
+          res["clips"] == 20 * run["base"]["batch"], res)
+    check(any("continued from the step-16 final weights" in line
+              for line in open(os.path.join(done_run, "log.txt"))), "no continuation logged")
+    w = tl.load(os.path.join(done_run, "base", "ckpt.pt"))["model"]
+    diff = max(float((w[k] - final[k].float()).abs().max()) for k in final)
+    check(diff < 1e-6, f"the continued stage moved {diff} from the final weights")
     # refused: an existing directory, a missing part, a damaged part
     def refused(dest, words):
         try:
