@@ -27,6 +27,10 @@
 #                  the run packed once, and parts a to b (numbered from 0) and state.json
 #                  copied to OUTDIR; call again with the next range and SECONDS 0 (no
 #                  training) for the rest
+#   STATE_LIGHT=1  with STATE_OUT: the stage in progress packs as its weights and EMA in
+#                  bf16 (no optimiser moments, no best.pt): 48 MB instead of 143 for the
+#                  GPU config's base stage, so one call brings it back; it resumes with
+#                  fresh moments
 #   UNTIL=STAGE    stop after STAGE (base and mlcd are PyTorch alone: no engine build, so
 #                  a call need not carry the engine's packages; the mask search before kd
 #                  runs the engine)
@@ -164,7 +168,8 @@ if [ -n "${STATE_OUT:-}" ]; then
   fi
   # packed once per stop: later calls (SECONDS 0) fetch the other parts of the same pack
   if [ ! -f "$run.outgoing/state.json" ] || [ "$run/log.txt" -nt "$run.outgoing/state.json" ]; then
-    "$py" train/run_state.py pack "$run" "$run.outgoing" 2>&1 | tee -a "$out/slice.txt" || exit 1
+    "$py" train/run_state.py pack "$run" "$run.outgoing" ${STATE_LIGHT:+--light} 2>&1 |
+      tee -a "$out/slice.txt" || exit 1
   fi
   first=${STATE_OUT%-*}; last=${STATE_OUT#*-}
   cp "$run.outgoing/state.json" "$out/"

@@ -63,12 +63,28 @@ def _compact(obj, keep_exact=False):
     return obj
 
 
+def _is_optimiser_state(obj):
+    return isinstance(obj, dict) and "param_groups" in obj and "state" in obj
+
+
+def _light(ck):
+    """A stage-in-progress checkpoint without its optimiser moments and with its live
+    weights in bf16 too: a third of the bytes, and the stage resumes with fresh moments."""
+    kept = {k: v for k, v in ck.items() if not _is_optimiser_state(v)}
+    kept["state"] = dict(ck["state"], carried_light=True)
+    out = _compact({k: v for k, v in kept.items() if k != "model"})
+    if "model" in kept:  # the key that _compact keeps exact
+        out["model"] = _compact(kept["model"])
+    return out
+
+
 def _finished(run_dir, stage):
     return os.path.exists(os.path.join(run_dir, stage, "done.json"))
 
 
-def _members(run_dir):
-    """(path relative to run_dir, absolute path) of what travels, in a stable order."""
+def _members(run_dir, light=False):
+    """(path relative to run_dir, absolute path) of what travels, in a stable order; light
+    leaves the best.pt of a stage in progress behind too."""
     out = []
     for root, dirs, files in os.walk(run_dir):
         rel_root = os.path.relpath(root, run_dir)
@@ -78,6 +94,8 @@ def _members(run_dir):
             if rel_root == "." and f in SKIP_NAMES or f.endswith(".tmp"):
                 continue
             if f in ("ckpt.pt", "best.pt") and stage and _finished(run_dir, stage):
+                continue
+            if light and f == "best.pt":
                 continue
             out.append((os.path.normpath(os.path.join(rel_root, f)), os.path.join(root, f)))
     return out
@@ -89,8 +107,9 @@ def _finished_stages(run_dir):
             if _finished(run_dir, stage)}
 
 
-def pack(run_dir, dest, part_bytes):
-    """Writes dest/state.tar.part-NNN and dest/state.json; returns the manifest."""
+def pack(run_dir, dest, part_bytes, light=False):
+    """Writes dest/state.tar.part-NNN and dest/state.json; returns the manifest. light:
+    the stage in progress travels as its weights and EMA alone (_light), without best.pt."""
     import torch
     import trainlib as tl
     if not os.path.exists(os.path.join(run_dir, "run.json")):
@@ -103,15 +122,15 @@ def pack(run_dir, dest, part_bytes):
     raw = 0
     stages = _finished_stages(run_dir)
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        for rel, path in _members(run_dir):
+        for rel, path in _members(run_dir, light):
             raw += os.path.getsize(path)
             if path.endswith(".pt"):
                 ck = tl.load(path)
                 stage, name = os.path.split(rel)
                 if name == "ckpt.pt":  # a stage in progress: the step it reached
-                    stages[stage] = f"step {ck['state']['step']}"
+                    stages[stage] = f"step {ck['state']['step']}" + (" (light)" if light else "")
                 data = io.BytesIO()
-                torch.save(_compact(ck), data)
+                torch.save(_light(ck) if light and name == "ckpt.pt" else _compact(ck), data)
                 info = tarfile.TarInfo(rel)
                 info.size = data.tell()
                 info.mtime = int(os.path.getmtime(path))
@@ -235,6 +254,8 @@ def main():
     p.add_argument("run_dir")
     p.add_argument("dest")
     p.add_argument("--part-mib", type=float, default=15.0)
+    p.add_argument("--light", action="store_true",
+                   help="the stage in progress without optimiser moments or best.pt")
     u = sub.add_parser("unpack")
     u.add_argument("src")
     u.add_argument("run_dir")
@@ -250,7 +271,7 @@ def main():
     a = ap.parse_args()
     try:
         if a.cmd == "pack":
-            m = pack(a.run_dir, a.dest, max(1, int(a.part_mib * (1 << 20))))
+            m = pack(a.run_dir, a.dest, max(1, int(a.part_mib * (1 << 20))), a.light)
             print(f"packed {a.run_dir} ({m['bytes_unpacked_from'] / 2**20:.1f} MiB) into "
                   f"{len(m['parts'])} parts of {a.dest} ({m['bytes'] / 2**20:.1f} MiB): "
                   f"{json.dumps(m['stages'])}")

@@ -452,9 +452,18 @@ class StageLoop:
         if ck is None:
             return False
         for name, m in self.modules.items():
-            m.load_state_dict(ck[name])
+            if name in ck:
+                m.load_state_dict(ck[name])
+            elif isinstance(m, torch.optim.Optimizer):  # a light pack (run_state.py --light)
+                self.log(f"{name}: no optimiser state in the checkpoint; fresh moments")
+            else:
+                raise SystemExit(f"{self.dir}/ckpt.pt has no '{name}'")
         set_rng_state(self.rng, ck["rng"])
         self.state = ck["state"]
+        if self.state.pop("carried_light", False) and self.state["best"] is not None:
+            # best.pt stayed behind: a later better evaluation replaces the record
+            self.log(f"best.pt (step {self.state['best']['step']}) was not carried")
+            self.state["best"] = None
         self.log(f"resumed at step {self.state['step']} "
                  f"({self.state['seconds'] / 3600:.2f} h trained)")
         return True

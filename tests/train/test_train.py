@@ -250,6 +250,24 @@ def case_carry(tmp):
     scale = max(float(v.abs().max()) for v in wa["model"].values())
     diff = max(float((wa["model"][k] - wm["model"][k]).abs().max()) for k in wa["model"])
     check(0 < diff < 1e-3 * scale, f"carried run differs from the uninterrupted one by {diff}")
+    # light: the stage in progress without optimiser moments or best.pt, resumed afresh
+    lightp = os.path.join(tmp, "parts-light")
+    ml = rs.pack(rb, lightp, 1 << 30, light=True)
+    check(ml["stages"] == {"base": "step 9 (light)"} and ml["bytes"] < 0.6 * m["bytes"],
+          f"light {ml} against {m}")
+    lit = os.path.join(tmp, "light-run")
+    rs.unpack(lightp, lit)
+    ck = tl.load(os.path.join(lit, "base", "ckpt.pt"))
+    check("opt" not in ck and not os.path.exists(os.path.join(lit, "base", "best.pt")) and
+          all(v.dtype == torch.bfloat16 for v in ck["model"].values()
+              if v.is_floating_point() and v.numel() > 1), sorted(ck))
+    res = stage_base.run_stage(run, lit, max_steps=16, quiet=True)
+    check(res is not None and res["steps"] == 16 and res["best"]["step"] == 16, res)
+    check(any("fresh moments" in line for line in open(os.path.join(lit, "log.txt"))),
+          "no fresh optimiser state logged")
+    wl = tl.load(os.path.join(lit, "base", "ckpt.pt"))["model"]
+    diff = max(float((wa["model"][k] - wl[k]).abs().max()) for k in wa["model"])
+    check(diff < 0.05 * scale, f"light-carried run differs by {diff} (scale {scale})")
     # a finished stage leaves its ckpt.pt and best.pt behind
     m2 = rs.pack(moved, os.path.join(tmp, "parts2"), 1 << 30)
     check(m2["stages"] == {"base": "done"} and len(m2["parts"]) == 1, m2)
