@@ -479,8 +479,19 @@ class StageLoop:
             return False
         for name in names:
             self.modules[name].load_state_dict(final["ema"])
+        best = done["best"]
+        if best is not None and done["kept"] == best["step"]:  # final.pt is that best.pt
+            save_atomic({"ema": final["ema"], "eval": {k: v for k, v in best.items()
+                                                       if k != "key"}},
+                        os.path.join(self.dir, "best.pt"))
+        else:
+            best = None
         self.state.update(step=done["steps"], clips=done["clips"],
-                          seconds=done["hours"] * 3600, best=done["best"])
+                          seconds=done["hours"] * 3600, best=best)
+        # new data and noise rather than the start's over again
+        seed = [int(self.run.get("seed", 1)), int(done["steps"])]
+        self.rng.bit_generator.state = np.random.default_rng(seed).bit_generator.state
+        torch.manual_seed(seed[0] * 1_000_003 + seed[1])
         self.log(f"continued from the step-{done['kept']} final weights of the finished "
                  f"stage (step {done['steps']} of {self.total}; fresh optimiser state)")
         return True

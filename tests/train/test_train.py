@@ -281,7 +281,8 @@ def case_carry(tmp):
     more = dict(run, base=dict(run["base"], restart={"at": 16, "lr": 1e-12, "warmup": 1}))
     res = stage_base.run_stage(more, done_run, max_steps=20, quiet=True)
     check(res is not None and res["steps"] == 20 and
-          res["clips"] == 20 * run["base"]["batch"], res)
+          res["clips"] == 20 * run["base"]["batch"] and res["kept"] == res["best"]["step"],
+          res)
     check(any("continued from the step-16 final weights" in line
               for line in open(os.path.join(done_run, "log.txt"))), "no continuation logged")
     w = tl.load(os.path.join(done_run, "base", "ckpt.pt"))["model"]
