@@ -2,7 +2,8 @@
 # train/gpu-train.sh carrying a run between machines, on the CPU with the tiny config:
 # a background slice stopped and packed (STATE_OUT), the run gone as on a fresh machine,
 # its manifest carried alone (the run waits for the part) and then with its part
-# (STATE_IN): unpacked, resumed from the step it was stopped at, and stopped again.
+# (STATE_IN): unpacked, resumed from the step it was stopped at, stopped again and packed
+# light (STATE_LIGHT).
 # Exit 77 (skip) without torch or pgrep.
 #
 #   gpu_train_carry.sh PYTHON
@@ -48,6 +49,7 @@ grep -q "carry the missing parts" "$tmp/call1.txt" || fail "no word of the missi
 [ ! -e "$tmp/runs/carry/run.json" ] || fail "unpacked without its part"
 STATE_IN="$tmp/carry2" BG=1 WAIT_S=4 slice "$tmp/out2" 120
 grep -q "\[base\] resumed at step $step " "$tmp/runs/carry/log.txt" || fail "not resumed at $step"
-STATE_OUT=0-0 slice "$tmp/out2" 0
+STATE_LIGHT=1 STATE_OUT=0-0 slice "$tmp/out2" 0
 grep -c "stopped at step" "$tmp/runs/carry/log.txt" | grep -qx 2 || fail "second stop"
+grep -q '"base": "step [0-9]* (light)"' "$tmp/out2/state.json" || fail "not packed light"
 echo "ok: stopped at step $step, carried, resumed and stopped again"
