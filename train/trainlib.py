@@ -294,16 +294,18 @@ def lr_at(step, total, peak, warmup, min_frac, hold=0.0):
 
 def stage_lr(step, total, cfg, warmup, min_lr):
     """A stage's rate at `step` of `total`: lr_at over the stage's steps, or, with
-    cfg["restart"] = {"at": S, "lr": P, "warmup": W}, lr_at over the first S steps (the
-    schedule the stage first ran with) followed by a second warm-up and cosine from P over
-    the steps after S: continuing a finished stage re-opens its decay instead of jumping
-    back to the peak of a stretched schedule."""
-    min_frac, hold = cfg.get("min_lr", min_lr), cfg.get("hold", 0.0)
-    r = cfg.get("restart")
-    if r and step >= r["at"]:
-        return lr_at(step - r["at"], total - r["at"], r["lr"], r.get("warmup", 200), min_frac)
-    return lr_at(step, r["at"] if r else total, cfg["lr"], cfg.get("warmup", warmup),
-                 min_frac, hold)
+    cfg["restart"] = {"at": S, "lr": P, "warmup": W} (or a list of them, by "at"), lr_at
+    over the first S steps (the schedule the stage first ran with) followed by a second
+    warm-up and cosine from P up to the next restart or the end: continuing a finished
+    stage re-opens its decay instead of jumping back to the peak of a stretched schedule."""
+    r = cfg.get("restart") or []
+    phases = [{"at": 0, "lr": cfg["lr"], "warmup": cfg.get("warmup", warmup),
+               "hold": cfg.get("hold", 0.0)}] + (r if isinstance(r, list) else [r])
+    i = max(k for k, ph in enumerate(phases) if step >= ph["at"])
+    ph = phases[i]
+    end = phases[i + 1]["at"] if i + 1 < len(phases) else total
+    return lr_at(step - ph["at"], end - ph["at"], ph["lr"], ph.get("warmup", 200),
+                 cfg.get("min_lr", min_lr), ph.get("hold", 0.0))
 
 
 # ---------------------------------------------------------------- checkpoints, log

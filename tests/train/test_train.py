@@ -118,6 +118,11 @@ def case_loss(tmp):
     check(lr2[:100] == lr[:100], "the schedule before the restart changed")
     check(lr2[100] == 0.05 and lr2[109] == 0.5 and abs(lr2[200] - 0.05) < 1e-12 and
           all(a > b for a, b in zip(lr2[110:], lr2[111:])), f"after the restart: {lr2[100:]}")
+    cfg["restart"] = [cfg["restart"], {"at": 150, "lr": 0.2, "warmup": 5}]
+    lr3 = [tl.stage_lr(s, 200, cfg, 200, 0.1) for s in range(201)]
+    check(lr3[:100] == lr[:100] and lr3[109] == 0.5 and abs(lr3[149] - 0.05) < 1e-3 and
+          lr3[150] == 0.04 and lr3[154] == 0.2 and abs(lr3[200] - 0.02) < 1e-12,
+          f"two restarts: {lr3[100:]}")
     run, run_dir, _ = tiny_run(tmp)
     tl.set_threads(run)
     model = tl.new_model(run, run_dir, seed=0)
