@@ -67,10 +67,11 @@ def foreground_weight(x0, fg_weight):
     return 1.0 + fg_weight * fg
 
 
-def training_batch(rng, run, batcher, B):
+def training_batch(rng, run, batcher, B, cfg=None):
     """A base-training batch: clips x0, noise, caption ids and mask (each caption dropped
-    to the empty prompt with probability cfg_dropout), flow times t."""
-    cfg = run["base"]
+    to the empty prompt with probability cfg_dropout), flow times t; cfg: the base config
+    in force (tl.phase_cfg), run["base"] by default."""
+    cfg = cfg or run["base"]
     x0, prompts, eps = flow_batch(rng, run, B)
     drop = rng.random(B) < cfg.get("cfg_dropout", 0.1)
     ids, mask = batcher(["" if d else p for p, d in zip(prompts, drop)])
@@ -111,7 +112,8 @@ def run_stage(run, run_dir, max_steps=None, quiet=False):
         for g in opt.param_groups:
             g["lr"] = lr
         model.train()
-        loss = flow_loss(model, run, *training_batch(rng, run, batcher, B))
+        batch = training_batch(rng, run, batcher, B, tl.phase_cfg(i, cfg))
+        loss = flow_loss(model, run, *batch)
         gn = tl.optimizer_step(loss, model, opt, ema, i, cfg.get("clip", 1.0), loop.log)
         if gn is None:
             return None, ""

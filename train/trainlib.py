@@ -308,6 +308,17 @@ def stage_lr(step, total, cfg, warmup, min_lr):
                  cfg.get("min_lr", min_lr), ph.get("hold", 0.0))
 
 
+def phase_cfg(step, cfg):
+    """The stage config in force at `step`: past a restart (stage_lr), updated by that
+    restart's other keys (e.g. "t_mean"), each restart's on top of the ones before."""
+    r = cfg.get("restart") or []
+    out = dict(cfg)
+    for ph in sorted(r if isinstance(r, list) else [r], key=lambda p: p["at"]):
+        if step >= ph["at"]:
+            out.update({k: v for k, v in ph.items() if k not in ("at", "lr", "warmup", "hold")})
+    return out
+
+
 # ---------------------------------------------------------------- checkpoints, log
 
 def save_atomic(obj, path):

@@ -123,6 +123,10 @@ def case_loss(tmp):
     check(lr3[:100] == lr[:100] and lr3[109] == 0.5 and abs(lr3[149] - 0.05) < 1e-3 and
           lr3[150] == 0.04 and lr3[154] == 0.2 and abs(lr3[200] - 0.02) < 1e-12,
           f"two restarts: {lr3[100:]}")
+    # a restart's other keys (t_mean) hold from its step on, over the ones before
+    cfg["t_mean"], cfg["restart"][0]["t_mean"] = 1.0, 0.0
+    tm = [tl.phase_cfg(s, cfg)["t_mean"] for s in (0, 99, 100, 150, 200)]
+    check(tm == [1.0, 1.0, 0.0, 0.0, 0.0] and "at" not in tl.phase_cfg(150, cfg), tm)
     run, run_dir, _ = tiny_run(tmp)
     tl.set_threads(run)
     model = tl.new_model(run, run_dir, seed=0)
