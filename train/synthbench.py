@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections import Counter
 
 import numpy as np
 
@@ -247,7 +248,21 @@ def table(results, threads):
                  _time_note(devs) +
                  (f", one clip at a time over the first {r0['timing_clips']} prompts."
                   if r0.get("timing_clips") else ", means over the scored clips."))
-    return "\n".join(lines + differences(results)) + "\n"
+    return "\n".join(lines + shapes_table(results) + differences(results)) + "\n"
+
+
+def shapes_table(results):
+    """Table lines: each row's shape accuracy over the clips of each prompted shape."""
+    shapes = [k for k in sv.SHAPES if any(k in r.get("shape_by", {}) for r in results)]
+    if not shapes:
+        return []
+    counts = Counter(c[1] for _, c in sv.heldout_prompts()[:results[0]["prompts"]])
+    return ["", "Shape by the prompted shape (held-out prompts of each):", "",
+            "| setting | " + " | ".join(f"{k} ({counts[k]})" for k in shapes) + " |",
+            "|---|" + "---|" * len(shapes)] + [
+        f"| {r['name']} | " + " | ".join(
+            f"{r['shape_by'][k]:.2f}" if k in r.get("shape_by", {}) else "" for k in shapes)
+        + " |" for r in results]
 
 
 def differences(results):

@@ -144,17 +144,22 @@ def per_clip(results):
 
 def score(results):
     """results as for per_clip() → accuracies (0..1): colour, shape, motion (direction
-    prompts only), consistency, detected."""
+    prompts only), consistency, detected, and shape_by: the shape accuracy of the clips
+    of each prompted shape (the shape score hides which shapes a model cannot draw)."""
     if not results:
         return {}
     pc = per_clip(results)
     motion = [m for m in pc["motion"] if m is not None]
+    by = {}
+    for (_, c), ok in zip(results, pc["shape"]):
+        by.setdefault(c[1], []).append(ok)
     return {
         "colour": float(np.mean(pc["colour"])),
         "shape": float(np.mean(pc["shape"])),
         "motion": float(np.mean(motion)) if motion else 0.0,
         "consistency": float(np.mean(pc["consistency"])),
         "detected": float(np.mean([a["detected"] for a, _ in results])),
+        "shape_by": {k: float(np.mean(by[k])) for k in sv.SHAPES if k in by},
     }
 
 

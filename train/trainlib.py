@@ -264,6 +264,11 @@ def make_optimizer(model, lr, weight_decay):
                              lr=lr, betas=(0.9, 0.99), eps=1e-8, **fused)
 
 
+def _rounded(scores):
+    """Scores to 4 decimals, dicts of them (shape_by) too, for evals.jsonl."""
+    return {k: _rounded(x) if isinstance(x, dict) else round(x, 4) for k, x in scores.items()}
+
+
 def compile_blocks(log, *models):
     """With VDIT_TRAIN_COMPILE=1 on a GPU: torch.compile each transformer block of the
     models in place (state_dict keys unchanged, so checkpoints and exports are those of
@@ -519,7 +524,7 @@ class StageLoop:
         s = eval_fn()
         st = self.state
         rec = {"step": st["step"], "hours": round(st["seconds"] / 3600, 3),
-               "clips": st["clips"], **{k: round(x, 4) for k, x in s.items()},
+               "clips": st["clips"], **_rounded(s),
                "eval_s": round(time.time() - t0, 1)}
         with open(os.path.join(self.dir, "evals.jsonl"), "a", encoding="utf-8") as f:
             f.write(json.dumps(rec) + "\n")
@@ -530,7 +535,8 @@ class StageLoop:
                         os.path.join(self.dir, "best.pt"))
         self.log(f"eval step {st['step']}: colour {s['colour']:.2f} shape {s['shape']:.2f} "
                  f"motion {s['motion']:.2f} consistency {s['consistency']:.2f} "
-                 f"({time.time() - t0:.0f} s)")
+                 + "".join(f"{k} {v:.2f} " for k, v in s.get("shape_by", {}).items())
+                 + f"({time.time() - t0:.0f} s)")
 
     def loop(self, step_fn, eval_fn, ema_model, batch):
         """step_fn(step) → (loss float, extra log text); returns the result dict, or None

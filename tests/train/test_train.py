@@ -78,6 +78,12 @@ def case_data(tmp):
            for _, c in sv.heldout_prompts()]
     s = sm.score(res)
     check(s["colour"] == 1.0 and s["shape"] >= 0.95 and s["motion"] == 1.0, f"judge {s}")
+    # shape by prompted shape: each shape's clips alone
+    check(sorted(s["shape_by"]) == sorted(sv.SHAPES) and min(s["shape_by"].values()) >= 0.9,
+          f"shape_by {s['shape_by']}")
+    wrong = [({**a, "shape": "circle"}, c) if c[1] == "cross" else (a, c) for a, c in res]
+    by = sm.score(wrong)["shape_by"]
+    check(by["cross"] == 0.0 and by["circle"] == s["shape_by"]["circle"], f"shape_by {by}")
     pc = sm.per_clip(res)
     check(len(pc["shape"]) == len(res) and None in pc["motion"], "per-clip scores")
     # paired differences skip clips without a direction on either side
@@ -389,6 +395,9 @@ def case_stages(tmp):
           f"{one} {two}")
     check("one clip at a time over the first 2 prompts" in synthbench.table(two, 1),
           synthbench.table(two, 1))
+    # the first three held-out prompts ask for a circle, a square and a triangle
+    check("| setting | circle (1) | square (1) | triangle (1) |\n|---|---|---|---|\n| tiny | "
+          in synthbench.table(two, 1), synthbench.table(two, 1))
     md = synthbench.timing_table(rows * 2, VDIT, ["cpu"], 2, 1)
     check(md.count("| tiny | 2 | 4 | full | ") == 2 and "| 1.0x |" in md and
           "s/clip (cpu, 1 thr)" in md, md)
