@@ -310,14 +310,19 @@ def curve_table(run_dir, stage="base"):
     path = os.path.join(run_dir, stage, "evals.jsonl")
     if not os.path.exists(path):
         return ""
-    lines = ["| step | hours | clips seen | colour | shape | motion | consistency |",
-             "|---|---|---|---|---|---|---|"]
     with open(path, encoding="utf-8") as f:
-        for line in f:
-            e = json.loads(line)
-            lines.append(f"| {e['step']} | {e['hours']:.2f} | {e['clips']} | "
-                         f"{e['colour']:.2f} | {e['shape']:.2f} | {e['motion']:.2f} | "
-                         f"{e['consistency']:.2f} |")
+        evals = [json.loads(line) for line in f if line.strip()]
+    # shape by prompted shape, where the evaluations recorded it
+    shapes = [k for k in sv.SHAPES if any(k in e.get("shape_by", {}) for e in evals)]
+    lines = ["| step | hours | clips seen | colour | shape | motion | consistency |"
+             + "".join(f" {k} |" for k in shapes),
+             "|---|---|---|---|---|---|---|" + "---|" * len(shapes)]
+    for e in evals:
+        by = e.get("shape_by", {})
+        lines.append(f"| {e['step']} | {e['hours']:.2f} | {e['clips']} | "
+                     f"{e['colour']:.2f} | {e['shape']:.2f} | {e['motion']:.2f} | "
+                     f"{e['consistency']:.2f} |"
+                     + "".join(f" {by[k]:.2f} |" if k in by else "  |" for k in shapes))
     return "\n".join(lines) + "\n"
 
 

@@ -9,6 +9,7 @@ layer-wise distillation steps run and lower their losses), export (the engine lo
 export and renders what PyTorch renders, full and tile), pipeline (every stage end to
 end with `vdit search-masks` and SynthBench through the engine)."""
 
+import json
 import os
 import shutil
 import signal
@@ -84,6 +85,17 @@ def case_data(tmp):
     wrong = [({**a, "shape": "circle"}, c) if c[1] == "cross" else (a, c) for a, c in res]
     by = sm.score(wrong)["shape_by"]
     check(by["cross"] == 0.0 and by["circle"] == s["shape_by"]["circle"], f"shape_by {by}")
+    # the training-curve table gains a column per shape where evaluations recorded them
+    import synthbench
+    os.makedirs(os.path.join(tmp, "run", "base"))
+    with open(os.path.join(tmp, "run", "base", "evals.jsonl"), "w") as f:
+        e = {"step": 10, "hours": 0.1, "clips": 80, "colour": 1.0, "shape": 0.5,
+             "motion": 1.0, "consistency": 0.9}
+        f.write(json.dumps(e) + "\n")
+        f.write(json.dumps({**e, "step": 20, "shape_by": {"circle": 1.0, "cross": 0.25}}) + "\n")
+    t = synthbench.curve_table(os.path.join(tmp, "run")).splitlines()
+    check(t[0].endswith("| consistency | circle | cross |") and t[1].count("---") == 9 and
+          t[2].endswith("| 0.90 |  |  |") and t[3].endswith("| 0.90 | 1.00 | 0.25 |"), t)
     pc = sm.per_clip(res)
     check(len(pc["shape"]) == len(res) and None in pc["motion"], "per-clip scores")
     # paired differences skip clips without a direction on either side
