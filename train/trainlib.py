@@ -297,15 +297,20 @@ def lr_at(step, total, peak, warmup, min_frac, hold=0.0):
     return peak * (min_frac + (1 - min_frac) * 0.5 * (1 + math.cos(math.pi * p)))
 
 
+def _restarts(cfg):
+    """A stage config's restart phases (one dict or a list of them), in order of "at"."""
+    r = cfg.get("restart") or []
+    return sorted(r if isinstance(r, list) else [r], key=lambda ph: ph["at"])
+
+
 def stage_lr(step, total, cfg, warmup, min_lr):
     """A stage's rate at `step` of `total`: lr_at over the stage's steps, or, with
-    cfg["restart"] = {"at": S, "lr": P, "warmup": W} (or a list of them, by "at"), lr_at
+    cfg["restart"] = {"at": S, "lr": P, "warmup": W} (or a list of them), lr_at
     over the first S steps (the schedule the stage first ran with) followed by a second
     warm-up and cosine from P up to the next restart or the end: continuing a finished
     stage re-opens its decay instead of jumping back to the peak of a stretched schedule."""
-    r = cfg.get("restart") or []
     phases = [{"at": 0, "lr": cfg["lr"], "warmup": cfg.get("warmup", warmup),
-               "hold": cfg.get("hold", 0.0)}] + (r if isinstance(r, list) else [r])
+               "hold": cfg.get("hold", 0.0)}] + _restarts(cfg)
     i = max(k for k, ph in enumerate(phases) if step >= ph["at"])
     ph = phases[i]
     end = phases[i + 1]["at"] if i + 1 < len(phases) else total
@@ -316,9 +321,8 @@ def stage_lr(step, total, cfg, warmup, min_lr):
 def phase_cfg(step, cfg):
     """The stage config in force at `step`: past a restart (stage_lr), updated by that
     restart's other keys (e.g. "t_mean"), each restart's on top of the ones before."""
-    r = cfg.get("restart") or []
     out = dict(cfg)
-    for ph in sorted(r if isinstance(r, list) else [r], key=lambda p: p["at"]):
+    for ph in _restarts(cfg):
         if step >= ph["at"]:
             out.update({k: v for k, v in ph.items() if k not in ("at", "lr", "warmup", "hold")})
     return out
