@@ -251,9 +251,14 @@ def table(results, threads):
     return "\n".join(lines + shapes_table(results) + differences(results)) + "\n"
 
 
+def shapes_recorded(records):
+    """The shapes (in SHAPES' order) that any record's shape_by scores."""
+    return [k for k in sv.SHAPES if any(k in r.get("shape_by", {}) for r in records)]
+
+
 def shapes_table(results):
     """Table lines: each row's shape accuracy over the clips of each prompted shape."""
-    shapes = [k for k in sv.SHAPES if any(k in r.get("shape_by", {}) for r in results)]
+    shapes = shapes_recorded(results)
     if not shapes:
         return []
     counts = Counter(c[1] for _, c in sv.heldout_prompts()[:results[0]["prompts"]])
@@ -313,7 +318,7 @@ def curve_table(run_dir, stage="base"):
     with open(path, encoding="utf-8") as f:
         evals = [json.loads(line) for line in f if line.strip()]
     # shape by prompted shape, where the evaluations recorded it
-    shapes = [k for k in sv.SHAPES if any(k in e.get("shape_by", {}) for e in evals)]
+    shapes = shapes_recorded(evals)
     lines = ["| step | hours | clips seen | colour | shape | motion | consistency |"
              + "".join(f" {k} |" for k in shapes),
              "|---|---|---|---|---|---|---|" + "---|" * len(shapes)]
