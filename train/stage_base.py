@@ -108,9 +108,7 @@ def run_stage(run, run_dir, max_steps=None, quiet=False):
     B = int(cfg["batch"])
 
     def step(i):
-        lr = tl.stage_lr(i, total, cfg, 200, 0.1)
-        for g in opt.param_groups:
-            g["lr"] = lr
+        lr = loop.set_rate(opt, i, 200, 0.1)
         model.train()
         batch = training_batch(rng, run, batcher, B, tl.phase_cfg(i, cfg))
         loss = flow_loss(model, run, *batch)

@@ -51,9 +51,7 @@ def run_stage(run, run_dir, max_steps=None, quiet=False):
     w = float(cfg.get("layer_weight", 1.0))
 
     def step(it):
-        lr = tl.stage_lr(it, total, cfg, 50, 0.2)
-        for g in opt.param_groups:
-            g["lr"] = lr
+        lr = loop.set_rate(opt, it, 50, 0.2)
         x0, prompts, eps = flow_batch(rng, run, B)
         ids, mask = batcher(prompts)
         t = np.array(starts)[rng.integers(0, S, B)]

@@ -79,9 +79,7 @@ def run_stage(run, run_dir, max_steps=None, quiet=False):
     p_start = float(cfg.get("start_fraction", 0.3))
 
     def step(it):
-        lr = tl.stage_lr(it, total, cfg, 100, 0.2)
-        for gr in opt.param_groups:
-            gr["lr"] = lr
+        lr = loop.set_rate(opt, it, 100, 0.2)
         x0, prompts, eps = flow_batch(rng, run, B)
         ids, mask = batcher(prompts)
         uids, umask = batcher([""] * B)

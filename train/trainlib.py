@@ -467,6 +467,7 @@ class StageLoop:
         self.log = Log(run_dir, stage, quiet)
         self.modules, self.rng, self.total = modules, rng, int(total)
         self.state = {"step": 0, "seconds": 0.0, "clips": 0, "best": None}
+        self.fresh_from = None  # the step a resume started the optimiser afresh at
         catch_stop_signals()
 
     def resume(self):
@@ -477,11 +478,15 @@ class StageLoop:
             if name in ck:
                 m.load_state_dict(ck[name])
             elif isinstance(m, torch.optim.Optimizer):  # a light pack (run_state.py --light)
-                self.log(f"{name}: no optimiser state in the checkpoint; fresh moments")
+                self.log(f"{name}: no optimiser state in the checkpoint; fresh moments, "
+                         "the rate warms up again")
             else:
                 raise SystemExit(f"{self.dir}/ckpt.pt has no '{name}'")
         set_rng_state(self.rng, ck["rng"])
         self.state = ck["state"]
+        if any(isinstance(m, torch.optim.Optimizer) and name not in ck
+               for name, m in self.modules.items()):
+            self.fresh_from = self.state["step"]
         if self.state.pop("carried_light", False) and self.state["best"] is not None:
             # best.pt stayed behind: a later better evaluation replaces the record
             self.log(f"best.pt (step {self.state['best']['step']}) was not carried")
@@ -510,6 +515,7 @@ class StageLoop:
             best = None
         self.state.update(step=done["steps"], clips=done["clips"],
                           seconds=done["hours"] * 3600, best=best)
+        self.fresh_from = done["steps"]
         # new data and noise rather than the start's over again
         seed = [int(self.run.get("seed", 1)), int(done["steps"])]
         self.rng.bit_generator.state = np.random.default_rng(seed).bit_generator.state
@@ -517,6 +523,20 @@ class StageLoop:
         self.log(f"continued from the step-{done['kept']} final weights of the finished "
                  f"stage (step {done['steps']} of {self.total}; fresh optimiser state)")
         return True
+
+    def set_rate(self, opt, step, warmup, min_lr):
+        """Sets the stage's rate at `step` (stage_lr; `warmup` and `min_lr` are the
+        stage's defaults) on `opt` and returns it.  After a resume with fresh optimiser
+        moments the rate ramps up again over `rewarm` steps (by default the stage's
+        warm-up, at most 100): Adam's first steps move every weight by about the whole
+        rate, whatever the weight's gradient noise."""
+        lr = stage_lr(step, self.total, self.cfg, warmup, min_lr)
+        if self.fresh_from is not None:
+            n = int(self.cfg.get("rewarm", min(100, self.cfg.get("warmup", warmup))))
+            lr *= min(1.0, (step - self.fresh_from + 1) / max(1, n))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        return lr
 
     def save(self):
         ck = {name: m.state_dict() for name, m in self.modules.items()}

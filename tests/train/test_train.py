@@ -288,6 +288,18 @@ def case_carry(tmp):
     check("opt" not in ck and not os.path.exists(os.path.join(lit, "base", "best.pt")) and
           all(v.dtype == torch.bfloat16 for v in ck["model"].values()
               if v.is_floating_point() and v.numel() > 1), sorted(ck))
+    # fresh moments: the rate warms up again from the step the stage resumed at
+    model = tl.new_model(run, lit, seed=0)
+    opt = tl.make_optimizer(model, 1.0, 0.0)
+    probe = tl.StageLoop(run, lit, "base", {"model": model, "ema": tl.new_model(run, lit, 0),
+                                            "opt": opt}, np.random.default_rng(0), 16, True)
+    check(probe.resume() and probe.fresh_from == 9, probe.fresh_from)
+    n = min(100, run["base"].get("warmup", 200))
+    plain = [tl.stage_lr(s, 16, run["base"], 200, 0.1) for s in range(9, 16)]
+    ramp = [probe.set_rate(opt, s, 200, 0.1) for s in range(9, 16)]
+    check(all(abs(r - p * min(1, (k + 1) / n)) < 1e-12 for k, (r, p) in
+              enumerate(zip(ramp, plain))) and ramp[0] < plain[0] and
+          opt.param_groups[0]["lr"] == ramp[-1], f"rewarm over {n}: {ramp} against {plain}")
     res = stage_base.run_stage(run, lit, max_steps=16, quiet=True)
     check(res is not None and res["steps"] == 16 and res["best"]["step"] == 16, res)
     check(any("fresh moments" in line for line in open(os.path.join(lit, "log.txt"))),
