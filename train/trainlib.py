@@ -474,18 +474,19 @@ class StageLoop:
         ck = load_if_exists(os.path.join(self.dir, "ckpt.pt"))
         if ck is None:
             return False
+        fresh = False
         for name, m in self.modules.items():
             if name in ck:
                 m.load_state_dict(ck[name])
             elif isinstance(m, torch.optim.Optimizer):  # a light pack (run_state.py --light)
                 self.log(f"{name}: no optimiser state in the checkpoint; fresh moments, "
                          "the rate warms up again")
+                fresh = True
             else:
                 raise SystemExit(f"{self.dir}/ckpt.pt has no '{name}'")
         set_rng_state(self.rng, ck["rng"])
         self.state = ck["state"]
-        if any(isinstance(m, torch.optim.Optimizer) and name not in ck
-               for name, m in self.modules.items()):
+        if fresh:
             self.fresh_from = self.state["step"]
         if self.state.pop("carried_light", False) and self.state["best"] is not None:
             # best.pt stayed behind: a later better evaluation replaces the record
