@@ -8,6 +8,7 @@ model.safetensors (every tensor BF16, the format's names) and tokenizer.model.
 
 import cpuenv  # noqa: F401  (before numpy and torch)
 import argparse
+import json
 import os
 import shutil
 
@@ -46,6 +47,15 @@ def export(model, run, out_dir, steps, guidance, attention=None, name=None, meta
     return cfg
 
 
+def trained_metadata(stage, done):
+    """What the weights are, for the safetensors header: the stage and, for a finished
+    stage's final weights, its done.json (run_state.py seed continues from them)."""
+    meta = {"stage": stage}
+    if done is not None:
+        meta["trained"] = json.dumps(done, sort_keys=True)
+    return meta
+
+
 def attention_of(mode, plan=None, tile_k=1):
     a = {"mode": mode, "tile_k": tile_k}
     if plan is not None:
@@ -67,11 +77,13 @@ def main():
     run = tl.load_run_config(os.path.join(a.run_dir, "run.json"))
     model = stage_model(run, a.run_dir, a.stage, a.weights)
     steps, guidance = stage_sampler(run, a.stage)
+    done = tl.stage_done(a.run_dir, a.stage)
     plan = tl.load_plan(a.run_dir) if a.stage == "kd" else None  # KD trained with it
     mode = a.attention or ("tile" if plan is not None else "full")
     cfg = export(model, run, a.out, a.steps or steps,
                  guidance if a.guidance is None else a.guidance,
-                 attention_of(mode, plan), name=a.name)
+                 attention_of(mode, plan), name=a.name,
+                 metadata=trained_metadata(a.stage, None if a.weights else done))
     print(config_mod.dumps(cfg), end="")
 
 

@@ -49,7 +49,7 @@ def invalidate_after(run_dir, stage, log):
 
 
 def export_all(run, run_dir, log):
-    from export import attention_of, export, stage_model, stage_sampler
+    from export import attention_of, export, stage_model, stage_sampler, trained_metadata
     out = os.path.join(run_dir, "export")
     plan = tl.load_plan(run_dir)
     name = run["name"]
@@ -58,7 +58,8 @@ def export_all(run, run_dir, log):
                             ("kd", "tile", attention_of("tile", plan))):
         steps, guidance = stage_sampler(run, stage)
         export(stage_model(run, run_dir, stage), run, os.path.join(out, sub), steps, guidance,
-               att, name=f"{name}-{sub}")
+               att, name=f"{name}-{sub}",
+               metadata=trained_metadata(stage, tl.stage_done(run_dir, stage)))
         log(f"{stage} → {os.path.join(out, sub)} ({steps} steps, guidance {guidance}, "
             f"attention {att['mode']})")
     tl.write_json(os.path.join(out, "done.json"), {"plan": plan})

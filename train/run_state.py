@@ -7,6 +7,7 @@ again (docs/training.md, "Training across machines"):
     run_state.py status SRC                           which parts SRC has of its state.json
     run_state.py gather DEST DIR...                   the parts of one pack from the calls' outputs
     run_state.py split SRC PREFIX [--per 3]           PREFIX-1, PREFIX-2 ...: a call's carry each
+    run_state.py seed MODEL_DIR RUN_DIR --config CFG  a run whose base stage is an exported model
 
 A GPU machine is lent for half an hour and gives back at most 64 MiB in 8 files a call,
 while a stage of the GPU config trains for longer: the run goes back and forth in parts
@@ -247,6 +248,42 @@ def split(src, prefix, per):
     return out
 
 
+def seed(model_dir, run_dir, config):
+    """A new run (config CFG) whose base stage finished with the weights of MODEL_DIR, a
+    base model exported by export.py (models/synth-gpu-base): the pipeline then goes on
+    with MLCD, or, where CFG's base has more steps than the model was trained for, continues
+    the base from these weights (StageLoop.continue_finished).  The exported weights are
+    bf16 and the optimiser's moments do not travel, like a light pack's."""
+    import trainlib as tl
+    from vdit_torch import safetensors_io
+    from vdit_torch.model import VditModel
+    if os.path.exists(run_dir):
+        raise StateError(f"{run_dir} exists: seed a new run directory")
+    _, meta, _, _ = safetensors_io.read_header(os.path.join(model_dir, "model.safetensors"))
+    if meta.get("stage") != "base" or "trained" not in meta:
+        raise StateError(f"{model_dir}: not a finished base stage's export (its metadata has "
+                         f"stage {meta.get('stage')!r}{'' if 'trained' in meta else ', no trained'})")
+    done = json.loads(meta["trained"])
+    tmp = run_dir.rstrip("/") + ".seeding"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    # the model's own tokenizer, so that prepare_run keeps it instead of training one
+    shutil.copyfile(os.path.join(model_dir, "tokenizer.model"), os.path.join(tmp, "tokenizer.model"))
+    run = tl.prepare_run(config, tmp)
+    model = tl.new_model(run, tmp)
+    try:
+        model.load_state_dict(VditModel.from_dir(model_dir).state_dict())
+    except (RuntimeError, ValueError) as e:
+        shutil.rmtree(tmp)
+        raise StateError(f"{model_dir} does not fit {config}: {e}")
+    os.makedirs(os.path.join(tmp, "base"))
+    tl.save_atomic({"ema": model.state_dict()}, os.path.join(tmp, "base", "final.pt"))
+    done = dict(done, best=None, kept=done["steps"], seeded_from=os.path.abspath(model_dir))
+    tl.write_json(os.path.join(tmp, "base", "done.json"), done)
+    os.rename(tmp, run_dir)
+    return done
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -268,6 +305,10 @@ def main():
     sp.add_argument("src")
     sp.add_argument("prefix")
     sp.add_argument("--per", type=int, default=3, help="parts a folder (default 3)")
+    sd = sub.add_parser("seed")
+    sd.add_argument("model_dir")
+    sd.add_argument("run_dir")
+    sd.add_argument("--config", required=True)
     a = ap.parse_args()
     try:
         if a.cmd == "pack":
@@ -283,6 +324,10 @@ def main():
         elif a.cmd == "split":
             for d in split(a.src, a.prefix, max(1, a.per)):
                 print(d)
+        elif a.cmd == "seed":
+            d = seed(a.model_dir, a.run_dir, a.config)
+            print(f"seeded {a.run_dir}: base finished at step {d['steps']} "
+                  f"({d['clips']} clips) with {a.model_dir}'s weights")
         else:
             _report_parts(a.src, read_manifest(a.src))
     except StateError as e:

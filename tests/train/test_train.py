@@ -6,7 +6,8 @@ Cases: data (SynthVideo, the judge, PNG, tokenizer), loss (a few base steps lowe
 loss), resume (an interrupted stage resumes to the same weights), carry (a run packed in
 parts mid-stage, unpacked elsewhere, resumes to nearly the same weights), stages (MLCD and
 layer-wise distillation steps run and lower their losses), export (the engine loads the
-export and renders what PyTorch renders, full and tile), pipeline (every stage end to
+export and renders what PyTorch renders, full and tile), seed (an exported base starts a
+new run), pipeline (every stage end to
 end with `vdit search-masks` and SynthBench through the engine)."""
 
 import json
@@ -477,6 +478,56 @@ def case_export(tmp):
               f"{mode}: engine frames differ from PyTorch by {diff}")
 
 
+def case_seed(tmp):
+    """A base stage exported (export.py) seeds a new run (run_state.py seed) that holds
+    the same weights, goes on with MLCD, or continues the base when the config asks for
+    more steps; an export that is not a finished base, a model of another config and an
+    existing run directory are refused."""
+    import run_state as rs
+    import stage_base
+    from export import attention_of, export, stage_model, trained_metadata
+    run, run_dir, cfg = tiny_run(tmp)
+    tl.set_threads(run)
+    stage_base.run_stage(run, run_dir, max_steps=6, quiet=True)
+    done = tl.stage_done(run_dir, "base")
+    model = os.path.join(tmp, "model")
+    export(stage_model(run, run_dir, "base"), run, model, 4, 3.0, attention_of("full"),
+           metadata=trained_metadata("base", done))
+    seeded = os.path.join(tmp, "seeded")
+    d = rs.seed(model, seeded, cfg)
+    check(d["steps"] == 6 and d["clips"] == done["clips"], d)
+    a = tl.load(os.path.join(run_dir, "base", "final.pt"))["ema"]
+    b = tl.load(os.path.join(seeded, "base", "final.pt"))["ema"]
+    diff = max(float((a[k] - b[k]).abs().max() / (a[k].abs().max() + 1e-12)) for k in a)
+    check(sorted(a) == sorted(b) and diff <= 2 ** -8, f"seeded weights differ by {diff}")
+    check(open(os.path.join(seeded, "tokenizer.model"), "rb").read() ==
+          open(os.path.join(run_dir, "tokenizer.model"), "rb").read(), "tokenizer")
+    for bad, why in ((seeded, "exists"), ):
+        try:
+            rs.seed(model, bad, cfg)
+            check(False, f"seeded over a run that {why}")
+        except rs.StateError:
+            pass
+    other = os.path.join(tmp, "other")
+    export(stage_model(run, run_dir, "base"), run, other, 4, 3.0, attention_of("full"),
+           metadata=trained_metadata("mlcd", done))
+    wide = dict(tl.load_run_config(TINY))
+    wide["dit"] = dict(wide["dit"], hidden=wide["dit"]["hidden"] * 2)
+    wide_cfg = os.path.join(tmp, "wide.json")
+    tl.write_json(wide_cfg, wide)
+    for src, c in ((other, cfg), (model, wide_cfg)):
+        try:
+            rs.seed(src, os.path.join(tmp, "refused"), c)
+            check(False, f"seeded from {src} with {c}")
+        except rs.StateError:
+            check(not os.path.exists(os.path.join(tmp, "refused")), "left a run behind")
+    # the base continued from the seeded weights with more steps, fresh moments
+    res = stage_base.run_stage(run, seeded, max_steps=9, quiet=True)
+    check(res is not None and res["steps"] == 9, res)
+    log = open(os.path.join(seeded, "log.txt")).read()
+    check("continued from the step-6 final weights" in log, log)
+
+
 def case_pipeline(tmp):
     import pipeline
     # the student sampled with more steps than it has segments (mlcd.sample_steps)
@@ -515,7 +566,7 @@ def case_pipeline(tmp):
 
 CASES = {"data": case_data, "loss": case_loss, "resume": case_resume, "carry": case_carry,
          "stages": case_stages,
-         "export": case_export, "pipeline": case_pipeline}
+         "export": case_export, "seed": case_seed, "pipeline": case_pipeline}
 
 
 def main():
