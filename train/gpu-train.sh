@@ -31,6 +31,10 @@
 #                  bf16 (no optimiser moments, no best.pt): 48 MB instead of 143 for the
 #                  GPU config's base stage, so one call brings it back; it resumes with
 #                  fresh moments
+#   SEED=MODEL     a machine without the run starts it from MODEL, a base model exported by
+#                  train/export.py (models/synth-gpu-base; `run_state.py seed`): the
+#                  pipeline goes on after the base, or continues the base from MODEL's
+#                  weights where CONFIG's base has more steps than MODEL was trained for
 #   UNTIL=STAGE    stop after STAGE (base and mlcd are PyTorch alone: no engine build, so
 #                  a call need not carry the engine's packages; the mask search before kd
 #                  runs the engine)
@@ -75,6 +79,11 @@ if [ -n "${STATE_IN:-}" ]; then
     fi
     [ -f "$run/run.json" ] || exit 1
   fi
+fi
+
+if [ -n "${SEED:-}" ] && [ ! -f "$run/run.json" ]; then
+  "$py" train/run_state.py seed "$SEED" "$run" --config "$config" 2>&1 | tee -a "$out/slice.txt"
+  [ -f "$run/run.json" ] || exit 1
 fi
 
 case "$until_stage:$seconds" in

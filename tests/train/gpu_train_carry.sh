@@ -3,7 +3,8 @@
 # a background slice stopped and packed (STATE_OUT), the run gone as on a fresh machine,
 # its manifest carried alone (the run waits for the part) and then with its part
 # (STATE_IN): unpacked, resumed from the step it was stopped at, stopped again and packed
-# light (STATE_LIGHT).
+# light (STATE_LIGHT); then a finished base exported and a run seeded from the export
+# (SEED) that continues it.
 # Exit 77 (skip) without torch or pgrep.
 #
 #   gpu_train_carry.sh PYTHON
@@ -53,3 +54,24 @@ STATE_LIGHT=1 STATE_OUT=0-0 slice "$tmp/out2" 0
 grep -c "stopped at step" "$tmp/runs/carry/log.txt" | grep -qx 2 || fail "second stop"
 grep -q '"base": "step [0-9]* (light)"' "$tmp/out2/state.json" || fail "not packed light"
 echo "ok: stopped at step $step, carried, resumed and stopped again"
+
+base_steps () {
+  "$py" -c 'import json, sys
+c = json.load(open(sys.argv[1]))
+c["base"]["steps"] = int(sys.argv[2])
+json.dump(c, open(sys.argv[1], "w"))' "$tmp/carry.json" "$1"
+}
+# SEED: a finished base exported, then a machine without the run starts from the export
+# and continues the base where the config asks for more steps
+base_steps 3
+rm -rf "$tmp/runs"
+slice "$tmp/out3" 120 > /dev/null
+"$py" train/export.py --run-dir "$tmp/runs/carry" --stage base --out "$tmp/base-model" > /dev/null
+rm -rf "$tmp/runs"
+base_steps 5
+SEED="$tmp/base-model" slice "$tmp/out4" 120 > /dev/null
+grep -q "seeded .*base finished at step 3 " "$tmp/out4/slice.txt" || fail "not seeded"
+grep -q "\[base\] continued from the step-3 final weights" "$tmp/runs/carry/log.txt" ||
+  fail "the base not continued from the export"
+grep -q '"steps": 5' "$tmp/runs/carry/base/done.json" || fail "the continued base did not finish"
+echo "ok: a run seeded from an exported base continued it"
