@@ -72,7 +72,7 @@ def main():
     ap.add_argument("--steps", type=int)
     ap.add_argument("--guidance", type=float)
     ap.add_argument("--attention", choices=["full", "tile", "adaptive"])
-    ap.add_argument("--name")
+    ap.add_argument("--name", help="the model's name (default: the run's, then -STAGE)")
     a = ap.parse_args()
     run = tl.load_run_config(os.path.join(a.run_dir, "run.json"))
     model = stage_model(run, a.run_dir, a.stage, a.weights)
@@ -82,7 +82,7 @@ def main():
     mode = a.attention or ("tile" if plan is not None else "full")
     cfg = export(model, run, a.out, a.steps or steps,
                  guidance if a.guidance is None else a.guidance,
-                 attention_of(mode, plan), name=a.name,
+                 attention_of(mode, plan), name=a.name or f"{run['name']}-{a.stage}",
                  metadata=trained_metadata(a.stage, None if a.weights else done))
     print(config_mod.dumps(cfg), end="")
 

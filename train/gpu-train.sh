@@ -31,10 +31,15 @@
 #                  bf16 (no optimiser moments, no best.pt): 48 MB instead of 143 for the
 #                  GPU config's base stage, so one call brings it back; it resumes with
 #                  fresh moments
-#   SEED=MODEL     a machine without the run starts it from MODEL, a base model exported by
-#                  train/export.py (models/synth-gpu-base; `run_state.py seed`): the
-#                  pipeline goes on after the base, or continues the base from MODEL's
-#                  weights where CONFIG's base has more steps than MODEL was trained for
+#   SEED="MODEL.." a machine without the run starts it from exports of finished stages
+#                  (train/export.py; the base, or the base and MLCD, in that order:
+#                  models/synth-gpu-base; `run_state.py seed`): the pipeline goes on after
+#                  them, or continues the last one from its weights where CONFIG asks it
+#                  for more steps than it was trained for
+#   EXPORT_OUT=1   at the end of the call, each trained stage that has finished here (not
+#                  one that came by SEED) exported to the engine's format (base, mlcd; kd
+#                  ships with the result below) as OUTDIR/STAGE-model.tar.part-*, 15 MiB
+#                  each: what a run has learnt outlasts the machine and its packs
 #   UNTIL=STAGE    stop after STAGE (base and mlcd are PyTorch alone: no engine build, so
 #                  a call need not carry the engine's packages; the mask search before kd
 #                  runs the engine)
@@ -82,7 +87,8 @@ if [ -n "${STATE_IN:-}" ]; then
 fi
 
 if [ -n "${SEED:-}" ] && [ ! -f "$run/run.json" ]; then
-  "$py" train/run_state.py seed "$SEED" "$run" --config "$config" 2>&1 | tee -a "$out/slice.txt"
+  # shellcheck disable=SC2086  # one word per model directory
+  "$py" train/run_state.py seed $SEED "$run" --config "$config" 2>&1 | tee -a "$out/slice.txt"
   [ -f "$run/run.json" ] || exit 1
 fi
 
@@ -192,6 +198,21 @@ log "pipeline rc=$rc (0: finished, 3 or 124: stopped, resumable)"
 cp "$run/log.txt" "$out/log.txt" 2>/dev/null
 cat "$run"/*/evals.jsonl > "$out/evals.jsonl" 2>/dev/null
 tail -5 "$run/log.txt"
+
+if [ "${EXPORT_OUT:-0}" = 1 ]; then
+  for stage in base mlcd; do
+    done_json=$run/$stage/done.json
+    [ -f "$done_json" ] && ! grep -q '"seeded_from"' "$done_json" || continue
+    rm -rf "$run/export-out/$stage" "$out/$stage-model.tar.part-"*
+    if "$py" train/export.py --run-dir "$run" --stage "$stage" --out "$run/export-out/$stage" \
+         > /dev/null; then
+      tar cf - -C "$run/export-out" "$stage" | split -b 15M - "$out/$stage-model.tar.part-"
+      log "$stage exported: cat $stage-model.tar.part-* | tar x"
+    else
+      log "$stage: the export failed"
+    fi
+  done
+fi
 
 if [ "$rc" = 0 ] && [ -f "$run/ship/model.safetensors" ]; then
   log "packing the model and SynthBench"

@@ -7,7 +7,7 @@ again (docs/training.md, "Training across machines"):
     run_state.py status SRC                           which parts SRC has of its state.json
     run_state.py gather DEST DIR...                   the parts of one pack from the calls' outputs
     run_state.py split SRC PREFIX [--per 3]           PREFIX-1, PREFIX-2 ...: a call's carry each
-    run_state.py seed MODEL_DIR RUN_DIR --config CFG  a run whose base stage is an exported model
+    run_state.py seed MODEL... RUN_DIR --config CFG   a run whose first stages are exported models
 
 A GPU machine is lent for half an hour and gives back at most 64 MiB in 8 files a call,
 while a stage of the GPU config trains for longer: the run goes back and forth in parts
@@ -248,40 +248,64 @@ def split(src, prefix, per):
     return out
 
 
-def seed(model_dir, run_dir, config):
-    """A new run (config CFG) whose base stage finished with the weights of MODEL_DIR, a
-    base model exported by export.py (models/synth-gpu-base): the pipeline then goes on
-    with MLCD, or, where CFG's base has more steps than the model was trained for, continues
-    the base from these weights (StageLoop.continue_finished).  The exported weights are
-    bf16 and the optimiser's moments do not travel, like a light pack's."""
-    import trainlib as tl
+SEED_STAGES = ("base", "mlcd")  # the trained stages a run can start from, in order
+
+
+def _finished_export(model_dir):
+    """(stage, done.json) from the safetensors header export.py writes."""
     from vdit_torch import safetensors_io
+    _, meta, _, _ = safetensors_io.read_header(os.path.join(model_dir, "model.safetensors"))
+    if meta.get("stage") not in SEED_STAGES or "trained" not in meta:
+        raise StateError(f"{model_dir}: not the export of a finished base or MLCD stage (its "
+                         f"header has stage {meta.get('stage')!r}"
+                         f"{'' if 'trained' in meta else ' and no trained record'})")
+    return meta["stage"], json.loads(meta["trained"])
+
+
+def seed(model_dirs, run_dir, config):
+    """A new run (config CFG) whose first stages finished with the weights of MODEL_DIRS,
+    exports of finished stages by export.py in the pipeline's order (the base, or the base
+    and MLCD: models/synth-gpu-base ...).  The pipeline then goes on with the next stage,
+    or, where CFG asks a seeded stage for more steps than it was trained for, continues it
+    from these weights (StageLoop.continue_finished).  The exported weights are bf16 and
+    the optimiser's moments do not travel, like a light pack's.  Returns the done.json of
+    each seeded stage."""
+    import trainlib as tl
     from vdit_torch.model import VditModel
     if os.path.exists(run_dir):
         raise StateError(f"{run_dir} exists: seed a new run directory")
-    _, meta, _, _ = safetensors_io.read_header(os.path.join(model_dir, "model.safetensors"))
-    if meta.get("stage") != "base" or "trained" not in meta:
-        raise StateError(f"{model_dir}: not a finished base stage's export (its metadata has "
-                         f"stage {meta.get('stage')!r}{'' if 'trained' in meta else ', no trained'})")
-    done = json.loads(meta["trained"])
+    found = [_finished_export(d) for d in model_dirs]
+    stages = [st for st, _ in found]
+    if stages != list(SEED_STAGES[:len(stages)]):
+        raise StateError(f"models of the stages {stages}: seed from "
+                         f"{' then '.join(SEED_STAGES)} exports, in that order")
+    tokenizers = {open(os.path.join(d, "tokenizer.model"), "rb").read() for d in model_dirs}
+    if len(tokenizers) != 1:
+        raise StateError(f"{' and '.join(model_dirs)} have different tokenizers")
     tmp = run_dir.rstrip("/") + ".seeding"
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
-    # the model's own tokenizer, so that prepare_run keeps it instead of training one
-    shutil.copyfile(os.path.join(model_dir, "tokenizer.model"), os.path.join(tmp, "tokenizer.model"))
-    run = tl.prepare_run(config, tmp)
-    model = tl.new_model(run, tmp)
     try:
-        model.load_state_dict(VditModel.from_dir(model_dir).state_dict())
-    except (RuntimeError, ValueError) as e:
-        shutil.rmtree(tmp)
-        raise StateError(f"{model_dir} does not fit {config}: {e}")
-    os.makedirs(os.path.join(tmp, "base"))
-    tl.save_atomic({"ema": model.state_dict()}, os.path.join(tmp, "base", "final.pt"))
-    done = dict(done, best=None, kept=done["steps"], seeded_from=os.path.abspath(model_dir))
-    tl.write_json(os.path.join(tmp, "base", "done.json"), done)
+        # the models' own tokenizer, so that prepare_run keeps it instead of training one
+        shutil.copyfile(os.path.join(model_dirs[0], "tokenizer.model"),
+                        os.path.join(tmp, "tokenizer.model"))
+        run = tl.prepare_run(config, tmp)
+        model = tl.new_model(run, tmp)
+        out = {}
+        for d, (stage, done) in zip(model_dirs, found):
+            try:
+                model.load_state_dict(VditModel.from_dir(d).state_dict())
+            except (RuntimeError, ValueError) as e:
+                raise StateError(f"{d} does not fit {config}: {e}")
+            os.makedirs(os.path.join(tmp, stage))
+            tl.save_atomic({"ema": model.state_dict()}, os.path.join(tmp, stage, "final.pt"))
+            out[stage] = dict(done, best=None, kept=done["steps"], seeded_from=os.path.abspath(d))
+            tl.write_json(os.path.join(tmp, stage, "done.json"), out[stage])
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     os.rename(tmp, run_dir)
-    return done
+    return out
 
 
 def main():
@@ -306,7 +330,8 @@ def main():
     sp.add_argument("prefix")
     sp.add_argument("--per", type=int, default=3, help="parts a folder (default 3)")
     sd = sub.add_parser("seed")
-    sd.add_argument("model_dir")
+    sd.add_argument("model_dirs", nargs="+", metavar="MODEL_DIR",
+                    help="exports of the finished base (and MLCD) stage, in that order")
     sd.add_argument("run_dir")
     sd.add_argument("--config", required=True)
     a = ap.parse_args()
@@ -325,9 +350,9 @@ def main():
             for d in split(a.src, a.prefix, max(1, a.per)):
                 print(d)
         elif a.cmd == "seed":
-            d = seed(a.model_dir, a.run_dir, a.config)
-            print(f"seeded {a.run_dir}: base finished at step {d['steps']} "
-                  f"({d['clips']} clips) with {a.model_dir}'s weights")
+            for stage, d in seed(a.model_dirs, a.run_dir, a.config).items():
+                print(f"seeded {a.run_dir}: {stage} finished at step {d['steps']} "
+                      f"({d['clips']} clips) with {d['seeded_from']}'s weights")
         else:
             _report_parts(a.src, read_manifest(a.src))
     except StateError as e:

@@ -61,17 +61,21 @@ c = json.load(open(sys.argv[1]))
 c["base"]["steps"] = int(sys.argv[2])
 json.dump(c, open(sys.argv[1], "w"))' "$tmp/carry.json" "$1"
 }
-# SEED: a finished base exported, then a machine without the run starts from the export
-# and continues the base where the config asks for more steps
+# SEED: a finished base exported at the end of its call (EXPORT_OUT), then a machine
+# without the run starts from the export and continues the base where the config asks
+# for more steps
 base_steps 3
 rm -rf "$tmp/runs"
-slice "$tmp/out3" 120 > /dev/null
-"$py" train/export.py --run-dir "$tmp/runs/carry" --stage base --out "$tmp/base-model" > /dev/null
+EXPORT_OUT=1 slice "$tmp/out3" 120 > /dev/null
+ls "$tmp/out3"/base-model.tar.part-* > /dev/null 2>&1 || fail "EXPORT_OUT brought no base back"
+! ls "$tmp/out3"/mlcd-model.tar.part-* > /dev/null 2>&1 || fail "an unfinished stage exported"
+(cd "$tmp" && cat out3/base-model.tar.part-* | tar xf -)
 rm -rf "$tmp/runs"
 base_steps 5
-SEED="$tmp/base-model" slice "$tmp/out4" 120 > /dev/null
+EXPORT_OUT=1 SEED="$tmp/base" slice "$tmp/out4" 120 > /dev/null
 grep -q "seeded .*base finished at step 3 " "$tmp/out4/slice.txt" || fail "not seeded"
 grep -q "\[base\] continued from the step-3 final weights" "$tmp/runs/carry/log.txt" ||
   fail "the base not continued from the export"
 grep -q '"steps": 5' "$tmp/runs/carry/base/done.json" || fail "the continued base did not finish"
+ls "$tmp/out4"/base-model.tar.part-* > /dev/null 2>&1 || fail "the continued base not exported"
 echo "ok: a run seeded from an exported base continued it"

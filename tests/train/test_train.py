@@ -479,52 +479,67 @@ def case_export(tmp):
 
 
 def case_seed(tmp):
-    """A base stage exported (export.py) seeds a new run (run_state.py seed) that holds
-    the same weights, goes on with MLCD, or continues the base when the config asks for
-    more steps; an export that is not a finished base, a model of another config and an
-    existing run directory are refused."""
+    """Exported finished stages (export.py) seed a new run (run_state.py seed) that holds
+    the same weights and goes on after them, or continues the base when the config asks
+    for more steps; exports out of order, of unfinished stages or of another config, and
+    an existing run directory, are refused."""
     import run_state as rs
     import stage_base
+    import stage_mlcd
     from export import attention_of, export, stage_model, trained_metadata
     run, run_dir, cfg = tiny_run(tmp)
     tl.set_threads(run)
     stage_base.run_stage(run, run_dir, max_steps=6, quiet=True)
-    done = tl.stage_done(run_dir, "base")
-    model = os.path.join(tmp, "model")
-    export(stage_model(run, run_dir, "base"), run, model, 4, 3.0, attention_of("full"),
-           metadata=trained_metadata("base", done))
+    stage_mlcd.run_stage(run, run_dir, max_steps=2, quiet=True)
+
+    def exported(stage, name, meta_stage=None, done="finished"):
+        out = os.path.join(tmp, name)
+        d = tl.stage_done(run_dir, stage) if done == "finished" else None
+        export(stage_model(run, run_dir, stage), run, out, 4, 3.0, attention_of("full"),
+               metadata=trained_metadata(meta_stage or stage, d))
+        return out
+    base, mlcd = exported("base", "base-model"), exported("mlcd", "mlcd-model")
+
+    def refused(models, config, why):
+        try:
+            rs.seed(models, os.path.join(tmp, "refused"), config)
+        except rs.StateError:
+            check(not os.path.exists(os.path.join(tmp, "refused")) and
+                  not os.path.exists(os.path.join(tmp, "refused.seeding")), "left a run behind")
+            return
+        check(False, f"seeded {why}")
+
     seeded = os.path.join(tmp, "seeded")
-    d = rs.seed(model, seeded, cfg)
-    check(d["steps"] == 6 and d["clips"] == done["clips"], d)
-    a = tl.load(os.path.join(run_dir, "base", "final.pt"))["ema"]
-    b = tl.load(os.path.join(seeded, "base", "final.pt"))["ema"]
-    diff = max(float((a[k] - b[k]).abs().max() / (a[k].abs().max() + 1e-12)) for k in a)
-    check(sorted(a) == sorted(b) and diff <= 2 ** -8, f"seeded weights differ by {diff}")
+    d = rs.seed([base, mlcd], seeded, cfg)
+    check(d["base"]["steps"] == 6 and d["mlcd"]["steps"] == 2 and
+          d["base"]["clips"] == tl.stage_done(run_dir, "base")["clips"], d)
+    for stage in ("base", "mlcd"):
+        a = tl.load(os.path.join(run_dir, stage, "final.pt"))["ema"]
+        b = tl.load(os.path.join(seeded, stage, "final.pt"))["ema"]
+        diff = max(float((a[k] - b[k]).abs().max() / (a[k].abs().max() + 1e-12)) for k in a)
+        check(sorted(a) == sorted(b) and diff <= 2 ** -8, f"{stage}: weights differ by {diff}")
     check(open(os.path.join(seeded, "tokenizer.model"), "rb").read() ==
           open(os.path.join(run_dir, "tokenizer.model"), "rb").read(), "tokenizer")
-    for bad, why in ((seeded, "exists"), ):
-        try:
-            rs.seed(model, bad, cfg)
-            check(False, f"seeded over a run that {why}")
-        except rs.StateError:
-            pass
-    other = os.path.join(tmp, "other")
-    export(stage_model(run, run_dir, "base"), run, other, 4, 3.0, attention_of("full"),
-           metadata=trained_metadata("mlcd", done))
+    try:
+        rs.seed([base], seeded, cfg)
+        check(False, "seeded over an existing run")
+    except rs.StateError:
+        pass
     wide = dict(tl.load_run_config(TINY))
     wide["dit"] = dict(wide["dit"], hidden=wide["dit"]["hidden"] * 2)
     wide_cfg = os.path.join(tmp, "wide.json")
     tl.write_json(wide_cfg, wide)
-    for src, c in ((other, cfg), (model, wide_cfg)):
-        try:
-            rs.seed(src, os.path.join(tmp, "refused"), c)
-            check(False, f"seeded from {src} with {c}")
-        except rs.StateError:
-            check(not os.path.exists(os.path.join(tmp, "refused")), "left a run behind")
+    refused([mlcd], cfg, "from MLCD without its base")
+    refused([mlcd, base], cfg, "out of order")
+    refused([exported("base", "unfinished", done=None)], cfg, "from weights of no finished stage")
+    refused([exported("base", "kd-model", meta_stage="kd")], cfg, "from a KD export")
+    refused([base], wide_cfg, "a model into another config")
     # the base continued from the seeded weights with more steps, fresh moments
-    res = stage_base.run_stage(run, seeded, max_steps=9, quiet=True)
+    only_base = os.path.join(tmp, "only-base")
+    rs.seed([base], only_base, cfg)
+    res = stage_base.run_stage(run, only_base, max_steps=9, quiet=True)
     check(res is not None and res["steps"] == 9, res)
-    log = open(os.path.join(seeded, "log.txt")).read()
+    log = open(os.path.join(only_base, "log.txt")).read()
     check("continued from the step-6 final weights" in log, log)
 
 
