@@ -45,7 +45,8 @@
 #                  runs the engine)
 #
 # PYTHON names the interpreter (default python3), RUNS the runs' folder (train/runs).
-# COMPILE=auto|1|0 (default 0): torch.compile the transformer blocks (see choose_compile).
+# COMPILE=auto|1|0 (default 0): torch.compile the transformer blocks, and SDPA=default|cudnn
+# the attention kernels (see choose_compile).
 #
 # Needs GLib, json-glib, SentencePiece and OpenBLAS for the engine: on a machine
 # without them, source a prefix that has them first (DEVELOPERS: .devdeps).
@@ -104,9 +105,11 @@ case "$until_stage:$seconds" in
      fi ;;
 esac
 
-# COMPILE=auto: time a base step eager and with compiled blocks (train/profile_base_step.py,
-# about a minute) once per run on this machine, and train with whichever is faster;
-# COMPILE=1 or 0 decides without measuring. The choice is kept in $run/compile.txt.
+# COMPILE=auto: time a base step eager, with compiled blocks, and with compiled blocks on
+# cuDNN's fused attention (train/profile_base_step.py, a minute or two) once per run on
+# this machine, and train with the fastest; COMPILE=1 or 0 decides without measuring, and
+# SDPA=cudnn or default (PyTorch's choice) the attention kernels. The choices are kept in
+# $run/compile.txt and $run/attention.txt.
 choose_compile () {
   case "${COMPILE:-0}" in
     auto) mkdir -p "$run"
@@ -114,24 +117,30 @@ choose_compile () {
             log "timing eager and compiled base steps"
             rm -f "$out/profile.jsonl"
             "$py" train/profile_base_step.py --config "$config" --steps 10 --warmup 3 \
-              --variants fused,compile-blocks --out "$out/profile.jsonl" > /dev/null 2>&1
-            "$py" - "$out/profile.jsonl" > "$run/compile.txt" <<'PY'
+              --variants fused,compile-blocks,compile-blocks-cudnn --out "$out/profile.jsonl" \
+              > /dev/null 2>&1
+            "$py" - "$out/profile.jsonl" "$run/compile.txt" "$run/attention.txt" <<'PY'
 import json, sys
 t = {}
 for line in open(sys.argv[1]):
     r = json.loads(line)
     if "s_per_step" in r and r["device"].startswith("cuda"):
         t[r["variant"]] = r["s_per_step"]
-ok = "compile-blocks" in t and t["compile-blocks"] < 0.9 * t.get("fused", float("inf"))
-print(1 if ok else 0)
+best = min(t, key=t.get) if t else "fused"
+if best.startswith("compile") and t[best] >= 0.9 * t.get("fused", float("inf")):
+    best = "fused"  # compiling must win back its minute of compilation
+open(sys.argv[2], "w").write("1\n" if best.startswith("compile") else "0\n")
+open(sys.argv[3], "w").write("cudnn\n" if best.endswith("-cudnn") else "default\n")
 PY
             log "$(cat "$out/profile.jsonl" | tr '\n' ' ')"
           fi
-          VDIT_TRAIN_COMPILE=$(cat "$run/compile.txt") ;;
-    *) VDIT_TRAIN_COMPILE=${COMPILE:-0} ;;
+          VDIT_TRAIN_COMPILE=$(cat "$run/compile.txt")
+          VDIT_TRAIN_SDPA=$(cat "$run/attention.txt" 2>/dev/null || echo default) ;;
+    *) VDIT_TRAIN_COMPILE=${COMPILE:-0}
+       VDIT_TRAIN_SDPA=${SDPA:-default} ;;
   esac
-  export VDIT_TRAIN_COMPILE
-  log "VDIT_TRAIN_COMPILE=$VDIT_TRAIN_COMPILE"
+  export VDIT_TRAIN_COMPILE VDIT_TRAIN_SDPA
+  log "VDIT_TRAIN_COMPILE=$VDIT_TRAIN_COMPILE VDIT_TRAIN_SDPA=$VDIT_TRAIN_SDPA"
 }
 
 pipeline () {

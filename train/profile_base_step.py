@@ -8,7 +8,8 @@ Each variant runs `--warmup` steps, then `--steps` timed steps; a JSON line per 
 gives the mean wall time of a step and the parts of the last one (data, forward and
 loss, backward, clipping + AdamW + EMA), measured with CUDA events on a GPU. Variants:
 eager (for-each AdamW), fused (fused AdamW, what training uses on a GPU), compile-blocks
-(each block compiled, VDIT_TRAIN_COMPILE=1), compile-dit (the whole DiT compiled).
+(each block compiled, VDIT_TRAIN_COMPILE=1), compile-blocks-cudnn (the same with
+cuDNN's fused attention, VDIT_TRAIN_SDPA=cudnn), compile-dit (the whole DiT compiled).
 `--profile` adds the torch profiler's table of the eager step's most expensive kernels.
 The run directory (`--run-dir`, default a temporary one) only holds the tokenizer."""
 
@@ -69,8 +70,9 @@ def emit(rec, out):
 
 
 def run_variant(run, run_dir, name, steps, warmup, compile_mode=None, fused=False,
-                profile=False, out=None):
+                attention="default", profile=False, out=None):
     torch.manual_seed(1)
+    tl.set_attention_backend(attention)
     model = tl.new_model(run, run_dir, seed=1)
     ema = tl.EMA(model, 0.999)
     cfg = run["base"]
@@ -114,7 +116,8 @@ def run_variant(run, run_dir, name, steps, warmup, compile_mode=None, fused=Fals
     parts = [span(marks[i], marks[i + 1]) for i in range(4)]
     rec = {"variant": name, "device": str(tl.DEVICE),
            "gpu": torch.cuda.get_device_name() if tl.DEVICE.type == "cuda" else None,
-           "torch": torch.__version__, "batch": int(cfg["batch"]), "steps": steps,
+           "torch": torch.__version__, "attention": attention,
+           "batch": int(cfg["batch"]), "steps": steps,
            "warmup_s": round(warm_s, 1), "s_per_step": round(wall, 4),
            "last_step_parts_s": {k: round(v, 4) for k, v in
                                  zip(("data", "forward_loss", "backward", "update"), parts)},
@@ -134,7 +137,8 @@ def main():
     ap.add_argument("--run-dir")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=5)
-    ap.add_argument("--variants", default="eager,fused,compile-blocks,compile-dit")
+    ap.add_argument("--variants",
+                    default="eager,fused,compile-blocks,compile-blocks-cudnn,compile-dit")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--out", help="append the JSON lines to this file as well")
     a = ap.parse_args()
@@ -144,6 +148,8 @@ def main():
     for v in a.variants.split(","):
         kw = {"eager": {}, "fused": {"fused": True},
               "compile-blocks": {"compile_mode": "blocks", "fused": True},
+              "compile-blocks-cudnn": {"compile_mode": "blocks", "fused": True,
+                                       "attention": "cudnn"},
               "compile-dit": {"compile_mode": "dit", "fused": True}}[v]
         warm = a.warmup + (10 if "compile" in v else 0)
         try:
@@ -151,6 +157,8 @@ def main():
                         out=a.out, **kw)
         except Exception as e:  # a variant that fails (compile) must not hide the others
             emit({"variant": v, "error": repr(e)[:400]}, a.out)
+        finally:
+            tl.set_attention_backend("default")
 
 
 if __name__ == "__main__":

@@ -405,6 +405,25 @@ def device_name():
     return torch.cuda.get_device_name() if DEVICE.type == "cuda" else "cpu"
 
 
+ATTENTION_BACKENDS = ("default", "cudnn")
+
+
+def set_attention_backend(name):
+    """Which of PyTorch's fused kernels scaled_dot_product_attention runs on a GPU:
+    "default" leaves PyTorch's choice (flash attention for the self-attention);
+    "cudnn" (VDIT_TRAIN_SDPA=cudnn) turns the flash and memory-efficient kernels off so
+    that cuDNN's fused attention runs, where it can (what it cannot run, such as a mask
+    it does not take, falls back to the math kernel). profile_base_step.py times both."""
+    if name not in ATTENTION_BACKENDS:
+        raise SystemExit(f"VDIT_TRAIN_SDPA={name}: one of {', '.join(ATTENTION_BACKENDS)}")
+    if not torch.cuda.is_available() or not hasattr(torch.backends.cuda, "enable_cudnn_sdp"):
+        return
+    default = name == "default"
+    torch.backends.cuda.enable_flash_sdp(default)
+    torch.backends.cuda.enable_mem_efficient_sdp(default)
+    torch.backends.cuda.enable_cudnn_sdp(True)
+
+
 def set_threads(run):
     """Threads, device ("cpu", "cuda" or "auto"), mixed precision and the fast kernels
     for training."""
@@ -416,6 +435,7 @@ def set_threads(run):
         dev = "cuda" if torch.cuda.is_available() else "cpu"
     DEVICE = torch.device(dev)
     AMP = torch.bfloat16 if run.get("amp") == "bf16" and DEVICE.type == "cuda" else None
+    set_attention_backend(os.environ.get("VDIT_TRAIN_SDPA", "default"))
     if DEVICE.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
 

@@ -33,8 +33,11 @@ fail () { echo "FAIL: $*"; exit 1; }
 COMPILE=auto BG=1 WAIT_S=4 slice "$tmp/out1" 120
 # the compiled blocks were timed against the eager ones, and not chosen off a GPU
 grep -q '"variant": "compile-blocks"' "$tmp/out1/profile.jsonl" || fail "no timing"
+grep -q '"variant": "compile-blocks-cudnn"' "$tmp/out1/profile.jsonl" || fail "no cuDNN timing"
 [ "$(cat "$tmp/runs/carry/compile.txt")" = 0 ] || fail "compiled blocks chosen on a CPU"
-grep -q "VDIT_TRAIN_COMPILE=0" "$tmp/out1/slice.txt" || fail "the choice not logged"
+[ "$(cat "$tmp/runs/carry/attention.txt")" = default ] || fail "cuDNN attention chosen on a CPU"
+grep -q "VDIT_TRAIN_COMPILE=0 VDIT_TRAIN_SDPA=default" "$tmp/out1/slice.txt" ||
+  fail "the choice not logged"
 STATE_OUT=0-0 slice "$tmp/out1" 0
 [ -f "$tmp/out1/state.json" ] && [ -f "$tmp/out1/state.tar.part-000" ] || fail "no parts back"
 ! pgrep -s "$(cat "$tmp/runs/carry/background.pid")" >/dev/null || fail "still training"
