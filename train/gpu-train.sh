@@ -36,10 +36,11 @@
 #                  models/synth-gpu-base; `run_state.py seed`): the pipeline goes on after
 #                  them, or continues the last one from its weights where CONFIG asks it
 #                  for more steps than it was trained for
-#   EXPORT_OUT=1   at the end of the call, each trained stage that has finished here (not
-#                  one that came by SEED) exported to the engine's format (base, mlcd; kd
-#                  ships with the result below) as OUTDIR/STAGE-model.tar.part-*, 15 MiB
-#                  each: what a run has learnt outlasts the machine and its packs
+#   EXPORT_OUT=1   at the end of a call before the pipeline has finished, each trained
+#                  stage that has finished here (not one that came by SEED) exported to
+#                  the engine's format (base, mlcd) as OUTDIR/STAGE-model.tar.part-*, 15
+#                  MiB each: what a run has learnt outlasts the machine and its packs; once
+#                  it has finished, the result below holds the base's export instead
 #   UNTIL=STAGE    stop after STAGE (base and mlcd are PyTorch alone: no engine build, so
 #                  a call need not carry the engine's packages; the mask search before kd
 #                  runs the engine)
@@ -208,7 +209,9 @@ cp "$run/log.txt" "$out/log.txt" 2>/dev/null
 cat "$run"/*/evals.jsonl > "$out/evals.jsonl" 2>/dev/null
 tail -5 "$run/log.txt"
 
-if [ "${EXPORT_OUT:-0}" = 1 ]; then
+finished=no
+[ "$rc" = 0 ] && [ -f "$run/ship/model.safetensors" ] && finished=yes
+if [ "${EXPORT_OUT:-0}" = 1 ] && [ $finished = no ]; then
   for stage in base mlcd; do
     done_json=$run/$stage/done.json
     [ -f "$done_json" ] && ! grep -q '"seeded_from"' "$done_json" || continue
@@ -223,9 +226,12 @@ if [ "${EXPORT_OUT:-0}" = 1 ]; then
   done
 fi
 
-if [ "$rc" = 0 ] && [ -f "$run/ship/model.safetensors" ]; then
+if [ $finished = yes ]; then
   log "packing the model and SynthBench"
-  tar cf - -C "$run" ship bench export/base/config.json export/mlcd/config.json \
+  # with EXPORT_OUT the whole base export too (the teacher, for models/synth-gpu-base)
+  base_export=export/base/config.json
+  [ "${EXPORT_OUT:-0}" = 1 ] && base_export=export/base
+  tar cf - -C "$run" ship bench $base_export export/mlcd/config.json \
     search/plan.json | split -b 15M - "$out/result.tar.part-"
   ls -l "$out"
 fi
