@@ -50,7 +50,9 @@
 # the attention kernels (see choose_compile).
 #
 # Needs GLib, json-glib, SentencePiece and OpenBLAS for the engine: on a machine
-# without them, source a prefix that has them first (DEVELOPERS: .devdeps).
+# without them, source a prefix that has them first (DEVELOPERS: .devdeps, or another
+# folder of the same kind named by DEVDEPS, e.g. one without GStreamer's packages, which
+# -Dgst=disabled does not need).
 set -uo pipefail
 out=${1:?usage: gpu-train.sh OUTDIR [SECONDS] [CONFIG]}
 seconds=${2:-480}
@@ -62,7 +64,8 @@ py=${PYTHON:-python3}
 mkdir -p "$out"
 log () { echo "== $(date +%T) $*" | tee -a "$out/slice.txt"; }
 
-[ -f .devdeps/device-env.sh ] && . .devdeps/device-env.sh
+devdeps=${DEVDEPS:-.devdeps}
+[ -f "$devdeps/device-env.sh" ] && . "$devdeps/device-env.sh"
 export PATH=/usr/local/cuda/bin:$PATH
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >> "$out/slice.txt" 2>&1
 "$py" -c 'import torch; print("torch", torch.__version__, torch.version.cuda)' >> "$out/slice.txt" 2>&1
