@@ -254,12 +254,15 @@ SEED_STAGES = ("base", "mlcd")  # the trained stages a run can start from, in or
 def _finished_export(model_dir):
     """(stage, done.json) from the safetensors header export.py writes."""
     from vdit_torch import safetensors_io
-    _, meta, _, _ = safetensors_io.read_header(os.path.join(model_dir, "model.safetensors"))
-    if meta.get("stage") not in SEED_STAGES or "trained" not in meta:
-        raise StateError(f"{model_dir}: not the export of a finished base or MLCD stage (its "
-                         f"header has stage {meta.get('stage')!r}"
-                         f"{'' if 'trained' in meta else ' and no trained record'})")
-    return meta["stage"], json.loads(meta["trained"])
+    try:
+        _, meta, _, _ = safetensors_io.read_header(os.path.join(model_dir, "model.safetensors"))
+        if meta.get("stage") not in SEED_STAGES or "trained" not in meta:
+            raise StateError(f"{model_dir}: not the export of a finished base or MLCD stage "
+                             f"(its header has stage {meta.get('stage')!r}"
+                             f"{'' if 'trained' in meta else ' and no trained record'})")
+        return meta["stage"], json.loads(meta["trained"])
+    except (OSError, ValueError) as e:  # no file, not safetensors, a damaged record
+        raise StateError(f"{model_dir}: not a model directory of ours ({e})")
 
 
 def seed(model_dirs, run_dir, config):
@@ -279,7 +282,10 @@ def seed(model_dirs, run_dir, config):
     if stages != list(SEED_STAGES[:len(stages)]):
         raise StateError(f"models of the stages {stages}: seed from "
                          f"{' then '.join(SEED_STAGES)} exports, in that order")
-    tokenizers = {open(os.path.join(d, "tokenizer.model"), "rb").read() for d in model_dirs}
+    try:
+        tokenizers = {open(os.path.join(d, "tokenizer.model"), "rb").read() for d in model_dirs}
+    except OSError as e:
+        raise StateError(f"a model without its tokenizer ({e})")
     if len(tokenizers) != 1:
         raise StateError(f"{' and '.join(model_dirs)} have different tokenizers")
     tmp = run_dir.rstrip("/") + ".seeding"

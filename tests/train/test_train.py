@@ -534,6 +534,7 @@ def case_seed(tmp):
     refused([exported("base", "unfinished", done=None)], cfg, "from weights of no finished stage")
     refused([exported("base", "kd-model", meta_stage="kd")], cfg, "from a KD export")
     refused([base], wide_cfg, "a model into another config")
+    refused([os.path.join(tmp, "nowhere")], cfg, "from no model directory")
     # the base continued from the seeded weights with more steps, fresh moments
     only_base = os.path.join(tmp, "only-base")
     rs.seed([base], only_base, cfg)
