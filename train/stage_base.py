@@ -21,8 +21,9 @@ import synthmetrics as sm
 
 def evaluate(model, run, batcher, steps, guidance, seed=1000, prompts=None, self_masks=None,
              return_clips=False):
-    """Samples the held-out prompts in PyTorch; returns SynthBench-style scores."""
-    prompts = prompts or sv.heldout_prompts()
+    """Samples the held-out prompts (the first `eval_prompts` of the run config, default
+    all) in PyTorch; returns SynthBench-style scores."""
+    prompts = prompts or sv.heldout_prompts()[:run.get("eval_prompts")]
     v = run["video"]
     shape = (v["frames"], v["height"], v["width"], 3)
     results, clips = [], []

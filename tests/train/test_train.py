@@ -8,7 +8,8 @@ parts mid-stage, unpacked elsewhere, resumes to nearly the same weights), stages
 layer-wise distillation steps run and lower their losses), export (the engine loads the
 export and renders what PyTorch renders, full and tile), seed (an exported base starts a
 new run), pipeline (every stage end to
-end with `vdit search-masks` and SynthBench through the engine)."""
+end with `vdit search-masks` and SynthBench through the engine), rehearse (the pipeline
+cut down to a few CPU steps, from scratch and seeded)."""
 
 import json
 import os
@@ -580,9 +581,45 @@ def case_pipeline(tmp):
     check(sum("done already" in line for line in lines[-8:]) == 6, lines[-8:])
 
 
+def case_rehearse(tmp):
+    """train/rehearse.py: the pipeline cut down to a few CPU steps a stage, once from
+    scratch and once seeded from the first rehearsal's base export (not trained again)."""
+    import rehearse
+    out = open(os.devnull, "w")
+    first = os.path.join(tmp, "first")
+    report = rehearse.rehearse(TINY, first, vdit=VDIT, steps=3, batch=2, prompts=2, out=out)
+    check([r[0] for r in report] == ["base", "mlcd", "search", "kd", "export", "bench"] and
+          all(r[2] > 0 for r in report if r[0] in ("base", "mlcd", "kd")), report)
+    run = tl.read_json(os.path.join(first, "run.json"))
+    check(run["device"] == "cpu" and run["eval_prompts"] == 2 and run["search"]["prompts"] == 1
+          and all(run[st]["steps"] == 3 and run[st]["batch"] == 2 for st in ("base", "mlcd", "kd"))
+          and run["bench"]["prompts"] == 2 and run["bench"]["seeds"] == 1, run)
+    for st in ("base", "mlcd", "kd"):
+        evals = [json.loads(line) for line in open(os.path.join(first, st, "evals.jsonl"))]
+        check(len(evals) == 1 and evals[0]["step"] == 3, f"{st}: {evals}")
+    check(os.path.exists(os.path.join(first, "export", "tile", "model.safetensors")) and
+          "| MLCD few-step, tile + KD (shipped) |" in
+          open(os.path.join(first, "bench", "synthbench.md")).read(), "no export or SynthBench")
+    second = os.path.join(tmp, "second")
+    report = rehearse.rehearse(TINY, second, [os.path.join(first, "export", "base")], VDIT,
+                               steps=2, out=out)
+    base = tl.stage_done(second, "base")
+    check(report[0][2] is None and base["steps"] == 3 and "seeded_from" in base and
+          tl.stage_done(second, "mlcd")["steps"] == 2, (report, base))
+    for bad in ([first], ["nowhere"]):  # an existing run directory; no model there
+        try:
+            rehearse.rehearse(TINY, bad[0] if bad == [first] else os.path.join(tmp, "third"),
+                              [] if bad == [first] else [os.path.join(tmp, "nowhere")], VDIT,
+                              out=out)
+            check(False, f"rehearsed with {bad}")
+        except SystemExit:
+            pass
+
+
 CASES = {"data": case_data, "loss": case_loss, "resume": case_resume, "carry": case_carry,
          "stages": case_stages,
-         "export": case_export, "seed": case_seed, "pipeline": case_pipeline}
+         "export": case_export, "seed": case_seed, "pipeline": case_pipeline,
+         "rehearse": case_rehearse}
 
 
 def main():
