@@ -45,7 +45,8 @@
 #                  a call need not carry the engine's packages; the mask search before kd
 #                  runs the engine)
 #
-# PYTHON names the interpreter (default python3), RUNS the runs' folder (train/runs).
+# PYTHON names the interpreter (default python3), RUNS the runs' folder (train/runs),
+# VDIT an engine built already (default: build-train/tools/vdit, built here when missing).
 # COMPILE=auto|1|0 (default 0): torch.compile the transformer blocks, and SDPA=default|cudnn
 # the attention kernels (see choose_compile).
 #
@@ -97,9 +98,13 @@ if [ -n "${SEED:-}" ] && [ ! -f "$run/run.json" ]; then
   [ -f "$run/run.json" ] || exit 1
 fi
 
+vdit=${VDIT:-build-train/tools/vdit}
 case "$until_stage:$seconds" in
   base:*|mlcd:*|*:0) ;;
-  *) if [ ! -x build-train/tools/vdit ]; then
+  *) if [ -n "${VDIT:-}" ] && [ ! -x "$vdit" ]; then
+       log "VDIT=$VDIT is not a program here"
+       exit 1
+     elif [ ! -x "$vdit" ]; then
        log "build"
        # the log comes back only when the build fails: a call brings back 8 files at most
        if ! { meson setup build-train -Dgst=disabled -Dgpu_archs=90a &&
@@ -151,7 +156,7 @@ PY
 
 pipeline () {
   PYTHONUNBUFFERED=1 timeout -s TERM -k 60 "$seconds" "$py" train/pipeline.py \
-    --config "$config" --run-dir "$run" --vdit build-train/tools/vdit --ship "$run/ship" \
+    --config "$config" --run-dir "$run" --vdit "$vdit" --ship "$run/ship" \
     ${until_stage:+--until "$until_stage"} --quiet
 }
 if [ "${BG:-0}" = 1 ]; then
@@ -164,7 +169,7 @@ if [ "${BG:-0}" = 1 ]; then
     choose_compile
     log "pipeline in the background ($config, at most $seconds s)"
     rm -f "$bg.rc"
-    export -f pipeline; export config run seconds until_stage py
+    export -f pipeline; export config run seconds until_stage py vdit
     setsid bash -c 'echo $$ > "$0.pid"; pipeline; echo $? > "$0.rc"' "$bg" \
       > "$bg.log" 2>&1 < /dev/null &
     sleep 1

@@ -4,12 +4,14 @@
 # its manifest carried alone (the run waits for the part) and then with its part
 # (STATE_IN): unpacked, resumed from the step it was stopped at, stopped again and packed
 # light (STATE_LIGHT); then a finished base exported and a run seeded from the export
-# (SEED) that continues it.
+# (SEED) that continues it; then that run finished through every stage with the engine
+# given (VDIT), its result packed with the base's export (EXPORT_OUT).
 # Exit 77 (skip) without torch or pgrep.
 #
-#   gpu_train_carry.sh PYTHON
+#   gpu_train_carry.sh PYTHON VDIT
 set -eu
-py=${1:?usage: $0 PYTHON}
+py=${1:?usage: $0 PYTHON VDIT}
+vdit_exe=$(cd "$(dirname "${2:?usage: $0 PYTHON VDIT}")" && pwd)/$(basename "$2")
 "$py" -c 'import torch, numpy, sentencepiece' 2>/dev/null || { echo "no torch: skipped"; exit 77; }
 command -v pgrep >/dev/null || { echo "no pgrep (procps): skipped"; exit 77; }
 root=${VDIT_SOURCE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -82,3 +84,20 @@ grep -q "\[base\] continued from the step-3 final weights" "$tmp/runs/carry/log.
 grep -q '"steps": 5' "$tmp/runs/carry/base/done.json" || fail "the continued base did not finish"
 ls "$tmp/out4"/base-model.tar.part-* > /dev/null 2>&1 || fail "the continued base not exported"
 echo "ok: a run seeded from an exported base continued it"
+
+# the rest of the pipeline on the engine built here: a finished run's result holds the
+# shipped model, SynthBench and, with EXPORT_OUT, the base's whole export
+UNTIL= EXPORT_OUT=1 VDIT="$vdit_exe" slice "$tmp/out5" 120 > /dev/null
+grep -q "pipeline rc=0 " "$tmp/out5/slice.txt" || fail "the pipeline did not finish"
+! ls "$tmp/out5"/*-model.tar.part-* > /dev/null 2>&1 || fail "stage exports beside the result"
+mkdir "$tmp/result"
+(cd "$tmp/result" && cat ../out5/result.tar.part-* | tar xf -)
+for f in ship/model.safetensors ship/config.json bench/synthbench.md bench/sheet.png \
+         export/base/model.safetensors export/base/tokenizer.model export/mlcd/config.json \
+         search/plan.json; do
+  [ -f "$tmp/result/$f" ] || fail "$f not in the result"
+done
+UNTIL= VDIT=/nowhere/vdit slice "$tmp/out6" 120 > /dev/null && fail "ran without its engine"
+grep -q "VDIT=/nowhere/vdit is not a program here" "$tmp/out6/slice.txt" ||
+  fail "no word of the missing engine"
+echo "ok: the finished pipeline's result carries the model, SynthBench and the base's export"
