@@ -40,7 +40,8 @@
 #                  stage that has finished here (not one that came by SEED) exported to
 #                  the engine's format (base, mlcd) as OUTDIR/STAGE-model.tar.part-*, 15
 #                  MiB each: what a run has learnt outlasts the machine and its packs; once
-#                  it has finished, the result below holds the base's export instead
+#                  it has finished, the result below holds the export of the first such
+#                  stage instead (the base, or MLCD after a seeded base)
 #   UNTIL=STAGE    stop after STAGE (base and mlcd are PyTorch alone: no engine build, so
 #                  a call need not carry the engine's packages; the mask search before kd
 #                  runs the engine)
@@ -221,10 +222,12 @@ tail -5 "$run/log.txt"
 
 finished=no
 [ "$rc" = 0 ] && [ -f "$run/ship/model.safetensors" ] && finished=yes
+trained_here () {  # a trained stage that finished on this machine, not one that came by SEED
+  [ -f "$run/$1/done.json" ] && ! grep -q '"seeded_from"' "$run/$1/done.json"
+}
 if [ "${EXPORT_OUT:-0}" = 1 ] && [ $finished = no ]; then
   for stage in base mlcd; do
-    done_json=$run/$stage/done.json
-    [ -f "$done_json" ] && ! grep -q '"seeded_from"' "$done_json" || continue
+    trained_here "$stage" || continue
     rm -rf "$run/export-out/$stage" "$out/$stage-model.tar.part-"*
     if "$py" train/export.py --run-dir "$run" --stage "$stage" --out "$run/export-out/$stage" \
          > /dev/null; then
@@ -238,11 +241,20 @@ fi
 
 if [ $finished = yes ]; then
   log "packing the model and SynthBench"
-  # with EXPORT_OUT the whole base export too (the teacher, for models/synth-gpu-base)
-  base_export=export/base/config.json
-  [ "${EXPORT_OUT:-0}" = 1 ] && base_export=export/base
-  tar cf - -C "$run" ship bench $base_export export/mlcd/config.json \
-    search/plan.json | split -b 15M - "$out/result.tar.part-"
+  # with EXPORT_OUT also the whole export of the first trained stage that finished here
+  # (the base, or MLCD after a seeded base): what a later run seeds from; one, as two
+  # beside the shipped model would pass the 64 MiB a call brings back
+  exports="export/base/config.json export/mlcd/config.json"
+  if [ "${EXPORT_OUT:-0}" = 1 ]; then
+    for stage in base mlcd; do
+      if trained_here "$stage"; then
+        exports=${exports/export\/$stage\/config.json/export/$stage}
+        break
+      fi
+    done
+  fi
+  # shellcheck disable=SC2086  # one word per path
+  tar cf - -C "$run" ship bench $exports search/plan.json | split -b 15M - "$out/result.tar.part-"
   ls -l "$out"
 fi
 exit 0

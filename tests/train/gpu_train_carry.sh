@@ -86,18 +86,31 @@ ls "$tmp/out4"/base-model.tar.part-* > /dev/null 2>&1 || fail "the continued bas
 echo "ok: a run seeded from an exported base continued it"
 
 # the rest of the pipeline on the engine built here: a finished run's result holds the
-# shipped model, SynthBench and, with EXPORT_OUT, the base's whole export
+# shipped model, SynthBench and, with EXPORT_OUT, the whole export of the first stage
+# trained on this machine (here the base, continued after its seed), the others' configs
+result_has () {  # OUT EXPORTED-STAGE OTHER-STAGE
+  rm -rf "$tmp/result"; mkdir "$tmp/result"
+  (cd "$tmp/result" && cat "$1"/result.tar.part-* | tar xf -)
+  for f in ship/model.safetensors ship/config.json bench/synthbench.md bench/sheet.png \
+           "export/$2/model.safetensors" "export/$2/tokenizer.model" "export/$3/config.json" \
+           search/plan.json; do
+    [ -f "$tmp/result/$f" ] || fail "$f not in the result"
+  done
+  [ ! -e "$tmp/result/export/$3/model.safetensors" ] || fail "$3's export came back too"
+}
 UNTIL= EXPORT_OUT=1 VDIT="$vdit_exe" slice "$tmp/out5" 120 > /dev/null
 grep -q "pipeline rc=0 " "$tmp/out5/slice.txt" || fail "the pipeline did not finish"
 ! ls "$tmp/out5"/*-model.tar.part-* > /dev/null 2>&1 || fail "stage exports beside the result"
-mkdir "$tmp/result"
-(cd "$tmp/result" && cat ../out5/result.tar.part-* | tar xf -)
-for f in ship/model.safetensors ship/config.json bench/synthbench.md bench/sheet.png \
-         export/base/model.safetensors export/base/tokenizer.model export/mlcd/config.json \
-         search/plan.json; do
-  [ -f "$tmp/result/$f" ] || fail "$f not in the result"
-done
-UNTIL= VDIT=/nowhere/vdit slice "$tmp/out6" 120 > /dev/null && fail "ran without its engine"
-grep -q "VDIT=/nowhere/vdit is not a program here" "$tmp/out6/slice.txt" ||
+result_has "$tmp/out5" base mlcd
+# seeded with a base it does not train further: the result brings MLCD's export, which
+# seeds the next run after that base
+mv "$tmp/result/export/base" "$tmp/base5"
+rm -rf "$tmp/runs"
+UNTIL= EXPORT_OUT=1 SEED="$tmp/base5" VDIT="$vdit_exe" slice "$tmp/out6" 120 > /dev/null
+result_has "$tmp/out6" mlcd base
+"$py" train/run_state.py seed "$tmp/base5" "$tmp/result/export/mlcd" "$tmp/reseeded" \
+  --config "$tmp/carry.json" > /dev/null || fail "the MLCD export seeds no run"
+UNTIL= VDIT=/nowhere/vdit slice "$tmp/out7" 120 > /dev/null && fail "ran without its engine"
+grep -q "VDIT=/nowhere/vdit is not a program here" "$tmp/out7/slice.txt" ||
   fail "no word of the missing engine"
-echo "ok: the finished pipeline's result carries the model, SynthBench and the base's export"
+echo "ok: the finished pipeline's result carries the model, SynthBench and the first trained stage's export"
