@@ -15,6 +15,7 @@ int vdit_cmd_inspect (int argc, char **argv);
 int vdit_cmd_bench_step (int argc, char **argv);
 int vdit_cmd_bench_attention (int argc, char **argv);
 int vdit_cmd_bench_vae (int argc, char **argv);
+int vdit_cmd_bench_clip (int argc, char **argv);
 int vdit_cmd_search_masks (int argc, char **argv);
 int vdit_cmd_worker (int argc, char **argv);
 

@@ -19,6 +19,7 @@ static const command commands[] = {
   { "bench step", vdit_cmd_bench_step, "time one DiT step (JSON lines)" },
   { "bench attention", vdit_cmd_bench_attention, "time the attention kernels (JSON lines)" },
   { "bench vae", vdit_cmd_bench_vae, "time the CausalVideoVAE decode (JSON lines)" },
+  { "bench clip", vdit_cmd_bench_clip, "time whole clips, prompt to last frame (JSON lines)" },
   { "search-masks", vdit_cmd_search_masks, "search per-layer tile masks for a model" },
   { "worker", vdit_cmd_worker, "serve rank 0 of an mpirun job (sequence parallelism)" },
 };

@@ -97,14 +97,36 @@ def generate(exe, row, prompt, seed, threads, out, device="cpu"):
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr}")
     names = sorted(n for n in os.listdir(out) if n.endswith(".png"))
     with open(stats, encoding="utf-8") as f:
-        run_s = json.loads(f.read().splitlines()[-1])["run_ms"] / 1e3
+        line = json.loads(f.read().splitlines()[-1])
     frames = np.stack([pngio.read_png(os.path.join(out, n)) for n in names])
-    return frames, {"wall": dt, "run": run_s}
+    return frames, {"wall": dt, "run": line["run_ms"] / 1e3, "stats": line}
+
+
+WARM_REPEAT = 2
+
+
+def warm_time(exe, row, prompt, seed, threads, device="cpu"):
+    """`vdit bench clip`: the seconds of a clip in a process that has made one already
+    (the mean of WARM_REPEAT after a first), and its JSON line."""
+    cmd = [exe, "bench", "clip", "--model", row["model"], "--prompt", prompt, "--seed",
+           str(seed), "--threads", str(threads), "--device", device,
+           "--repeat", str(WARM_REPEAT), "--warmup", "1"]
+    for key in ("attention", "steps", "guidance"):
+        if row.get(key):
+            cmd += ["--" + key, str(row[key])]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr}")
+    line = json.loads(proc.stdout.splitlines()[-1])
+    return line["ms"] / 1e3, line
 
 
 def mean_times(times):
-    """{"wall", "run"} means of a list of generate() times."""
-    return {k: float(np.mean([t[k] for t in times])) for k in ("wall", "run")}
+    """{"wall", "run"} means of a list of generate() times, and each clip's --stats line
+    (load, text, denoising and decoding times, each step's)."""
+    m = {k: float(np.mean([t[k] for t in times])) for k in ("wall", "run")}
+    m["stats"] = [t["stats"] for t in times]
+    return m
 
 
 def bench(rows, exe, n_prompts=30, threads=2, seed=100, log=print, keep=6, seeds=1,
@@ -155,6 +177,8 @@ def bench(rows, exe, n_prompts=30, threads=2, seed=100, log=print, keep=6, seeds
                     return None, None
             else:
                 times = {device: mean_times([t for _, t in made])}
+                times[device]["warm"], times[device]["warm_line"] = warm_time(
+                    exe, row, prompts[0][0], seed, threads, device)
             s = sm.score(scored)
             r = {"name": row["name"], "model": row["model"], "steps": steps,
                  "guidance": guidance, "attention": mode, "prompts": len(prompts),
@@ -174,7 +198,8 @@ def bench(rows, exe, n_prompts=30, threads=2, seed=100, log=print, keep=6, seeds
 
 def time_row(row, exe, prompts, devices, threads, seed, tmp):
     """{device: mean_times of a clip} over the prompts (the first seed), one clip at a
-    time on each device; None once a stop is requested."""
+    time on each device, with "warm" (warm_time, the first prompt); None once a stop is
+    requested."""
     times = {}
     for dev in devices:
         dts = []
@@ -184,6 +209,8 @@ def time_row(row, exe, prompts, devices, threads, seed, tmp):
             dts.append(generate(exe, row, p, seed + i, threads, os.path.join(tmp, "timed"),
                                 dev)[1])
         times[dev] = mean_times(dts)
+        times[dev]["warm"], times[dev]["warm_line"] = warm_time(exe, row, prompts[0][0], seed,
+                                                                threads, dev)
     return times
 
 
@@ -197,7 +224,7 @@ def timing_table(rows, exe, devices, n_prompts=3, threads=2, seed=100):
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     lines = ["| setting | steps | CFG | attention | " + _time_heads(devices, threads) + " |",
-             "|---|---|---|---|" + "---|---|---|" * len(devices)]
+             "|---|---|---|---|" + "---|" * TIME_COLUMNS * len(devices)]
     for r, t in zip(rows, times):
         lines.append(_setting_cells(r["name"], *row_settings(r)) +
                      _time_cells(t, times[0], devices) + " |")
@@ -206,15 +233,20 @@ def timing_table(rows, exe, devices, n_prompts=3, threads=2, seed=100):
     return "\n".join(lines) + "\n"
 
 
+TIME_COLUMNS = 5
+
+
 def _time_heads(devices, threads):
     def label(d):
         return f"{d}, {threads} thr" if d == "cpu" else d
-    return " | ".join(f"s/clip ({label(d)}) | speed-up | with load" for d in devices)
+    return " | ".join(f"s/clip ({label(d)}) | speed-up | with load | warm s/clip | warm "
+                      "speed-up" for d in devices)
 
 
 def _time_cells(t, ref, devices):
     return " | ".join(f"{t[d]['run']:.2f} | {ref[d]['run'] / t[d]['run']:.1f}x | "
-                      f"{ref[d]['wall'] / t[d]['wall']:.1f}x" for d in devices)
+                      f"{ref[d]['wall'] / t[d]['wall']:.1f}x | {t[d]['warm']:.3f} | "
+                      f"{ref[d]['warm'] / max(t[d]['warm'], 1e-6):.1f}x" for d in devices)
 
 
 BACKENDS = {"cpu": "the CPU backend", "cuda": "the CUDA backend"}
@@ -222,9 +254,12 @@ BACKENDS = {"cpu": "the CPU backend", "cuda": "the CUDA backend"}
 
 def _time_note(devices):
     return ("Seconds a clip on " + " and ".join(BACKENDS[d] for d in devices) + ": the "
-            "engine's own time from prompt to last frame with the model loaded; \"with "
-            "load\" is the speed-up in the process's wall time, start and model load "
-            "included")
+            "engine's own time from prompt to last frame with the model loaded, in a "
+            "process that makes that one clip (`vdit generate`); \"with load\" is the "
+            "speed-up in the process's wall time, start and model load included; \"warm\" "
+            f"is a clip after the first in one process (`vdit bench clip`: the mean of "
+            f"{WARM_REPEAT} after one, frames kept in memory), as an application that "
+            "renders clip after clip pays")
 
 
 def table(results, threads):
@@ -232,7 +267,7 @@ def table(results, threads):
     ref = results[0]["timing"] if results else {}
     lines = ["| setting | steps | CFG | attention | colour | shape | motion | consistency | "
              + _time_heads(devs, threads) + " |",
-             "|---|---|---|---|---|---|---|---|" + "---|---|---|" * len(devs)]
+             "|---|---|---|---|---|---|---|---|" + "---|" * TIME_COLUMNS * len(devs)]
     for r in results:
         lines.append(_setting_cells(r["name"], r["steps"], r["guidance"], r["attention"]) +
                      f"{r['colour']:.2f} | {r['shape']:.2f} | {r['motion']:.2f} | "

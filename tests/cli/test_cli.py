@@ -143,11 +143,12 @@ def frame_counts():
 
 def case_help():
     proc = run_ok("--help")
-    for word in ("generate", "inspect", "bench step", "bench attention", "search-masks"):
+    for word in ("generate", "inspect", "bench step", "bench attention", "bench clip",
+                 "search-masks"):
         check(word in proc.stdout, f"--help does not list {word!r}:\n{proc.stdout}")
     proc = run_ok("--version")
     check(proc.stdout.startswith("vdit "), f"--version printed {proc.stdout!r}")
-    for sub in (["generate"], ["inspect"], ["bench", "step"]):
+    for sub in (["generate"], ["inspect"], ["bench", "step"], ["bench", "clip"]):
         proc = run_ok(*sub, "--help")
         check("Usage" in proc.stdout, f"vdit {' '.join(sub)} --help:\n{proc.stdout}")
     proc = run()
@@ -412,6 +413,36 @@ def micro_vae_config(tmp, **extra):
     with open(path, "w") as f:
         json.dump(cfg, f)
     return path
+
+
+def case_bench_clip():
+    """`vdit bench clip`: whole clips of the tiny model, the first apart from the rest."""
+    proc = run_ok("bench", "clip", "--model", TINY, "--device", "cpu", "--threads", "1",
+                  "--repeat", "2", "--warmup", "2", "--steps", "3", "--guidance", "1")
+    rec = json.loads(proc.stdout)
+    for key in ("bench", "model", "backend", "attention", "frames", "width", "height", "steps",
+                "guidance", "load_ms", "first_ms", "ms", "ms_min", "repeat", "warmup"):
+        check(key in rec, f"bench clip JSON lacks {key!r}: {rec}")
+    check(rec["bench"] == "clip" and rec["backend"] == "cpu" and rec["steps"] == 3 and
+          rec["guidance"] == 1 and rec["repeat"] == 2 and rec["frames"] == 8, f"{rec}")
+    check(0 < rec["ms_min"] <= rec["ms"] and rec["first_ms"] > 0 and rec["load_ms"] > 0,
+          f"{rec}")
+    # the model's own settings; --warmup 0 times the first clip as well
+    rec = json.loads(run_ok("bench", "clip", "--model", TINY, "--device", "cpu", "--threads",
+                            "1", "--repeat", "1", "--warmup", "0").stdout)
+    check(rec["steps"] == 4 and rec["guidance"] == 4 and rec["ms"] == rec["first_ms"], f"{rec}")
+    # a clip whose steps cost more takes longer: the clock times the generations
+    few = json.loads(run_ok("bench", "clip", "--model", TINY, "--device", "cpu", "--steps",
+                            "1", "--threads", "1", "--repeat", "3").stdout)
+    many = json.loads(run_ok("bench", "clip", "--model", TINY, "--device", "cpu", "--steps",
+                             "40", "--threads", "1", "--repeat", "3").stdout)
+    check(many["ms_min"] > few["ms_min"], f"40 steps {many['ms_min']} ms, 1 step {few['ms_min']}")
+    expect_error(["bench", "clip"], 2, ["--model"])
+    expect_error(["bench", "clip", "--model", TINY, "--repeat", "0"], 2, ["--repeat"])
+    expect_error(["bench", "clip", "--model", TINY, "stray"], 2, ["stray"])
+    expect_error(["bench", "clip", "--model", TINY, "--device", "cpu", "--guidance", "500"], 1,
+                 ["guidance"])
+    expect_error(["bench", "clip", "--model", os.path.join(ROOT, "nowhere")], 1, ["nowhere"])
 
 
 def bench_vae(config, *args):
