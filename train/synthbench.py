@@ -47,20 +47,26 @@ def parse_row(text):
     return row
 
 
+BASE, STUDENT = "base, many steps, full", "MLCD few-step, full"
+SHIPPED = "MLCD few-step, tile + KD (shipped)"
+# the shipped model's bar (docs/training.md): its scores, how far each distilled setting
+# may fall below the one it comes from, and its speed over the base's many guided steps
+TARGETS = {"scores": {"colour": 0.95, "shape": 0.85, "motion": 0.85},
+           "below": [[STUDENT, BASE, 3.0], [SHIPPED, STUDENT, 2.0]], "speedup": 8.0}
+
+
 def standard_rows(run_dir):
     """The four settings of the method, plus the tile mask without layer-wise
     distillation; each judged against its teacher ("against")."""
     e = os.path.join(run_dir, "export")
-    base, mlcd = "base, many steps, full", "MLCD few-step, full"
     return [
-        {"name": base, "model": os.path.join(e, "base")},
-        {"name": mlcd, "model": os.path.join(e, "mlcd"), "against": base},
+        {"name": BASE, "model": os.path.join(e, "base")},
+        {"name": STUDENT, "model": os.path.join(e, "mlcd"), "against": BASE},
         {"name": "MLCD few-step, tile (plan, no KD)", "model": os.path.join(e, "mlcd"),
-         "attention": "tile", "against": mlcd},
-        {"name": "MLCD few-step, tile + KD (shipped)", "model": os.path.join(e, "tile"),
-         "against": mlcd},
+         "attention": "tile", "against": STUDENT},
+        {"name": SHIPPED, "model": os.path.join(e, "tile"), "against": STUDENT},
         {"name": "base, many steps, adaptive", "model": os.path.join(e, "base"),
-         "attention": "adaptive", "against": base},
+         "attention": "adaptive", "against": BASE},
     ]
 
 
@@ -262,7 +268,7 @@ def _time_note(devices):
             "renders clip after clip pays")
 
 
-def table(results, threads):
+def table(results, threads, targets=None):
     devs = list(results[0]["timing"]) if results else []
     ref = results[0]["timing"] if results else {}
     lines = ["| setting | steps | CFG | attention | colour | shape | motion | consistency | "
@@ -283,7 +289,8 @@ def table(results, threads):
                  _time_note(devs) +
                  (f", one clip at a time over the first {r0['timing_clips']} prompts."
                   if r0.get("timing_clips") else ", means over the scored clips."))
-    return "\n".join(lines + shapes_table(results) + differences(results)) + "\n"
+    return "\n".join(lines + shapes_table(results) + differences(results) +
+                     targets_table(results, targets)) + "\n"
 
 
 def shapes_recorded(records):
@@ -324,6 +331,36 @@ def differences(results):
             "standard error):", "",
             "| setting | against | colour | shape | motion | consistency |",
             "|---|---|---|---|---|---|"] + lines
+
+
+def targets_table(results, targets=None):
+    """Table lines: each target of the standard rows, what was measured, met or not
+    (point estimates; the paired differences above give their standard errors)."""
+    t = dict(TARGETS, **(targets or {}))
+    by_name = {r["name"]: r for r in results}
+    if SHIPPED not in by_name or BASE not in by_name:
+        return []
+    ship, base = by_name[SHIPPED], by_name[BASE]
+    rows = []
+
+    def add(what, measured, ok):
+        rows.append(f"| {what} | {measured} | {'met' if ok else '**not met**'} |")
+    for k, floor in t["scores"].items():
+        add(f"shipped {k} ≥ {floor:.2f}", f"{ship[k]:.2f}", ship[k] >= floor - 1e-9)
+    for name, ref, points in t["below"]:
+        if name in by_name and ref in by_name:
+            d = sm.paired_difference(by_name[name]["per_clip"], by_name[ref]["per_clip"])
+            worst = min(sm.ATTRIBUTES, key=lambda k: d[k][0])
+            add(f"{name} within {points:g} points of {ref} on every attribute",
+                f"worst {worst} {100 * d[worst][0]:+.1f}", 100 * d[worst][0] >= -points - 1e-9)
+    for dev in ship.get("timing", {}):
+        a, b = base["timing"][dev], ship["timing"][dev]
+        for key, label in (("run", "one clip a process"), ("warm", "warm")):
+            if key in a and key in b:
+                x = a[key] / max(b[key], 1e-9)
+                add(f"shipped ≥ {t['speedup']:g}× the base on {dev} ({label})", f"{x:.1f}×",
+                    x >= t["speedup"])
+    return ["", "Targets:", "", "| target | measured | |", "|---|---|---|"] + rows
 
 
 def sheet(clips, run, rows_per_setting=4):
@@ -380,7 +417,7 @@ def run_stage(run, run_dir, vdit=None, quiet=False):
                            timing_prompts=int(cfg.get("timing_prompts", 3)))
     if results is None:
         return None
-    md = table(results, threads)
+    md = table(results, threads, cfg.get("targets"))
     with open(os.path.join(out, "synthbench.md"), "w", encoding="utf-8") as f:
         f.write(md)
     with open(os.path.join(out, "stages.md"), "w", encoding="utf-8") as f:

@@ -573,6 +573,13 @@ def case_pipeline(tmp):
     check("| MLCD few-step, full | 3 | distilled | full |" in md, md)
     check("Differences in points" in md and md.count(" ± ") == 16 and
           "| MLCD few-step, tile + KD (shipped) | MLCD few-step, full |" in md, md)
+    # the targets: three scores, two settings against their teachers, the speed-up one
+    # clip a process and warm on each timed backend
+    targets = md[md.index("Targets:"):]
+    check(targets.count("\n| shipped ") == 5 and targets.count(" within ") == 2 and
+          "| shipped ≥ 8× the base on cpu (warm) | " in targets and
+          all(line.endswith(("| met |", "| **not met** |"))
+              for line in targets.splitlines()[4:] if line.startswith("| ")), targets)
     res = tl.read_json(os.path.join(run_dir, "bench", "results.json"))["results"]
     check(all(r["seeds"] == run["bench"]["seeds"] for r in res) and "2 seeds each" in md, md)
     # a second run finds everything done
