@@ -445,6 +445,19 @@ def case_bench_clip():
     expect_error(["bench", "clip", "--model", os.path.join(ROOT, "nowhere")], 1, ["nowhere"])
 
 
+def case_bench_clip_cuda():
+    """`vdit bench clip` on CUDA (skipped without a GPU): the tiny model's clips there, the
+    first slower than the ones after it, which replay what it set up."""
+    proc = run("bench", "clip", "--model", TINY, "--device", "cuda", "--repeat", "3",
+               "--warmup", "2")
+    if proc.returncode == 1 and "no CUDA device" in proc.stderr:
+        raise Skip("no CUDA device")
+    check(proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr}")
+    rec = json.loads(proc.stdout)
+    check(rec["backend"] == "cuda" and 0 < rec["ms_min"] <= rec["ms"] and
+          rec["first_ms"] > rec["ms_min"], f"{rec}")
+
+
 def bench_vae(config, *args):
     proc = run_ok("bench", "vae", "--config", config, "--random-weights", "--device", "cpu",
                   "--height", "32", "--width", "48", *args)
