@@ -37,7 +37,7 @@ def rehearsal_config(run, seeded, steps=2, batch=2, prompts=2, threads=None):
         r[stage].update(steps=steps, batch=batch, eval_at_start=False, eval_every=steps,
                         log_every=1, ckpt_every=steps)
         r[stage].pop("restart", None)
-    r["search"]["prompts"] = 1
+    r["search"].update(prompts=1, threads=r["threads"])
     r["bench"] = dict(r.get("bench", {}), prompts=prompts, seeds=1, device="cpu", jobs=1,
                       timing=["cpu"], timing_prompts=1, threads=r["threads"])
     return r

@@ -43,7 +43,7 @@ def run_stage(run, run_dir, vdit=None, quiet=False):
     exe = tl.find_vdit(vdit)
     cmd = [exe, "search-masks", "--model", model_dir, "--prompts", pfile,
            "--threshold", str(cfg["threshold"]), "--json", "--device", "cpu",
-           "--threads", str(run.get("bench", {}).get("threads", 2)),
+           "--threads", str(cfg.get("threads", run.get("bench", {}).get("threads", 2))),
            "--seed", str(cfg.get("seed", 500))]
     log(" ".join(cmd))
     t0 = time.time()
