@@ -37,6 +37,30 @@ vdit_cli_check_model_source (const char *command, const char *model_dir, const c
 }
 
 gboolean
+vdit_cli_is_blank (const char *text)
+{
+  for (; *text; text++)
+    if (!g_ascii_isspace (*text))
+      return FALSE;
+  return TRUE;
+}
+
+int
+vdit_cli_check_clip_options (const char *command, int frames, int steps, double guidance)
+{
+  if (frames != VDIT_CLI_UNSET && frames < 1)
+    return vdit_cli_usage (command, "--frames must be at least 1, not %d", frames);
+  if (steps != VDIT_CLI_UNSET && (steps < 1 || steps > VDIT_CLI_MAX_STEPS))
+    return vdit_cli_usage (command, "--steps must be from 1 to %d, not %d", VDIT_CLI_MAX_STEPS,
+                           steps);
+  if (guidance != VDIT_CLI_UNSET_GUIDANCE &&
+      !(guidance >= 0.0 && guidance <= VDIT_CLI_MAX_GUIDANCE))
+    return vdit_cli_usage (command, "--guidance must be from 0 to %g, not %g",
+                           VDIT_CLI_MAX_GUIDANCE, guidance);
+  return VDIT_EXIT_OK;
+}
+
+gboolean
 vdit_cli_parse (GOptionContext *ctx, const char *command, int *argc, char ***argv,
                 int *status)
 {

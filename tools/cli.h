@@ -29,6 +29,19 @@ gboolean vdit_cli_parse_seed (const char *text, uint64_t *seed, GError **error);
 /* Arguments taken as raw bytes (G_OPTION_ARG_FILENAME) must be UTF-8 text. */
 gboolean vdit_cli_check_utf8 (const char *what, const char *text, GError **error);
 
+/* Nothing but white space: an empty prompt. */
+gboolean vdit_cli_is_blank (const char *text);
+
+/* A generation's options stay unset until given (the model's defaults then serve). */
+#define VDIT_CLI_UNSET G_MININT
+#define VDIT_CLI_UNSET_GUIDANCE (-G_MAXDOUBLE)
+/* vdit_generate's bounds (engine/generate.c), checked before any work */
+#define VDIT_CLI_MAX_STEPS 10000
+#define VDIT_CLI_MAX_GUIDANCE 100.0
+/* --frames, --steps and --guidance as given (or unset) against those bounds. Returns
+ * VDIT_EXIT_OK, or the usage status after printing why. */
+int vdit_cli_check_clip_options (const char *command, int frames, int steps, double guidance);
+
 /* A model directory, or a config.json with seeded random weights. */
 vdit_model *vdit_cli_load_model (const char *dir, const char *config, uint64_t seed,
                                  GError **error);

@@ -6,6 +6,9 @@
 #include "commands.h"
 #include "json_writer.h"
 
+#define MAX_CLIPS 100000 /* --repeat and --warmup each: a bound, so their sum cannot wrap */
+#define DEFAULT_PROMPT "a red circle moving left on a gray background"
+
 typedef struct {
   int frames_seen;
 } clip_count;
@@ -104,16 +107,15 @@ vdit_cmd_bench_clip (int argc, char **argv)
   const char *cmd = "vdit bench clip";
   char *model_dir = NULL, *prompt = NULL, *device_name = NULL, *attention_name = NULL;
   char *seed_text = NULL;
-  int frames = 0, steps = 0, repeat = 3, warmup = 1, threads = 0;
-  double guidance = -1.0;
+  int frames = VDIT_CLI_UNSET, steps = VDIT_CLI_UNSET, repeat = 3, warmup = 1, threads = 0;
+  double guidance = VDIT_CLI_UNSET_GUIDANCE;
   GOptionEntry entries[] = {
     { "model", 'm', 0, G_OPTION_ARG_FILENAME, &model_dir, "Model directory", "DIR" },
     { "prompt", 'p', 0, G_OPTION_ARG_FILENAME, &prompt,
-      "What the clips show (default \"a red circle moving left on a gray background\")",
-      "TEXT" },
+      "What the clips show (default \"" DEFAULT_PROMPT "\")", "TEXT" },
     { "frames", 'f', 0, G_OPTION_ARG_INT, &frames, "Video frames (default: the model's)", "N" },
-    { "steps", 's', 0, G_OPTION_ARG_INT, &steps, "Sampling steps (default: the model's)",
-      "S" },
+    { "steps", 's', 0, G_OPTION_ARG_INT, &steps,
+      "Sampling steps, 1 to 10000 (default: the model's)", "S" },
     { "guidance", 'g', 0, G_OPTION_ARG_DOUBLE, &guidance,
       "Guidance scale, 0 to 100; 1 or less turns guidance off (default: the model's)", "G" },
     { "seed", 0, 0, G_OPTION_ARG_STRING, &seed_text, "Noise seed (default 0)", "X" },
@@ -137,7 +139,8 @@ vdit_cmd_bench_clip (int argc, char **argv)
   g_option_context_set_description (octx,
       "Prints one JSON line:\n"
       "  {\"bench\":\"clip\",\"model\":..,\"backend\":..,\"attention\":..,\"frames\":..,"
-      "\"steps\":..,\"guidance\":..,\"load_ms\":..,\"first_ms\":..,\"ms\":..,\"ms_min\":..}\n"
+      "\"width\":..,\"height\":..,\"steps\":..,\"guidance\":..,\"load_ms\":..,\"first_ms\":..,"
+      "\"ms\":..,\"ms_min\":..,\"repeat\":..,\"warmup\":..}\n"
       "Each clip is a whole generation as vditsrc and `vdit generate` run it: the text\n"
       "encoder, every denoising step and the decoder, with the frames handed out in\n"
       "memory (no file is written). load_ms is the model load and the context (weights\n"
@@ -156,11 +159,17 @@ vdit_cmd_bench_clip (int argc, char **argv)
     status = vdit_cli_usage (cmd, "give --model DIR");
     goto out;
   }
-  if (frames < 0 || steps < 0 || repeat < 1 || warmup < 0 || threads < 0) {
-    status = vdit_cli_usage (cmd, "--repeat must be at least 1; --frames, --steps, --warmup "
-                                  "and --threads not negative");
+  if (repeat < 1 || repeat > MAX_CLIPS || warmup < 0 || warmup > MAX_CLIPS || threads < 0) {
+    status = vdit_cli_usage (cmd, "--repeat must be from 1 to %d, --warmup from 0 to %d, "
+                                  "--threads not negative", MAX_CLIPS, MAX_CLIPS);
     goto out;
   }
+  if (prompt != NULL && vdit_cli_is_blank (prompt)) {
+    status = vdit_cli_usage (cmd, "the prompt is empty");
+    goto out;
+  }
+  if ((status = vdit_cli_check_clip_options (cmd, frames, steps, guidance)) != VDIT_EXIT_OK)
+    goto out;
   VditDevice device;
   VditAttention attention;
   uint64_t seed;
@@ -190,18 +199,18 @@ vdit_cmd_bench_clip (int argc, char **argv)
 
   vdit_gen_params gp;
   vdit_gen_params_init (&gp);
-  gp.prompt = prompt ? prompt : "a red circle moving left on a gray background";
-  gp.frames = frames ? frames : info->frames;
-  gp.steps = steps;
-  gp.guidance = (float) guidance;
+  gp.prompt = prompt ? prompt : DEFAULT_PROMPT;
+  gp.frames = frames == VDIT_CLI_UNSET ? info->frames : frames;
+  gp.steps = steps == VDIT_CLI_UNSET ? 0 : steps;
+  gp.guidance = guidance == VDIT_CLI_UNSET_GUIDANCE ? VDIT_GUIDANCE_DEFAULT : (float) guidance;
   gp.seed = seed;
   gp.attention = attention;
   /* vdit_generate's own checks, before the clock: a bad value is an error, not a time */
   if (!vdit_gen_params_check (ctx, &gp, &error) ||
       !time_clips (ctx, &gp, repeat, warmup, &t, &error))
     goto fail;
-  print_result (info, vdit_ctx_get_device_name (ctx), &gp, steps ? steps : info->steps,
-                guidance < 0 ? info->guidance : (float) guidance,
+  print_result (info, vdit_ctx_get_device_name (ctx), &gp, gp.steps ? gp.steps : info->steps,
+                gp.guidance < 0 ? info->guidance : gp.guidance,
                 attention == VDIT_ATTENTION_DEFAULT ? info->attention : attention, repeat,
                 warmup, &t);
   goto out;

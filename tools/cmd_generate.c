@@ -17,11 +17,10 @@
 #include "stage_clock.h"
 
 #define COMMAND "vdit generate"
-#define UNSET G_MININT
-#define UNSET_GUIDANCE (-G_MAXDOUBLE)
-/* vdit_generate's bounds (engine/generate.c), checked here before the output is made. */
-#define MAX_STEPS 10000
-#define MAX_GUIDANCE 100.0
+#define UNSET VDIT_CLI_UNSET
+#define UNSET_GUIDANCE VDIT_CLI_UNSET_GUIDANCE
+#define MAX_STEPS VDIT_CLI_MAX_STEPS
+#define MAX_GUIDANCE VDIT_CLI_MAX_GUIDANCE
 /* A prompt file is text; this only stops `--prompt-file /dev/zero` from eating memory. */
 #define MAX_PROMPT_FILE (16 << 20)
 
@@ -85,15 +84,6 @@ options_clear (generate_options *o)
   g_free (o->stats);
 }
 
-static gboolean
-is_blank (const char *text)
-{
-  for (; *text; text++)
-    if (!g_ascii_isspace (*text))
-      return FALSE;
-  return TRUE;
-}
-
 /* The prompt from a file ("-": standard input), as given with --prompt: UTF-8 text
  * without a byte-order mark or final line ends. Errors name the file. */
 static char *
@@ -139,7 +129,7 @@ read_prompt_file (const char *path, GError **error)
   else if (!text_ok)
     g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
                  "prompt file '%s' is not valid UTF-8 text", name);
-  else if (is_blank (text->str))
+  else if (vdit_cli_is_blank (text->str))
     g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA, "prompt file '%s' is empty",
                  name);
   else
@@ -223,16 +213,11 @@ parse_options (int argc, char **argv, generate_options *o)
     return vdit_cli_usage (COMMAND, "give either --prompt or --prompt-file, not both");
   if (o->out == NULL)
     return vdit_cli_usage (COMMAND, "missing --out FILE");
-  if (o->prompt != NULL && is_blank (o->prompt))
+  if (o->prompt != NULL && vdit_cli_is_blank (o->prompt))
     return vdit_cli_usage (COMMAND, "the prompt is empty");
-  if (o->frames != UNSET && o->frames < 1)
-    return vdit_cli_usage (COMMAND, "--frames must be at least 1, not %d", o->frames);
-  if (o->steps != UNSET && (o->steps < 1 || o->steps > MAX_STEPS))
-    return vdit_cli_usage (COMMAND, "--steps must be from 1 to %d, not %d", MAX_STEPS,
-                           o->steps);
-  if (o->guidance != UNSET_GUIDANCE && !(o->guidance >= 0.0 && o->guidance <= MAX_GUIDANCE))
-    return vdit_cli_usage (COMMAND, "--guidance must be from 0 to %g, not %g", MAX_GUIDANCE,
-                           o->guidance);
+  status = vdit_cli_check_clip_options (COMMAND, o->frames, o->steps, o->guidance);
+  if (status != VDIT_EXIT_OK)
+    return status;
   if (o->gpus < 1 || o->threads < 0)
     return vdit_cli_usage (COMMAND, "--gpus must be at least 1 and --threads not negative");
   if (o->sparsity != -1.0 && !(o->sparsity >= 0.0 && o->sparsity < 1.0))

@@ -90,7 +90,7 @@ main (int argc, char **argv)
   int words = match_command (argc, argv, &cmd);
   if (words == 0) {
     if (g_str_equal (argv[1], "bench"))
-      fprintf (stderr, "vdit: 'bench' needs a benchmark: step, attention or vae\n");
+      fprintf (stderr, "vdit: 'bench' needs a benchmark: step, attention, vae or clip\n");
     else
       fprintf (stderr, "vdit: unknown command '%s'\n", argv[1]);
     fprintf (stderr, "Try 'vdit --help'.\n");

@@ -72,6 +72,16 @@ export PATH=/usr/local/cuda/bin:$PATH
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >> "$out/slice.txt" 2>&1
 "$py" -c 'import torch; print("torch", torch.__version__, torch.version.cuda)' >> "$out/slice.txt" 2>&1
 
+# the trained stages a run had finished when it came to this machine (unpacked or seeded),
+# each with its done.json's checksum: EXPORT_OUT brings back only what finished here,
+# which includes a stage that came finished and was continued here
+done_sum () { echo "$1 $(cksum < "$run/$1/done.json")"; }
+note_arrived () {
+  for stage in base mlcd kd; do
+    [ -f "$run/$stage/done.json" ] && done_sum "$stage"
+  done > "$run.arrived"
+}
+
 bg=$run/background
 # the background pipeline's session (its bash leads it; timeout and python are in it)
 running () { [ -f "$bg.pid" ] && pgrep -s "$(cat "$bg.pid")" > /dev/null; }
@@ -84,7 +94,7 @@ if [ -n "${STATE_IN:-}" ]; then
     cp "$STATE_IN"/state.json "$STATE_IN"/state.tar.part-* "$run.incoming/" 2>/dev/null
     if "$py" train/run_state.py status "$run.incoming" | tee -a "$out/slice.txt"; then
       "$py" train/run_state.py unpack "$run.incoming" "$run" 2>&1 | tee -a "$out/slice.txt" &&
-        rm -rf "$run.incoming"
+        rm -rf "$run.incoming" && note_arrived
     else
       log "carry the missing parts in the next call (STATE_IN again)"
       exit 0
@@ -97,12 +107,13 @@ if [ -n "${SEED:-}" ] && [ ! -f "$run/run.json" ]; then
   # shellcheck disable=SC2086  # one word per model directory
   "$py" train/run_state.py seed $SEED "$run" --config "$config" 2>&1 | tee -a "$out/slice.txt"
   [ -f "$run/run.json" ] || exit 1
+  note_arrived
 fi
 
 vdit=${VDIT:-build-train/tools/vdit}
 case "$until_stage:$seconds" in
   base:*|mlcd:*|*:0) ;;
-  *) if [ -n "${VDIT:-}" ] && [ ! -x "$vdit" ]; then
+  *) if [ -n "${VDIT:-}" ] && ! { [ -f "$vdit" ] && [ -x "$vdit" ]; }; then
        log "VDIT=$VDIT is not a program here"
        exit 1
      elif [ ! -x "$vdit" ]; then
@@ -222,8 +233,8 @@ tail -5 "$run/log.txt"
 
 finished=no
 [ "$rc" = 0 ] && [ -f "$run/ship/model.safetensors" ] && finished=yes
-trained_here () {  # a trained stage that finished on this machine, not one that came by SEED
-  [ -f "$run/$1/done.json" ] && ! grep -q '"seeded_from"' "$run/$1/done.json"
+trained_here () {  # a trained stage that finished on this machine (not unpacked or seeded)
+  [ -f "$run/$1/done.json" ] && ! grep -qxF "$(done_sum "$1")" "$run.arrived" 2>/dev/null
 }
 if [ "${EXPORT_OUT:-0}" = 1 ] && [ $finished = no ]; then
   for stage in base mlcd; do

@@ -29,7 +29,7 @@ def rehearsal_config(run, seeded, steps=2, batch=2, prompts=2, threads=None):
     """The run config `run` cut down for a rehearsal on the CPU; `seeded` maps a seeded
     stage to the steps it finished with (kept, so that it is not trained further)."""
     r = {k: (dict(v) if isinstance(v, dict) else v) for k, v in run.items()}
-    r.update(device="cpu", threads=threads or os.cpu_count() or 2, eval_prompts=prompts)
+    r.update(device="cpu", threads=threads or len(os.sched_getaffinity(0)), eval_prompts=prompts)
     for stage in TRAINED:
         if stage in seeded:
             r[stage]["steps"] = seeded[stage]
@@ -48,8 +48,12 @@ def rehearse(config, run_dir, seed_models=(), vdit=None, steps=2, batch=2, promp
     """Runs the rehearsal; returns [(stage, wall seconds, seconds a step or None)]."""
     import pipeline
     import run_state as rs
-    if os.path.exists(run_dir):
-        raise SystemExit(f"{run_dir} exists: rehearse in a new directory")
+    cfg_path = run_dir.rstrip("/") + ".json"
+    for path in (run_dir, cfg_path):
+        if os.path.exists(path):
+            raise SystemExit(f"{path} exists: rehearse in a new directory")
+    if not os.path.isdir(os.path.dirname(os.path.abspath(cfg_path))):
+        raise SystemExit(f"{os.path.dirname(os.path.abspath(cfg_path))}: no such directory")
     seeded = {}
     for d in seed_models:
         try:
@@ -57,13 +61,13 @@ def rehearse(config, run_dir, seed_models=(), vdit=None, steps=2, batch=2, promp
         except rs.StateError as e:
             raise SystemExit(str(e)) from None
         seeded[stage] = int(done["steps"])
-    cfg_path = run_dir.rstrip("/") + ".json"
     tl.write_json(cfg_path, rehearsal_config(tl.load_run_config(config), seeded, steps, batch,
                                              prompts, threads))
     if seed_models:
         try:
             rs.seed(list(seed_models), run_dir, cfg_path)
         except rs.StateError as e:
+            os.remove(cfg_path)  # nothing of the rehearsal is left behind
             raise SystemExit(str(e)) from None
     report = []
     for stage in pipeline.STAGES:
@@ -93,8 +97,8 @@ def main():
                     help="held-out prompts of the evaluations and SynthBench (2)")
     ap.add_argument("--threads", type=int, help="CPU threads (default: all)")
     a = ap.parse_args()
-    for name in ("steps", "batch", "prompts"):
-        if getattr(a, name) < 1:
+    for name in ("steps", "batch", "prompts", "threads"):
+        if getattr(a, name) is not None and getattr(a, name) < 1:
             ap.error(f"--{name} must be at least 1")
     rehearse(a.config, a.run_dir, a.seed, a.vdit, a.steps, a.batch, a.prompts, a.threads)
     print(f"rehearsal finished: {a.run_dir}")

@@ -113,7 +113,10 @@ WARM_REPEAT = 2
 
 def warm_time(exe, row, prompt, seed, threads, device="cpu"):
     """`vdit bench clip`: the seconds of a clip in a process that has made one already
-    (the mean of WARM_REPEAT after a first), and its JSON line."""
+    (the mean of WARM_REPEAT after a first), and its JSON line; None once a stop is
+    requested."""
+    if tl.stop_requested():
+        return None
     cmd = [exe, "bench", "clip", "--model", row["model"], "--prompt", prompt, "--seed",
            str(seed), "--threads", str(threads), "--device", device,
            "--repeat", str(WARM_REPEAT), "--warmup", "1"]
@@ -121,6 +124,8 @@ def warm_time(exe, row, prompt, seed, threads, device="cpu"):
         if row.get(key):
             cmd += ["--" + key, str(row[key])]
     proc = subprocess.run(cmd, capture_output=True, text=True)
+    if tl.stop_requested():  # the signal reached the engine too
+        return None
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr}")
     line = json.loads(proc.stdout.splitlines()[-1])
@@ -183,8 +188,10 @@ def bench(rows, exe, n_prompts=30, threads=2, seed=100, log=print, keep=6, seeds
                     return None, None
             else:
                 times = {device: mean_times([t for _, t in made])}
-                times[device]["warm"], times[device]["warm_line"] = warm_time(
-                    exe, row, prompts[0][0], seed, threads, device)
+                warm = warm_time(exe, row, prompts[0][0], seed, threads, device)
+                if warm is None:
+                    return None, None
+                times[device]["warm"], times[device]["warm_line"] = warm
             s = sm.score(scored)
             r = {"name": row["name"], "model": row["model"], "steps": steps,
                  "guidance": guidance, "attention": mode, "prompts": len(prompts),
@@ -215,8 +222,10 @@ def time_row(row, exe, prompts, devices, threads, seed, tmp):
             dts.append(generate(exe, row, p, seed + i, threads, os.path.join(tmp, "timed"),
                                 dev)[1])
         times[dev] = mean_times(dts)
-        times[dev]["warm"], times[dev]["warm_line"] = warm_time(exe, row, prompts[0][0], seed,
-                                                                threads, dev)
+        warm = warm_time(exe, row, prompts[0][0], seed, threads, dev)
+        if warm is None:
+            return None
+        times[dev]["warm"], times[dev]["warm_line"] = warm
     return times
 
 
@@ -337,6 +346,7 @@ def targets_table(results, targets=None):
     """Table lines: each target of the standard rows, what was measured, met or not
     (point estimates; the paired differences above give their standard errors)."""
     t = dict(TARGETS, **(targets or {}))
+    t["scores"] = dict(TARGETS["scores"], **(targets or {}).get("scores", {}))
     by_name = {r["name"]: r for r in results}
     if SHIPPED not in by_name or BASE not in by_name:
         return []

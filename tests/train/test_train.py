@@ -581,6 +581,10 @@ def case_pipeline(tmp):
           all(line.endswith(("| met |", "| **not met** |"))
               for line in targets.splitlines()[4:] if line.startswith("| ")), targets)
     res = tl.read_json(os.path.join(run_dir, "bench", "results.json"))["results"]
+    import synthbench  # an override of one score keeps the others
+    lowered = "\n".join(synthbench.targets_table(res, {"scores": {"colour": 0.0}}))
+    check("| shipped colour ≥ 0.00 | " in lowered and "| shipped shape ≥ 0.85 | " in lowered,
+          lowered)
     check(all(r["seeds"] == run["bench"]["seeds"] for r in res) and "2 seeds each" in md, md)
     # a second run finds everything done
     check(pipeline.run_pipeline(cfg, run_dir, quiet=True), "second run")
@@ -613,14 +617,18 @@ def case_rehearse(tmp):
     base = tl.stage_done(second, "base")
     check(report[0][2] is None and base["steps"] == 3 and "seeded_from" in base and
           tl.stage_done(second, "mlcd")["steps"] == 2, (report, base))
-    for bad in ([first], ["nowhere"]):  # an existing run directory; no model there
+    mlcd_alone = [os.path.join(first, "export", "mlcd")]  # seeds no run: its base is missing
+    for run_dir, models in ((first, []), (os.path.join(tmp, "nowhere", "r"), []),
+                            (os.path.join(tmp, "third"), [os.path.join(tmp, "nowhere")]),
+                            (os.path.join(tmp, "fourth"), mlcd_alone)):
         try:
-            rehearse.rehearse(TINY, bad[0] if bad == [first] else os.path.join(tmp, "third"),
-                              [] if bad == [first] else [os.path.join(tmp, "nowhere")], VDIT,
-                              out=out)
-            check(False, f"rehearsed with {bad}")
+            rehearse.rehearse(TINY, run_dir, models, VDIT, out=out)
+            check(False, f"rehearsed in {run_dir} from {models}")
         except SystemExit:
             pass
+        if run_dir != first:
+            check(not os.path.exists(run_dir) and not os.path.exists(run_dir + ".json"),
+                  f"{run_dir}: left behind")
 
 
 CASES = {"data": case_data, "loss": case_loss, "resume": case_resume, "carry": case_carry,
