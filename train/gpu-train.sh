@@ -37,7 +37,8 @@
 #                  them, or continues the last one from its weights where CONFIG asks it
 #                  for more steps than it was trained for
 #   EXPORT_OUT=1   at the end of a call before the pipeline has finished, each trained
-#                  stage that has finished here (not one that came by SEED) exported to
+#                  stage that has finished here (not one that came finished by SEED or
+#                  STATE_IN and was not trained further) exported to
 #                  the engine's format (base, mlcd) as OUTDIR/STAGE-model.tar.part-*, 15
 #                  MiB each: what a run has learnt outlasts the machine and its packs; once
 #                  it has finished, the result below holds the export of the first such
