@@ -5,13 +5,16 @@
 #include "cli.h"
 #include "commands.h"
 #include "json_writer.h"
+#include "stage_clock.h"
 
 #define MAX_CLIPS 100000 /* --repeat and --warmup each: a bound, so their sum cannot wrap */
 #define DEFAULT_PROMPT "a red circle moving left on a gray background"
 
+/* A clip in progress: its frames counted, its stages on a clock. */
 typedef struct {
   int frames_seen;
-} clip_count;
+  vdit_stage_clock *clock;
+} clip_watch;
 
 /* Frames stay in memory: the clip's cost without any file output. */
 static gboolean
@@ -19,8 +22,16 @@ count_frame (void *user_data, int index, int n_frames, const uint8_t *rgb, int w
              int height, int stride)
 {
   (void) index, (void) n_frames, (void) rgb, (void) width, (void) height, (void) stride;
-  ((clip_count *) user_data)->frames_seen++;
+  clip_watch *w = user_data;
+  w->frames_seen++;
+  vdit_stage_clock_frame (w->clock);
   return TRUE;
+}
+
+static void
+on_progress (void *user_data, VditStage stage, int step, int steps)
+{
+  vdit_stage_clock_report (((clip_watch *) user_data)->clock, stage, step, steps);
 }
 
 static double
@@ -37,7 +48,19 @@ round_us (double ms)
 
 typedef struct {
   double load_ms, first_ms, ms, ms_min;
+  vdit_stage_clock first, last; /* the first clip's stages, and the last timed one's */
 } clip_times;
+
+/* "first" or "last": where a clip's time went (text encoder, denoising, each step,
+ * decoder). */
+static void
+print_stages (vdit_json *j, const char *key, const vdit_stage_clock *c)
+{
+  vdit_json_begin_object (j, key);
+  vdit_stage_clock_stages (j, c);
+  vdit_stage_clock_step_times (j, c);
+  vdit_json_end_object (j);
+}
 
 static void
 print_result (const vdit_model_info *info, const char *backend, const vdit_gen_params *gp,
@@ -62,6 +85,8 @@ print_result (const vdit_model_info *info, const char *backend, const vdit_gen_p
   vdit_json_double (&j, "ms_min", round_us (t->ms_min));
   vdit_json_int (&j, "repeat", repeat);
   vdit_json_int (&j, "warmup", warmup);
+  print_stages (&j, "first", &t->first);
+  print_stages (&j, "last", &t->last);
   vdit_json_end_object (&j);
   vdit_json_print_line (&j);
 }
@@ -72,21 +97,28 @@ static gboolean
 time_clips (vdit_ctx *ctx, vdit_gen_params *gp, int repeat, int warmup, clip_times *t,
             GError **error)
 {
-  clip_count count = { 0 };
+  clip_watch w = { 0 };
   gp->on_frame = count_frame;
-  gp->user_data = &count;
+  gp->progress = on_progress;
+  gp->user_data = &w;
   double sum = 0.0;
   t->ms_min = INFINITY;
   const int runs = MAX (warmup, 1) + repeat - (warmup == 0 ? 1 : 0);
   for (int i = 0; i < runs; i++) {
-    count.frames_seen = 0;
+    w.frames_seen = 0;
+    w.clock = i == 0 ? &t->first : &t->last;
+    vdit_stage_clock_clear (w.clock);
+    vdit_stage_clock_start (w.clock);
+    vdit_stage_clock_ready (w.clock);
     const gint64 t0 = g_get_monotonic_time ();
-    if (!vdit_generate (ctx, gp, error))
-      return FALSE;
+    const gboolean ok = vdit_generate (ctx, gp, error);
     const double ms = ms_since (t0);
-    if (count.frames_seen != gp->frames) {
+    vdit_stage_clock_end (w.clock);
+    if (!ok)
+      return FALSE;
+    if (w.frames_seen != gp->frames) {
       g_set_error (error, VDIT_ERROR, VDIT_ERROR_BACKEND,
-                   "the engine delivered %d frames, %d were asked for", count.frames_seen,
+                   "the engine delivered %d frames, %d were asked for", w.frames_seen,
                    gp->frames);
       return FALSE;
     }
@@ -134,6 +166,7 @@ vdit_cmd_bench_clip (int argc, char **argv)
   GError *error = NULL;
   vdit_model *model = NULL;
   vdit_ctx *ctx = NULL;
+  clip_times t = { 0 };
   GOptionContext *octx = g_option_context_new ("- time whole clips, prompt to last frame");
   g_option_context_add_main_entries (octx, entries, NULL);
   g_option_context_set_description (octx,
@@ -148,7 +181,10 @@ vdit_cmd_bench_clip (int argc, char **argv)
       "backend sets up on first use (what one `vdit generate` process measures as its\n"
       "run); ms and ms_min the mean and the fastest of the --repeat clips after the\n"
       "--warmup ones (the first clip counts as one of those; --warmup 0 times it too):\n"
-      "what an application that renders clip after clip with the model loaded pays.\n");
+      "what an application that renders clip after clip with the model loaded pays.\n"
+      "\"first\" and \"last\" say where the first clip's time and the last timed one's went:\n"
+      "text_ms, denoise_ms, decode_ms and step_ms, each denoising step (\"last\" is empty\n"
+      "when only one clip ran).\n");
   if (!vdit_cli_parse (octx, cmd, &argc, &argv, &status))
     goto out;
   if (argc > 1) {
@@ -182,7 +218,6 @@ vdit_cmd_bench_clip (int argc, char **argv)
     goto out;
   }
 
-  clip_times t = { 0 };
   const gint64 t0 = g_get_monotonic_time ();
   model = vdit_model_load (model_dir, &error);
   if (model == NULL)
@@ -218,6 +253,8 @@ vdit_cmd_bench_clip (int argc, char **argv)
 fail:
   status = vdit_cli_fail (error);
 out:
+  vdit_stage_clock_clear (&t.first);
+  vdit_stage_clock_clear (&t.last);
   if (ctx != NULL)
     vdit_ctx_free (ctx);
   if (model != NULL)

@@ -59,8 +59,8 @@ vdit_stage_clock_clear (vdit_stage_clock *c)
 }
 
 /* Each denoising step's milliseconds, when every report of the first generation came. */
-static void
-step_times (vdit_json *j, const vdit_stage_clock *c)
+void
+vdit_stage_clock_step_times (vdit_json *j, const vdit_stage_clock *c)
 {
   for (int i = 0; i < c->n_step_at; i++)
     if (c->step_at[i] == 0)
@@ -81,12 +81,21 @@ span (vdit_json *j, const char *key, gint64 a, gint64 b)
     vdit_json_double (j, key, (double) ((b - a) / 100) / 10.0);
 }
 
+void
+vdit_stage_clock_stages (vdit_json *j, const vdit_stage_clock *c)
+{
+  const gint64 text = c->stage[VDIT_STAGE_ENCODE_TEXT], denoise = c->stage[VDIT_STAGE_DENOISE],
+               decode = c->stage[VDIT_STAGE_DECODE];
+  /* a stage lasts until the next one begins; the text stage may be skipped (cached) */
+  span (j, "text_ms", text, denoise);
+  span (j, "denoise_ms", denoise, decode);
+  span (j, "decode_ms", decode, c->end);
+}
+
 gboolean
 vdit_stage_clock_write (const vdit_stage_clock *c, const vdit_stage_clock_run *run,
                         const char *path, GError **error)
 {
-  const gint64 text = c->stage[VDIT_STAGE_ENCODE_TEXT], denoise = c->stage[VDIT_STAGE_DENOISE],
-               decode = c->stage[VDIT_STAGE_DECODE];
   vdit_json j;
   vdit_json_init (&j);
   vdit_json_begin_object (&j, NULL);
@@ -102,14 +111,11 @@ vdit_stage_clock_write (const vdit_stage_clock *c, const vdit_stage_clock_run *r
   if (run->sparsity >= 0.0)
     vdit_json_double (&j, "sparsity", run->sparsity);
   span (&j, "load_ms", c->start, c->ready);
-  /* a stage lasts until the next one begins; the text stage may be skipped (cached) */
-  span (&j, "text_ms", text, denoise);
-  span (&j, "denoise_ms", denoise, decode);
-  span (&j, "decode_ms", decode, c->end);
+  vdit_stage_clock_stages (&j, c);
   span (&j, "first_frame_ms", c->ready, c->first_frame);
   span (&j, "run_ms", c->ready, c->end);
   span (&j, "total_ms", c->start, c->end);
-  step_times (&j, c);
+  vdit_stage_clock_step_times (&j, c);
   if (run->have_peak)
     vdit_json_double (&j, "peak_gib", (double) (run->peak_bytes >> 20) / 1024.0);
   vdit_json_end_object (&j);

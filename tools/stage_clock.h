@@ -6,6 +6,7 @@
 
 #include <glib.h>
 
+#include "json_writer.h"
 #include "vdit.h"
 
 G_BEGIN_DECLS
@@ -37,6 +38,11 @@ typedef struct {
   gboolean have_peak;
   size_t peak_bytes;
 } vdit_stage_clock_run;
+
+/* The stage times as fields of the object j is writing: text_ms, denoise_ms, decode_ms;
+ * and step_ms, the first generation's steps. */
+void vdit_stage_clock_stages (vdit_json *j, const vdit_stage_clock *c);
+void vdit_stage_clock_step_times (vdit_json *j, const vdit_stage_clock *c);
 
 /* Appends the line to path ("-": standard error). */
 gboolean vdit_stage_clock_write (const vdit_stage_clock *c, const vdit_stage_clock_run *run,

@@ -427,6 +427,12 @@ def case_bench_clip():
           rec["guidance"] == 1 and rec["repeat"] == 2 and rec["frames"] == 8, f"{rec}")
     check(0 < rec["ms_min"] <= rec["ms"] and rec["first_ms"] > 0 and rec["load_ms"] > 0,
           f"{rec}")
+    # where the first clip's time and the last one's went, step by step
+    for key in ("first", "last"):
+        stages = rec[key]
+        check(len(stages.get("step_ms", [])) == 3 and
+              stages["denoise_ms"] >= 0.9 * sum(stages["step_ms"]) and "text_ms" in stages,
+              f"{key}: {stages}")
     # the model's own settings; --warmup 0 times the first clip as well
     rec = json.loads(run_ok("bench", "clip", "--model", TINY, "--device", "cpu", "--threads",
                             "1", "--repeat", "1", "--warmup", "0").stdout)
