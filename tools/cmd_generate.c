@@ -17,10 +17,6 @@
 #include "stage_clock.h"
 
 #define COMMAND "vdit generate"
-#define UNSET VDIT_CLI_UNSET
-#define UNSET_GUIDANCE VDIT_CLI_UNSET_GUIDANCE
-#define MAX_STEPS VDIT_CLI_MAX_STEPS
-#define MAX_GUIDANCE VDIT_CLI_MAX_GUIDANCE
 /* A prompt file is text; this only stops `--prompt-file /dev/zero` from eating memory. */
 #define MAX_PROMPT_FILE (16 << 20)
 
@@ -143,8 +139,8 @@ read_prompt_file (const char *path, GError **error)
 static int
 parse_options (int argc, char **argv, generate_options *o)
 {
-  *o = (generate_options) { .frames = UNSET, .steps = UNSET, .gpus = 1,
-                            .guidance = UNSET_GUIDANCE, .sparsity = -1.0 };
+  *o = (generate_options) { .frames = VDIT_CLI_UNSET, .steps = VDIT_CLI_UNSET, .gpus = 1,
+                            .guidance = VDIT_CLI_UNSET_GUIDANCE, .sparsity = -1.0 };
   GOptionEntry entries[] = {
     { "model", 'm', 0, G_OPTION_ARG_FILENAME, &o->model_dir, "Model directory", "DIR" },
     /* FILENAME: raw bytes, not converted from the locale (which may be "C"). */
@@ -257,17 +253,17 @@ static gboolean
 check_model_defaults (const vdit_model_info *info, const generate_options *o,
                       GError **error)
 {
-  if (o->steps == UNSET && (info->steps < 1 || info->steps > MAX_STEPS)) {
+  if (o->steps == VDIT_CLI_UNSET && (info->steps < 1 || info->steps > VDIT_CLI_MAX_STEPS)) {
     g_set_error (error, VDIT_ERROR, VDIT_ERROR_CONFIG,
                  "%s/config.json: sampler.steps = %d is out of range (1..%d); pass --steps",
-                 info->path, info->steps, MAX_STEPS);
+                 info->path, info->steps, VDIT_CLI_MAX_STEPS);
     return FALSE;
   }
-  if (o->guidance == UNSET_GUIDANCE &&
-      !(info->guidance >= 0.0f && info->guidance <= MAX_GUIDANCE)) {
+  if (o->guidance == VDIT_CLI_UNSET_GUIDANCE &&
+      !(info->guidance >= 0.0f && info->guidance <= VDIT_CLI_MAX_GUIDANCE)) {
     g_set_error (error, VDIT_ERROR, VDIT_ERROR_CONFIG,
                  "%s/config.json: sampler.guidance = %g is out of range (0..%g); pass "
-                 "--guidance", info->path, info->guidance, MAX_GUIDANCE);
+                 "--guidance", info->path, info->guidance, VDIT_CLI_MAX_GUIDANCE);
     return FALSE;
   }
   return TRUE;
@@ -286,8 +282,8 @@ run (vdit_ctx *ctx, const generate_options *o, int frames, vdit_frame_sink *sink
   gp.prompt = o->prompt;
   gp.negative_prompt = o->negative;
   gp.frames = frames;
-  gp.steps = o->steps == UNSET ? 0 : o->steps;
-  gp.guidance = o->guidance == UNSET_GUIDANCE ? -1.0f : (float) o->guidance;
+  gp.steps = o->steps == VDIT_CLI_UNSET ? 0 : o->steps;
+  gp.guidance = o->guidance == VDIT_CLI_UNSET_GUIDANCE ? -1.0f : (float) o->guidance;
   gp.seed = o->seed;
   gp.attention = o->attention;
   gp.sparsity = (float) o->sparsity;
@@ -334,7 +330,7 @@ generate (int argc, char **argv, const vdit_comm *comm)
   if (model == NULL)
     goto fail;
   const vdit_model_info *info = vdit_model_get_info (model);
-  int frames = o.frames == UNSET ? info->frames : o.frames;
+  int frames = o.frames == VDIT_CLI_UNSET ? info->frames : o.frames;
   if (!vdit_model_check_frames (model, frames, &error) ||
       !check_model_defaults (info, &o, &error))
     goto fail;
@@ -391,8 +387,8 @@ generate (int argc, char **argv, const vdit_comm *comm)
     vdit_stage_clock_run r = {
       info->name, vdit_ctx_get_device_name (ctx),
       o.attention_name ? o.attention_name : vdit_attention_name (info->attention), frames,
-      info->width, info->height, o.steps == UNSET ? info->steps : o.steps,
-      o.guidance == UNSET_GUIDANCE ? info->guidance : o.guidance, o.sparsity,
+      info->width, info->height, o.steps == VDIT_CLI_UNSET ? info->steps : o.steps,
+      o.guidance == VDIT_CLI_UNSET_GUIDANCE ? info->guidance : o.guidance, o.sparsity,
       be->iface->mem_peak != NULL && be->iface->mem_peak (be->context, FALSE, &peak), peak };
     if (!vdit_stage_clock_write (&clock, &r, o.stats, &error))
       goto fail;

@@ -57,7 +57,7 @@ def rehearse(config, run_dir, seed_models=(), vdit=None, steps=2, batch=2, promp
     seeded = {}
     for d in seed_models:
         try:
-            stage, done = rs._finished_export(d)
+            stage, done = rs.finished_export(d)
         except rs.StateError as e:
             raise SystemExit(str(e)) from None
         seeded[stage] = int(done["steps"])

@@ -251,7 +251,7 @@ def split(src, prefix, per):
 SEED_STAGES = ("base", "mlcd")  # the trained stages a run can start from, in order
 
 
-def _finished_export(model_dir):
+def finished_export(model_dir):
     """(stage, done.json) from the safetensors header export.py writes."""
     from vdit_torch import safetensors_io
     try:
@@ -277,7 +277,7 @@ def seed(model_dirs, run_dir, config):
     from vdit_torch.model import VditModel
     if os.path.exists(run_dir):
         raise StateError(f"{run_dir} exists: seed a new run directory")
-    found = [_finished_export(d) for d in model_dirs]
+    found = [finished_export(d) for d in model_dirs]
     stages = [st for st, _ in found]
     if stages != list(SEED_STAGES[:len(stages)]):
         raise StateError(f"models of the stages {stages}: seed from "

@@ -85,12 +85,16 @@ def _setting_cells(name, steps, guidance, mode):
     return f"| {name} | {steps} | {cfg} | {mode} | "
 
 
+def row_options(row):
+    """The engine's options for what a row overrides of its model's config."""
+    return [arg for key in ("attention", "steps", "guidance") if row.get(key)
+            for arg in ("--" + key, str(row[key]))]
+
+
 def generate(exe, row, prompt, seed, threads, out, device="cpu"):
     cmd = [exe, "generate", "--model", row["model"], "--prompt", prompt, "--seed", str(seed),
            "--out", out + "/", "--threads", str(threads), "--device", device, "-q"]
-    for key in ("attention", "steps", "guidance"):
-        if row.get(key):
-            cmd += ["--" + key, str(row[key])]
+    cmd += row_options(row)
     shutil.rmtree(out, ignore_errors=True)
     stats = out + ".stats.jsonl"
     if os.path.exists(stats):
@@ -111,25 +115,23 @@ def generate(exe, row, prompt, seed, threads, out, device="cpu"):
 WARM_REPEAT = 2
 
 
-def warm_time(exe, row, prompt, seed, threads, device="cpu"):
-    """`vdit bench clip`: the seconds of a clip in a process that has made one already
-    (the mean of WARM_REPEAT after a first), and its JSON line; None once a stop is
-    requested."""
+def add_warm_time(times, exe, row, prompt, seed, threads, device="cpu"):
+    """times["warm"]: `vdit bench clip`'s seconds of a clip in a process that has made one
+    already (the mean of WARM_REPEAT after a first), and times["warm_line"] its JSON line;
+    False once a stop is requested."""
     if tl.stop_requested():
-        return None
+        return False
     cmd = [exe, "bench", "clip", "--model", row["model"], "--prompt", prompt, "--seed",
            str(seed), "--threads", str(threads), "--device", device,
-           "--repeat", str(WARM_REPEAT), "--warmup", "1"]
-    for key in ("attention", "steps", "guidance"):
-        if row.get(key):
-            cmd += ["--" + key, str(row[key])]
+           "--repeat", str(WARM_REPEAT), "--warmup", "1"] + row_options(row)
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if tl.stop_requested():  # the signal reached the engine too
-        return None
+        return False
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr}")
-    line = json.loads(proc.stdout.splitlines()[-1])
-    return line["ms"] / 1e3, line
+    times["warm_line"] = json.loads(proc.stdout.splitlines()[-1])
+    times["warm"] = times["warm_line"]["ms"] / 1e3
+    return True
 
 
 def mean_times(times):
@@ -188,10 +190,9 @@ def bench(rows, exe, n_prompts=30, threads=2, seed=100, log=print, keep=6, seeds
                     return None, None
             else:
                 times = {device: mean_times([t for _, t in made])}
-                warm = warm_time(exe, row, prompts[0][0], seed, threads, device)
-                if warm is None:
+                if not add_warm_time(times[device], exe, row, prompts[0][0], seed, threads,
+                                     device):
                     return None, None
-                times[device]["warm"], times[device]["warm_line"] = warm
             s = sm.score(scored)
             r = {"name": row["name"], "model": row["model"], "steps": steps,
                  "guidance": guidance, "attention": mode, "prompts": len(prompts),
@@ -211,7 +212,7 @@ def bench(rows, exe, n_prompts=30, threads=2, seed=100, log=print, keep=6, seeds
 
 def time_row(row, exe, prompts, devices, threads, seed, tmp):
     """{device: mean_times of a clip} over the prompts (the first seed), one clip at a
-    time on each device, with "warm" (warm_time, the first prompt); None once a stop is
+    time on each device, with "warm" (add_warm_time, the first prompt); None once a stop is
     requested."""
     times = {}
     for dev in devices:
@@ -222,10 +223,8 @@ def time_row(row, exe, prompts, devices, threads, seed, tmp):
             dts.append(generate(exe, row, p, seed + i, threads, os.path.join(tmp, "timed"),
                                 dev)[1])
         times[dev] = mean_times(dts)
-        warm = warm_time(exe, row, prompts[0][0], seed, threads, dev)
-        if warm is None:
+        if not add_warm_time(times[dev], exe, row, prompts[0][0], seed, threads, dev):
             return None
-        times[dev]["warm"], times[dev]["warm_line"] = warm
     return times
 
 
